@@ -1,0 +1,31 @@
+"""Hook specifications of the ``fastapi_streaming`` plugin system.
+
+A plugin is a module or object with functions marked ``@hookimpl``; a separately installed
+package makes itself known through the ``fastapi_streaming`` entry-point group. The built-in
+backends register through the very same hook, so they are not special.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import pluggy
+from broadcaster import BroadcastBackend
+
+PROJECT_NAME = "fastapi_streaming"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+#: Builds a backend from the broker URL the application was configured with.
+BackendFactory = Callable[[str], BroadcastBackend]
+
+
+@hookspec
+def fastapi_streaming_backends() -> Mapping[str, BackendFactory]:  # type: ignore[empty-body]
+    """Return the broker backends this plugin provides, keyed by URL scheme.
+
+    Each value is called with the full broker URL (for example ``"mqtt://127.0.0.1:1883"``)
+    and returns an object implementing ``broadcaster.BroadcastBackend``: ``connect``,
+    ``disconnect``, ``subscribe``, ``unsubscribe``, ``publish`` and ``next_published``.
+    """
