@@ -1,3 +1,39 @@
 """Streaming APIs for FastAPI: topics over WebSocket, SSE, WebSub and HTTP, on any broker."""
 
+from .api import NotRunningError, StreamingAPI
+from .dependencies import HandlerDefinitionError
+from .errors import (
+    Forbidden,
+    InvalidPayload,
+    MalformedMessage,
+    ModeNotAllowed,
+    PayloadTooLarge,
+    StreamingError,
+    TopicNotFound,
+    Unauthorized,
+    Unavailable,
+)
+from .events import Event
+from .topics import Mode, OverflowPolicy, Topic
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "Event",
+    "Forbidden",
+    "HandlerDefinitionError",
+    "InvalidPayload",
+    "MalformedMessage",
+    "Mode",
+    "ModeNotAllowed",
+    "NotRunningError",
+    "OverflowPolicy",
+    "PayloadTooLarge",
+    "StreamingAPI",
+    "StreamingError",
+    "Topic",
+    "TopicNotFound",
+    "Unauthorized",
+    "Unavailable",
+    "__version__",
+]

@@ -1,0 +1,118 @@
+"""One process's connection to its broker: shared channel subscriptions and one listener.
+
+``broadcaster.BroadcastBackend`` is the plugin contract: a URL and six async methods. This class
+puts on top of it what every backend needs and broadcaster's ``Broadcast`` lacks: one broker
+subscription per channel however many listeners want it, taken and released under a per-channel
+lock (two first subscribers must not race), and a listener task that hands every message to the
+listeners of its channel without queueing it anywhere unbounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from broadcaster import BroadcastBackend
+from broadcaster import Event as BrokerMessage
+
+logger = logging.getLogger("fastapi_streaming.broker")
+
+#: Called, in the listener task, with every message of a channel it listens to. It must not block.
+Listener = Callable[[BrokerMessage], None]
+
+
+class BrokerConnection:
+    """Shares one backend among all the topics of a :class:`~fastapi_streaming.StreamingAPI`."""
+
+    def __init__(self, backend: BroadcastBackend, *, url: str = "") -> None:
+        self.backend = backend
+        self.url = url
+        self._listeners: dict[str, set[Listener]] = {}
+        self._subscribed: set[str] = set()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.connected = False
+
+    async def connect(self) -> None:
+        await self.backend.connect()
+        self.connected = True
+        self._task = asyncio.create_task(self._listen(), name="fastapi-streaming broker listener")
+
+    async def disconnect(self) -> None:
+        self.connected = False
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for channel in list(self._subscribed):
+            with contextlib.suppress(Exception):
+                await self.backend.unsubscribe(channel)
+        self._subscribed.clear()
+        self._listeners.clear()
+        await self.backend.disconnect()
+
+    @property
+    def channels(self) -> frozenset[str]:
+        """The channels this process is subscribed to on the broker."""
+        return frozenset(self._subscribed)
+
+    async def publish(self, channel: str, message: str) -> None:
+        await self.backend.publish(channel, message)
+
+    async def subscribe(self, channel: str, listener: Listener) -> None:
+        """Add a listener; the first one for a channel subscribes on the broker."""
+        async with self._lock(channel):
+            self._listeners.setdefault(channel, set()).add(listener)
+            if channel not in self._subscribed:
+                try:
+                    await self.backend.subscribe(channel)
+                except BaseException:
+                    self._discard(channel, listener)
+                    raise
+                self._subscribed.add(channel)
+
+    async def unsubscribe(self, channel: str, listener: Listener) -> None:
+        """Remove a listener; the last one for a channel unsubscribes on the broker."""
+        async with self._lock(channel):
+            self._discard(channel, listener)
+            if channel in self._subscribed and channel not in self._listeners:
+                self._subscribed.discard(channel)
+                if self.connected:
+                    await self.backend.unsubscribe(channel)
+
+    def _discard(self, channel: str, listener: Listener) -> None:
+        listeners = self._listeners.get(channel)
+        if listeners is not None:
+            listeners.discard(listener)
+            if not listeners:
+                del self._listeners[channel]
+
+    def _lock(self, channel: str) -> asyncio.Lock:
+        lock = self._locks.get(channel)
+        if lock is None:
+            lock = self._locks[channel] = asyncio.Lock()
+        return lock
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                message = await self.backend.next_published()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("The broker listener failed; no more events will arrive.")
+                self.connected = False
+                return
+            for listener in tuple(self._listeners.get(message.channel, ())):
+                _call(listener, message)
+
+
+def _call(listener: Listener, message: Any) -> None:
+    try:
+        listener(message)
+    except Exception:
+        logger.exception("A listener failed on a message of channel %r", message.channel)

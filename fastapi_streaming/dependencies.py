@@ -1,0 +1,213 @@
+"""A small resolver for topic handlers' parameters, in FastAPI's style.
+
+A topic handler is an ordinary function. Its parameters are filled, by name and annotation, with:
+
+- the address parameters (``symbol`` of ``/stocks/{symbol}``), converted by their convertor;
+- ``Depends(...)`` dependencies, resolved recursively, cached per call, generators cleaned up
+  when the call is over (as in FastAPI);
+- objects of the connection context: the ``Request``/``WebSocket`` and the authenticated
+  ``Principal`` of the client (publish handlers only: a subscribe handler runs once per event for
+  every client at once, so it has no single client to speak of);
+- the event payload: the one remaining parameter (named ``event`` by convention), validated
+  against its annotation before the handler runs.
+
+FastAPI's own resolver is internal to FastAPI and bound to requests, so this module keeps the
+same rules in a form that works for broker events and socket messages too.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Annotated, Any, get_args, get_origin, get_type_hints
+
+import anyio.to_thread
+from fastapi import params as fastapi_params
+from starlette.requests import HTTPConnection
+
+
+class HandlerDefinitionError(TypeError):
+    """A handler has a parameter that fastapi-streaming cannot provide."""
+
+
+#: Annotations that name an object of the connection context rather than the payload.
+#: The security layer adds its ``Principal`` here.
+CONTEXT_TYPES: list[type] = [HTTPConnection]
+
+
+@dataclass(frozen=True)
+class HandlerPlan:
+    """What a function needs, worked out once when it is registered, not on every call."""
+
+    call: Callable[..., Any]
+    path_params: tuple[str, ...] = ()
+    context_params: tuple[tuple[str, type], ...] = ()
+    dependencies: tuple[tuple[str, HandlerPlan, bool], ...] = ()
+    event_param: str | None = None
+    event_type: Any = Any
+    return_type: Any = Any
+    kind: str = field(default="function")
+
+    @property
+    def is_trivial(self) -> bool:
+        """True when only the event and address parameters are needed (the fast path)."""
+        return not (self.dependencies or self.context_params) and self.kind == "coroutine"
+
+
+def _kind(call: Callable[..., Any]) -> str:
+    target = call if inspect.isroutine(call) or inspect.isclass(call) else type(call).__call__
+    if inspect.isasyncgenfunction(target):
+        return "asyncgen"
+    if inspect.isgeneratorfunction(target):
+        return "generator"
+    if inspect.iscoroutinefunction(target):
+        return "coroutine"
+    return "function"
+
+
+def _depends_of(annotation: Any, default: Any) -> tuple[Any, fastapi_params.Depends | None]:
+    """Split ``Annotated[T, Depends(f)]`` or ``x: T = Depends(f)`` into ``(T, Depends)``."""
+    if get_origin(annotation) is Annotated:
+        inner, *metadata = get_args(annotation)
+        for item in metadata:
+            if isinstance(item, fastapi_params.Depends):
+                return inner, item
+        annotation = inner
+    if isinstance(default, fastapi_params.Depends):
+        return annotation, default
+    return annotation, None
+
+
+def _context_type(annotation: Any) -> type | None:
+    if inspect.isclass(annotation):
+        for base in CONTEXT_TYPES:
+            if issubclass(annotation, base):
+                return annotation
+    return None
+
+
+def plan_handler(
+    call: Callable[..., Any],
+    *,
+    path_params: Sequence[str],
+    allow_event: bool = True,
+    allow_context: bool = True,
+    where: str = "",
+) -> HandlerPlan:
+    """Work out how to call ``call``; raise :class:`HandlerDefinitionError` if it cannot be."""
+    where = where or getattr(call, "__qualname__", repr(call))
+    signature = inspect.signature(call)
+    target = call if inspect.isroutine(call) or inspect.isclass(call) else type(call).__call__
+    try:
+        hints = get_type_hints(target, include_extras=True)
+    except (NameError, TypeError):
+        hints = {}
+    path: list[str] = []
+    context: list[tuple[str, type]] = []
+    dependencies: list[tuple[str, HandlerPlan, bool]] = []
+    event_param: str | None = None
+    event_type: Any = Any
+
+    for name, parameter in signature.parameters.items():
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        annotation = hints.get(name, parameter.annotation)
+        if annotation is inspect.Parameter.empty:
+            annotation = Any
+        annotation, depends = _depends_of(annotation, parameter.default)
+        if depends is not None:
+            dependency = depends.dependency or annotation
+            sub = plan_handler(
+                dependency,
+                path_params=path_params,
+                allow_event=False,
+                allow_context=allow_context,
+                where=where,
+            )
+            dependencies.append((name, sub, depends.use_cache))
+        elif name in path_params:
+            path.append(name)
+        elif (context_type := _context_type(annotation)) is not None:
+            if not allow_context:
+                raise HandlerDefinitionError(
+                    f"{where}: parameter {name!r} asks for the client's {context_type.__name__}, "
+                    "but a subscribe handler runs once per event for all clients together. "
+                    "Check per-client access with scopes, or move this to a publish handler."
+                )
+            context.append((name, context_type))
+        elif parameter.default is not inspect.Parameter.empty:
+            continue  # Python fills it in
+        elif allow_event and event_param is None:
+            event_param, event_type = name, annotation
+        else:
+            raise HandlerDefinitionError(
+                f"{where}: cannot provide parameter {name!r}. A handler receives the event "
+                f"(one parameter), the address parameters {list(path_params)}, Depends(...) "
+                "dependencies, and the connection or principal by annotation."
+            )
+
+    return_type = hints.get("return", signature.return_annotation)
+    if return_type is inspect.Parameter.empty:
+        return_type = Any
+    return HandlerPlan(
+        call=call,
+        path_params=tuple(path),
+        context_params=tuple(context),
+        dependencies=tuple(dependencies),
+        event_param=event_param,
+        event_type=event_type,
+        return_type=return_type,
+        kind=_kind(call),
+    )
+
+
+async def solve(
+    plan: HandlerPlan,
+    *,
+    event: Any,
+    params: Mapping[str, Any],
+    context: Sequence[object],
+    stack: AsyncExitStack,
+    cache: dict[Callable[..., Any], Any] | None = None,
+) -> Any:
+    """Call ``plan.call`` with every parameter filled; return what it returns (or yields)."""
+    cache = {} if cache is None else cache
+    kwargs: dict[str, Any] = {name: params[name] for name in plan.path_params}
+    for name, wanted in plan.context_params:
+        kwargs[name] = _find_context(wanted, context, name)
+    for name, sub, use_cache in plan.dependencies:
+        if use_cache and sub.call in cache:
+            kwargs[name] = cache[sub.call]
+            continue
+        value = await solve(
+            sub, event=None, params=params, context=context, stack=stack, cache=cache
+        )
+        if use_cache:
+            cache[sub.call] = value
+        kwargs[name] = value
+    if plan.event_param is not None:
+        kwargs[plan.event_param] = event
+    return await _call(plan, kwargs, stack)
+
+
+async def _call(plan: HandlerPlan, kwargs: dict[str, Any], stack: AsyncExitStack) -> Any:
+    if plan.kind == "coroutine":
+        return await plan.call(**kwargs)
+    if plan.kind == "asyncgen":
+        return await stack.enter_async_context(asynccontextmanager(plan.call)(**kwargs))
+    if plan.kind == "generator":
+        manager = contextmanager(plan.call)(**kwargs)
+        return await anyio.to_thread.run_sync(stack.enter_context, manager)
+    return await anyio.to_thread.run_sync(partial(plan.call, **kwargs))
+
+
+def _find_context(wanted: type, context: Sequence[object], name: str) -> object:
+    for item in context:
+        if isinstance(item, wanted):
+            return item
+    raise HandlerDefinitionError(
+        f"parameter {name!r} asks for a {wanted.__name__}, which this connection does not have"
+    )

@@ -1,0 +1,167 @@
+"""The event envelope, and the encoded frames every transport writes.
+
+On the broker an event travels as a CloudEvents 1.0 JSON document (structured mode): the id is
+made once, by whoever publishes, so every worker process that receives the event sees the same
+id, and a client that reconnects to another worker can say where it stopped. Systems that write
+plain JSON into a channel are welcome too: their message is the event's data.
+
+Towards clients an event is encoded once per format and the same bytes go to every client.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+SPECVERSION = "1.0"
+SOURCE = "fastapi-streaming"
+EVENT_TYPE = "fastapi_streaming.event"
+
+
+def new_event_id() -> str:
+    """A time-ordered, globally unique id (UUID version 7 layout)."""
+    millis = time.time_ns() // 1_000_000
+    value = (millis & (2**48 - 1)) << 80 | int.from_bytes(os.urandom(10), "big")
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
+    return str(uuid.UUID(int=value))
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event of one concrete topic address."""
+
+    id: str
+    topic: str
+    time: str
+    data: Any
+
+    @classmethod
+    def create(cls, topic: str, data: Any) -> Event:
+        return cls(id=new_event_id(), topic=topic, time=utc_now(), data=data)
+
+    def to_message(self, data_json: bytes | None = None) -> str:
+        """Encode as the CloudEvents JSON text that travels on the broker."""
+        data = data_json.decode() if data_json is not None else json.dumps(self.data)
+        head = json.dumps(
+            {
+                "specversion": SPECVERSION,
+                "id": self.id,
+                "source": SOURCE,
+                "type": EVENT_TYPE,
+                "subject": self.topic,
+                "time": self.time,
+                "datacontenttype": "application/json",
+            },
+            separators=(",", ":"),
+        )
+        return head[:-1] + ',"data":' + data + "}"
+
+
+class UndecodableMessage(ValueError):
+    """A broker message that is not JSON, so no client could read it."""
+
+
+def decode_message(message: str | bytes, *, topic: str, channel: str) -> Event:
+    """Turn a broker message into an :class:`Event`.
+
+    A CloudEvents document keeps its id and time. Any other JSON value is data written by
+    another system; its id is derived from the channel and the exact bytes, so that every worker
+    process still gives the same event the same id.
+    """
+    try:
+        document = json.loads(message)
+    except ValueError as exc:
+        raise UndecodableMessage(f"message on channel {channel!r} is not JSON: {exc}") from None
+    if (
+        isinstance(document, dict)
+        and document.get("specversion") == SPECVERSION
+        and "id" in document
+        and "data" in document
+    ):
+        return Event(
+            id=str(document["id"]),
+            topic=topic,
+            time=str(document.get("time") or utc_now()),
+            data=document["data"],
+        )
+    raw = message.encode() if isinstance(message, str) else message
+    digest = hashlib.blake2b(channel.encode() + b"\n" + raw, digest_size=16).hexdigest()
+    return Event(id=digest, topic=topic, time=utc_now(), data=document)
+
+
+class EncodedEvent:
+    """An event after its topic's subscribe handler: its JSON, and each wire format made once.
+
+    One instance is shared by every client queue of the topic, so the transports' frames are
+    computed on first use and then reused for every client.
+    """
+
+    __slots__ = ("_sse", "_sse_named", "_ws_envelope", "_ws_text", "data_json", "event")
+
+    def __init__(self, event: Event, data_json: bytes) -> None:
+        self.event = event
+        self.data_json = data_json
+        self._sse: bytes | None = None
+        self._sse_named: bytes | None = None
+        self._ws_text: str | None = None
+        self._ws_envelope: str | None = None
+
+    @property
+    def topic(self) -> str:
+        return self.event.topic
+
+    @property
+    def sse(self) -> bytes:
+        """Server-Sent Events frame for a stream of one topic: ``id`` and ``data``."""
+        if self._sse is None:
+            self._sse = b"id: " + self.event.id.encode() + b"\ndata: " + self.data_json + b"\n\n"
+        return self._sse
+
+    @property
+    def sse_named(self) -> bytes:
+        """Server-Sent Events frame for a multi-topic stream: ``event`` names the topic."""
+        if self._sse_named is None:
+            self._sse_named = (
+                b"id: "
+                + self.event.id.encode()
+                + b"\nevent: "
+                + self.event.topic.encode()
+                + b"\ndata: "
+                + self.data_json
+                + b"\n\n"
+            )
+        return self._sse_named
+
+    @property
+    def ws_text(self) -> str:
+        """WebSocket text frame for a socket of one topic: the event's data."""
+        if self._ws_text is None:
+            self._ws_text = self.data_json.decode()
+        return self._ws_text
+
+    @property
+    def ws_envelope(self) -> str:
+        """WebSocket text frame for the multiplexed socket: an ``event`` message."""
+        if self._ws_envelope is None:
+            head = json.dumps(
+                {
+                    "type": "event",
+                    "topic": self.event.topic,
+                    "id": self.event.id,
+                    "time": self.event.time,
+                },
+                separators=(",", ":"),
+            )
+            self._ws_envelope = head[:-1] + ',"data":' + self.ws_text + "}"
+        return self._ws_envelope

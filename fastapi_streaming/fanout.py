@@ -1,0 +1,306 @@
+"""The per-process fan-out hub: one broker subscription per channel, one queue per client.
+
+Events flow one way: broker -> :class:`TopicStream` (the topic's subscribe handler runs here,
+once per event, and the result is encoded once) -> every client's :class:`ClientQueue` -> the
+client's transport. A client that does not read fills only its own bounded queue; what happens
+then is its topic's :class:`~fastapi_streaming.topics.OverflowPolicy`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from broadcaster import Event as BrokerMessage
+
+from .brokers.connection import BrokerConnection
+from .events import EncodedEvent
+from .topics import OverflowPolicy
+
+logger = logging.getLogger("fastapi_streaming.fanout")
+
+#: Turns a broker message into the encoded event clients receive, or None to drop it.
+Prepare = Callable[[BrokerMessage], Awaitable[EncodedEvent | None]]
+
+#: How many broker messages may wait for a slow subscribe handler before the oldest is dropped.
+INBOUND_LIMIT = 10_000
+
+
+@dataclass(frozen=True)
+class CloseReason:
+    """Why the hub ended a client's stream; transports turn it into a close code or last frame."""
+
+    code: str
+    message: str
+
+
+SLOW_CLIENT = "slow_client"
+SHUTDOWN = "shutdown"
+
+
+class Reply:
+    """A message for one client only (an ``ack`` or ``error`` on a socket), queued in order."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+class _Slot:
+    """The place in the queue of a conflated topic; its event is looked up when taken."""
+
+    __slots__ = ("topic",)
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+
+
+class ClientQueue:
+    """A bounded queue of encoded events for one client connection.
+
+    ``put`` never blocks and never grows past ``maxsize``: the overflow policy of the event's
+    topic decides what gives way. The consumer takes everything pending at once, so a transport
+    that fell behind catches up with one write instead of many.
+    """
+
+    __slots__ = (
+        "_latest",
+        "_wakeup",
+        "closed",
+        "delivered",
+        "dropped",
+        "items",
+        "maxsize",
+        "on_close",
+    )
+
+    def __init__(self, maxsize: int) -> None:
+        if maxsize < 1:
+            raise ValueError("a client queue must hold at least one event")
+        self.maxsize = maxsize
+        self.items: deque[EncodedEvent | Reply | _Slot] = deque()
+        self._latest: dict[str, EncodedEvent] = {}
+        self._wakeup = asyncio.Event()
+        self.closed: CloseReason | None = None
+        self.dropped = 0
+        self.delivered = 0
+        #: Called when the queue closes, so a transport stuck writing to a client that does not
+        #: read can abandon the write.
+        self.on_close: Callable[[CloseReason], None] | None = None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def put(self, item: EncodedEvent, policy: OverflowPolicy) -> None:
+        if self.closed is not None:
+            return
+        if policy is OverflowPolicy.LATEST and item.topic in self._latest:
+            self._latest[item.topic] = item  # replaces the one still waiting
+            self.dropped += 1
+            return
+        if len(self.items) >= self.maxsize:
+            if policy is OverflowPolicy.DISCONNECT:
+                self.dropped += 1
+                self.close(
+                    CloseReason(
+                        SLOW_CLIENT,
+                        f"client too slow: more than {self.maxsize} events were waiting",
+                    )
+                )
+                return
+            self._drop_oldest()
+        if policy is OverflowPolicy.LATEST:
+            self._latest[item.topic] = item
+            self.items.append(_Slot(item.topic))
+        else:
+            self.items.append(item)
+        self._wakeup.set()
+
+    def reply(self, text: str) -> None:
+        """Queue a message for this client alone; it counts against the same bound."""
+        if self.closed is not None:
+            return
+        if len(self.items) >= self.maxsize:
+            self.close(CloseReason(SLOW_CLIENT, "client too slow: it does not read its replies"))
+            return
+        self.items.append(Reply(text))
+        self._wakeup.set()
+
+    def _drop_oldest(self) -> None:
+        oldest = self.items.popleft()
+        if isinstance(oldest, _Slot):
+            del self._latest[oldest.topic]
+        self.dropped += 1
+
+    def close(self, reason: CloseReason) -> None:
+        """End the stream; the consumer gets what is pending, then sees ``closed``."""
+        if self.closed is not None:
+            return
+        self.closed = reason
+        self._wakeup.set()
+        if self.on_close is not None:
+            self.on_close(reason)
+
+    def take(self, limit: int = 512) -> list[EncodedEvent | Reply]:
+        """Everything pending, oldest first (at most ``limit``), without waiting."""
+        batch: list[EncodedEvent | Reply] = []
+        items = self.items
+        while items and len(batch) < limit:
+            item = items.popleft()
+            batch.append(self._latest.pop(item.topic) if isinstance(item, _Slot) else item)
+        if not items:
+            self._wakeup.clear()
+        self.delivered += len(batch)
+        return batch
+
+    async def wait(self, timeout: float | None = None) -> bool:
+        """Wait until there is something to take or the queue is closed; False on timeout."""
+        if self.items or self.closed is not None:
+            return True
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+
+class TopicStream:
+    """The events of one concrete topic address in this process, shared by all its clients."""
+
+    def __init__(
+        self, address: str, channel: str, prepare: Prepare, policy: OverflowPolicy
+    ) -> None:
+        self.address = address
+        self.channel = channel
+        self.policy = policy
+        self.clients: set[ClientQueue] = set()
+        self._prepare = prepare
+        self._inbound: deque[BrokerMessage] = deque(maxlen=INBOUND_LIMIT)
+        self._arrived = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.events = 0
+        self.skipped = 0
+
+    def receive(self, message: BrokerMessage) -> None:
+        """Broker listener callback: queue the message for this stream's worker."""
+        if len(self._inbound) == self._inbound.maxlen:
+            self.skipped += 1
+            logger.warning("Subscribe handler of %s is behind; dropped an event", self.address)
+        self._inbound.append(message)
+        self._arrived.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"fastapi-streaming {self.address}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        inbound = self._inbound
+        while True:
+            await self._arrived.wait()
+            self._arrived.clear()
+            while inbound:
+                message = inbound.popleft()
+                try:
+                    encoded = await self._prepare(message)
+                except Exception:
+                    self.skipped += 1
+                    logger.exception("Could not deliver an event of %s", self.address)
+                    continue
+                if encoded is None:
+                    continue
+                self.events += 1
+                for client in tuple(self.clients):
+                    client.put(encoded, self.policy)
+
+
+class FanoutHub:
+    """All the topic streams of one process, created on the first client, ended with the last."""
+
+    def __init__(self, broker: BrokerConnection) -> None:
+        self.broker = broker
+        self.streams: dict[str, TopicStream] = {}
+        self.queues: set[ClientQueue] = set()
+
+    async def join(
+        self,
+        queue: ClientQueue,
+        *,
+        address: str,
+        channel: str,
+        prepare: Prepare,
+        policy: OverflowPolicy,
+    ) -> None:
+        """Start sending the events of ``address`` to ``queue``; return once subscribed."""
+        self.queues.add(queue)
+        stream = self.streams.get(address)
+        if stream is None:
+            stream = TopicStream(address, channel, prepare, policy)
+            self.streams[address] = stream
+            stream.clients.add(queue)
+            try:
+                stream.start()
+                await self.broker.subscribe(channel, stream.receive)
+            except BaseException as exc:
+                # Others waiting on this subscription learn it failed, with the cause.
+                failure = RuntimeError(f"could not subscribe to channel {channel!r}: {exc!r}")
+                stream.ready.set_exception(failure)
+                stream.ready.exception()  # marks it retrieved even if nobody else waits
+                await self._end(stream)
+                raise
+            stream.ready.set_result(None)
+        else:
+            stream.clients.add(queue)
+            await asyncio.shield(stream.ready)
+
+    async def leave(self, queue: ClientQueue, address: str) -> None:
+        """Stop sending ``address`` to ``queue``; the last client releases the subscription."""
+        stream = self.streams.get(address)
+        if stream is None:
+            return
+        stream.clients.discard(queue)
+        if not stream.clients:
+            await self._end(stream)
+
+    async def leave_all(self, queue: ClientQueue, addresses: Any) -> None:
+        for address in tuple(addresses):
+            await self.leave(queue, address)
+        self.queues.discard(queue)
+
+    async def _end(self, stream: TopicStream) -> None:
+        if self.streams.get(stream.address) is stream:
+            del self.streams[stream.address]
+        await stream.stop()
+        if stream.ready.done() and stream.ready.exception() is None:
+            await self.broker.unsubscribe(stream.channel, stream.receive)
+
+    def close_all(self, reason: CloseReason) -> None:
+        """Ask every client's transport to end its stream (the app is shutting down)."""
+        for queue in tuple(self.queues):
+            queue.close(reason)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "streams": {
+                address: {
+                    "clients": len(stream.clients),
+                    "events": stream.events,
+                    "skipped": stream.skipped,
+                    "channel": stream.channel,
+                }
+                for address, stream in self.streams.items()
+            },
+            "clients": len(self.queues),
+            "dropped": sum(queue.dropped for queue in self.queues),
+        }

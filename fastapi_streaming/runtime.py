@@ -1,0 +1,192 @@
+"""What a running :class:`~fastapi_streaming.StreamingAPI` does: publish and deliver events.
+
+The runtime exists between the app's lifespan startup and shutdown. Transports call it with
+concrete addresses and payloads; it finds the topic, runs the handlers, talks to the broker
+through one :class:`~fastapi_streaming.brokers.connection.BrokerConnection`, and feeds clients
+through the :class:`~fastapi_streaming.fanout.FanoutHub`.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import pydantic_core
+from broadcaster import Event as BrokerMessage
+from pydantic import ValidationError
+
+from .brokers.connection import BrokerConnection
+from .dependencies import solve
+from .errors import InvalidPayload, MalformedMessage, ModeNotAllowed, TopicNotFound
+from .events import EncodedEvent, Event, decode_message
+from .fanout import SHUTDOWN, ClientQueue, CloseReason, FanoutHub, Prepare
+from .topics import Mode, Operation, OverflowPolicy, Topic, TopicRegistry
+
+if TYPE_CHECKING:
+    from broadcaster import BroadcastBackend
+
+logger = logging.getLogger("fastapi_streaming")
+
+
+def validation_detail(exc: ValidationError) -> list[dict[str, Any]]:
+    """pydantic's error list in the JSON-safe form FastAPI answers 422 with."""
+    errors = exc.errors(include_url=False)
+    return [{key: value for key, value in error.items() if key != "ctx"} for error in errors]
+
+
+class StreamingRuntime:
+    """The broker connection and the fan-out hub of one running streaming API."""
+
+    #: Runtimes started in this process, so a server can end their streams before it stops.
+    running: ClassVar[weakref.WeakSet[StreamingRuntime]] = weakref.WeakSet()
+
+    def __init__(
+        self,
+        topics: TopicRegistry,
+        backend: BroadcastBackend,
+        *,
+        broker_url: str,
+        default_overflow: OverflowPolicy,
+    ) -> None:
+        self.topics = topics
+        self.broker = BrokerConnection(backend, url=broker_url)
+        self.hub = FanoutHub(self.broker)
+        self.default_overflow = default_overflow
+
+    async def start(self) -> None:
+        await self.broker.connect()
+        StreamingRuntime.running.add(self)
+
+    async def stop(self) -> None:
+        StreamingRuntime.running.discard(self)
+        self.close_clients()
+        for stream in tuple(self.hub.streams.values()):
+            await stream.stop()
+        self.hub.streams.clear()
+        await self.broker.disconnect()
+
+    def close_clients(self) -> None:
+        """End every client stream: SSE streams finish, sockets close with 1001."""
+        self.hub.close_all(CloseReason(SHUTDOWN, "the server is shutting down"))
+
+    # -- looking things up -------------------------------------------------------------------
+
+    def resolve(self, address: str, mode: Mode) -> tuple[Topic, Operation, dict[str, Any]]:
+        """The topic, operation and parameters of ``address``, or the error a client gets."""
+        found = self.topics.resolve(address)
+        if found is None:
+            raise TopicNotFound(address)
+        topic, params = found
+        operation = topic.operation(mode)
+        if operation is None:
+            raise ModeNotAllowed(address, mode.value, [m.value for m in topic.modes])
+        return topic, operation, params
+
+    # -- client to broker -------------------------------------------------------------------
+
+    async def publish(
+        self,
+        address: str,
+        *,
+        json_data: str | bytes | None = None,
+        data: Any = None,
+        context: Sequence[object] = (),
+    ) -> Event | None:
+        """Validate a client's event, run the publish handler, and hand it to the broker.
+
+        Returns the event, or None when the handler returned None (the event is dropped).
+        """
+        topic, operation, params = self.resolve(address, Mode.PUBLISH)
+        value = _validate(operation, json_data=json_data, data=data)
+        if operation.plan is not None:
+            async with AsyncExitStack() as stack:
+                value = await solve(
+                    operation.plan, event=value, params=params, context=context, stack=stack
+                )
+        if value is None:
+            return None
+        return await self._publish(topic, params, address, value)
+
+    async def emit(self, address: str, payload: Any) -> Event:
+        """Publish from server-side code: validated against the topic, no handler runs."""
+        found = self.topics.resolve(address)
+        if found is None:
+            raise TopicNotFound(address)
+        topic, params = found
+        try:
+            value = topic.payload_adapter.validate_python(payload)
+        except ValidationError as exc:
+            raise InvalidPayload(validation_detail(exc)) from None
+        return await self._publish(topic, params, address, value)
+
+    async def _publish(
+        self, topic: Topic, params: dict[str, Any], address: str, value: Any
+    ) -> Event:
+        data_json = pydantic_core.to_json(value)
+        event = Event.create(address, None)
+        await self.broker.publish(topic.channel_for(params), event.to_message(data_json))
+        return event
+
+    # -- broker to client -------------------------------------------------------------------
+
+    async def subscribe(self, queue: ClientQueue, address: str) -> Topic:
+        """Send the events of ``address`` to ``queue`` from now on."""
+        topic, operation, params = self.resolve(address, Mode.SUBSCRIBE)
+        await self.hub.join(
+            queue,
+            address=address,
+            channel=topic.channel_for(params),
+            prepare=self._preparer(topic, operation, params, address),
+            policy=topic.overflow or self.default_overflow,
+        )
+        return topic
+
+    async def unsubscribe(self, queue: ClientQueue, address: str) -> None:
+        await self.hub.leave(queue, address)
+
+    async def disconnect(self, queue: ClientQueue, addresses: Sequence[str]) -> None:
+        await self.hub.leave_all(queue, addresses)
+
+    def _preparer(
+        self, topic: Topic, operation: Operation, params: dict[str, Any], address: str
+    ) -> Prepare:
+        """The once-per-event work of a topic stream: decode, validate, handle, encode."""
+        channel = topic.channel_for(params)
+        plan = operation.plan
+        adapter = operation.payload_adapter
+
+        async def prepare(message: BrokerMessage) -> EncodedEvent | None:
+            event = decode_message(message.message, topic=address, channel=channel)
+            try:
+                value = adapter.validate_python(event.data)
+            except ValidationError as exc:
+                logger.warning(
+                    "Dropped an event on %s that does not match the topic's payload: %s",
+                    address,
+                    exc.errors(include_url=False),
+                )
+                return None
+            if plan is not None:
+                async with AsyncExitStack() as stack:
+                    value = await solve(plan, event=value, params=params, context=(), stack=stack)
+                if value is None:
+                    return None
+            return EncodedEvent(event, pydantic_core.to_json(value))
+
+        return prepare
+
+
+def _validate(operation: Operation, *, json_data: str | bytes | None, data: Any) -> Any:
+    adapter = operation.payload_adapter
+    try:
+        if json_data is not None:
+            return adapter.validate_json(json_data)
+        return adapter.validate_python(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        if json_data is not None and errors and errors[0]["type"] == "json_invalid":
+            raise MalformedMessage(f"The body is not valid JSON: {errors[0]['msg']}") from None
+        raise InvalidPayload(validation_detail(exc)) from None

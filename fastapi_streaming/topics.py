@@ -1,0 +1,180 @@
+"""Topics: addresses with parameters, their modes, and how they map onto broker channels.
+
+A topic is to a Streaming API what a path operation is to a REST API. Its address template
+(``/stocks/{symbol}``, ``/rooms/{room_id:int}``) uses Starlette's path syntax and convertors,
+so a FastAPI user already knows it.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import string
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import TypeAdapter
+from starlette.convertors import Convertor
+from starlette.routing import compile_path
+
+from .dependencies import HandlerPlan
+
+
+class Mode(str, enum.Enum):
+    """What a client does with a topic: receive its events, or send events into it."""
+
+    SUBSCRIBE = "subscribe"
+    PUBLISH = "publish"
+
+
+class OverflowPolicy(str, enum.Enum):
+    """What happens when a client falls so far behind that its queue is full."""
+
+    #: Close the client's connection with a reason that says it was too slow (the default:
+    #: a client never silently misses events).
+    DISCONNECT = "disconnect"
+    #: Drop the oldest queued event to make room for the newest, and count it.
+    DROP_OLDEST = "drop_oldest"
+    #: Keep only the latest event of each topic (conflation, for prices and gauges).
+    LATEST = "latest"
+
+
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass
+class Operation:
+    """One mode of a topic: the handler that runs for it and the scopes it requires."""
+
+    mode: Mode
+    plan: HandlerPlan | None
+    #: Validates what this operation receives: a client's event (publish) or a broker's (subscribe).
+    payload_adapter: TypeAdapter[Any]
+    scopes: tuple[str, ...] = ()
+    summary: str | None = None
+    description: str | None = None
+
+    @property
+    def handler(self) -> Callable[..., Any] | None:
+        return self.plan.call if self.plan is not None else None
+
+
+@dataclass
+class Topic:
+    """A topic address template with its subscribe and/or publish operation."""
+
+    address: str
+    payload: Any = Any
+    channel: str | None = None
+    name: str | None = None
+    description: str | None = None
+    overflow: OverflowPolicy | None = None
+    max_queue: int | None = None
+    subscribe: Operation | None = None
+    publish: Operation | None = None
+    regex: re.Pattern[str] = field(init=False, repr=False)
+    convertors: dict[str, Convertor[Any]] = field(init=False, repr=False)
+    payload_adapter: TypeAdapter[Any] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.address.startswith("/"):
+            raise ValueError(f"Topic address {self.address!r} must start with '/'.")
+        self.regex, _, self.convertors = compile_path(self.address)
+        if self.channel is None:
+            self.channel = default_channel(self.address)
+        unknown = channel_fields(self.channel) - set(self.convertors)
+        if unknown:
+            raise ValueError(
+                f"Channel template {self.channel!r} of topic {self.address!r} uses "
+                f"{sorted(unknown)}, which are not parameters of the address."
+            )
+        self.payload_adapter = TypeAdapter(self.payload)
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        """The names of the address parameters, in order."""
+        return tuple(self.convertors)
+
+    @property
+    def modes(self) -> tuple[Mode, ...]:
+        return tuple(op.mode for op in (self.subscribe, self.publish) if op is not None)
+
+    def operation(self, mode: Mode) -> Operation | None:
+        return self.subscribe if mode is Mode.SUBSCRIBE else self.publish
+
+    def match(self, address: str) -> dict[str, Any] | None:
+        """Return the converted parameters if ``address`` is an instance of this topic."""
+        if _CONTROL_CHARACTERS.search(address):
+            return None
+        found = self.regex.match(address)
+        if found is None:
+            return None
+        return {
+            name: self.convertors[name].convert(value) for name, value in found.groupdict().items()
+        }
+
+    def channel_for(self, params: Mapping[str, Any]) -> str:
+        """The broker channel that carries the events of one concrete address."""
+        assert self.channel is not None
+        return self.channel.format_map(
+            {name: self.convertors[name].to_string(value) for name, value in params.items()}
+        )
+
+    def address_for(self, params: Mapping[str, Any]) -> str:
+        """The concrete address with ``params`` filled in (the inverse of :meth:`match`)."""
+        address = self.address
+        for name, convertor in self.convertors.items():
+            address = re.sub(
+                r"{" + re.escape(name) + r"(:[^}]*)?}", convertor.to_string(params[name]), address
+            )
+        return address
+
+
+def default_channel(address: str) -> str:
+    """Derive a channel template from an address: ``/stocks/{symbol}`` -> ``stocks.{symbol}``.
+
+    Dots are the common separator of Kafka topics, NATS subjects, AMQP routing keys and Redis
+    channel conventions; MQTT plugins map them onto topic levels.
+    """
+    template = re.sub(r"{([a-zA-Z_][a-zA-Z0-9_]*)(:[^}]*)?}", r"{\1}", address)
+    return template.strip("/").replace("/", ".") or "root"
+
+
+def channel_fields(template: str) -> set[str]:
+    """The parameter names a channel template refers to."""
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+class TopicRegistry:
+    """The topics of one :class:`~fastapi_streaming.StreamingAPI`, looked up by concrete address."""
+
+    def __init__(self) -> None:
+        self._topics: dict[str, Topic] = {}
+        #: Bumped whenever a topic changes, so derived documents know when to rebuild.
+        self.revision = 0
+
+    def __iter__(self) -> Any:
+        return iter(self._topics.values())
+
+    def __len__(self) -> int:
+        return len(self._topics)
+
+    def get(self, template: str) -> Topic | None:
+        return self._topics.get(template)
+
+    def add(self, topic: Topic) -> Topic:
+        self._topics[topic.address] = topic
+        self.revision += 1
+        return topic
+
+    def touch(self) -> None:
+        self.revision += 1
+
+    def resolve(self, address: str) -> tuple[Topic, dict[str, Any]] | None:
+        """Find the topic a concrete address belongs to, with its converted parameters."""
+        for topic in self._topics.values():
+            params = topic.match(address)
+            if params is not None:
+                return topic, params
+        return None

@@ -1,0 +1,54 @@
+"""What every transport shares: finding topics, asking for access, answering errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import HTTPConnection
+from starlette.responses import JSONResponse
+from starlette.websockets import WebSocket
+
+from ..errors import StreamingError
+from ..topics import Mode, Topic
+
+if TYPE_CHECKING:
+    from ..api import StreamingAPI
+
+
+async def authorize(
+    streaming: StreamingAPI,
+    connection: HTTPConnection,
+    accesses: Sequence[tuple[Topic, Mode]],
+) -> list[object]:
+    """Check the client may use every topic it asks for; return the handlers' context objects."""
+    context: list[object] = [connection]
+    context.extend(await streaming.authorize(connection, accesses))
+    return context
+
+
+def error_response(error: StreamingError) -> JSONResponse:
+    return JSONResponse({"detail": error.detail}, error.status_code, headers=error.headers or None)
+
+
+def error_text(error: StreamingError, request_id: Any = None) -> str:
+    return json.dumps(error.to_message(request_id), separators=(",", ":"))
+
+
+#: Close codes for a WebSocket refused before accept, when the server cannot send an HTTP
+#: denial response: 4000 + the HTTP status the same request would get.
+DENIAL_CLOSE_BASE = 4000
+
+
+async def deny(websocket: WebSocket, error: StreamingError) -> None:
+    """Refuse a WebSocket before accepting it, with the HTTP status an HTTP client would get."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(error_response(error))
+    else:
+        await websocket.close(code=DENIAL_CLOSE_BASE + error.status_code, reason=error.error)
+
+
+def concrete_address(path_tail: str) -> str:
+    """Route parameters carry the address without its leading slash."""
+    return "/" + path_tail.lstrip("/")

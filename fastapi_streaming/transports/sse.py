@@ -1,0 +1,153 @@
+"""Server-Sent Events: ``GET {prefix}/sse/{address}`` and ``GET {prefix}/sse?topic=...``."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import anyio
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from ..errors import MalformedMessage, StreamingError
+from ..fanout import SLOW_CLIENT, ClientQueue, CloseReason, Reply
+from ..topics import Mode
+from .common import authorize, concrete_address, error_response
+
+if TYPE_CHECKING:
+    from ..api import StreamingAPI
+    from ..runtime import StreamingRuntime
+
+HEARTBEAT = b": ping\n\n"
+#: Sent first so clients and proxies see the stream is open before any event arrives.
+OPENING = b": stream open\n\n"
+CLIENT_GONE = CloseReason("client_gone", "the client disconnected")
+
+
+class EventStreamResponse(Response):
+    """Streams one client's queue as ``text/event-stream`` until either side ends it.
+
+    Pending events are written in one chunk, so a client that fell behind catches up with one
+    write. Idle streams get a comment line every ``heartbeat`` seconds, which keeps proxies from
+    closing them and lets the server notice clients that went away.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        runtime: StreamingRuntime,
+        queue: ClientQueue,
+        addresses: list[str],
+        *,
+        named: bool,
+        heartbeat: float,
+    ) -> None:
+        # Like Starlette's StreamingResponse: no body, so no Content-Length.
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),
+        ]
+        self.runtime = runtime
+        self.queue = queue
+        self.addresses = addresses
+        self.named = named
+        self.heartbeat = heartbeat
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            await send(
+                {"type": "http.response.body", "body": b"retry: 2000\n\n", "more_body": True}
+            )
+            async with anyio.create_task_group() as group:
+                # A client that stopped reading can block a write forever: when its queue gives
+                # up on it, abandon the write and drop the connection.
+                self.queue.on_close = lambda reason: abandon_if_slow(reason, group.cancel_scope)
+                group.start_soon(self._watch_disconnect, receive, group.cancel_scope)
+                await self._stream(send)
+                group.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.runtime.disconnect(self.queue, self.addresses)
+
+    async def _watch_disconnect(self, receive: Receive, scope: anyio.CancelScope) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.queue.close(CLIENT_GONE)
+        scope.cancel()
+
+    async def _stream(self, send: Send) -> None:
+        queue = self.queue
+        while True:
+            if not await queue.wait(self.heartbeat):
+                await send({"type": "http.response.body", "body": HEARTBEAT, "more_body": True})
+                continue
+            batch = queue.take()
+            if batch:
+                if self.named:
+                    body = b"".join(item.sse_named for item in batch if not isinstance(item, Reply))
+                else:
+                    body = b"".join(item.sse for item in batch if not isinstance(item, Reply))
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+            if queue.closed is not None and not queue.items:
+                break
+        await send({"type": "http.response.body", "body": _final_frame(queue.closed)})
+
+
+def abandon_if_slow(reason: CloseReason, scope: anyio.CancelScope) -> None:
+    if reason.code == SLOW_CLIENT:
+        scope.cancel()
+
+
+def _final_frame(reason: CloseReason) -> bytes:
+    """A last ``close`` event, so clients can tell a deliberate end from a dropped connection."""
+    data = json.dumps({"reason": reason.code, "detail": reason.message}, separators=(",", ":"))
+    return b"event: close\ndata: " + data.encode() + b"\n\n"
+
+
+async def open_stream(
+    streaming: StreamingAPI, request: Request, addresses: list[str], *, named: bool
+) -> Response:
+    """Authorize, subscribe the new client to every address, and start its stream."""
+    runtime = streaming.runtime
+    try:
+        if not addresses:
+            raise MalformedMessage("Name at least one topic: ?topic=/some/address")
+        accesses = [runtime.resolve(address, Mode.SUBSCRIBE)[0] for address in addresses]
+        await authorize(streaming, request, [(topic, Mode.SUBSCRIBE) for topic in accesses])
+    except StreamingError as error:
+        return error_response(error)
+    size = accesses[0].max_queue if len(accesses) == 1 else None
+    queue = ClientQueue(size or streaming.max_queue)
+    joined: list[str] = []
+    try:
+        for address in addresses:
+            await runtime.subscribe(queue, address)
+            joined.append(address)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await runtime.disconnect(queue, joined)
+        raise
+    return EventStreamResponse(runtime, queue, joined, named=named, heartbeat=streaming.heartbeat)
+
+
+def add_routes(router: APIRouter, streaming: StreamingAPI) -> None:
+    async def sse_one(request: Request, address: str) -> Response:
+        return await open_stream(streaming, request, [concrete_address(address)], named=False)
+
+    async def sse_many(request: Request) -> Response:
+        topics = list(dict.fromkeys(request.query_params.getlist("topic")))
+        return await open_stream(streaming, request, topics, named=True)
+
+    router.add_api_route(
+        streaming.prefix + "/sse", sse_many, methods=["GET"], include_in_schema=False
+    )
+    router.add_api_route(
+        streaming.prefix + "/sse/{address:path}", sse_one, methods=["GET"], include_in_schema=False
+    )

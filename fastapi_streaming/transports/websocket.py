@@ -1,0 +1,238 @@
+"""WebSocket: one topic at ``WS {prefix}/ws/{address}``, many at ``WS {prefix}/ws``.
+
+One task per socket writes everything the client gets (events and replies, in order) from its
+bounded queue; the socket's own task reads what the client sends. Close codes: 1001 when the
+server shuts down, 1008 when the client is too slow for its queue, 1009 for an oversized
+message.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from fastapi import APIRouter, HTTPException
+from starlette.websockets import WebSocket
+
+from ..errors import MalformedMessage, StreamingError, TopicNotFound
+from ..fanout import SHUTDOWN, SLOW_CLIENT, ClientQueue, CloseReason, Reply
+from ..topics import Mode, Topic
+from .common import authorize, concrete_address, deny, error_text
+
+if TYPE_CHECKING:
+    from ..api import StreamingAPI
+    from ..events import EncodedEvent
+
+CLIENT_GONE = CloseReason("client_gone", "the client disconnected")
+TOO_LARGE = CloseReason("too_large", "message too large")
+CLOSE_CODES = {SHUTDOWN: 1001, SLOW_CLIENT: 1008, TOO_LARGE.code: 1009}
+
+
+class SocketSession:
+    """One accepted WebSocket: its queue, its subscriptions and its two loops."""
+
+    def __init__(
+        self,
+        streaming: StreamingAPI,
+        websocket: WebSocket,
+        queue: ClientQueue,
+        render: Callable[[EncodedEvent], str],
+        context: list[object],
+    ) -> None:
+        self.streaming = streaming
+        self.websocket = websocket
+        self.queue = queue
+        self.render = render
+        self.context = context
+        self.subscriptions: list[str] = []
+        self._allowed: set[tuple[str, Mode]] = set()
+
+    async def run(self, on_message: Callable[[str | bytes], Awaitable[None]]) -> None:
+        """Serve the socket until the client leaves, the server stops or the queue gives up."""
+        try:
+            async with anyio.create_task_group() as group:
+                self.queue.on_close = lambda reason: (
+                    group.cancel_scope.cancel() if reason.code == SLOW_CLIENT else None
+                )
+                group.start_soon(self._send_loop, group.cancel_scope)
+                await self._receive_loop(on_message)
+                group.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.streaming.runtime.disconnect(self.queue, self.subscriptions)
+                await self._close()
+
+    async def _send_loop(self, scope: anyio.CancelScope) -> None:
+        queue, send, render = self.queue, self.websocket.send, self.render
+        while True:
+            await queue.wait()
+            for item in queue.take():
+                text = item.text if isinstance(item, Reply) else render(item)
+                await send({"type": "websocket.send", "text": text})
+            if queue.closed is not None and not queue.items:
+                scope.cancel()
+                return
+
+    async def _receive_loop(self, on_message: Callable[[str | bytes], Awaitable[None]]) -> None:
+        limit = self.streaming.max_message_size
+        while True:
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                self.queue.close(CLIENT_GONE)
+                return
+            data: str | bytes | None = message.get("text")
+            if data is None:
+                data = message.get("bytes") or b""
+            if len(data) > limit or (isinstance(data, str) and len(data.encode()) > limit):
+                self.queue.close(CloseReason(TOO_LARGE.code, f"message larger than {limit} bytes"))
+                return
+            await on_message(data)
+
+    async def _close(self) -> None:
+        reason = self.queue.closed
+        if reason is None or reason is CLIENT_GONE:
+            return
+        code = CLOSE_CODES.get(reason.code, 1011)
+        # A client that does not read may never acknowledge the close; do not wait for it.
+        with anyio.move_on_after(1):
+            await self.websocket.close(code=code, reason=reason.message[:120])
+
+    def reply_error(self, error: StreamingError, request_id: Any = None) -> None:
+        self.queue.reply(error_text(error, request_id))
+
+    def reply(self, message: dict[str, Any]) -> None:
+        self.queue.reply(json.dumps(message, separators=(",", ":")))
+
+    async def allow(self, topic: Topic, mode: Mode) -> None:
+        """Check (once per topic and mode) that this socket's client may use ``topic``."""
+        if (topic.address, mode) not in self._allowed:
+            extra = await authorize(self.streaming, self.websocket, [(topic, mode)])
+            self.context = list(dict.fromkeys([*self.context, *extra]))
+            self._allowed.add((topic.address, mode))
+
+    async def publish(
+        self, address: str, *, text: str | bytes | None = None, data: Any = None
+    ) -> Any:
+        runtime = self.streaming.runtime
+        topic = runtime.resolve(address, Mode.PUBLISH)[0]
+        await self.allow(topic, Mode.PUBLISH)
+        return await runtime.publish(address, json_data=text, data=data, context=self.context)
+
+
+async def serve_one_topic(streaming: StreamingAPI, websocket: WebSocket, address: str) -> None:
+    runtime = streaming.runtime
+    try:
+        found = streaming.topics.resolve(address)
+        if found is None:
+            raise TopicNotFound(address)
+        topic = found[0]
+        first = Mode.SUBSCRIBE if topic.subscribe is not None else Mode.PUBLISH
+        context = await authorize(streaming, websocket, [(topic, first)])
+    except StreamingError as error:
+        await deny(websocket, error)
+        return
+    await websocket.accept()
+    queue = ClientQueue(topic.max_queue or streaming.max_queue)
+    session = SocketSession(streaming, websocket, queue, _render_data, context)
+    session._allowed.add((topic.address, first))
+    if topic.subscribe is not None:
+        await runtime.subscribe(queue, address)
+        session.subscriptions.append(address)
+
+    async def on_message(data: str | bytes) -> None:
+        try:
+            await session.publish(address, text=data)
+        except StreamingError as error:
+            session.reply_error(error)
+        except HTTPException as exc:
+            session.reply_error(_from_http_exception(exc))
+
+    await session.run(on_message)
+
+
+async def serve_multiplexed(streaming: StreamingAPI, websocket: WebSocket) -> None:
+    try:
+        context = await authorize(streaming, websocket, [])
+    except StreamingError as error:
+        await deny(websocket, error)
+        return
+    await websocket.accept()
+    session = SocketSession(
+        streaming, websocket, ClientQueue(streaming.max_queue), _render_envelope, context
+    )
+
+    async def on_message(data: str | bytes) -> None:
+        request_id = None
+        try:
+            message = _control_message(data)
+            request_id = message.get("id")
+            await _handle_control(session, message)
+        except StreamingError as error:
+            session.reply_error(error, request_id)
+        except HTTPException as exc:
+            session.reply_error(_from_http_exception(exc), request_id)
+
+    await session.run(on_message)
+
+
+def _control_message(data: str | bytes) -> dict[str, Any]:
+    try:
+        message = json.loads(data)
+    except ValueError as exc:
+        raise MalformedMessage(f"Messages must be JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise MalformedMessage('Messages must be JSON objects with a "type".')
+    return message
+
+
+async def _handle_control(session: SocketSession, message: dict[str, Any]) -> None:
+    kind, request_id, address = message.get("type"), message.get("id"), message.get("topic")
+    if kind not in ("subscribe", "unsubscribe", "publish"):
+        raise MalformedMessage(
+            f"Unknown message type {kind!r}: use subscribe, unsubscribe or publish."
+        )
+    if not isinstance(address, str) or not address.startswith("/"):
+        raise MalformedMessage('Name the topic\'s address in "topic", starting with "/".')
+    runtime = session.streaming.runtime
+    ack: dict[str, Any] = {"type": "ack", "id": request_id}
+    if kind == "subscribe":
+        topic = runtime.resolve(address, Mode.SUBSCRIBE)[0]
+        await session.allow(topic, Mode.SUBSCRIBE)
+        if address not in session.subscriptions:
+            await runtime.subscribe(session.queue, address)
+            session.subscriptions.append(address)
+    elif kind == "unsubscribe":
+        if address in session.subscriptions:
+            session.subscriptions.remove(address)
+            await runtime.unsubscribe(session.queue, address)
+    else:
+        event = await session.publish(address, data=message.get("data"))
+        ack["event_id"] = event.id if event is not None else None
+    session.reply(ack)
+
+
+def _render_data(event: EncodedEvent) -> str:
+    return event.ws_text
+
+
+def _render_envelope(event: EncodedEvent) -> str:
+    return event.ws_envelope
+
+
+def _from_http_exception(exc: HTTPException) -> StreamingError:
+    error = StreamingError(exc.detail, headers=exc.headers)
+    error.status_code = exc.status_code
+    return error
+
+
+def add_routes(router: APIRouter, streaming: StreamingAPI) -> None:
+    async def ws_many(websocket: WebSocket) -> None:
+        await serve_multiplexed(streaming, websocket)
+
+    async def ws_one(websocket: WebSocket, address: str) -> None:
+        await serve_one_topic(streaming, websocket, concrete_address(address))
+
+    router.add_api_websocket_route(streaming.prefix + "/ws", ws_many)
+    router.add_api_websocket_route(streaming.prefix + "/ws/{address:path}", ws_one)
