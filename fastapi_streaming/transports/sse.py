@@ -62,9 +62,7 @@ class EventStreamResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            await send(
-                {"type": "http.response.body", "body": b"retry: 2000\n\n", "more_body": True}
-            )
+            await send({"type": "http.response.body", "body": OPENING, "more_body": True})
             async with anyio.create_task_group() as group:
                 # A client that stopped reading can block a write forever: when its queue gives
                 # up on it, abandon the write and drop the connection.

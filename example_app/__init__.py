@@ -1,0 +1,1 @@
+"""The stock-quotes example app of the README."""

@@ -1,0 +1,74 @@
+"""Stock quotes and orders, streamed to browsers: ``uvicorn example_app.main:app``.
+
+- ``/stocks/{symbol}``: live quotes from a simulated feed (subscribe).
+- ``/orders``: clients place orders (publish); a back-office view follows them (subscribe).
+
+``BROKER_URL`` picks the broker (``memory://`` by default, ``redis://127.0.0.1:6379`` to run
+several workers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+
+from fastapi_streaming import StreamingAPI
+
+from .feed import PriceFeed
+from .models import Order, OrderRequest, Quote
+
+streaming = StreamingAPI(
+    title="Market data",
+    version="1.0.0",
+    description="Live stock quotes and an order flow, over WebSocket, SSE and HTTP.",
+    broker=os.environ.get("BROKER_URL", "memory://"),
+)
+
+
+@streaming.subscribe("/stocks/{symbol}", overflow="latest")
+async def quotes(event: Quote, symbol: str) -> Quote:
+    """Live quotes for one symbol. A client that falls behind gets the latest price."""
+    return event
+
+
+@streaming.publish("/orders")
+async def place_order(event: OrderRequest) -> Order:
+    """Place an order; the server gives it an id and accepts it."""
+    return Order(
+        **event.model_dump(), id=uuid.uuid4().hex[:12], placed_at=datetime.now(timezone.utc)
+    )
+
+
+@streaming.subscribe("/orders")
+async def order_book(event: Order) -> Order:
+    """Every accepted order, for the back office."""
+    return event
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    feed = asyncio.create_task(PriceFeed(streaming).run())
+    yield
+    feed.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await feed
+
+
+app = FastAPI(title="Market data", lifespan=lifespan)
+streaming.init_app(app)
+
+INDEX = Path(__file__).parent / "static" / "index.html"
+
+
+@app.get("/", include_in_schema=False)
+async def index() -> FileResponse:
+    return FileResponse(INDEX)
