@@ -153,6 +153,8 @@ class StreamingAPI:
         if topic is None:
             topic = Topic(address, channel=channel, name=name)
             self.topics.add(topic)
+        elif channel is not None and not topic.channel_is_explicit:
+            topic.set_channel(channel)
         elif channel is not None and channel != topic.channel:
             raise ValueError(
                 f"Topic {address!r} is already mapped to channel {topic.channel!r}, "

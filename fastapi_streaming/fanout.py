@@ -30,6 +30,9 @@ Prepare = Callable[[BrokerMessage], Awaitable[EncodedEvent | None]]
 #: How many broker messages may wait for a slow subscribe handler before the oldest is dropped.
 INBOUND_LIMIT = 10_000
 
+#: In a burst, the hub hands the event loop to the transports' writers this often.
+YIELD_EVERY = 64
+
 
 @dataclass(frozen=True)
 class CloseReason:
@@ -223,6 +226,9 @@ class TopicStream:
                 self.events += 1
                 for client in tuple(self.clients):
                     client.put(encoded, self.policy)
+                if self.events % YIELD_EVERY == 0:
+                    # In a burst, let the clients' writers drain their queues before going on.
+                    await asyncio.sleep(0)
 
 
 class FanoutHub:
@@ -302,5 +308,7 @@ class FanoutHub:
                 for address, stream in self.streams.items()
             },
             "clients": len(self.queues),
+            "delivered": sum(queue.delivered for queue in self.queues),
+            "pending": sum(len(queue) for queue in self.queues),
             "dropped": sum(queue.dropped for queue in self.queues),
         }

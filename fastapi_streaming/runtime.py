@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import anyio
 import pydantic_core
 from broadcaster import Event as BrokerMessage
 from pydantic import ValidationError
@@ -71,6 +72,13 @@ class StreamingRuntime:
     def close_clients(self) -> None:
         """End every client stream: SSE streams finish, sockets close with 1001."""
         self.hub.close_all(CloseReason(SHUTDOWN, "the server is shutting down"))
+
+    async def end_streams(self, grace: float = 5.0) -> None:
+        """Close every client stream and wait (up to ``grace`` seconds) for transports to end."""
+        self.close_clients()
+        with anyio.move_on_after(grace):
+            while self.hub.queues:  # noqa: ASYNC110 - transports leave on their own schedule
+                await anyio.sleep(0.01)
 
     # -- looking things up -------------------------------------------------------------------
 

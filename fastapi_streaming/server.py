@@ -9,6 +9,7 @@ running streaming API to end its streams (SSE gets a final ``close`` event, sock
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import signal
 import socket
@@ -24,7 +25,7 @@ class StreamingServer(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for runtime in list(StreamingRuntime.running):
-            runtime.close_clients()
+            await runtime.end_streams()
         await super().shutdown(sockets=sockets)
 
 
@@ -36,7 +37,7 @@ def run(app: Any, **options: Any) -> None:
     """
     config = uvicorn.Config(app, **options)
     if config.workers <= 1:
-        StreamingServer(config).run()
+        _serve(config, None)
         return
     if not isinstance(app, str):
         raise ValueError("Several workers need the app as an import string: 'module:app'.")
@@ -61,6 +62,8 @@ def run(app: Any, **options: Any) -> None:
     sock.close()
 
 
-def _serve(config: uvicorn.Config, sock: socket.socket) -> None:
+def _serve(config: uvicorn.Config, sock: socket.socket | None) -> None:
     config.configure_logging()
-    StreamingServer(config).run(sockets=[sock])
+    # uvicorn re-raises the signal it stopped on; Ctrl+C is how a server is meant to stop.
+    with contextlib.suppress(KeyboardInterrupt):
+        StreamingServer(config).run(sockets=[sock] if sock else None)

@@ -76,20 +76,28 @@ class Topic:
     regex: re.Pattern[str] = field(init=False, repr=False)
     convertors: dict[str, Convertor[Any]] = field(init=False, repr=False)
     payload_adapter: TypeAdapter[Any] = field(init=False, repr=False)
+    channel_is_explicit: bool = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.address.startswith("/"):
             raise ValueError(f"Topic address {self.address!r} must start with '/'.")
         self.regex, _, self.convertors = compile_path(self.address)
-        if self.channel is None:
-            self.channel = default_channel(self.address)
-        unknown = channel_fields(self.channel) - set(self.convertors)
+        self.channel_is_explicit = self.channel is not None
+        self.set_channel(self.channel or default_channel(self.address))
+        self.payload_adapter = TypeAdapter(self.payload)
+
+    def set_channel(self, template: str) -> None:
+        """Map the topic onto a broker channel template such as ``market.quotes.{symbol}``."""
+        unknown = channel_fields(template) - set(self.convertors)
         if unknown:
             raise ValueError(
-                f"Channel template {self.channel!r} of topic {self.address!r} uses "
+                f"Channel template {template!r} of topic {self.address!r} uses "
                 f"{sorted(unknown)}, which are not parameters of the address."
             )
-        self.payload_adapter = TypeAdapter(self.payload)
+        self.channel_is_explicit = self.channel_is_explicit or template != default_channel(
+            self.address
+        )
+        self.channel = template
 
     @property
     def parameters(self) -> tuple[str, ...]:

@@ -61,8 +61,8 @@ class SocketSession:
                 group.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
-                await self.streaming.runtime.disconnect(self.queue, self.subscriptions)
                 await self._close()
+                await self.streaming.runtime.disconnect(self.queue, self.subscriptions)
 
     async def _send_loop(self, scope: anyio.CancelScope) -> None:
         queue, send, render = self.queue, self.websocket.send, self.render
