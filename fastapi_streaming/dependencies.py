@@ -68,6 +68,28 @@ def _kind(call: Callable[..., Any]) -> str:
     return "function"
 
 
+def _type_hints(target: Any) -> dict[str, Any]:
+    """The evaluated annotations of ``target``; those that cannot be evaluated stay strings.
+
+    ``typing.get_type_hints`` gives up on all of them when one name cannot be found (a class
+    imported under ``TYPE_CHECKING``, say), so fall back to evaluating them one by one.
+    """
+    try:
+        return get_type_hints(target, include_extras=True)
+    except (NameError, TypeError):
+        pass
+    namespace = getattr(target, "__globals__", {})
+    hints: dict[str, Any] = {}
+    for name, annotation in getattr(target, "__annotations__", {}).items():
+        if isinstance(annotation, str):
+            try:
+                annotation = eval(annotation, namespace)  # as typing.get_type_hints does
+            except Exception:
+                pass
+        hints[name] = annotation
+    return hints
+
+
 def _depends_of(annotation: Any, default: Any) -> tuple[Any, fastapi_params.Depends | None]:
     """Split ``Annotated[T, Depends(f)]`` or ``x: T = Depends(f)`` into ``(T, Depends)``."""
     if get_origin(annotation) is Annotated:
@@ -101,10 +123,7 @@ def plan_handler(
     where = where or getattr(call, "__qualname__", repr(call))
     signature = inspect.signature(call)
     target = call if inspect.isroutine(call) or inspect.isclass(call) else type(call).__call__
-    try:
-        hints = get_type_hints(target, include_extras=True)
-    except (NameError, TypeError):
-        hints = {}
+    hints = _type_hints(target)
     path: list[str] = []
     context: list[tuple[str, type]] = []
     dependencies: list[tuple[str, HandlerPlan, bool]] = []

@@ -1,0 +1,41 @@
+# The two commands of the README: `make run` and `make test`. Both create .venv when missing.
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PLUGINS := $(wildcard plugins/*/pyproject.toml)
+
+.PHONY: install run test lint typecheck pytest docs docs-serve clean
+
+$(STAMP): pyproject.toml $(PLUGINS)
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e ".[dev]" $(foreach p,$(PLUGINS),-e ./$(dir $(p)))
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Run the example app on the embedded default (memory broker, SQLite) at http://127.0.0.1:8000
+run: $(STAMP)
+	$(VENV)/bin/fastapi-streaming run example_app.main:app --host 127.0.0.1 --port 8000
+
+## Run every check and the whole test suite
+test: lint typecheck pytest docs
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+pytest: $(STAMP)
+	$(VENV)/bin/pytest
+
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict --site-dir build/site
+
+docs-serve: $(STAMP)
+	$(VENV)/bin/mkdocs serve
+
+clean:
+	rm -rf $(VENV) build site .mypy_cache .ruff_cache .pytest_cache

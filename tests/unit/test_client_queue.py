@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from fastapi_streaming.events import EncodedEvent, Event
+from fastapi_streaming.fanout import SLOW_CLIENT, ClientQueue, Reply
+from fastapi_streaming.topics import OverflowPolicy
+
+
+def event(topic: str, seq: int) -> EncodedEvent:
+    return EncodedEvent(Event(str(seq), topic, "t", seq), str(seq).encode())
+
+
+def seqs(items: list[EncodedEvent | Reply]) -> list[int]:
+    return [int(item.event.id) for item in items if isinstance(item, EncodedEvent)]
+
+
+def test_disconnect_policy_closes_with_a_reason_and_counts() -> None:
+    queue = ClientQueue(3)
+    closed = []
+    queue.on_close = closed.append
+    for seq in range(5):
+        queue.put(event("/a", seq), OverflowPolicy.DISCONNECT)
+    assert queue.closed is not None and queue.closed.code == SLOW_CLIENT
+    assert "more than 3 events" in queue.closed.message
+    assert closed == [queue.closed]
+    assert queue.dropped == 1, "later events are not counted once the client is gone"
+    assert seqs(queue.take()) == [0, 1, 2]
+
+
+def test_drop_oldest_keeps_the_newest_and_counts_drops() -> None:
+    queue = ClientQueue(3)
+    for seq in range(10):
+        queue.put(event("/a", seq), OverflowPolicy.DROP_OLDEST)
+    assert queue.closed is None
+    assert queue.dropped == 7
+    assert seqs(queue.take()) == [7, 8, 9]
+
+
+def test_latest_keeps_one_pending_event_per_topic_in_arrival_order() -> None:
+    queue = ClientQueue(10)
+    for seq, topic in enumerate(["/a", "/b", "/a", "/a", "/b", "/c"]):
+        queue.put(event(topic, seq), OverflowPolicy.LATEST)
+    assert queue.dropped == 3
+    assert seqs(queue.take()) == [3, 4, 5]
+    queue.put(event("/a", 9), OverflowPolicy.LATEST)
+    assert seqs(queue.take()) == [9]
+
+
+def test_take_returns_everything_pending_and_counts_delivered() -> None:
+    queue = ClientQueue(100)
+    for seq in range(5):
+        queue.put(event("/a", seq), OverflowPolicy.DISCONNECT)
+    queue.reply("ack")
+    batch = queue.take()
+    assert seqs(batch) == [0, 1, 2, 3, 4]
+    assert isinstance(batch[-1], Reply) and batch[-1].text == "ack"
+    assert queue.take() == [] and queue.delivered == 6
+
+
+async def test_wait_wakes_on_put_and_times_out_when_idle() -> None:
+    queue = ClientQueue(10)
+    assert await queue.wait(0.01) is False
+    asyncio.get_running_loop().call_later(0.01, queue.put, event("/a", 1), OverflowPolicy.LATEST)
+    assert await queue.wait(1) is True
+
+
+def test_queue_needs_room_for_one_event() -> None:
+    with pytest.raises(ValueError):
+        ClientQueue(0)

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from fastapi_streaming.events import (
+    EncodedEvent,
+    Event,
+    UndecodableMessage,
+    decode_message,
+    new_event_id,
+)
+
+
+def test_event_ids_are_uuid7_and_time_ordered() -> None:
+    ids = [new_event_id() for _ in range(50)]
+    assert all(uuid.UUID(value).version == 7 for value in ids)
+    assert len(set(ids)) == 50
+    assert [value[:13] for value in ids] == sorted(value[:13] for value in ids)
+
+
+def test_envelope_round_trips_with_the_same_id_and_time() -> None:
+    event = Event.create("/stocks/AAPL", {"price": 1.5})
+    message = event.to_message(b'{"price":1.5}')
+    document = json.loads(message)
+    assert document["specversion"] == "1.0" and document["subject"] == "/stocks/AAPL"
+    decoded = decode_message(message, topic="/stocks/AAPL", channel="stocks.AAPL")
+    assert decoded == Event(event.id, "/stocks/AAPL", event.time, {"price": 1.5})
+
+
+def test_raw_json_from_another_system_gets_a_stable_id() -> None:
+    first = decode_message('{"price": 2}', topic="/s/A", channel="s.A")
+    again = decode_message('{"price": 2}', topic="/s/A", channel="s.A")
+    other = decode_message('{"price": 3}', topic="/s/A", channel="s.A")
+    assert first.data == {"price": 2}
+    assert first.id == again.id != other.id
+
+
+def test_raw_non_object_json_is_data_too() -> None:
+    assert decode_message("[1, 2]", topic="/t", channel="t").data == [1, 2]
+
+
+def test_non_json_message_is_refused_with_the_channel_named() -> None:
+    with pytest.raises(UndecodableMessage, match="'t'"):
+        decode_message("not json", topic="/t", channel="t")
+
+
+def test_frames_are_encoded_once_and_shared() -> None:
+    event = Event("id-1", "/stocks/AAPL", "2026-01-01T00:00:00.000Z", None)
+    encoded = EncodedEvent(event, b'{"p":1}')
+    assert encoded.sse == b'id: id-1\ndata: {"p":1}\n\n'
+    assert encoded.sse_named == b'id: id-1\nevent: /stocks/AAPL\ndata: {"p":1}\n\n'
+    assert encoded.ws_text == '{"p":1}'
+    assert json.loads(encoded.ws_envelope) == {
+        "type": "event",
+        "topic": "/stocks/AAPL",
+        "id": "id-1",
+        "time": "2026-01-01T00:00:00.000Z",
+        "data": {"p": 1},
+    }
+    assert encoded.sse is encoded.sse and encoded.ws_envelope is encoded.ws_envelope
