@@ -56,7 +56,8 @@ async def order_book(event: Order) -> Order:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    feed = asyncio.create_task(PriceFeed(streaming).run())
+    interval = float(os.environ.get("FEED_INTERVAL", "0.5"))
+    feed = asyncio.create_task(PriceFeed(streaming, interval=interval).run())
     yield
     feed.cancel()
     with contextlib.suppress(asyncio.CancelledError):

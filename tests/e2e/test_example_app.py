@@ -1,0 +1,60 @@
+"""The example app of the README, as a user runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+
+from tests.conftest import REDIS_URL
+from tests.support.clients import receive_json, send_json, sse_stream, websocket
+from tests.support.server import ServerProcess
+
+
+async def test_page_quotes_and_orders_work_on_the_embedded_default() -> None:
+    with ServerProcess("example_app.main:app", env={"FEED_INTERVAL": "0.05"}) as server:
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            page = await http.get("/")
+        assert page.status_code == 200
+        assert "new EventSource" in page.text and "/streams/ws" in page.text
+
+        async with sse_stream(
+            server.url, "/streams/sse", topic=["/stocks/AAPL", "/stocks/MSFT"]
+        ) as quotes:
+            events = await quotes.wait_for(4)
+        assert {event.event for event in events} == {"/stocks/AAPL", "/stocks/MSFT"}
+        assert all(json.loads(event.data)["price"] > 0 for event in events)
+
+        async with websocket(server.ws_url + "/streams/ws") as ws:
+            await send_json(ws, {"type": "subscribe", "id": 1, "topic": "/orders"})
+            assert await receive_json(ws) == {"type": "ack", "id": 1}
+            order = {"symbol": "AAPL", "side": "buy", "quantity": 10, "limit_price": None}
+            await send_json(ws, {"type": "publish", "id": 2, "topic": "/orders", "data": order})
+            replies = [await receive_json(ws), await receive_json(ws)]
+            ack = next(r for r in replies if r["type"] == "ack")
+            event = next(r for r in replies if r["type"] == "event")
+            assert ack["event_id"] == event["id"]
+            assert event["data"]["status"] == "accepted" and event["data"]["symbol"] == "AAPL"
+            assert len(event["data"]["id"]) == 12
+
+            bad = {"symbol": "AAPL", "side": "hold", "quantity": 0}
+            await send_json(ws, {"type": "publish", "id": 3, "topic": "/orders", "data": bad})
+            error = await receive_json(ws)
+            assert (error["type"], error["id"], error["code"]) == ("error", 3, 422)
+            assert {tuple(e["loc"]) for e in error["detail"]} == {("side",), ("quantity",)}
+
+
+@pytest.mark.redis
+async def test_two_workers_on_redis_emit_each_quote_once() -> None:
+    interval = 0.2
+    env = {"BROKER_URL": REDIS_URL, "FEED_INTERVAL": str(interval)}
+    with ServerProcess("example_app.main:app", env=env, workers=2) as server:
+        async with sse_stream(server.url, "/streams/sse/stocks/GOOG") as quotes:
+            await asyncio.sleep(3)
+            events = list(quotes.events)
+    times = [json.loads(event.data)["time"] for event in events]
+    assert len(times) == len(set(times))
+    # One feed emits about 3 / 0.2 = 15 quotes in 3 s; two feeds would emit about 30.
+    assert 8 <= len(events) <= 20, len(events)
