@@ -18,7 +18,7 @@ async def test_page_quotes_and_orders_work_on_the_embedded_default() -> None:
         async with httpx.AsyncClient(base_url=server.url) as http:
             page = await http.get("/")
         assert page.status_code == 200
-        assert "new EventSource" in page.text and "/streams/ws" in page.text
+        assert "new EventSource" in page.text and "new WebSocket" in page.text
 
         async with sse_stream(
             server.url, "/streams/sse", topic=["/stocks/AAPL", "/stocks/MSFT"]
