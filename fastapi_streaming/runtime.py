@@ -19,9 +19,15 @@ import pydantic_core
 from broadcaster import Event as BrokerMessage
 from pydantic import ValidationError
 
-from .brokers.connection import BrokerConnection
+from .brokers.connection import BrokerConnection, BrokerUnavailable
 from .dependencies import solve
-from .errors import InvalidPayload, MalformedMessage, ModeNotAllowed, TopicNotFound
+from .errors import (
+    InvalidPayload,
+    MalformedMessage,
+    ModeNotAllowed,
+    TopicNotFound,
+    Unavailable,
+)
 from .events import EncodedEvent, Event, decode_message
 from .fanout import SHUTDOWN, ClientQueue, CloseReason, FanoutHub, Prepare
 from .topics import Mode, Operation, OverflowPolicy, Topic, TopicRegistry
@@ -51,8 +57,10 @@ class StreamingRuntime:
         *,
         broker_url: str,
         default_overflow: OverflowPolicy,
+        publish_timeout: float = 5.0,
     ) -> None:
         self.topics = topics
+        self.publish_timeout = publish_timeout
         self.broker = BrokerConnection(backend, url=broker_url)
         self.hub = FanoutHub(self.broker)
         self.default_overflow = default_overflow
@@ -135,8 +143,29 @@ class StreamingRuntime:
     ) -> Event:
         data_json = pydantic_core.to_json(value)
         event = Event.create(address, None)
-        await self.broker.publish(topic.channel_for(params), event.to_message(data_json))
+        try:
+            with anyio.fail_after(self.publish_timeout):
+                await self.broker.publish(topic.channel_for(params), event.to_message(data_json))
+        except (BrokerUnavailable, TimeoutError) as exc:
+            raise Unavailable(
+                f"The broker cannot take events right now ({exc or 'timed out'}); retry shortly.",
+                headers={"Retry-After": "1"},
+            ) from None
         return event
+
+    def health(self) -> dict[str, Any]:
+        """What a readiness probe needs: is the broker reachable, and how busy is the hub."""
+        return {
+            "status": "ok" if self.broker.connected else "unavailable",
+            "broker": {
+                "url": self.broker.url_for_display,
+                "connected": self.broker.connected,
+                "reconnects": self.broker.reconnects,
+                "channels": len(self.broker.channels),
+            },
+            "clients": len(self.hub.queues),
+            "streams": len(self.hub.streams),
+        }
 
     # -- broker to client -------------------------------------------------------------------
 
