@@ -49,6 +49,8 @@ class NATSBackend(BroadcastBackend):
         self._nc = await nats.connect(
             servers=[self.options.server],
             name=self.options.name,
+            max_reconnect_attempts=self.options.reconnect_attempts,
+            reconnect_time_wait=self.options.reconnect_wait,
             error_cb=self._on_error,
             disconnected_cb=self._on_disconnected,
             reconnected_cb=self._on_reconnected,

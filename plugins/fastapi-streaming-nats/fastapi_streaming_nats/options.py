@@ -21,7 +21,15 @@ DEFAULT_MAX_AGE = 86_400.0
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
-_OPTIONS = {"jetstream", "stream", "prefix", "max_age", "name"}
+_OPTIONS = {
+    "jetstream",
+    "stream",
+    "prefix",
+    "max_age",
+    "name",
+    "reconnect_attempts",
+    "reconnect_wait",
+}
 
 
 @dataclass(frozen=True)
@@ -31,6 +39,8 @@ class NATSOptions:
     stream: str | None = None
     max_age: float = DEFAULT_MAX_AGE
     name: str = "fastapi-streaming"
+    reconnect_attempts: int = 60
+    reconnect_wait: float = 2.0
 
     @property
     def jetstream(self) -> bool:
@@ -64,6 +74,8 @@ class NATSOptions:
             stream=stream,
             max_age=max_age,
             name=query.get("name", "fastapi-streaming"),
+            reconnect_attempts=int(query.get("reconnect_attempts", "60")),
+            reconnect_wait=float(query.get("reconnect_wait", "2")),
         )
 
     def subject(self, channel: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import subprocess
@@ -121,25 +122,88 @@ def _free_port() -> int:
         return port
 
 
-@pytest.fixture
-def small_payload_server(tmp_path: Path) -> Iterator[str]:
-    """A NATS server of our own whose max_payload is 1 KiB."""
-    binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
-    port = _free_port()
-    config = tmp_path / "nats.conf"
-    config.write_text(f"listen: 127.0.0.1:{port}\nmax_payload: 1024\n")
-    process = subprocess.Popen([binary, "-c", str(config)], stdout=subprocess.DEVNULL)
-    try:
+class OwnServer:
+    """A nats-server process of our own on a free port, started and stopped by PID."""
+
+    def __init__(self, config_dir: Path, extra_config: str = "") -> None:
+        self.port = _free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.config = config_dir / "nats.conf"
+        self.config.write_text(f"listen: 127.0.0.1:{self.port}\n{extra_config}")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
+        self.process = subprocess.Popen([binary, "-c", str(self.config)], stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
             time.sleep(0.05)
-        yield f"nats://127.0.0.1:{port}"
+        raise RuntimeError(f"nats-server did not listen on port {self.port}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[OwnServer]:
+    server = OwnServer(tmp_path)
+    server.start()
+    try:
+        yield server
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        server.stop()
+
+
+@pytest.fixture
+def small_payload_server(tmp_path: Path) -> Iterator[str]:
+    """A NATS server of our own whose max_payload is 1 KiB."""
+    server = OwnServer(tmp_path, "max_payload: 1024\n")
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+async def test_subscriptions_survive_a_server_restart(own_server: OwnServer) -> None:
+    backend = NATSBackend(f"{own_server.url}?reconnect_wait=0.2")
+    await backend.connect()
+    try:
+        await backend.subscribe("stocks.AAPL")
+        await asyncio.to_thread(own_server.stop)
+        await asyncio.to_thread(own_server.start)
+        deadline = asyncio.get_running_loop().time() + 15
+        event = None
+        while event is None:  # publish until the reconnected subscription delivers
+            assert asyncio.get_running_loop().time() < deadline, "no delivery after restart"
+            try:
+                await backend.publish("stocks.AAPL", "after restart")
+                event = await asyncio.wait_for(backend.next_published(), timeout=0.5)
+            except (asyncio.TimeoutError, nats.errors.OutboundBufferLimitError):
+                continue
+        assert (event.channel, event.message) == ("stocks.AAPL", "after restart")
+    finally:
+        await backend.disconnect()
+
+
+async def test_a_server_gone_for_good_ends_the_listener_with_an_error(
+    own_server: OwnServer,
+) -> None:
+    backend = NATSBackend(f"{own_server.url}?reconnect_attempts=2&reconnect_wait=0.1")
+    await backend.connect()
+    try:
+        await backend.subscribe("stocks.AAPL")
+        await asyncio.to_thread(own_server.stop)
+        with pytest.raises(ConnectionError, match="closed"):
+            await asyncio.wait_for(backend.next_published(), timeout=15)
+    finally:
+        await backend.disconnect()
 
 
 async def test_a_message_over_max_payload_is_refused_with_the_limit(
