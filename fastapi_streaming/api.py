@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import FastAPI
 from pydantic import TypeAdapter
@@ -15,6 +15,10 @@ from .dependencies import plan_handler
 from .events import Event
 from .runtime import StreamingRuntime
 from .topics import Mode, Operation, OverflowPolicy, Topic, TopicRegistry
+
+if TYPE_CHECKING:
+    from .websub.hub import WebSubHub
+    from .websub.settings import WebSubSettings
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
@@ -46,6 +50,7 @@ class StreamingAPI:
         max_message_size: int = 1024 * 1024,
         heartbeat: float = 15.0,
         plugin_manager: Any = None,
+        websub: WebSubSettings | bool | None = None,
     ) -> None:
         self.title = title
         self.version = version
@@ -59,6 +64,8 @@ class StreamingAPI:
         self.plugin_manager = plugin_manager
         self.topics = TopicRegistry()
         self._runtime: StreamingRuntime | None = None
+        #: The WebSub hub (webhooks), when enabled with ``websub=WebSubSettings(...)`` or True.
+        self.websub: WebSubHub | None = _websub_hub(self, websub)
 
     # -- declaring topics -------------------------------------------------------------------
 
@@ -227,8 +234,12 @@ class StreamingAPI:
         await runtime.start()
         self._runtime = runtime
         try:
+            if self.websub is not None:
+                await self.websub.start(runtime)
             yield runtime
         finally:
+            if self.websub is not None:
+                await self.websub.stop()
             self._runtime = None
             await runtime.stop()
 
@@ -256,6 +267,10 @@ class StreamingAPI:
         from .transports import build_router
 
         app.include_router(build_router(self))
+        if self.websub is not None:
+            from .websub.routes import build_router as build_websub_router
+
+            app.include_router(build_websub_router(self.websub))
         original = app.router.lifespan_context
 
         @asynccontextmanager
@@ -265,6 +280,16 @@ class StreamingAPI:
 
         app.router.lifespan_context = lifespan
         app.state.fastapi_streaming = self
+
+
+def _websub_hub(streaming: StreamingAPI, websub: WebSubSettings | bool | None) -> WebSubHub | None:
+    """The WebSub hub for ``websub=``; imported only when enabled (it needs the extra)."""
+    if websub is None or websub is False:
+        return None
+    from .websub.hub import WebSubHub
+    from .websub.settings import WebSubSettings
+
+    return WebSubHub(streaming, WebSubSettings() if websub is True else websub)
 
 
 def _learn_payload(topic: Topic, mode: Mode, event_type: Any, return_type: Any) -> None:

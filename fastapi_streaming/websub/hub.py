@@ -1,0 +1,296 @@
+"""The WebSub hub of a Streaming API: subscription requests, verification, and the workers.
+
+``StreamingAPI(websub=...)`` creates one :class:`WebSubHub`. During the app's lifespan it keeps
+a database connection, joins the fan-out of every subscribed topic (:mod:`.intake`), runs a
+delivery worker (:mod:`.delivery`) and two housekeeping loops: one that follows which topics
+have subscriptions (subscriptions made through other worker processes), and one that removes
+expired subscriptions and old records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from starlette.requests import Request
+
+from ..errors import Forbidden, PayloadTooLarge, StreamingError
+from ..topics import Mode
+from ..transports.http import read_body
+from .delivery import DeliveryWorker
+from .intake import EventIntake
+from .intent import HubError, Intent, IntentReader, parse_form
+from .outbound import Outbound
+from .ratelimit import RateLimiter
+from .repository import NewSubscription, Repository
+from .settings import WebSubSettings
+from .ssrf import CallbackGuard, CallbackRefused
+from .verification import Verifier
+
+if TYPE_CHECKING:
+    from ..api import StreamingAPI
+    from ..runtime import StreamingRuntime
+
+logger = logging.getLogger("fastapi_streaming.websub")
+
+#: Characters left as they are in the address part of a topic URL.
+_ADDRESS_SAFE = "/-._~!$&'()*+,;=:@"
+
+
+@dataclass(frozen=True)
+class Urls:
+    """The hub's URL and one topic's canonical (``self``) URL."""
+
+    hub: str
+    topic: str
+
+
+@dataclass
+class _Running:
+    repo: Repository
+    outbound: Outbound
+    verifier: Verifier
+    intake: EventIntake
+    worker: DeliveryWorker
+    tasks: list[asyncio.Task[None]]
+
+
+class WebSubHub:
+    """A W3C WebSub hub over the topics of one :class:`~fastapi_streaming.StreamingAPI`."""
+
+    def __init__(self, streaming: StreamingAPI, settings: WebSubSettings) -> None:
+        self.streaming = streaming
+        self.settings = settings
+        self.guard = CallbackGuard(settings)
+        self.reader = IntentReader(settings, streaming.topics)
+        self.limiter = RateLimiter(settings.rate_limit, settings.rate_period)
+        self._running: _Running | None = None
+        self._verifying: set[asyncio.Task[None]] = set()
+        self._verify_slots: asyncio.Semaphore | None = None
+
+    @property
+    def path(self) -> str:
+        """The path under which topics are discovered and the hub answers (``/streams/websub``)."""
+        return self.streaming.prefix + "/websub"
+
+    @property
+    def running(self) -> _Running:
+        if self._running is None:
+            raise RuntimeError("The WebSub hub runs during the app's lifespan only.")
+        return self._running
+
+    @property
+    def repo(self) -> Repository:
+        return self.running.repo
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self, runtime: StreamingRuntime) -> None:
+        """Open the database, join subscribed topics, start the workers."""
+        settings = self.settings
+        repo = Repository(settings)
+        outbound = Outbound(settings, self.guard)
+        try:
+            if settings.create_schema:
+                await repo.create_schema()
+            worker = DeliveryWorker(settings, repo, outbound)
+            intake = EventIntake(settings, runtime, repo, worker.wake)
+            # Join before serving requests, so no event of a subscribed topic passes unseen.
+            await intake.sync()
+        except BaseException:
+            await outbound.aclose()
+            await repo.close()
+            raise
+        tasks = [
+            asyncio.create_task(intake.run(), name="websub intake"),
+            asyncio.create_task(worker.run(), name="websub delivery"),
+            asyncio.create_task(self._every(settings.sync_interval, intake.sync), name="sync"),
+            asyncio.create_task(self._every(settings.cleanup_interval, repo.cleanup), name="gc"),
+        ]
+        self._verify_slots = asyncio.Semaphore(settings.verify_concurrency)
+        self._running = _Running(
+            repo, outbound, Verifier(settings, outbound), intake, worker, tasks
+        )
+
+    async def stop(self) -> None:
+        running, self._running = self._running, None
+        if running is None:
+            return
+        for task in (*running.tasks, *self._verifying):
+            task.cancel()
+        await asyncio.gather(*running.tasks, *self._verifying, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await running.intake.close()
+        await running.outbound.aclose()
+        await running.repo.close()
+
+    @staticmethod
+    async def _every(seconds: float, job: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await job()
+            except Exception:
+                logger.exception("WebSub housekeeping failed; trying again later")
+
+    # -- URLs --------------------------------------------------------------------------------
+
+    def urls(self, request: Request, address: str) -> Urls:
+        base = self.settings.public_url or str(request.base_url)
+        base = base.rstrip("/") + self.path
+        return Urls(hub=base + "/hub", topic=base + quote(address, safe=_ADDRESS_SAFE))
+
+    def topics_path(self, request: Request) -> str:
+        """The path prefix of topic URLs as the client sees it (with the app's root path)."""
+        return str(request.scope.get("root_path", "")).rstrip("/") + self.path
+
+    # -- subscription requests ---------------------------------------------------------------
+
+    async def handle(self, request: Request) -> tuple[int, str, dict[str, str]]:
+        """Answer a ``POST .../websub/hub``: (status, plain-text reason, headers)."""
+        try:
+            intent = await self._accept(request)
+        except HubError as error:
+            return error.status, error.reason, error.headers
+        return 202, f"Accepted: the hub will now verify this {intent.mode} request.", {}
+
+    async def _accept(self, request: Request) -> Intent:
+        settings = self.settings
+        client = request.client.host if request.client else "unknown"
+        wait = self.limiter.acquire(client)
+        if wait:
+            raise HubError(
+                429,
+                f"Too many subscription requests: at most {settings.rate_limit} per "
+                f"{settings.rate_period:g} s; retry later.",
+                {"Retry-After": str(max(1, round(wait)))},
+            )
+        try:
+            body = await read_body(request, settings.max_request_bytes)
+        except PayloadTooLarge:
+            raise HubError(
+                413, f"The request body is larger than {settings.max_request_bytes} bytes."
+            ) from None
+        fields = parse_form(body, request.headers.get("content-type"))
+        intent = self.reader.read(fields, self.topics_path(request))
+        try:
+            callback_url = await self.guard.check(intent.callback)
+        except CallbackRefused as exc:
+            raise HubError(400, str(exc)) from None
+        urls = self.urls(request, intent.address)
+        running = self.running
+        if intent.mode == "subscribe":
+            denial = await self._authorize(request, intent)
+            if denial is not None:
+                self._spawn(
+                    running.verifier.deny(
+                        callback=intent.callback, topic_url=intent.topic_url, reason=denial
+                    )
+                )
+                return intent
+            await self._check_quotas(intent, callback_url.host)
+        self._spawn(self._verify(intent, callback_url.host, urls))
+        return intent
+
+    async def _authorize(self, request: Request, intent: Intent) -> str | None:
+        """None if the client may subscribe; the denial reason if the authorizer refuses.
+
+        A request without valid credentials is answered 401 at once, like on every transport
+        (and makes the hub send nothing anywhere). A refusal of a known client is the spec's
+        validation step: the answer stays 202 and the callback gets ``hub.mode=denied``.
+        """
+        topic = self.streaming.runtime.resolve(intent.address, Mode.SUBSCRIBE)[0]
+        try:
+            await self.streaming.authorize(request, [(topic, Mode.SUBSCRIBE)])
+        except Forbidden as error:
+            return str(error.detail)
+        except StreamingError as error:
+            raise HubError(error.status_code, str(error.detail), error.headers) from None
+        return None
+
+    async def _check_quotas(self, intent: Intent, host: str) -> None:
+        settings = self.settings
+        on_topic, on_host = await self.repo.count_others(
+            topic=intent.address, callback=intent.callback, host=host
+        )
+        if on_topic >= settings.max_subscriptions_per_topic:
+            raise HubError(
+                409,
+                f"Topic {intent.address!r} already has the maximum of "
+                f"{settings.max_subscriptions_per_topic} subscriptions.",
+            )
+        if on_host >= settings.max_subscriptions_per_host:
+            raise HubError(
+                409,
+                f"Callbacks on host {host!r} already hold the maximum of "
+                f"{settings.max_subscriptions_per_host} subscriptions.",
+            )
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        slots = self._verify_slots
+        assert slots is not None
+
+        async def limited() -> None:
+            async with slots:
+                await work
+
+        task = asyncio.create_task(limited(), name="websub verification")
+        self._verifying.add(task)
+        task.add_done_callback(self._verifying.discard)
+
+    async def _verify(self, intent: Intent, host: str, urls: Urls) -> None:
+        """Verify intent; apply the request only if the subscriber confirms (WebSub 5.1)."""
+        running = self.running
+        lease = self.settings.clamp_lease(intent.requested_lease)
+        started = time.time()
+        try:
+            confirmed, why = await running.verifier.confirm(
+                mode=intent.mode,
+                callback=intent.callback,
+                topic_url=intent.topic_url,
+                lease_seconds=lease if intent.mode == "subscribe" else None,
+            )
+            if not confirmed:
+                logger.info(
+                    "WebSub %s of %s to %s not verified: %s",
+                    intent.mode,
+                    intent.callback,
+                    intent.address,
+                    why,
+                )
+                return
+            if intent.mode == "unsubscribe":
+                await running.repo.remove_subscription(intent.address, intent.callback)
+                return
+            await running.intake.join(intent.address)
+            await running.repo.save_subscription(
+                NewSubscription(
+                    topic=intent.address,
+                    callback=intent.callback,
+                    callback_host=host,
+                    topic_url=intent.topic_url,
+                    self_url=urls.topic,
+                    hub_url=urls.hub,
+                    secret=intent.secret,
+                    lease_seconds=lease,
+                    verified_at=started,
+                )
+            )
+        except Exception:
+            logger.exception("WebSub verification of %s failed", intent.callback)
+
+    # -- discovery ---------------------------------------------------------------------------
+
+    async def discover(self, request: Request, address: str) -> tuple[Urls, Any]:
+        """The URLs of a topic and its latest recorded event (body, content type) or None."""
+        runtime = self.streaming.runtime
+        topic, _, params = runtime.resolve(address, Mode.SUBSCRIBE)
+        await self.streaming.authorize(request, [(topic, Mode.SUBSCRIBE)])
+        address = topic.address_for(params)
+        return self.urls(request, address), await self.repo.latest_event(address)

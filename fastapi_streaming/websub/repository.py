@@ -1,0 +1,488 @@
+"""Everything the hub keeps in its database, behind one small async API (SQLAlchemy 2 Core).
+
+The statements are written so that several worker processes can share one database:
+
+- recording an event is insert-or-ignore, keyed by (topic, event id) and by (subscription,
+  event): every worker records every event it sees, and the database keeps one of each;
+- claiming due deliveries is one ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED)``
+  on PostgreSQL (SQLite has a single writer, so the statement alone is atomic there). A claim
+  is a lease: a worker killed mid-attempt leaves a row that becomes due again when it runs out.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    Insert,
+    and_,
+    bindparam,
+    case,
+    delete,
+    event,
+    exists,
+    func,
+    literal,
+    not_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from .settings import WebSubSettings
+from .tables import DONE, FAILED, PENDING, Tables, build_tables
+
+
+@dataclass(frozen=True)
+class NewSubscription:
+    """A subscription whose intent was just verified."""
+
+    topic: str
+    callback: str
+    callback_host: str
+    topic_url: str
+    self_url: str
+    hub_url: str
+    secret: str | None
+    lease_seconds: int
+    verified_at: float
+
+
+@dataclass(frozen=True)
+class IncomingEvent:
+    """An event of a topic as the hub received it: its id and the exact body to deliver."""
+
+    topic: str
+    event_id: str
+    body: bytes
+    content_type: str = "application/json"
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A delivery this worker now owns until its claim runs out."""
+
+    id: int
+    claim: str
+    attempts: int
+    subscription_id: int
+    callback: str
+    secret: str | None
+    hub_url: str
+    self_url: str
+    topic: str
+    event_id: str
+    body: bytes
+    content_type: str
+
+
+def make_engine(url: str) -> AsyncEngine:
+    """An engine tuned for the hub: SQLite in WAL mode waits for its lock instead of failing."""
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(dbapi_connection: Any, record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return create_async_engine(url, pool_pre_ping=True)
+
+
+class Repository:
+    """The hub's subscriptions, events and deliveries in one database."""
+
+    def __init__(self, settings: WebSubSettings, engine: AsyncEngine | None = None) -> None:
+        self.settings = settings
+        self.engine = engine or make_engine(settings.database_url)
+        self.tables: Tables = build_tables(settings.table_prefix)
+        self.dialect = self.engine.dialect.name
+
+    def _insert(self, table: Any) -> Any:
+        """An INSERT that can say ON CONFLICT DO NOTHING / DO UPDATE in this database's dialect."""
+        if self.dialect == "postgresql":
+            return postgresql.insert(table)
+        if self.dialect == "sqlite":
+            return sqlite.insert(table)
+        raise RuntimeError(f"The WebSub hub supports SQLite and PostgreSQL, not {self.dialect}.")
+
+    # -- schema ------------------------------------------------------------------------------
+
+    async def create_schema(self) -> None:
+        """Create missing tables; safe when several processes start at once."""
+        for attempt in range(3):
+            try:
+                async with self.engine.begin() as conn:
+                    if self.dialect == "postgresql":
+                        lock = text("SELECT pg_advisory_xact_lock(hashtext(:key))")
+                        await conn.execute(lock, {"key": "websub:" + self.settings.table_prefix})
+                    await conn.run_sync(self.tables.metadata.create_all)
+                return
+            except OperationalError:  # SQLite: another process created a table meanwhile
+                if attempt == 2:
+                    raise
+
+    async def drop_schema(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.run_sync(self.tables.metadata.drop_all)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # -- subscriptions -----------------------------------------------------------------------
+
+    async def save_subscription(self, new: NewSubscription) -> None:
+        """Create or renew the subscription of (topic, callback): the spec's override rule."""
+        table = self.tables.subscriptions
+        values = {
+            "topic": new.topic,
+            "callback": new.callback,
+            "callback_host": new.callback_host,
+            "topic_url": new.topic_url,
+            "self_url": new.self_url,
+            "hub_url": new.hub_url,
+            "secret": new.secret,
+            "lease_seconds": new.lease_seconds,
+            "created_at": new.verified_at,
+            "verified_at": new.verified_at,
+            "expires_at": new.verified_at + new.lease_seconds,
+        }
+        statement = self._insert(table).values(**values)
+        changed = {k: v for k, v in values.items() if k not in ("topic", "callback", "created_at")}
+        statement = statement.on_conflict_do_update(
+            index_elements=["topic", "callback"], set_=changed
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(statement)
+
+    async def remove_subscription(self, topic: str, callback: str) -> bool:
+        subs = self.tables.subscriptions
+        async with self.engine.begin() as conn:
+            found = await conn.scalar(
+                select(subs.c.id).where(subs.c.topic == topic, subs.c.callback == callback)
+            )
+            if found is None:
+                return False
+            await self._delete_subscriptions(conn, [found])
+        return True
+
+    async def remove_subscription_by_id(self, subscription_id: int) -> None:
+        async with self.engine.begin() as conn:
+            await self._delete_subscriptions(conn, [subscription_id])
+
+    async def _delete_subscriptions(self, conn: Any, ids: Sequence[int]) -> None:
+        deliveries, subs = self.tables.deliveries, self.tables.subscriptions
+        await conn.execute(delete(deliveries).where(deliveries.c.subscription_id.in_(ids)))
+        await conn.execute(delete(subs).where(subs.c.id.in_(ids)))
+
+    async def subscription(self, topic: str, callback: str) -> Mapping[str, Any] | None:
+        subs = self.tables.subscriptions
+        async with self.engine.connect() as conn:
+            result = await conn.execute(
+                select(subs).where(subs.c.topic == topic, subs.c.callback == callback)
+            )
+            row = result.first()
+        return None if row is None else dict(row._mapping)
+
+    async def count_others(self, *, topic: str, callback: str, host: str) -> tuple[int, int]:
+        """Live subscriptions of ``topic`` and of callback ``host``, not counting this one."""
+        subs = self.tables.subscriptions
+        now = time.time()
+        not_this = not_(and_(subs.c.topic == topic, subs.c.callback == callback))
+        live = subs.c.expires_at > now
+        async with self.engine.connect() as conn:
+            on_topic = await conn.scalar(
+                select(func.count()).where(subs.c.topic == topic, live, not_this)
+            )
+            on_host = await conn.scalar(
+                select(func.count()).where(subs.c.callback_host == host, live, not_this)
+            )
+        return int(on_topic or 0), int(on_host or 0)
+
+    async def live_topics(self) -> set[str]:
+        """The topic addresses that have at least one unexpired subscription."""
+        subs = self.tables.subscriptions
+        async with self.engine.connect() as conn:
+            result = await conn.execute(
+                select(subs.c.topic).where(subs.c.expires_at > time.time()).distinct()
+            )
+            return {row[0] for row in result}
+
+    # -- events ------------------------------------------------------------------------------
+
+    async def record(self, incoming: Sequence[IncomingEvent]) -> None:
+        """Record events and one pending delivery per live subscription of their topic.
+
+        Idempotent: a worker that records an event another worker already recorded changes
+        nothing, which is what makes delivery exactly once per subscriber across workers.
+        """
+        if not incoming:
+            return
+        events, deliveries, subs = (
+            self.tables.events,
+            self.tables.deliveries,
+            self.tables.subscriptions,
+        )
+        now = time.time()
+        add_events = self._insert(events).on_conflict_do_nothing(
+            index_elements=["topic", "event_id"]
+        )
+        event_pk = (
+            select(events.c.id)
+            .where(events.c.topic == bindparam("t"), events.c.event_id == bindparam("e"))
+            .scalar_subquery()
+        )
+        targets = (
+            select(
+                subs.c.id,
+                event_pk,
+                literal(PENDING),
+                literal(0),
+                literal(now),
+                literal(now),
+            )
+            .where(subs.c.topic == bindparam("t"), subs.c.expires_at > now)
+            .order_by(subs.c.id)
+        )
+        add_deliveries: Insert = (
+            self._insert(deliveries)
+            .from_select(
+                [
+                    "subscription_id",
+                    "event_pk",
+                    "status",
+                    "attempts",
+                    "next_attempt_at",
+                    "created_at",
+                ],
+                targets,
+            )
+            .on_conflict_do_nothing(index_elements=["subscription_id", "event_pk"])
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                add_events,
+                [
+                    {
+                        "topic": item.topic,
+                        "event_id": item.event_id,
+                        "content_type": item.content_type,
+                        "body": item.body,
+                        "created_at": now,
+                    }
+                    for item in incoming
+                ],
+            )
+            await conn.execute(
+                add_deliveries, [{"t": item.topic, "e": item.event_id} for item in incoming]
+            )
+
+    async def latest_event(self, topic: str) -> tuple[bytes, str] | None:
+        events = self.tables.events
+        async with self.engine.connect() as conn:
+            result = await conn.execute(
+                select(events.c.body, events.c.content_type)
+                .where(events.c.topic == topic)
+                .order_by(events.c.id.desc())
+                .limit(1)
+            )
+            row = result.first()
+        return None if row is None else (bytes(row[0]), str(row[1]))
+
+    # -- deliveries --------------------------------------------------------------------------
+
+    async def claim(self, limit: int, busy: Mapping[int, int]) -> list[Claimed]:
+        """Take up to ``limit`` due deliveries, at most ``per_subscriber_concurrency`` in flight
+        per subscription counting the ``busy`` ones this worker already has."""
+        if limit <= 0:
+            return []
+        settings = self.settings
+        deliveries, subs, events = (
+            self.tables.deliveries,
+            self.tables.subscriptions,
+            self.tables.events,
+        )
+        now = time.time()
+        due = deliveries.alias("due")
+        live = select(subs.c.id).where(subs.c.expires_at > now)
+        candidates = (
+            select(due.c.id, due.c.subscription_id, due.c.next_attempt_at)
+            .where(
+                due.c.status == PENDING,
+                due.c.next_attempt_at <= now,
+                due.c.subscription_id.in_(live),
+            )
+            .order_by(due.c.next_attempt_at, due.c.id)
+            .limit(limit * 8)
+            .subquery("candidates")
+        )
+        rank = func.row_number().over(
+            partition_by=candidates.c.subscription_id,
+            order_by=(candidates.c.next_attempt_at, candidates.c.id),
+        )
+        ranked = select(
+            candidates.c.id,
+            candidates.c.subscription_id,
+            candidates.c.next_attempt_at,
+            rank.label("position"),
+        ).subquery("ranked")
+        per = settings.per_subscriber_concurrency
+        allowance: Any = literal(per)
+        if busy:
+            allowance = case(
+                {sid: max(0, per - count) for sid, count in busy.items()},
+                value=ranked.c.subscription_id,
+                else_=per,
+            )
+        picked = (
+            select(ranked.c.id)
+            .where(ranked.c.position <= allowance)
+            .order_by(ranked.c.next_attempt_at, ranked.c.id)
+            .limit(limit)
+        )
+        lockable = deliveries.alias("lockable")
+        locked = (
+            select(lockable.c.id)
+            .where(
+                lockable.c.id.in_(picked),
+                lockable.c.status == PENDING,
+                lockable.c.next_attempt_at <= now,
+            )
+            .with_for_update(skip_locked=True)
+        )
+        token = str(uuid.uuid4())
+        take = (
+            update(deliveries)
+            .where(deliveries.c.id.in_(locked))
+            .values(
+                claim=token,
+                attempts=deliveries.c.attempts + 1,
+                next_attempt_at=now + settings.claim_seconds,
+            )
+            .returning(deliveries.c.id)
+        )
+        details = (
+            select(
+                deliveries.c.id,
+                deliveries.c.attempts,
+                deliveries.c.subscription_id,
+                subs.c.callback,
+                subs.c.secret,
+                subs.c.hub_url,
+                subs.c.self_url,
+                events.c.topic,
+                events.c.event_id,
+                events.c.body,
+                events.c.content_type,
+            )
+            .join(subs, subs.c.id == deliveries.c.subscription_id)
+            .join(events, events.c.id == deliveries.c.event_pk)
+        )
+        async with self.engine.begin() as conn:
+            ids = [row[0] for row in await conn.execute(take)]
+            if not ids:
+                return []
+            rows = await conn.execute(
+                details.where(deliveries.c.id.in_(ids)).order_by(deliveries.c.id)
+            )
+            return [
+                Claimed(
+                    id=row.id,
+                    claim=token,
+                    attempts=row.attempts,
+                    subscription_id=row.subscription_id,
+                    callback=row.callback,
+                    secret=row.secret,
+                    hub_url=row.hub_url,
+                    self_url=row.self_url,
+                    topic=row.topic,
+                    event_id=row.event_id,
+                    body=bytes(row.body),
+                    content_type=row.content_type,
+                )
+                for row in rows
+            ]
+
+    async def succeeded(self, claimed: Claimed) -> bool:
+        """Mark a delivery done; False if this worker's claim had already run out."""
+        return await self._finish(claimed, status=DONE, error=None)
+
+    async def failed(self, claimed: Claimed, error: str, fraction: float) -> bool:
+        """Schedule the next attempt with backoff, or give up after ``max_attempts``."""
+        settings = self.settings
+        if claimed.attempts >= settings.max_attempts:
+            return await self._finish(claimed, status=FAILED, error=error)
+        deliveries = self.tables.deliveries
+        retry_at = time.time() + settings.backoff(claimed.attempts, fraction)
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == claimed.id, deliveries.c.claim == claimed.claim)
+                .values(claim=None, next_attempt_at=retry_at, last_error=error[:1000])
+            )
+        return bool(result.rowcount)
+
+    async def _finish(self, claimed: Claimed, *, status: str, error: str | None) -> bool:
+        deliveries = self.tables.deliveries
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == claimed.id, deliveries.c.claim == claimed.claim)
+                .values(
+                    status=status,
+                    claim=None,
+                    finished_at=time.time(),
+                    last_error=None if error is None else error[:1000],
+                )
+            )
+        return bool(result.rowcount)
+
+    async def cleanup(self) -> None:
+        """Remove expired subscriptions, and deliveries and events older than the retention."""
+        subs, deliveries, events = (
+            self.tables.subscriptions,
+            self.tables.deliveries,
+            self.tables.events,
+        )
+        now = time.time()
+        horizon = now - self.settings.retention
+        async with self.engine.begin() as conn:
+            expired = [
+                row[0]
+                for row in await conn.execute(select(subs.c.id).where(subs.c.expires_at <= now))
+            ]
+            for chunk in _chunks(expired, 500):
+                await self._delete_subscriptions(conn, chunk)
+            await conn.execute(
+                delete(deliveries).where(
+                    deliveries.c.status != PENDING, deliveries.c.finished_at < horizon
+                )
+            )
+            used = exists().where(deliveries.c.event_pk == events.c.id)
+            await conn.execute(delete(events).where(events.c.created_at < horizon, not_(used)))
+
+    async def delivery_counts(self) -> dict[str, int]:
+        """How many deliveries are in each state (for health checks and tests)."""
+        deliveries = self.tables.deliveries
+        async with self.engine.connect() as conn:
+            result = await conn.execute(
+                select(deliveries.c.status, func.count()).group_by(deliveries.c.status)
+            )
+            counts = {str(status): int(count) for status, count in result}
+        return {state: counts.get(state, 0) for state in (PENDING, DONE, FAILED)}
+
+
+def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,150 @@
+"""Which callbacks the hub may call: no loopback, private, link-local or metadata addresses.
+
+A hub makes HTTP requests to URLs that strangers give it, which makes it a tool for reaching
+what sits behind it (server-side request forgery): the cloud metadata service at
+169.254.169.254, a database on 10.0.0.5, the admin port on 127.0.0.1. So every callback is
+checked after DNS resolution, when the subscription is requested and again before every request
+to it, and the request then goes to the very address that was checked (the connection is pinned
+to it, with the original ``Host`` and TLS server name), so a DNS answer that changes between
+the check and the connection (DNS rebinding) cannot slip through.
+
+Only globally routable addresses pass, plus the networks of ``WebSubSettings.allow_networks``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import re
+import socket
+from dataclasses import dataclass
+
+import httpx
+
+from .settings import WebSubSettings
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_UNRESERVED = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED_CHARACTERS = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+)
+
+
+class CallbackRefused(ValueError):
+    """The callback is not one this hub calls; the message says why, for the subscriber."""
+
+
+@dataclass(frozen=True)
+class PinnedRequest:
+    """A request to a checked address: the URL names the IP, headers keep the host name."""
+
+    url: httpx.URL
+    headers: dict[str, str]
+    extensions: dict[str, str]
+
+
+def decode_unreserved(url: str) -> str:
+    """Decode percent-encoded unreserved characters, as WebSub 5.1.1 requires of hubs.
+
+    ``https://a.example/%7Euser`` and ``https://a.example/~user`` are the same callback.
+    """
+
+    def replace(match: re.Match[str]) -> str:
+        character = chr(int(match.group(1), 16))
+        return character if character in _UNRESERVED_CHARACTERS else match.group(0)
+
+    return _UNRESERVED.sub(replace, url)
+
+
+def describe(address: IPAddress) -> str:
+    if address.is_loopback:
+        return "a loopback address"
+    if address.is_link_local:
+        return "a link-local address (where cloud metadata services live)"
+    if address.is_private:
+        return "a private address"
+    if address.is_multicast:
+        return "a multicast address"
+    return "an address that is not publicly routable"
+
+
+def _unwrap(address: IPAddress) -> IPAddress:
+    """The IPv4 address inside an IPv4-mapped, 6to4 or Teredo IPv6 address."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        if address.sixtofour is not None:
+            return address.sixtofour
+        if address.teredo is not None:
+            return address.teredo[1]
+    return address
+
+
+class CallbackGuard:
+    """Checks callback URLs against the hub's policy, and pins requests to checked addresses."""
+
+    def __init__(self, settings: WebSubSettings) -> None:
+        self.settings = settings
+
+    def parse(self, callback: str) -> httpx.URL:
+        """The callback as a URL, or :class:`CallbackRefused` if it is not an http(s) URL."""
+        if len(callback) > self.settings.max_callback_length:
+            raise CallbackRefused(
+                f"hub.callback is longer than {self.settings.max_callback_length} characters."
+            )
+        try:
+            url = httpx.URL(callback)
+        except (httpx.InvalidURL, ValueError) as exc:
+            raise CallbackRefused(f"hub.callback is not a valid URL: {exc}.") from None
+        if url.scheme not in ("http", "https"):
+            raise CallbackRefused("hub.callback must be an http:// or https:// URL.")
+        if not url.host:
+            raise CallbackRefused("hub.callback must name a host.")
+        return url
+
+    def allowed(self, address: IPAddress) -> bool:
+        inner = _unwrap(address)
+        if any(inner in net or address in net for net in self.settings.networks):
+            return True
+        return inner.is_global and not inner.is_multicast
+
+    async def resolve(self, url: httpx.URL) -> list[IPAddress]:
+        """Every address the callback's host resolves to; all of them must be allowed."""
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                url.host, port, type=socket.SOCK_STREAM
+            )
+        except (socket.gaierror, UnicodeError) as exc:
+            raise CallbackRefused(
+                f"hub.callback host {url.host!r} does not resolve: {exc}."
+            ) from None
+        addresses: list[IPAddress] = []
+        for info in infos:
+            address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+            if address not in addresses:
+                addresses.append(address)
+        for address in addresses:
+            if not self.allowed(address):
+                raise CallbackRefused(
+                    f"hub.callback host {url.host!r} resolves to {address}, "
+                    f"{describe(_unwrap(address))}; "
+                    "this hub does not call such addresses."
+                )
+        if not addresses:
+            raise CallbackRefused(f"hub.callback host {url.host!r} has no address.")
+        return addresses
+
+    async def check(self, callback: str) -> httpx.URL:
+        """Parse and resolve ``callback``; raise :class:`CallbackRefused` if it may not be used."""
+        url = self.parse(callback)
+        await self.resolve(url)
+        return url
+
+    async def pin(self, url: httpx.URL) -> PinnedRequest:
+        """Resolve and check now, and aim the request at the first checked address."""
+        address = (await self.resolve(url))[0]
+        host_header = url.netloc.decode("ascii")
+        extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
+        return PinnedRequest(url.copy_with(host=str(address)), {"Host": host_header}, extensions)
