@@ -87,9 +87,7 @@ class Subscriber:
         ]
 
     def deliveries(self, path: str | None = None) -> list[Received]:
-        return [
-            r for r in self.requests if r.method == "POST" and (path is None or r.path == path)
-        ]
+        return [r for r in self.requests if r.method == "POST" and (path is None or r.path == path)]
 
     async def wait_until(
         self, condition: Callable[[], bool], timeout: float = 10, what: str = "condition"
@@ -138,9 +136,7 @@ class Subscriber:
         return Response(status_code=statuses[min(index, len(statuses) - 1)])
 
     async def __aenter__(self) -> Subscriber:
-        app = Starlette(
-            routes=[Route("/{rest:path}", self._handle, methods=["GET", "POST"])]
-        )
+        app = Starlette(routes=[Route("/{rest:path}", self._handle, methods=["GET", "POST"])])
         self._server, self._task = await serve(app, self.port, lifespan="off")
         return self
 
