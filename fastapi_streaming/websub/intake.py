@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 from ..events import EncodedEvent
@@ -55,6 +56,9 @@ class EventIntake:
         self.on_recorded = on_recorded
         self.queue = IntakeQueue(settings.queue_size)
         self.joined: set[str] = set()
+        #: When each address was joined, so a sync that read the database before a join (and so
+        #: does not see the subscription being activated) does not leave it again.
+        self._joined_at: dict[str, float] = {}
         self.recorded = 0
         self._reported_drops = 0
         self._lock = asyncio.Lock()
@@ -65,9 +69,11 @@ class EventIntake:
             if address not in self.joined:
                 await self.runtime.subscribe(self.queue, address)
                 self.joined.add(address)
+            self._joined_at[address] = time.monotonic()
 
     async def sync(self) -> None:
         """Join topics that gained subscriptions (in any process), leave those that lost all."""
+        started = time.monotonic()
         wanted = await self.repo.live_topics()
         for address in sorted(wanted - self.joined):
             try:
@@ -76,7 +82,10 @@ class EventIntake:
                 logger.warning("Cannot deliver WebSub events of %s: %s", address, exc)
         async with self._lock:
             for address in sorted(self.joined - wanted):
+                if self._joined_at.get(address, 0.0) >= started:
+                    continue  # joined for a subscription that is being activated right now
                 self.joined.discard(address)
+                self._joined_at.pop(address, None)
                 await self.runtime.unsubscribe(self.queue, address)
 
     async def run(self) -> None:

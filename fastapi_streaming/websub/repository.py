@@ -302,9 +302,12 @@ class Repository:
 
     # -- deliveries --------------------------------------------------------------------------
 
-    async def claim(self, limit: int, busy: Mapping[int, int]) -> list[Claimed]:
-        """Take up to ``limit`` due deliveries, at most ``per_subscriber_concurrency`` in flight
-        per subscription counting the ``busy`` ones this worker already has."""
+    async def claim(
+        self, limit: int, busy: Mapping[int, int], per_subscriber: int | None = None
+    ) -> list[Claimed]:
+        """Take up to ``limit`` due deliveries, oldest first, and at most ``per_subscriber``
+        (default: ``per_subscriber_concurrency``) per subscription, counting the ``busy`` ones
+        this worker already holds."""
         if limit <= 0:
             return []
         settings = self.settings
@@ -337,7 +340,7 @@ class Repository:
             candidates.c.next_attempt_at,
             rank.label("position"),
         ).subquery("ranked")
-        per = settings.per_subscriber_concurrency
+        per = per_subscriber or settings.per_subscriber_concurrency
         allowance: Any = literal(per)
         if busy:
             allowance = case(
@@ -417,6 +420,25 @@ class Repository:
     async def succeeded(self, claimed: Claimed) -> bool:
         """Mark a delivery done; False if this worker's claim had already run out."""
         return await self._finish(claimed, status=DONE, error=None)
+
+    async def succeeded_many(self, done: Sequence[Claimed]) -> int:
+        """Mark several deliveries done in one statement; returns how many were still ours.
+
+        A row re-claimed by this worker since is marked too: it was delivered either way.
+        """
+        if not done:
+            return 0
+        deliveries = self.tables.deliveries
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.id.in_([item.id for item in done]),
+                    deliveries.c.claim.in_({item.claim for item in done}),
+                )
+                .values(status=DONE, claim=None, finished_at=time.time(), last_error=None)
+            )
+        return int(result.rowcount)
 
     async def failed(self, claimed: Claimed, error: str, fraction: float) -> bool:
         """Schedule the next attempt with backoff, or give up after ``max_attempts``."""

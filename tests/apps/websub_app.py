@@ -82,6 +82,7 @@ def make_app(
         assert hub is not None
         running = hub.running
         return {
+            "pid": os.getpid(),
             "joined": sorted(running.intake.joined),
             "recorded": running.intake.recorded,
             "delivered": running.worker.delivered,

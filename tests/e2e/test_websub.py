@@ -552,3 +552,32 @@ async def test_subscriptions_per_callback_host_are_limited(
         refused = await hub.subscribe("/notes/b", subscriber.behave("/two"))
     assert refused.status_code == 409
     assert "host '127.0.0.1'" in refused.text
+
+
+async def test_a_sync_that_read_the_database_before_an_activation_keeps_the_topic(
+    hub: Hub,
+) -> None:
+    """The verifying process joins a topic before it saves the subscription; a housekeeping
+    sync that looked at the database just before the save must not leave the topic again."""
+    assert hub.streaming.websub is not None
+    intake = hub.streaming.websub.running.intake
+    repo = intake.repo
+    read_done, may_continue = asyncio.Event(), asyncio.Event()
+    real_live_topics = repo.live_topics
+
+    async def slow_live_topics() -> set[str]:
+        found = await real_live_topics()
+        read_done.set()
+        await may_continue.wait()
+        return found
+
+    repo.live_topics = slow_live_topics  # type: ignore[method-assign]
+    try:
+        sync = asyncio.create_task(intake.sync())
+        await read_done.wait()
+        await intake.join("/notes/race")
+        may_continue.set()
+        await sync
+    finally:
+        repo.live_topics = real_live_topics  # type: ignore[method-assign]
+    assert "/notes/race" in intake.joined
