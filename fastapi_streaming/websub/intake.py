@@ -98,6 +98,8 @@ class EventIntake:
                 await self._record(batch)
             self._report_drops()
             if queue.closed is not None and not queue.items:
+                # The server is shutting down: leave, so it need not wait for this queue.
+                await self.close()
                 return
 
     async def _record(self, batch: list[EncodedEvent]) -> None:

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import signal
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -151,3 +152,18 @@ async def test_three_workers_deliver_each_event_once_to_each_subscriber() -> Non
         assert set(reporting.values()) == {1000}, "every worker recorded every event"
     finally:
         await drop_tables(prefix)
+
+
+async def test_a_graceful_stop_is_not_held_up_by_the_hub(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'hub.sqlite3'}"}
+    async with Subscriber() as subscriber:
+        server = ServerProcess("tests.apps.websub_app:app", env=env).start()
+        try:
+            await subscribe(server.url, "/notes/s", subscriber.behave("/s"))
+            await subscriber.wait_until(lambda: len(subscriber.verifications()) == 1)
+            await asyncio.sleep(0.3)
+            assert (await stats(server.url))["joined"] == ["/notes/s"]
+        finally:
+            started = time.monotonic()
+            assert server.stop(signal.SIGINT) == 0
+        assert time.monotonic() - started < 3, server.output()
