@@ -15,6 +15,7 @@ from .errors import (
 )
 from .events import Event
 from .topics import Mode, OverflowPolicy, Topic
+from .websub.settings import WebSubSettings
 
 __version__ = "0.1.0"
 
@@ -35,5 +36,6 @@ __all__ = [
     "TopicNotFound",
     "Unauthorized",
     "Unavailable",
+    "WebSubSettings",
     "__version__",
 ]
