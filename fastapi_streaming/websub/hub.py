@@ -180,21 +180,26 @@ class WebSubHub:
         fields = parse_form(body, request.headers.get("content-type"))
         intent = self.reader.read(fields, self.topics_path(request))
         try:
-            callback_url = await self.guard.check(intent.callback)
+            callback_url = self.guard.parse(intent.callback)
         except CallbackRefused as exc:
             raise HubError(400, str(exc)) from None
-        urls = self.urls(request, intent.address)
         running = self.running
-        if intent.mode == "subscribe":
-            denial = await self._authorize(request, intent)
-            if denial is not None:
-                self._spawn(
-                    running.verifier.deny(
-                        callback=intent.callback, topic_url=intent.topic_url, reason=denial
-                    )
+        # Authorization first: a client without credentials makes the hub look up nothing.
+        denial = await self._authorize(request, intent) if intent.mode == "subscribe" else None
+        try:
+            await self.guard.resolve(callback_url)
+        except CallbackRefused as exc:
+            raise HubError(400, str(exc)) from None
+        if denial is not None:
+            self._spawn(
+                running.verifier.deny(
+                    callback=intent.callback, topic_url=intent.topic_url, reason=denial
                 )
-                return intent
+            )
+            return intent
+        if intent.mode == "subscribe":
             await self._check_quotas(intent, callback_url.host)
+        urls = self.urls(request, intent.address)
         self._spawn(self._verify(intent, callback_url.host, urls))
         return intent
 

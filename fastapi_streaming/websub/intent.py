@@ -57,9 +57,14 @@ def parse_form(body: bytes, content_type: str | None) -> dict[str, str]:
     return fields
 
 
-def topic_address(topic: str, topics_path: str) -> str:
+def topic_address(topic: str, topics_path: str, origin: str | None = None) -> str:
     """The address a ``hub.topic`` names: the topic URL ``.../websub/{address}`` (its ``self``
-    link), that URL's path, or the plain address (``/stocks/AAPL``)."""
+    link), that URL's path, or the plain address (``/stocks/AAPL``).
+
+    With ``origin`` (the scheme and host of the configured public URL) a topic URL must be on
+    it; without, any host is accepted, since behind proxies the app cannot know every name it
+    is reached by.
+    """
     if topic.startswith("/"):
         path = topic
     else:
@@ -69,7 +74,8 @@ def topic_address(topic: str, topics_path: str) -> str:
                 400, "hub.topic must be a topic URL (the rel=self link of a topic) or an address."
             )
         path = parts.path
-        if not path.startswith(topics_path + "/"):
+        elsewhere = origin is not None and f"{parts.scheme}://{parts.netloc}".lower() != origin
+        if elsewhere or not path.startswith(topics_path + "/"):
             raise HubError(404, f"hub.topic {topic!r} is not a topic of this hub.")
     if path.startswith(topics_path + "/"):
         path = path[len(topics_path) :]
@@ -82,6 +88,10 @@ class IntentReader:
     def __init__(self, settings: WebSubSettings, topics: TopicRegistry) -> None:
         self.settings = settings
         self.topics = topics
+        self.origin: str | None = None
+        if settings.public_url:
+            public = urlsplit(settings.public_url)
+            self.origin = f"{public.scheme}://{public.netloc}".lower()
 
     def read(self, fields: Mapping[str, str], topics_path: str) -> Intent:
         mode = self._required(fields, "hub.mode")
@@ -114,7 +124,7 @@ class IntentReader:
         return value
 
     def _address(self, topic_url: str, topics_path: str) -> str:
-        address = topic_address(topic_url, topics_path)
+        address = topic_address(topic_url, topics_path, self.origin)
         found = self.topics.resolve(address)
         if found is None:
             raise HubError(404, f"hub.topic {topic_url!r} names no topic of this hub.")

@@ -185,3 +185,21 @@ def test_the_migration_command_creates_the_tables(tmp_path: Path) -> None:
     ]
     again = subprocess.run(command, capture_output=True, text=True, check=True, timeout=60)
     assert again.stdout == first.stdout
+
+
+def test_with_a_public_url_topic_urls_must_be_on_it() -> None:
+    streaming = StreamingAPI()
+
+    @streaming.subscribe("/news")
+    async def news(event: dict[str, str]) -> dict[str, str]:
+        return event
+
+    reader = IntentReader(WebSubSettings(public_url="https://API.example/"), streaming.topics)
+    form = {"hub.mode": "subscribe", "hub.callback": "https://x.example/"}
+    path = "/streams/websub"
+    good = reader.read({**form, "hub.topic": "https://api.example/streams/websub/news"}, path)
+    assert good.address == "/news"
+    with pytest.raises(HubError) as refused:
+        reader.read({**form, "hub.topic": "https://evil.example/streams/websub/news"}, path)
+    assert refused.value.status == 404
+    assert reader.read({**form, "hub.topic": "/news"}, path).address == "/news"
