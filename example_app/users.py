@@ -99,5 +99,8 @@ auth_backend = AuthenticationBackend(
 )
 fastapi_users = FastAPIUsers[User, uuid.UUID](get_user_manager, [auth_backend])
 
-#: What the streaming API accepts: these very tokens, for users that still exist and are active.
-authorizer = FastAPIUsersAuthorizer(fastapi_users, auth_backend, token_url="/auth/jwt/login")
+#: What the streaming API accepts: these very tokens, for users that still exist and are active,
+#: with only the scopes the user still has (a revoked scope is refused on the next connection).
+authorizer = FastAPIUsersAuthorizer(
+    fastapi_users, auth_backend, scopes="scopes", token_url="/auth/jwt/login"
+)

@@ -53,7 +53,7 @@ fastapi_users = FastAPIUsers[User, uuid.UUID](
 streaming = StreamingAPI(
     title="Secure test app",
     broker=os.environ.get("BROKER_URL", "memory://"),
-    authorizer=FastAPIUsersAuthorizer(fastapi_users, auth_backend),
+    authorizer=FastAPIUsersAuthorizer(fastapi_users, auth_backend, scopes="scopes"),
     require_auth=os.environ.get("REQUIRE_AUTH") == "1",
 )
 

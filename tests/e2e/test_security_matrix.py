@@ -13,10 +13,9 @@ import asyncio
 import dataclasses
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import httpx
@@ -25,7 +24,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.support.auth import ALL_SCOPES, Account, claims, wait_until_expired, with_claims
+from tests.support.auth import Tokens, claims
 from tests.support.clients import SSEClient, receive_json, send_json
 from tests.support.server import ServerProcess
 
@@ -67,53 +66,6 @@ def expected(case: str, needed: tuple[str, ...], missing: str) -> Observed:
     detail = INVALID[case]
     challenge = f'Bearer error="invalid_token", error_description="{detail}"'
     return Observed(401, detail, challenge, "invalid_token")
-
-
-@dataclass
-class Tokens:
-    account: Account
-    full: str
-    lacking: dict[str, str]
-    tampered: str
-    expired: str
-    foreign: str
-
-    def for_case(self, case: str, missing: str) -> str | None:
-        return {
-            "none": None,
-            "malformed": "not-a-jwt",
-            "bad_signature": self.tampered,
-            "expired": self.expired,
-            "wrong_audience": self.foreign,
-            "missing_scope": self.lacking[missing],
-            "all_scopes": self.full,
-        }[case]
-
-
-@pytest.fixture(scope="module")
-def secure_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    database: Path = tmp_path_factory.mktemp("users") / "users.db"
-    env = {"DATABASE_URL": f"sqlite+aiosqlite:///{database}", "SHORT_LIFETIME": "2"}
-    with ServerProcess("tests.apps.secure_app:app", env=env) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def tokens(secure_server: ServerProcess) -> Tokens:
-    account = Account(secure_server.url)
-    expired = account.login(backend="short")
-    # A token for stocks:read only, its payload rewritten to claim every scope.
-    tampered = with_claims(account.login(("stocks:read",)), scope=" ".join(ALL_SCOPES))
-    found = Tokens(
-        account=account,
-        full=account.login(),
-        lacking={scope: account.without(scope) for scope in ALL_SCOPES},
-        tampered=tampered,
-        expired=expired,
-        foreign=account.login(backend="foreign"),
-    )
-    wait_until_expired(expired)
-    return found
 
 
 # -- clients ------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import base64
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -58,3 +59,46 @@ def with_claims(token: str, **changes: Any) -> str:
 
 def wait_until_expired(token: str, margin: float = 0.3) -> None:
     time.sleep(max(0.0, claims(token)["exp"] - time.time() + margin))
+
+
+@dataclass
+class Tokens:
+    """One account's tokens for every case of the security matrix."""
+
+    account: Account
+    full: str
+    lacking: dict[str, str]
+    tampered: str
+    expired: str
+    foreign: str
+
+    @classmethod
+    def issue(cls, base_url: str) -> Tokens:
+        account = Account(base_url)
+        expired = account.login(backend="short")
+        # A token for stocks:read only, its payload rewritten to claim every scope.
+        tampered = with_claims(account.login(("stocks:read",)), scope=" ".join(ALL_SCOPES))
+        tokens = cls(
+            account=account,
+            full=account.login(),
+            lacking={scope: account.without(scope) for scope in ALL_SCOPES},
+            tampered=tampered,
+            expired=expired,
+            foreign=account.login(backend="foreign"),
+        )
+        wait_until_expired(expired)
+        return tokens
+
+    def for_case(self, case: str, missing: str = "") -> str | None:
+        return {
+            "none": None,
+            "malformed": "not-a-jwt",
+            "bad_signature": self.tampered,
+            "expired": self.expired,
+            "wrong_audience": self.foreign,
+            "missing_scope": self.lacking.get(missing),
+            "all_scopes": self.full,
+        }[case]
+
+    def all(self) -> list[str]:
+        return [self.full, *self.lacking.values(), self.tampered, self.expired, self.foreign]
