@@ -50,7 +50,7 @@ def redis_stream(url: str) -> BroadcastBackend:
 
 def postgres(url: str) -> BroadcastBackend:
     _require("asyncpg", "postgres")
-    from broadcaster._backends.postgres import PostgresBackend
+    from .postgres import PostgresBackend
 
     return PostgresBackend(url)
 
