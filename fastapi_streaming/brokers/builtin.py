@@ -57,7 +57,7 @@ def postgres(url: str) -> BroadcastBackend:
 
 def kafka(url: str) -> BroadcastBackend:
     _require("aiokafka", "kafka")
-    from broadcaster._backends.kafka import KafkaBackend
+    from .kafka import KafkaBackend
 
     return KafkaBackend(url)
 
