@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -265,23 +266,33 @@ class KafkaBackend(BroadcastBackend):
                 return
 
     async def _stop_clients(self) -> None:
-        producer, consumer, offsets, admin = (
-            self._producer,
+        consumer, offsets, producer, admin = (
             self._consumer,
             self._offsets,
+            self._producer,
             self._admin,
         )
         self._producer = self._consumer = self._offsets = self._admin = None
-        for client in (consumer, offsets):
+        for client in (consumer, offsets, producer):
             if client is not None:
-                with contextlib.suppress(Exception):
-                    await client.stop()
-        if producer is not None:
-            with contextlib.suppress(Exception):
-                await producer.stop()
+                await _quietly(client.stop(), type(client).__name__)
         if admin is not None:
-            with contextlib.suppress(Exception):
-                await admin.close()
+            await _quietly(admin.close(), "AIOKafkaAdminClient")
+
+
+async def _quietly(stopping: Coroutine[Any, Any, None], what: str) -> None:
+    """Stop an aiokafka client, whatever it raises.
+
+    After a lost broker, ``AIOKafkaConsumer.stop()`` lets out the ``CancelledError`` of its
+    own fetch task (aiokafka 0.14), which would end the caller's task as if it were cancelled.
+    Stopping in a task of its own keeps that inside; cancelling the caller still works.
+    """
+    task = asyncio.ensure_future(stopping)
+    await asyncio.wait({task})
+    if task.cancelled():
+        logger.debug("Stopping %s was cancelled inside aiokafka", what)
+    elif task.exception() is not None:
+        logger.debug("Stopping %s failed: %r", what, task.exception())
 
 
 async def _read_since(
