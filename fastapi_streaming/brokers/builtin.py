@@ -50,14 +50,14 @@ def redis_stream(url: str) -> BroadcastBackend:
 
 def postgres(url: str) -> BroadcastBackend:
     _require("asyncpg", "postgres")
-    from broadcaster._backends.postgres import PostgresBackend
+    from .postgres import PostgresBackend
 
     return PostgresBackend(url)
 
 
 def kafka(url: str) -> BroadcastBackend:
     _require("aiokafka", "kafka")
-    from broadcaster._backends.kafka import KafkaBackend
+    from .kafka import KafkaBackend
 
     return KafkaBackend(url)
 

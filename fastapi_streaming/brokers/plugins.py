@@ -72,19 +72,22 @@ def available_backends(manager: pluggy.PluginManager | None = None) -> dict[str,
 
 
 def create_backend(url: str, manager: pluggy.PluginManager | None = None) -> BroadcastBackend:
-    """The backend for a broker URL such as ``redis://127.0.0.1:6379``."""
-    scheme = urlsplit(url).scheme
+    """The backend for a broker URL such as ``redis://127.0.0.1:6379``.
+
+    Error messages name the scheme only: the URL may carry a password.
+    """
+    scheme = urlsplit(url).scheme.lower()
     backends = available_backends(manager)
     if not scheme:
         raise UnknownBackendError(
-            f"The broker URL {url!r} has no scheme. Write it like 'memory://' or "
+            "The broker URL has no scheme. Write it like 'memory://' or "
             f"'redis://127.0.0.1:6379'; installed schemes: {_listing(backends)}."
         )
     info = backends.get(scheme)
     if info is None:
         raise UnknownBackendError(
-            f"No broker backend for {scheme!r} (from {url!r}). Installed schemes: "
-            f"{_listing(backends)}. Other brokers come as plugin packages, for example "
+            f"No broker backend for {scheme!r}. Installed schemes: {_listing(backends)}. "
+            "Other brokers come as plugin packages, for example "
             "`pip install fastapi-streaming-mqtt` for mqtt://."
         )
     return info.factory(url)

@@ -83,6 +83,16 @@ def test_url_without_scheme_says_how_to_write_one(manager: pluggy.PluginManager)
         create_backend("127.0.0.1:6379", manager)
 
 
+def test_errors_never_repeat_the_url_and_its_password(manager: pluggy.PluginManager) -> None:
+    with pytest.raises(UnknownBackendError) as error:
+        create_backend("zeromq://user:s3cret@127.0.0.1:5555", manager)
+    assert "s3cret" not in str(error.value)
+
+
+def test_schemes_are_case_insensitive(manager: pluggy.PluginManager) -> None:
+    assert isinstance(create_backend("Memory://", manager), MemoryBackend)
+
+
 def test_app_with_unknown_broker_fails_at_startup() -> None:
     from fastapi_streaming import StreamingAPI
 
