@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
 
-from ..errors import StreamingError, Unauthorized
+from ..errors import StreamingError, Unauthorized, Unavailable
 from .authorizer import Authorizer
 from .challenges import insufficient_scope, invalid_token, missing_credentials
 from .principal import Principal
@@ -67,6 +67,8 @@ class AccessControl:
         if known is None:
             try:
                 known = await self._authenticate(connection) or _ANONYMOUS
+            except Unavailable:
+                raise  # the issuer's keys could not be fetched: try again next time
             except StreamingError as error:
                 known = error
             cache[id(self)] = known

@@ -107,8 +107,17 @@ class ScopedJWTStrategy(JWTStrategy[Any, Any]):
 
 
 async def requested_scopes(connection: HTTPConnection) -> list[str] | None:
-    """The scopes a login form asks for in its ``scope`` field; None if it names none."""
+    """The scopes a login form asks for in its ``scope`` field; None if it names none.
+
+    Only fastapi-users' login route is read: the strategy is a dependency of every route that
+    needs the current user, and reading the body of another route (an upload it streams
+    itself) would consume it.
+    """
     if not isinstance(connection, Request) or connection.method != "POST":
+        return None
+    route = connection.scope.get("route")
+    name = getattr(route, "name", None)
+    if not (name.endswith(".login") if name else connection.url.path.endswith("/login")):
         return None
     content_type = connection.headers.get("content-type", "")
     if not content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
