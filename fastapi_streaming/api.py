@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import pluggy
 from fastapi import FastAPI
 from pydantic import TypeAdapter
 from starlette.requests import HTTPConnection
@@ -14,6 +16,9 @@ from starlette.requests import HTTPConnection
 from .dependencies import plan_handler
 from .events import Event
 from .runtime import StreamingRuntime
+from .security.access import AccessControl
+from .security.authorizer import Authorizer
+from .security.redaction import install_redaction
 from .topics import Mode, Operation, OverflowPolicy, Topic, TopicRegistry
 
 if TYPE_CHECKING:
@@ -23,6 +28,8 @@ if TYPE_CHECKING:
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 _NOT_GIVEN: Any = object()
+
+logger = logging.getLogger("fastapi_streaming")
 
 
 class NotRunningError(RuntimeError):
@@ -35,6 +42,24 @@ class StreamingAPI:
     Declare topics with :meth:`subscribe` and :meth:`publish`, then call :meth:`init_app` to add
     the WebSocket, SSE and HTTP routes to a FastAPI app and to connect to the broker during the
     app's lifespan.
+
+    Args:
+        title, version, description: what the API's documentation shows.
+        broker: the broker URL; its scheme picks the backend (``memory://``, ``redis://``...).
+        prefix: where the transports' routes live (``/streams/sse/...``, ``/streams/ws``...).
+        max_queue: events a client may have waiting before its overflow policy applies.
+        overflow: what happens to a client whose queue is full (per topic on ``subscribe``).
+        max_message_size: the largest event a client may send, in bytes (413 / close 1009).
+        heartbeat: seconds between comment lines on idle SSE streams.
+        plugin_manager: a pluggy manager to find backends with (default: one with every
+            installed plugin).
+        authorizer: who clients are: an authorizer (``JWTAuthorizer``,
+            ``FastAPIUsersAuthorizer``, a plugin's) or several, tried in order. Topics with
+            scopes need one; see the security guide.
+        require_auth: refuse clients without valid credentials everywhere, even on topics
+            that require no scope.
+        websub: enable the WebSub hub (webhooks): ``WebSubSettings(...)``, or True for the
+            defaults (a SQLite file in the working directory). Needs the ``websub`` extra.
     """
 
     def __init__(
@@ -49,7 +74,9 @@ class StreamingAPI:
         overflow: OverflowPolicy | str = OverflowPolicy.DISCONNECT,
         max_message_size: int = 1024 * 1024,
         heartbeat: float = 15.0,
-        plugin_manager: Any = None,
+        plugin_manager: pluggy.PluginManager | None = None,
+        authorizer: Authorizer | Sequence[Authorizer] | None = None,
+        require_auth: bool = False,
         websub: WebSubSettings | bool | None = None,
     ) -> None:
         self.title = title
@@ -62,6 +89,13 @@ class StreamingAPI:
         self.max_message_size = max_message_size
         self.heartbeat = heartbeat
         self.plugin_manager = plugin_manager
+        if authorizer is None:
+            authorizers: Sequence[Authorizer] = ()
+        elif isinstance(authorizer, Sequence):
+            authorizers = authorizer
+        else:
+            authorizers = (authorizer,)
+        self.access = AccessControl(authorizers, require_auth=require_auth)
         self.topics = TopicRegistry()
         self._runtime: StreamingRuntime | None = None
         #: The WebSub hub (webhooks), when enabled with ``websub=WebSubSettings(...)`` or True.
@@ -250,9 +284,11 @@ class StreamingAPI:
 
         Returns objects handlers may ask for by annotation (such as the client's principal), or
         raises :class:`~fastapi_streaming.errors.Unauthorized` or
-        :class:`~fastapi_streaming.errors.Forbidden`. Without an authorizer every topic is open.
+        :class:`~fastapi_streaming.errors.Forbidden`. A topic mode without scopes is open
+        (unless ``require_auth``); one with scopes needs a principal holding all of them.
         """
-        return []
+        principal = await self.access.check(connection, accesses)
+        return [principal] if principal is not None else []
 
     async def emit(self, address: str, payload: Any) -> Event:
         """Publish an event from server-side code (a feed, a background task, a REST route)."""
@@ -266,6 +302,19 @@ class StreamingAPI:
         """
         from .transports import build_router
 
+        # Browsers send tokens in the URL (?access_token=); servers log URLs.
+        install_redaction()
+        if not self.access.authorizers and any(
+            operation.scopes
+            for topic in self.topics
+            for operation in (topic.subscribe, topic.publish)
+            if operation is not None
+        ):
+            logger.warning(
+                "Topics of %r require scopes but the streaming API has no authorizer: every "
+                "client is refused on them. Pass authorizer=... to StreamingAPI.",
+                self.title,
+            )
         app.include_router(build_router(self))
         if self.websub is not None:
             from .websub.routes import build_router as build_websub_router
