@@ -16,7 +16,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fastapi_streaming.brokers.plugins import create_backend
 from fastapi_streaming.websub import WebSubSettings
 from fastapi_streaming.websub.repository import Repository
 from tests.conftest import REDIS_URL
@@ -101,17 +100,8 @@ def succeeded(subscriber: Subscriber, after: int) -> set[str]:
     return {d.headers["x-hub-event-id"] for d in subscriber.deliveries()[after:]}
 
 
-def redis_backend_missing() -> bool:
-    try:
-        create_backend(REDIS_URL)
-    except ValueError:
-        return True
-    return False
-
-
 @pytest.mark.redis
 @pytest.mark.postgres
-@pytest.mark.skipif(redis_backend_missing(), reason="the Redis broker backend is not built yet")
 async def test_three_workers_deliver_each_event_once_to_each_subscriber() -> None:
     prefix = f"ws{uuid.uuid4().hex[:10]}_"
     env = {
