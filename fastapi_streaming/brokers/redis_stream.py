@@ -188,20 +188,25 @@ class RedisStreamBackend(BroadcastBackend):
         return _parse_id(newest[0][0]) if newest else (0, 0)
 
     async def _holds_since(self, channel: str, start: EntryId) -> bool:
-        """Whether trimming has removed nothing at or after ``start`` from ``channel``.
+        """Whether nothing at or after ``start`` was removed from ``channel``.
 
-        Redis 7 records the newest deleted id; older servers only tell the first entry, and a
-        stream whose first entry is later than ``start`` may have lost some in between.
+        Trimming removes the oldest entries, so a stream whose first entry is at or before
+        ``start`` lost nothing after it, and one that still holds every entry ever added lost
+        nothing at all. ``XDEL`` punches holes anywhere; Redis 7 records the newest one.
+        (Redis 7.0 does not record trimmed ids as deleted, so that field alone is not enough.)
         """
         try:
             info = await self._connected().xinfo_stream(channel)
         except ResponseError:  # no such stream: whatever it held after ``start`` is gone
             return start == (0, 0)
         deleted = info.get("max-deleted-entry-id")
-        if deleted is not None:
-            return _parse_id(deleted) < start
+        if deleted is not None and _parse_id(deleted) >= start:
+            return False
         first = info.get("first-entry")
-        return first is not None and _parse_id(first[0]) <= start
+        if first is not None and _parse_id(first[0]) <= start:
+            return True
+        added = info.get("entries-added")
+        return added is not None and int(added) == int(info["length"])
 
     async def _read(self) -> None:
         assert self._reader is not None
