@@ -211,7 +211,8 @@ class RedisStreamBackend(BroadcastBackend):
     async def _read(self) -> None:
         assert self._reader is not None
         while True:
-            if not self._positions:
+            while not self._positions:  # XREAD needs a stream: wait for a subscription
+                self._changed.clear()
                 await self._changed.wait()
             self._changed.clear()
             streams = {name: _format(position) for name, position in self._positions.items()}

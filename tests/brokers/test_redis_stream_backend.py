@@ -322,3 +322,14 @@ async def test_a_lost_connection_is_raised_and_disconnect_still_succeeds(
         await backend.disconnect()  # Redis is down: closing must not raise
     readers = [task for task in asyncio.all_tasks() if task.get_name() == "redis stream reader"]
     assert not [task for task in readers if not task.done()]
+
+
+async def test_a_subscription_gone_before_the_reader_woke_does_not_break_it(
+    backend: RedisStreamBackend, stream_name: str
+) -> None:
+    await backend.subscribe(f"{stream_name}.brief")
+    await backend.unsubscribe(f"{stream_name}.brief")  # before the reader ran: nothing to read
+    await asyncio.sleep(0.2)
+    await backend.subscribe(f"{stream_name}.lasting")
+    await backend.publish(f"{stream_name}.lasting", "still reading")
+    assert (await next_event(backend)).message == "still reading"
