@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -15,11 +16,16 @@ from starlette.requests import HTTPConnection
 from .dependencies import plan_handler
 from .events import Event
 from .runtime import StreamingRuntime
+from .security.access import AccessControl
+from .security.authorizer import Authorizer
+from .security.redaction import install_redaction
 from .topics import Mode, Operation, OverflowPolicy, Topic, TopicRegistry
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 _NOT_GIVEN: Any = object()
+
+logger = logging.getLogger("fastapi_streaming")
 
 
 class NotRunningError(RuntimeError):
@@ -43,6 +49,11 @@ class StreamingAPI:
         heartbeat: seconds between comment lines on idle SSE streams.
         plugin_manager: a pluggy manager to find backends with (default: one with every
             installed plugin).
+        authorizer: who clients are: an authorizer (``JWTAuthorizer``,
+            ``FastAPIUsersAuthorizer``, a plugin's) or several, tried in order. Topics with
+            scopes need one; see the security guide.
+        require_auth: refuse clients without valid credentials everywhere, even on topics
+            that require no scope.
     """
 
     def __init__(
@@ -58,6 +69,8 @@ class StreamingAPI:
         max_message_size: int = 1024 * 1024,
         heartbeat: float = 15.0,
         plugin_manager: pluggy.PluginManager | None = None,
+        authorizer: Authorizer | Sequence[Authorizer] | None = None,
+        require_auth: bool = False,
     ) -> None:
         self.title = title
         self.version = version
@@ -69,6 +82,13 @@ class StreamingAPI:
         self.max_message_size = max_message_size
         self.heartbeat = heartbeat
         self.plugin_manager = plugin_manager
+        if authorizer is None:
+            authorizers: Sequence[Authorizer] = ()
+        elif isinstance(authorizer, Sequence):
+            authorizers = authorizer
+        else:
+            authorizers = (authorizer,)
+        self.access = AccessControl(authorizers, require_auth=require_auth)
         self.topics = TopicRegistry()
         self._runtime: StreamingRuntime | None = None
 
@@ -251,9 +271,11 @@ class StreamingAPI:
 
         Returns objects handlers may ask for by annotation (such as the client's principal), or
         raises :class:`~fastapi_streaming.errors.Unauthorized` or
-        :class:`~fastapi_streaming.errors.Forbidden`. Without an authorizer every topic is open.
+        :class:`~fastapi_streaming.errors.Forbidden`. A topic mode without scopes is open
+        (unless ``require_auth``); one with scopes needs a principal holding all of them.
         """
-        return []
+        principal = await self.access.check(connection, accesses)
+        return [principal] if principal is not None else []
 
     async def emit(self, address: str, payload: Any) -> Event:
         """Publish an event from server-side code (a feed, a background task, a REST route)."""
@@ -267,6 +289,19 @@ class StreamingAPI:
         """
         from .transports import build_router
 
+        # Browsers send tokens in the URL (?access_token=); servers log URLs.
+        install_redaction()
+        if not self.access.authorizers and any(
+            operation.scopes
+            for topic in self.topics
+            for operation in (topic.subscribe, topic.publish)
+            if operation is not None
+        ):
+            logger.warning(
+                "Topics of %r require scopes but the streaming API has no authorizer: every "
+                "client is refused on them. Pass authorizer=... to StreamingAPI.",
+                self.title,
+            )
         app.include_router(build_router(self))
         original = app.router.lifespan_context
 
