@@ -35,7 +35,16 @@ def manager() -> pluggy.PluginManager:
 
 def test_builtin_backends_are_registered_through_the_hook(manager: pluggy.PluginManager) -> None:
     backends = available_backends(manager)
-    builtin = {"memory", "redis", "rediss", "redis-stream", "postgres", "postgresql", "kafka"}
+    builtin = {
+        "memory",
+        "redis",
+        "rediss",
+        "redis-stream",
+        "rediss-stream",
+        "postgres",
+        "postgresql",
+        "kafka",
+    }
     assert builtin <= set(backends)
     assert backends["redis"].provider.startswith("fastapi-streaming")
 
