@@ -62,10 +62,14 @@ class EventIntake:
         self.recorded = 0
         self._reported_drops = 0
         self._lock = asyncio.Lock()
+        #: Set when the server shuts down: from then on no topic is joined again.
+        self.closed = False
 
     async def join(self, address: str) -> None:
         """Receive the events of ``address`` from now on (before a subscription is activated)."""
         async with self._lock:
+            if self.closed:
+                return
             if address not in self.joined:
                 await self.runtime.subscribe(self.queue, address)
                 self.joined.add(address)
@@ -131,5 +135,8 @@ class EventIntake:
             self._reported_drops = dropped
 
     async def close(self) -> None:
-        await self.runtime.disconnect(self.queue, sorted(self.joined))
-        self.joined.clear()
+        """Leave every topic for good (the server is shutting down)."""
+        async with self._lock:
+            self.closed = True
+            await self.runtime.disconnect(self.queue, sorted(self.joined))
+            self.joined.clear()

@@ -581,3 +581,19 @@ async def test_a_sync_that_read_the_database_before_an_activation_keeps_the_topi
     finally:
         repo.live_topics = real_live_topics  # type: ignore[method-assign]
     assert "/notes/race" in intake.joined
+
+
+async def test_once_closed_for_shutdown_the_intake_joins_no_topic_again(
+    hub: Hub, subscriber: Subscriber
+) -> None:
+    """A housekeeping sync during shutdown must not put the hub's queue back into the
+    fan-out, or the server would wait for it until its grace period ends."""
+    await active_subscription(hub, subscriber, "/closing")
+    assert hub.streaming.websub is not None
+    intake = hub.streaming.websub.running.intake
+    fanout = hub.streaming.runtime.hub
+    assert intake.queue in fanout.queues
+    await intake.close()
+    await intake.sync()
+    assert intake.queue not in fanout.queues
+    assert intake.joined == set()
