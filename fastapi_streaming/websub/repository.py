@@ -11,6 +11,7 @@ The statements are written so that several worker processes can share one databa
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,7 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    Connection,
     Insert,
+    MetaData,
     and_,
     bindparam,
     case,
@@ -84,17 +87,27 @@ class Claimed:
 
 
 def make_engine(url: str) -> AsyncEngine:
-    """An engine tuned for the hub: SQLite in WAL mode waits for its lock instead of failing."""
+    """An engine tuned for the hub.
+
+    SQLite: WAL mode, and every transaction starts with ``BEGIN IMMEDIATE``, so it takes the
+    write lock up front and waits for it (``busy_timeout``) instead of failing when it finds
+    halfway that another process wrote meanwhile. DDL becomes transactional too.
+    """
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_connection: Any, record: Any) -> None:
+            dbapi_connection.isolation_level = None  # no implicit BEGIN from the driver
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _begin(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_async_engine(url, pool_pre_ping=True)
@@ -120,18 +133,24 @@ class Repository:
     # -- schema ------------------------------------------------------------------------------
 
     async def create_schema(self) -> None:
-        """Create missing tables; safe when several processes start at once."""
-        for attempt in range(3):
+        """Create missing tables and indexes; safe when several processes start at once.
+
+        PostgreSQL serializes the creators with an advisory lock. SQLite runs DDL outside
+        transactions, so a creator may find that another one just made a table: it tries
+        again, and creates each index on its own so none is skipped along with its table.
+        """
+        for attempt in range(10):
             try:
                 async with self.engine.begin() as conn:
                     if self.dialect == "postgresql":
                         lock = text("SELECT pg_advisory_xact_lock(hashtext(:key))")
                         await conn.execute(lock, {"key": "websub:" + self.settings.table_prefix})
-                    await conn.run_sync(self.tables.metadata.create_all)
+                    await conn.run_sync(_create_all, self.tables.metadata)
                 return
-            except OperationalError:  # SQLite: another process created a table meanwhile
-                if attempt == 2:
+            except OperationalError:  # SQLite: another process created something meanwhile
+                if attempt == 9:
                     raise
+                await asyncio.sleep(0.05 * (attempt + 1))
 
     async def drop_schema(self) -> None:
         async with self.engine.begin() as conn:
@@ -503,6 +522,13 @@ class Repository:
             )
             counts = {str(status): int(count) for status, count in result}
         return {state: counts.get(state, 0) for state in (PENDING, DONE, FAILED)}
+
+
+def _create_all(connection: Connection, metadata: MetaData) -> None:
+    metadata.create_all(connection)
+    for table in metadata.sorted_tables:
+        for index in table.indexes:
+            index.create(connection, checkfirst=True)
 
 
 def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import Connection, inspect, update
 
 from fastapi_streaming.websub import WebSubSettings
 from fastapi_streaming.websub.repository import IncomingEvent, NewSubscription, Repository
@@ -32,8 +32,8 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> WebSubSettings:
 async def workers(settings: WebSubSettings) -> AsyncIterator[list[Repository]]:
     """Three repositories with their own engines, as three worker processes would have."""
     repos = [Repository(settings) for _ in range(3)]
-    await asyncio.gather(*(repo.create_schema() for repo in repos))
     try:
+        await asyncio.gather(*(repo.create_schema() for repo in repos))
         yield repos
     finally:
         await repos[0].drop_schema()
@@ -62,6 +62,26 @@ async def add_subscription(repo: Repository, callback: str, lease: int = 600) ->
 
 def events(count: int) -> list[IncomingEvent]:
     return [IncomingEvent("/t", f"e{n}", f'{{"n":{n}}}'.encode()) for n in range(count)]
+
+
+async def test_workers_starting_together_create_every_table_and_index(
+    workers: list[Repository],
+) -> None:
+    def inspect_schema(connection: Connection) -> dict[str, set[str]]:
+        inspector = inspect(connection)
+        return {
+            table: {index["name"] or "" for index in inspector.get_indexes(table)}
+            for table in workers[0].tables.metadata.tables
+        }
+
+    async with workers[1].engine.connect() as conn:
+        found = await conn.run_sync(inspect_schema)
+    expected = {
+        table.name: {index.name or "" for index in table.indexes}
+        for table in workers[0].tables.metadata.sorted_tables
+    }
+    for table, indexes in expected.items():
+        assert indexes <= found[table], table
 
 
 async def test_every_worker_records_every_event_and_each_is_kept_once(
