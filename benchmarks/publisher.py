@@ -1,0 +1,189 @@
+"""Publisher: POST ``rate`` events per second for ``duration`` seconds, on schedule.
+
+Run as ``python -m benchmarks.publisher --port P --path /publish --rate R --duration T``; it
+prints one JSON line with what it sent. Events are numbered ``0..N-1`` and stamped at the moment
+they are written, so latency includes the server's own publish path, as a real producer's would.
+
+Requests are pipelined over a few keep-alive connections (bare asyncio, no HTTP client), so the
+publisher itself costs little and never waits for one answer before sending the next event.
+Only when a connection has ``--inflight`` requests unanswered does it hold back: a server that
+cannot take events as fast as they are offered shows up as a lower ``published`` rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import time
+from typing import cast
+
+from .events import EVENT_SIZE, PROBE_SEQ, encode, now_us
+
+HEADER_END = b"\r\n\r\n"
+
+
+class PublishConnection(asyncio.Protocol):
+    def __init__(self, head: bytes) -> None:
+        self.head = head
+        self.transport: asyncio.Transport | None = None
+        self.buf = b""
+        self.inflight = 0
+        self.ok = 0
+        self.errors = 0
+        self.statuses: dict[int, int] = {}
+        self.answered = asyncio.Event()
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport, but behave as one.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def send(self, body: bytes) -> None:
+        assert self.transport is not None
+        self.inflight += 1
+        self.transport.write(self.head + body)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf + data
+        while True:
+            end = buf.find(HEADER_END)
+            if end < 0:
+                break
+            head = buf[:end].lower()
+            length = content_length(head)
+            if len(buf) < end + 4 + length:
+                break
+            status = int(head[9:12])
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+            if 200 <= status < 300:
+                self.ok += 1
+            else:
+                self.errors += 1
+            self.inflight -= 1
+            buf = buf[end + 4 + length :]
+        self.buf = buf
+        self.answered.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.answered.set()
+
+
+def content_length(head: bytes) -> int:
+    at = head.find(b"content-length:")
+    if at < 0:
+        return 0
+    stop = head.find(b"\r\n", at)
+    return int(head[at + 15 : stop if stop >= 0 else len(head)])
+
+
+def request_head(port: int, path: str) -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+    ).encode()
+
+
+async def publish(args: argparse.Namespace) -> dict[str, object]:
+    loop = asyncio.get_running_loop()
+    head = request_head(args.port, args.path) % EVENT_SIZE
+    conns: list[PublishConnection] = []
+    for _ in range(args.connections):
+        _, conn = await loop.create_connection(
+            lambda: PublishConnection(head), "127.0.0.1", args.port
+        )
+        conns.append(conn)
+    total = round(args.rate * args.duration)
+    start = time.perf_counter()
+    start_us = now_us()
+    sent = 0
+    turn = 0
+    while sent < total:
+        due = min(total, int((time.perf_counter() - start) * args.rate) + 1)
+        while sent < due:
+            conn = conns[turn % len(conns)]
+            turn += 1
+            if conn.lost:
+                if all(c.lost for c in conns):
+                    break
+                continue
+            if conn.inflight >= args.inflight:
+                if all(c.inflight >= args.inflight or c.lost for c in conns):
+                    for c in conns:
+                        c.answered.clear()
+                    await asyncio.wait(
+                        [asyncio.ensure_future(c.answered.wait()) for c in conns],
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                continue
+            conn.send(encode(sent))
+            sent += 1
+        if all(c.lost for c in conns):
+            break
+        next_due = start + (sent + 1) / args.rate - 0.0005
+        await asyncio.sleep(max(0.0, next_due - time.perf_counter()))
+    end_us = now_us()
+    deadline = time.perf_counter() + args.drain
+    while any(c.inflight and not c.lost for c in conns) and time.perf_counter() < deadline:  # noqa: ASYNC110 - a bounded poll of plain counters
+        await asyncio.sleep(0.01)
+    for conn in conns:
+        if conn.transport is not None:
+            conn.transport.close()
+    statuses: dict[int, int] = {}
+    for conn in conns:
+        for status, count in conn.statuses.items():
+            statuses[status] = statuses.get(status, 0) + count
+    elapsed = (end_us - start_us) / 1e6
+    return {
+        "sent": sent,
+        "accepted": sum(c.ok for c in conns),
+        "rejected": sum(c.errors for c in conns),
+        "unanswered": sum(c.inflight for c in conns),
+        "statuses": statuses,
+        "start_us": start_us,
+        "end_us": end_us,
+        "rate": sent / elapsed if elapsed > 0 else 0.0,
+    }
+
+
+def post_probe(port: int, path: str, timeout: float = 5.0) -> int:
+    """Send one priming event (``seq`` -1) and return the HTTP status; blocking, for runners."""
+    body = encode(PROBE_SEQ)
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(request_head(port, path) % len(body) + body)
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    return int(answer[9:12]) if answer.startswith(b"HTTP/1.1 ") else 0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--path", required=True)
+    parser.add_argument("--rate", type=float, required=True, help="events per second")
+    parser.add_argument("--duration", type=float, required=True, help="seconds")
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--inflight", type=int, default=256, help="unanswered per connection")
+    parser.add_argument("--drain", type=float, default=10.0, help="seconds to wait for answers")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        import uvloop
+    except ImportError:
+        result = asyncio.run(publish(args))
+    else:
+        result = uvloop.run(publish(args))
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
