@@ -7,6 +7,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+from .profiling import summarise
 from .report import markdown
 from .scenarios import SERVERS, mode
 from .suite import run_mode
@@ -26,11 +27,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=1140.0, help="seconds before giving up")
     parser.add_argument("--duration", type=float, help="seconds of publishing per run")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where to write results")
+    parser.add_argument(
+        "--profile", type=Path, help="record fastapi-streaming servers with py-spy into this folder"
+    )
     args = parser.parse_args(argv)
     chosen = mode(args.mode or "quick")
     only = set(args.only.split(",")) if args.only else None
     print(f"Running the {chosen.name} benchmarks ({chosen.repetitions} repetition(s))", flush=True)
-    results = run_mode(chosen, only=only, budget=args.budget, duration=args.duration)
+    results = run_mode(
+        chosen, only=only, budget=args.budget, duration=args.duration, profile=args.profile
+    )
     text = markdown(results)
     args.results.mkdir(parents=True, exist_ok=True)
     stem = f"{chosen.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
@@ -39,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(text)
     print(f"Written to {args.results / stem}.md and .json ({results['elapsed_s']}s)")
+    if args.profile is not None:
+        for name in sorted(args.profile.glob("*.txt")):
+            print(summarise(name))
     failed = [run for run in results["runs"] if "failed" in run]
     return 1 if failed or not results["runs"] else 0
 

@@ -20,14 +20,17 @@ import asyncio
 import json
 import re
 import sys
+import time
 from array import array
 from typing import Any, cast
 
 from . import wsframes
-from .events import FIELDS, PROBE_SEQ, now_us
+from .events import FIELDS, PROBE_SEQ
 from .latency import histogram
 
 HEADER_END = b"\r\n\r\n"
+findall = FIELDS.findall
+time_ns = time.time_ns
 CALL_ID = re.compile(rb'"call_id":\s*"([^"]+)"')
 NOTIFY = b'"method":"notify"'
 
@@ -118,12 +121,12 @@ class Connection(asyncio.Protocol):
 
     # -- events -----------------------------------------------------------------------------
 
-    def events(self, chunk: bytes) -> None:
-        """Count the events in ``chunk`` (complete frames only) and record their latency."""
-        pairs = FIELDS.findall(chunk)
+    def events(self, buf: bytes, end: int) -> None:
+        """Count the events in ``buf[:end]`` (complete frames only) and record their latency."""
+        pairs = findall(buf, 0, end)
         if not pairs:
             return
-        now = now_us()
+        now = time_ns() // 1000
         totals = self.totals
         latencies = totals.latencies
         nxt = self.next_seq
@@ -159,9 +162,13 @@ class Connection(asyncio.Protocol):
         self.duplicates += 1
         return nxt, False
 
-    def gaps(self, published: int) -> int:
-        tail = max(0, published - self.next_seq)
-        return len(self.missing) + tail
+    def gaps(self) -> int:
+        """Events missing before the last one that arrived: lost, not late."""
+        return len(self.missing)
+
+    def undelivered(self, published: int) -> int:
+        """Events after the last one that arrived: lost, or still queued somewhere."""
+        return max(0, published - self.next_seq)
 
 
 class SSEConnection(Connection):
@@ -182,11 +189,10 @@ class SSEConnection(Connection):
         end = max(buf.rfind(b"\n\n") + 2, buf.rfind(b"\r\n\r\n") + 4)
         if end < 4:
             return buf
-        complete = buf[:end]
-        if b"event: close" in complete:
+        if buf.find(b"event: close", 0, end) >= 0:
             self.closed_by_server = True
-        self.events(complete)
-        return buf[end:]
+        self.events(buf, end)
+        return buf[end:] if end < len(buf) else b""
 
 
 class WSConnection(Connection):
@@ -202,23 +208,22 @@ class WSConnection(Connection):
         used, others = wsframes.walk(buf)
         if not used:
             return buf
-        complete = buf[:used]
         if others:
-            self.control(complete, others)
-        self.frames(complete)
-        return buf[used:]
+            self.control(buf, others)
+        self.frames(buf, used)
+        return buf[used:] if used < len(buf) else b""
 
-    def frames(self, complete: bytes) -> None:
-        self.events(complete)
+    def frames(self, buf: bytes, end: int) -> None:
+        self.events(buf, end)
 
-    def control(self, complete: bytes, others: list[tuple[int, int, int]]) -> None:
+    def control(self, buf: bytes, others: list[tuple[int, int, int]]) -> None:
         assert self.transport is not None
         for opcode, start, stop in others:
             if opcode == wsframes.PING:
-                self.transport.write(wsframes.client_frame(wsframes.PONG, complete[start:stop]))
+                self.transport.write(wsframes.client_frame(wsframes.PONG, buf[start:stop]))
             elif opcode == wsframes.CLOSE:
                 self.closed_by_server = True
-                self.transport.write(wsframes.client_frame(wsframes.CLOSE, complete[start:stop]))
+                self.transport.write(wsframes.client_frame(wsframes.CLOSE, buf[start:stop]))
                 self.transport.close()
 
 
@@ -242,19 +247,19 @@ class PubSubConnection(WSConnection):
         }
         self.transport.write(wsframes.client_frame(wsframes.TEXT, json.dumps(request).encode()))
 
-    def frames(self, complete: bytes) -> None:
+    def frames(self, buf: bytes, end: int) -> None:
         assert self.transport is not None
-        if not self.ready.done() and b'"call_id":"subscribe"' in complete:
+        if not self.ready.done() and buf.find(b'"call_id":"subscribe"', 0, end) >= 0:
             self.ready.set_result(None)
-        if NOTIFY not in complete:
+        if buf.find(NOTIFY, 0, end) < 0:
             return
         replies = [
             b'{"response":{"result":"None","result_type":"str","call_id":"%s"}}' % call_id
-            for call_id in CALL_ID.findall(complete)
+            for call_id in CALL_ID.findall(buf, 0, end)
             if call_id != b"subscribe"
         ]
         self.transport.writelines([wsframes.client_frame(wsframes.TEXT, r) for r in replies])
-        self.events(complete)
+        self.events(buf, end)
 
 
 KINDS: dict[str, type[Connection]] = {
@@ -307,7 +312,8 @@ class LoadClient:
 
     def report(self, published: int) -> dict[str, Any]:
         conns = self.connections
-        gaps = [c.gaps(published) for c in conns]
+        gaps = [c.gaps() for c in conns]
+        tails = [c.undelivered(published) for c in conns]
         lats = self.totals.latencies
         return {
             **self.status(),
@@ -318,6 +324,8 @@ class LoadClient:
             "duplicates": sum(c.duplicates for c in conns),
             "gaps": sum(gaps),
             "conns_with_gaps": sum(1 for g in gaps if g),
+            "undelivered": sum(tails),
+            "conns_with_undelivered": sum(1 for t in tails if t),
             "first_us": self.totals.first_us,
             "max_us": max(lats) if lats else None,
             "histogram": histogram(lats),

@@ -7,7 +7,8 @@ they are written, so latency includes the server's own publish path, as a real p
 Requests are pipelined over a few keep-alive connections (bare asyncio, no HTTP client), so the
 publisher itself costs little and never waits for one answer before sending the next event.
 Only when a connection has ``--inflight`` requests unanswered does it hold back: a server that
-cannot take events as fast as they are offered shows up as a lower ``published`` rate.
+cannot take events as fast as they are offered shows up as a lower ``published`` rate (the
+publisher stops at ``duration`` seconds whatever it managed to send).
 """
 
 from __future__ import annotations
@@ -71,6 +72,16 @@ class PublishConnection(asyncio.Protocol):
         self.answered.set()
 
 
+async def wait_for_answer(conns: list[PublishConnection], timeout: float) -> None:
+    """Every connection has its fill of unanswered requests: wait for any answer."""
+    for conn in conns:
+        conn.answered.clear()
+    waiters = [asyncio.ensure_future(c.answered.wait()) for c in conns]
+    await asyncio.wait(waiters, timeout=max(0.0, timeout), return_when=asyncio.FIRST_COMPLETED)
+    for waiter in waiters:
+        waiter.cancel()
+
+
 def content_length(head: bytes) -> int:
     at = head.find(b"content-length:")
     if at < 0:
@@ -97,32 +108,27 @@ async def publish(args: argparse.Namespace) -> dict[str, object]:
         conns.append(conn)
     total = round(args.rate * args.duration)
     start = time.perf_counter()
+    stop_at = start + args.duration
     start_us = now_us()
     sent = 0
     turn = 0
-    while sent < total:
-        due = min(total, int((time.perf_counter() - start) * args.rate) + 1)
+    behind = False
+    while sent < total and not all(c.lost for c in conns):
+        now = time.perf_counter()
+        if now >= stop_at:
+            behind = True  # the server did not take the events as fast as they were due
+            break
+        due = min(total, int((now - start) * args.rate) + 1)
         while sent < due:
-            conn = conns[turn % len(conns)]
+            ready = [c for c in conns if not c.lost and c.inflight < args.inflight]
+            if not ready:
+                await wait_for_answer(conns, stop_at - time.perf_counter())
+                break
+            conn = ready[turn % len(ready)]
             turn += 1
-            if conn.lost:
-                if all(c.lost for c in conns):
-                    break
-                continue
-            if conn.inflight >= args.inflight:
-                if all(c.inflight >= args.inflight or c.lost for c in conns):
-                    for c in conns:
-                        c.answered.clear()
-                    await asyncio.wait(
-                        [asyncio.ensure_future(c.answered.wait()) for c in conns],
-                        return_when=asyncio.FIRST_COMPLETED,
-                    )
-                continue
             conn.send(encode(sent))
             sent += 1
-        if all(c.lost for c in conns):
-            break
-        next_due = start + (sent + 1) / args.rate - 0.0005
+        next_due = start + sent / args.rate
         await asyncio.sleep(max(0.0, next_due - time.perf_counter()))
     end_us = now_us()
     deadline = time.perf_counter() + args.drain
@@ -145,6 +151,7 @@ async def publish(args: argparse.Namespace) -> dict[str, object]:
         "start_us": start_us,
         "end_us": end_us,
         "rate": sent / elapsed if elapsed > 0 else 0.0,
+        "behind": behind,
     }
 
 
@@ -170,7 +177,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, required=True, help="seconds")
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--inflight", type=int, default=256, help="unanswered per connection")
-    parser.add_argument("--drain", type=float, default=10.0, help="seconds to wait for answers")
+    parser.add_argument("--drain", type=float, default=3.0, help="seconds to wait for answers")
     return parser.parse_args(argv)
 
 

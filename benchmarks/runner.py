@@ -7,12 +7,15 @@ time; a server that stops answering ends its run with errors, not a hang.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from . import latency
 from .processes import ClientProcess, CPUClock, ServerProcess, run_publisher
+from .profiling import record
 from .publisher import post_probe
 from .scenarios import Scenario, Variant
 
@@ -22,7 +25,7 @@ PER_CLIENT_PROCESS = 500
 MAX_CLIENT_PROCESSES = 2
 PRIME_TIMEOUT = 30.0
 #: After the last publish, how long deliveries may keep arriving before the rest count as gaps.
-DRAIN_LIMIT = 5.0
+DRAIN_LIMIT = 3.0
 DRAIN_QUIET = 1.0
 
 
@@ -42,8 +45,16 @@ def start_server(variant: Variant) -> ServerProcess:
             variant.server.app, python=variant.server.python, env=variant.server.env
         ).start()
     except (RuntimeError, OSError) as exc:
-        lines = [line for line in str(exc).splitlines() if line.strip()]
-        raise SkipVariant(lines[-1] if lines else repr(exc)) from None
+        raise SkipVariant(startup_error(str(exc))) from None
+
+
+def startup_error(output: str) -> str:
+    """The line of a failed server's output that says why: the last exception raised."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if re.match(r"^[\w.]+(Error|Exception)\b", line):
+            return line
+    return lines[-1] if lines else "the server did not start"
 
 
 class Clients:
@@ -71,8 +82,9 @@ class Clients:
     def report(self, published: int) -> dict[str, Any]:
         answers = [process.ask(f"report {published}") for process in self.processes]
         summed = (
-            "open failed received dropped closed_by_server duplicates gaps conns_with_gaps".split()
-        )
+            "open failed received dropped closed_by_server duplicates gaps conns_with_gaps "
+            "undelivered conns_with_undelivered"
+        ).split()
         total: dict[str, Any] = {key: sum(int(a[key]) for a in answers) for key in summed}
         total["last_us"] = max(int(a["last_us"]) for a in answers)
         total["max_us"] = max((a["max_us"] for a in answers if a["max_us"] is not None), default=0)
@@ -118,8 +130,11 @@ def drain(clients: Clients, expected: int) -> dict[str, int]:
     return status
 
 
-def stream_run(variant: Variant, scenario: Scenario) -> dict[str, Any]:
-    """M clients receive R events/s for T seconds from one fresh server process."""
+def stream_run(variant: Variant, scenario: Scenario, profile: Path | None = None) -> dict[str, Any]:
+    """M clients receive R events/s for T seconds from one fresh server process.
+
+    With ``profile``, py-spy samples the server while the publisher runs and writes there.
+    """
     room = uuid.uuid4().hex[:12]
     publish_path = variant.publish_path(room)
     server = start_server(variant)
@@ -132,6 +147,7 @@ def stream_run(variant: Variant, scenario: Scenario) -> dict[str, Any]:
         rss_before = server.rss()
         server_clock = CPUClock([server.pid])
         client_clock = CPUClock(clients.pids)
+        sampler = record(server.pid, profile, scenario.duration) if profile else None
         published, publisher_cpu = run_publisher(
             port=server.port, path=publish_path, rate=scenario.rate, duration=scenario.duration
         )
@@ -140,6 +156,8 @@ def stream_run(variant: Variant, scenario: Scenario) -> dict[str, Any]:
         client_share = client_clock.share()
         rss_after = server.rss()
         got = clients.report(published["sent"])
+        if sampler is not None:
+            sampler.wait(30)
     finally:
         if clients is not None:
             clients.stop()
@@ -151,7 +169,8 @@ def stream_run(variant: Variant, scenario: Scenario) -> dict[str, Any]:
         "expected": primed["open"] * published["sent"],
         "delivered_rate": delivered / window if window > 0 and delivered else 0.0,
         "published_rate": published["rate"],
-        "publish_rejected": published["rejected"] + published["unanswered"],
+        "publish_rejected": published["rejected"],
+        "publish_unanswered": published["unanswered"],
         **latency.summary(got["histogram"]),
         "max_ms": got["max_us"] / 1000 if delivered else None,
         "errors": got["failed"] + got["dropped"],
@@ -159,6 +178,8 @@ def stream_run(variant: Variant, scenario: Scenario) -> dict[str, Any]:
         "closed_by_server": got["closed_by_server"],
         "gaps": got["gaps"],
         "conns_with_gaps": got["conns_with_gaps"],
+        "undelivered": got["undelivered"],
+        "conns_with_undelivered": got["conns_with_undelivered"],
         "duplicates": got["duplicates"],
         "not_primed": primed["open"] - primed["primed"],
         "server_cpu": server_share,

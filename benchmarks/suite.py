@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from .processes import ROOT, raise_open_files_limit
@@ -89,6 +90,7 @@ def run_mode(
     only: set[str] | None = None,
     budget: float = 1200.0,
     duration: float | None = None,
+    profile: Path | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     raise_open_files_limit()
@@ -122,7 +124,11 @@ def run_mode(
                         f"time budget of {budget:.0f}s used up"
                     )
                     continue
-                run = measure(variant, scenario, rep, skip, log)
+                target = None
+                if profile is not None and variant.server.key.startswith("fs-"):
+                    slug = "".join(c if c.isalnum() else "-" for c in scenario.name.lower())
+                    target = profile / f"{slug}-{variant.key.replace('/', '-')}-{rep + 1}.txt"
+                run = measure(variant, scenario, rep, skip, log, target)
                 if run is not None:
                     results["runs"].append(run)
     for key, why in skip.items():
@@ -133,12 +139,20 @@ def run_mode(
 
 
 def measure(
-    variant: Variant, scenario: Scenario, rep: int, skip: dict[str, str], log: Callable[[str], None]
+    variant: Variant,
+    scenario: Scenario,
+    rep: int,
+    skip: dict[str, str],
+    log: Callable[[str], None],
+    profile: Path | None = None,
 ) -> dict[str, Any] | None:
     head = {"scenario": scenario.name, "variant": variant.key, "label": variant.label, "rep": rep}
     began = time.monotonic()
     try:
-        run = (idle_run if scenario.kind == "idle" else stream_run)(variant, scenario)
+        if scenario.kind == "idle":
+            run = idle_run(variant, scenario)
+        else:
+            run = stream_run(variant, scenario, profile)
     except SkipVariant as exc:
         skip[variant.server.key] = str(exc)
         log(f"  skip {variant.server.key}: {exc}")
