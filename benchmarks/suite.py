@@ -125,7 +125,7 @@ def run_mode(
                     )
                     continue
                 target = None
-                if profile is not None and variant.server.key.startswith("fs-"):
+                if profile is not None and variant.server.key.startswith(("fs-", "bare")):
                     slug = "".join(c if c.isalnum() else "-" for c in scenario.name.lower())
                     target = profile / f"{slug}-{variant.key.replace('/', '-')}-{rep + 1}.txt"
                 run = measure(variant, scenario, rep, skip, log, target)
