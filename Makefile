@@ -9,7 +9,7 @@ PLUGINS := $(wildcard plugins/*/pyproject.toml)
 $(STAMP): pyproject.toml $(PLUGINS)
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet -e ".[dev]" $(foreach p,$(PLUGINS),-e ./$(dir $(p)))
+	$(PYTHON) -m pip install --quiet -e ".[dev]" $(foreach p,$(PLUGINS),-e "./$(dir $(p))[test]")
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -27,12 +27,13 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
+	for plugin in $(dir $(PLUGINS)); do (cd $$plugin && $(CURDIR)/$(VENV)/bin/mypy) || exit 1; done
 
 pytest: $(STAMP)
 	$(VENV)/bin/pytest
 
 docs: $(STAMP)
-	$(VENV)/bin/mkdocs build --strict --site-dir build/site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir build/site
 
 docs-serve: $(STAMP)
 	$(VENV)/bin/mkdocs serve

@@ -8,6 +8,7 @@ through the :class:`~fastapi_streaming.fanout.FanoutHub`.
 
 from __future__ import annotations
 
+import json
 import logging
 import weakref
 from collections.abc import Sequence
@@ -19,11 +20,18 @@ import pydantic_core
 from broadcaster import Event as BrokerMessage
 from pydantic import ValidationError
 
-from .brokers.connection import BrokerConnection
+from .brokers.connection import BrokerConnection, BrokerUnavailable
 from .dependencies import solve
-from .errors import InvalidPayload, MalformedMessage, ModeNotAllowed, TopicNotFound
+from .errors import (
+    InvalidPayload,
+    MalformedMessage,
+    ModeNotAllowed,
+    TopicNotFound,
+    Unavailable,
+)
 from .events import EncodedEvent, Event, decode_message
-from .fanout import SHUTDOWN, ClientQueue, CloseReason, FanoutHub, Prepare
+from .fanout import SHUTDOWN, ClientQueue, CloseReason, FanoutHub, Prepare, Reply
+from .replay import HistoryBackend, events_after, uuid7_millis
 from .topics import Mode, Operation, OverflowPolicy, Topic, TopicRegistry
 
 if TYPE_CHECKING:
@@ -51,8 +59,10 @@ class StreamingRuntime:
         *,
         broker_url: str,
         default_overflow: OverflowPolicy,
+        publish_timeout: float = 5.0,
     ) -> None:
         self.topics = topics
+        self.publish_timeout = publish_timeout
         self.broker = BrokerConnection(backend, url=broker_url)
         self.hub = FanoutHub(self.broker)
         self.default_overflow = default_overflow
@@ -135,22 +145,84 @@ class StreamingRuntime:
     ) -> Event:
         data_json = pydantic_core.to_json(value)
         event = Event.create(address, None)
-        await self.broker.publish(topic.channel_for(params), event.to_message(data_json))
+        try:
+            with anyio.fail_after(self.publish_timeout):
+                await self.broker.publish(topic.channel_for(params), event.to_message(data_json))
+        except (BrokerUnavailable, TimeoutError) as exc:
+            raise Unavailable(
+                f"The broker cannot take events right now ({exc or 'timed out'}); retry shortly.",
+                headers={"Retry-After": "1"},
+            ) from None
         return event
+
+    def health(self) -> dict[str, Any]:
+        """What a readiness probe needs: is the broker reachable, and how busy is the hub."""
+        return {
+            "status": "ok" if self.broker.connected else "unavailable",
+            "broker": {
+                "url": self.broker.url_for_display,
+                "connected": self.broker.connected,
+                "reconnects": self.broker.reconnects,
+                "channels": len(self.broker.channels),
+            },
+            "clients": len(self.hub.queues),
+            "streams": len(self.hub.streams),
+        }
 
     # -- broker to client -------------------------------------------------------------------
 
-    async def subscribe(self, queue: ClientQueue, address: str) -> Topic:
-        """Send the events of ``address`` to ``queue`` from now on."""
+    async def subscribe(
+        self, queue: ClientQueue, address: str, *, last_event_id: str | None = None
+    ) -> Topic:
+        """Send the events of ``address`` to ``queue`` from now on.
+
+        With ``last_event_id``, first the events after it that history still holds, preceded
+        by a ``gap`` notice when history cannot say it holds all of them.
+        """
         topic, operation, params = self.resolve(address, Mode.SUBSCRIBE)
-        await self.hub.join(
-            queue,
-            address=address,
-            channel=topic.channel_for(params),
-            prepare=self._preparer(topic, operation, params, address),
-            policy=topic.overflow or self.default_overflow,
-        )
+        channel = topic.channel_for(params)
+        if last_event_id:
+            queue.hold()  # live events wait behind the missed ones
+        try:
+            await self.hub.join(
+                queue,
+                address=address,
+                channel=channel,
+                prepare=self._preparer(topic, operation, params, address),
+                policy=topic.overflow or self.default_overflow,
+            )
+            if last_event_id:
+                await self._resume(queue, address, channel, last_event_id)
+        finally:
+            if last_event_id:
+                queue.release()
         return topic
+
+    async def _resume(
+        self, queue: ClientQueue, address: str, channel: str, last_event_id: str
+    ) -> None:
+        missed, complete = await self._history(address, channel, last_event_id)
+        notice = None
+        if not complete:
+            detail = "history does not reach back to this event; some events may be missing"
+            logger.info("Resume of %s after %s is incomplete", address, last_event_id)
+            notice = gap_notice(address, last_event_id, detail)
+        queue.replay(missed, notice)
+
+    async def _history(
+        self, address: str, channel: str, last_event_id: str
+    ) -> tuple[list[EncodedEvent], bool]:
+        """The events of ``address`` after ``last_event_id``, from the broker if it keeps them."""
+        since = uuid7_millis(last_event_id)
+        backend = self.broker.backend
+        stream = self.hub.streams.get(address)
+        if since is not None and isinstance(backend, HistoryBackend) and stream is not None:
+            messages, reaches_back = await backend.history(channel, since)
+            prepared = [await stream.prepare(message) for message in messages]
+            found = [encoded for encoded in prepared if encoded is not None]
+            missed, certain = events_after(found, last_event_id)
+            return missed, certain or reaches_back
+        return events_after(self.hub.replay.recent(address), last_event_id)
 
     async def unsubscribe(self, queue: ClientQueue, address: str) -> None:
         await self.hub.leave(queue, address)
@@ -185,6 +257,14 @@ class StreamingRuntime:
             return EncodedEvent(event, pydantic_core.to_json(value))
 
         return prepare
+
+
+def gap_notice(address: str, last_event_id: str, detail: str) -> Reply:
+    """The ``gap`` signal a resuming client gets, for sockets and for event streams."""
+    body = {"topic": address, "last_event_id": last_event_id, "detail": detail}
+    data = json.dumps(body, separators=(",", ":"))
+    text = json.dumps({"type": "gap", **body}, separators=(",", ":"))
+    return Reply(text, sse=b"event: gap\ndata: " + data.encode() + b"\n\n")
 
 
 def _validate(operation: Operation, *, json_data: str | bytes | None, data: Any) -> Any:

@@ -3,8 +3,10 @@
 ``broadcaster.BroadcastBackend`` is the plugin contract: a URL and six async methods. This class
 puts on top of it what every backend needs and broadcaster's ``Broadcast`` lacks: one broker
 subscription per channel however many listeners want it, taken and released under a per-channel
-lock (two first subscribers must not race), and a listener task that hands every message to the
-listeners of its channel without queueing it anywhere unbounded.
+lock (two first subscribers must not race), a listener task that hands every message to the
+listeners of its channel without queueing it anywhere unbounded, and reconnection: when the
+backend fails, it reconnects with backoff and jitter and subscribes its channels again, while
+listeners stay registered and clients stay connected.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from broadcaster import BroadcastBackend
 from broadcaster import Event as BrokerMessage
@@ -22,6 +26,14 @@ logger = logging.getLogger("fastapi_streaming.broker")
 
 #: Called, in the listener task, with every message of a channel it listens to. It must not block.
 Listener = Callable[[BrokerMessage], None]
+
+#: Backoff between reconnection attempts: from the first delay, doubling up to the last.
+FIRST_RETRY_DELAY = 0.1
+MAX_RETRY_DELAY = 5.0
+
+
+class BrokerUnavailable(ConnectionError):
+    """The broker cannot be reached right now; the connection is being re-established."""
 
 
 class BrokerConnection:
@@ -35,10 +47,13 @@ class BrokerConnection:
         self._locks: dict[str, asyncio.Lock] = {}
         self._task: asyncio.Task[None] | None = None
         self.connected = False
+        #: How many times the connection was re-established (visible in health checks).
+        self.reconnects = 0
 
     async def connect(self) -> None:
         await self.backend.connect()
         self.connected = True
+        self.reconnects = 0
         self._task = asyncio.create_task(self._listen(), name="fastapi-streaming broker listener")
 
     async def disconnect(self) -> None:
@@ -56,23 +71,39 @@ class BrokerConnection:
         await self.backend.disconnect()
 
     @property
+    def url_for_display(self) -> str:
+        """The broker URL without its password, fit for logs and health answers."""
+        parts = urlsplit(self.url)
+        if parts.password is None:
+            return self.url
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+
+    @property
     def channels(self) -> frozenset[str]:
         """The channels this process is subscribed to on the broker."""
         return frozenset(self._subscribed)
 
     async def publish(self, channel: str, message: str) -> None:
-        await self.backend.publish(channel, message)
+        """Hand a message to the broker, or raise :class:`BrokerUnavailable` at once."""
+        if not self.connected:
+            raise BrokerUnavailable(f"the broker at {self.url} is unreachable; reconnecting")
+        try:
+            await self.backend.publish(channel, message)
+        except Exception as exc:
+            raise BrokerUnavailable(f"the broker at {self.url} refused the event: {exc}") from exc
 
     async def subscribe(self, channel: str, listener: Listener) -> None:
         """Add a listener; the first one for a channel subscribes on the broker."""
         async with self._lock(channel):
             self._listeners.setdefault(channel, set()).add(listener)
             if channel not in self._subscribed:
-                try:
-                    await self.backend.subscribe(channel)
-                except BaseException:
-                    self._discard(channel, listener)
-                    raise
+                if self.connected:  # else the reconnection subscribes it
+                    try:
+                        await self.backend.subscribe(channel)
+                    except BaseException:
+                        self._discard(channel, listener)
+                        raise
                 self._subscribed.add(channel)
 
     async def unsubscribe(self, channel: str, listener: Listener) -> None:
@@ -103,12 +134,33 @@ class BrokerConnection:
                 message = await self.backend.next_published()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception("The broker listener failed; no more events will arrive.")
+            except Exception as exc:
                 self.connected = False
-                return
+                logger.warning("Lost the broker at %s (%r); reconnecting.", self.url, exc)
+                await self._reconnect()
+                continue
             for listener in tuple(self._listeners.get(message.channel, ())):
                 _call(listener, message)
+
+    async def _reconnect(self) -> None:
+        """Connect again with exponential backoff and jitter, then resubscribe every channel."""
+        delay = FIRST_RETRY_DELAY
+        while True:
+            with contextlib.suppress(Exception):
+                await self.backend.disconnect()
+            try:
+                await self.backend.connect()
+                for channel in tuple(self._subscribed):
+                    await self.backend.subscribe(channel)
+            except Exception as exc:
+                logger.info("Broker at %s still unreachable (%r)", self.url, exc)
+                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, MAX_RETRY_DELAY)
+                continue
+            self.connected = True
+            self.reconnects += 1
+            logger.warning("Reconnected to the broker at %s.", self.url)
+            return
 
 
 def _call(listener: Listener, message: Any) -> None:

@@ -51,6 +51,14 @@ def add_routes(router: APIRouter, streaming: StreamingAPI) -> None:
     async def http_publish(request: Request, address: str) -> Response:
         return await publish_over_http(streaming, request, concrete_address(address))
 
+    async def health() -> Response:
+        """Readiness: 200 while the broker is reachable, 503 while it is being reconnected."""
+        report = streaming.runtime.health()
+        return JSONResponse(report, 200 if report["status"] == "ok" else 503)
+
+    router.add_api_route(
+        streaming.prefix + "/health", health, methods=["GET"], include_in_schema=False
+    )
     router.add_api_route(
         streaming.prefix + "/publish/{address:path}",
         http_publish,

@@ -1,0 +1,36 @@
+"""Test helpers for fastapi-streaming and its broker plugins; imported by test code only.
+
+``BackendConformance`` is the suite every broker backend passes against its real server: a
+plugin's tests subclass it (see :mod:`fastapi_streaming.testing.conformance`). Importing
+``fastapi_streaming`` never imports this package, so applications do not need pytest.
+"""
+
+from __future__ import annotations
+
+try:
+    import pytest  # noqa: F401
+    import pytest_asyncio  # noqa: F401
+except ImportError as missing:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "fastapi_streaming.testing needs pytest and pytest-asyncio: "
+        "pip install 'fastapi-streaming[testing]'"
+    ) from missing
+
+from fastapi_streaming.testing.conformance import (
+    UNICODE_PAYLOADS,
+    BackendConformance,
+    Connected,
+    NativePublish,
+    OpenBackend,
+)
+from fastapi_streaming.testing.inbox import BackendFailed, Inbox
+
+__all__ = [
+    "UNICODE_PAYLOADS",
+    "BackendConformance",
+    "BackendFailed",
+    "Connected",
+    "Inbox",
+    "NativePublish",
+    "OpenBackend",
+]

@@ -1,0 +1,134 @@
+"""``AMQPBackend``: broadcaster's backend interface over RabbitMQ (AMQP 0-9-1).
+
+Every process publishes to one durable topic exchange with the channel as routing key, and
+consumes from one exclusive, auto-delete queue of its own, bound once per subscribed channel:
+the broker routes each message to each process once, however many channels match. The
+connection is aio-pika's robust one, which reconnects and restores the queue, its bindings and
+the consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+from broadcaster import BroadcastBackend, Event
+
+from fastapi_streaming_amqp.options import AMQPOptions
+
+logger = logging.getLogger("fastapi_streaming.amqp")
+
+
+class AMQPBackend(BroadcastBackend):
+    """Channel ``stocks.AAPL`` is routing key ``stocks.AAPL`` on the exchange of the URL."""
+
+    def __init__(self, url: str) -> None:
+        self.options = AMQPOptions.from_url(url)
+        self._connection: AbstractRobustConnection | None = None
+        self._publishing: AbstractExchange | None = None
+        self._queue: AbstractQueue | None = None
+        self._exchange_for_bindings: AbstractExchange | None = None
+        self._bound: set[str] = set()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+
+    async def connect(self) -> None:
+        self._inbox = asyncio.Queue()
+        connection = await aio_pika.connect_robust(
+            self.options.connection_url, client_properties={"connection_name": "fastapi-streaming"}
+        )
+        try:
+            # Publishing and consuming on separate channels: a publish waiting for its confirm
+            # never holds up deliveries.
+            publishing = await connection.channel(publisher_confirms=True)
+            consuming = await connection.channel(publisher_confirms=False)
+            self._publishing = await self._declare_exchange(publishing)
+            self._exchange_for_bindings = await self._declare_exchange(consuming)
+            self._queue = await consuming.declare_queue(
+                f"fastapi_streaming.{uuid.uuid4().hex}", exclusive=True, auto_delete=True
+            )
+            await self._queue.consume(self._deliver, no_ack=True)
+        except BaseException:
+            await connection.close()
+            raise
+        self._connection = connection
+
+    async def disconnect(self) -> None:
+        connection, self._connection = self._connection, None
+        self._publishing = self._queue = self._exchange_for_bindings = None
+        self._bound.clear()
+        if connection is not None:
+            await connection.close()  # the broker deletes the exclusive queue with it
+
+    async def subscribe(self, channel: str) -> None:
+        key = self.options.routing_key(channel)
+        async with self._lock(key):
+            if key in self._bound:
+                return
+            queue, exchange = self._consuming()
+            await queue.bind(exchange, routing_key=key)
+            self._bound.add(key)
+
+    async def unsubscribe(self, channel: str) -> None:
+        key = self.options.routing_key(channel)
+        async with self._lock(key):
+            if key not in self._bound:
+                return
+            self._bound.discard(key)  # messages still in flight are dropped
+            queue, exchange = self._consuming()
+            await queue.unbind(exchange, routing_key=key)
+
+    async def publish(self, channel: str, message: Any) -> None:
+        if not isinstance(message, str):
+            raise TypeError(f"messages are str, not {type(message).__name__}")
+        if self._publishing is None:
+            raise RuntimeError("the AMQP backend is not connected: call connect() first")
+        body = aio_pika.Message(message.encode("utf-8"), content_encoding="utf-8")
+        # With publisher confirms, this returns once the broker has taken the message.
+        await self._publishing.publish(body, routing_key=self.options.routing_key(channel))
+
+    async def next_published(self) -> Event:
+        while True:
+            message = await self._inbox.get()
+            key = message.routing_key
+            if key is None or key not in self._bound:
+                continue
+            try:
+                text = message.body.decode("utf-8")
+            except UnicodeDecodeError:
+                logger.warning(
+                    "Skipped a message of %d bytes with routing key %r: it is not UTF-8 text",
+                    len(message.body),
+                    key,
+                )
+                continue
+            return Event(channel=key, message=text)
+
+    async def _deliver(self, message: AbstractIncomingMessage) -> None:
+        self._inbox.put_nowait(message)
+
+    async def _declare_exchange(self, channel: AbstractChannel) -> AbstractExchange:
+        return await channel.declare_exchange(
+            self.options.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+
+    def _consuming(self) -> tuple[AbstractQueue, AbstractExchange]:
+        if self._queue is None or self._exchange_for_bindings is None:
+            raise RuntimeError("the AMQP backend is not connected: call connect() first")
+        return self._queue, self._exchange_for_bindings
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock

@@ -1,0 +1,183 @@
+"""``NATSBackend``: broadcaster's backend interface over one NATS connection.
+
+Each subscribed channel is one core NATS subscription whose messages go into one queue that
+``next_published()`` reads, so every message comes out once. In JetStream mode publishing goes
+through the stream (stored, acknowledged); live delivery stays on core subscriptions, which see
+stream messages too, so subscribers do not pay for consumers they do not need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import nats
+import nats.js.errors
+from broadcaster import BroadcastBackend, Event
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+
+from fastapi_streaming_nats.options import NATSOptions
+
+logger = logging.getLogger("fastapi_streaming.nats")
+
+
+class BrokerClosed(ConnectionError):
+    """The connection to NATS closed for good (not by ``disconnect()``)."""
+
+
+class NATSBackend(BroadcastBackend):
+    """Channel ``stocks.AAPL`` is subject ``[<prefix>.]stocks.AAPL``."""
+
+    def __init__(self, url: str) -> None:
+        self.options = NATSOptions.from_url(url)
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._subscriptions: dict[str, Subscription] = {}
+        #: subject -> channel, for every subject whose messages are delivered.
+        self._channels: dict[str, str] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._inbox: asyncio.Queue[Msg | None] = asyncio.Queue()
+        self._closing = False
+
+    async def connect(self) -> None:
+        self._closing = False
+        self._inbox = asyncio.Queue()
+        self._nc = await nats.connect(
+            servers=[self.options.server],
+            name=self.options.name,
+            max_reconnect_attempts=self.options.reconnect_attempts,
+            reconnect_time_wait=self.options.reconnect_wait,
+            error_cb=self._on_error,
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+            closed_cb=self._on_closed,
+        )
+        if self.options.jetstream:
+            self._js = self._nc.jetstream()
+            await self._ensure_stream(self._js)
+
+    async def disconnect(self) -> None:
+        nc, self._nc, self._js = self._nc, None, None
+        self._closing = True
+        self._subscriptions.clear()
+        self._channels.clear()
+        if nc is not None:
+            await nc.close()
+        # close() cancels the subscriptions' delivery tasks without waiting for them; let the
+        # cancellations land so nothing of this connection runs after disconnect() returns.
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+    async def subscribe(self, channel: str) -> None:
+        subject = self.options.subject(channel)
+        async with self._lock(subject):
+            if subject in self._subscriptions:
+                return
+            nc = self._connected()
+            self._channels[subject] = channel
+            try:
+                self._subscriptions[subject] = await nc.subscribe(subject, cb=self._deliver)
+                await nc.flush()  # the server has the subscription once this returns
+            except BaseException:
+                self._channels.pop(subject, None)
+                subscription = self._subscriptions.pop(subject, None)
+                if subscription is not None and not nc.is_closed:
+                    await subscription.unsubscribe()
+                raise
+
+    async def unsubscribe(self, channel: str) -> None:
+        subject = self.options.subject(channel)
+        async with self._lock(subject):
+            subscription = self._subscriptions.pop(subject, None)
+            self._channels.pop(subject, None)  # messages still in flight are dropped
+            if subscription is not None:
+                await subscription.unsubscribe()
+
+    async def publish(self, channel: str, message: Any) -> None:
+        if not isinstance(message, str):
+            raise TypeError(f"messages are str, not {type(message).__name__}")
+        subject = self.options.subject(channel)
+        payload = message.encode("utf-8")
+        nc = self._connected()
+        if len(payload) > nc.max_payload:
+            raise ValueError(
+                f"a message of {len(payload)} bytes exceeds the NATS server's max_payload size "
+                f"limit of {nc.max_payload} bytes"
+            )
+        if self._js is None:
+            await nc.publish(subject, payload)
+            return
+        try:
+            await self._js.publish(subject, payload, stream=self.options.stream)
+        except nats.js.errors.NoStreamResponseError:
+            raise ConnectionError(
+                f"no JetStream stream stored subject {subject!r}: stream "
+                f"{self.options.stream!r} does not capture it or JetStream is unavailable"
+            ) from None
+
+    async def next_published(self) -> Event:
+        while True:
+            msg = await self._inbox.get()
+            if msg is None:
+                raise BrokerClosed("the NATS connection closed and will not reconnect")
+            channel = self._channels.get(msg.subject)
+            if channel is None:
+                continue  # left the channel while this message was on its way
+            try:
+                text = msg.data.decode("utf-8")
+            except UnicodeDecodeError:
+                logger.warning(
+                    "Skipped a message of %d bytes on NATS subject %r: it is not UTF-8 text",
+                    len(msg.data),
+                    msg.subject,
+                )
+                continue
+            return Event(channel=channel, message=text)
+
+    async def _deliver(self, msg: Msg) -> None:
+        self._inbox.put_nowait(msg)
+
+    async def _ensure_stream(self, js: JetStreamContext) -> None:
+        """Create the stream unless it exists; an existing stream is used as its owner set it."""
+        name = self.options.stream
+        assert name is not None
+        try:
+            await js.stream_info(name)
+            return
+        except nats.js.errors.NotFoundError:
+            pass
+        try:
+            await js.add_stream(
+                name=name, subjects=self.options.stream_subjects, max_age=self.options.max_age
+            )
+        except nats.js.errors.BadRequestError:
+            await js.stream_info(name)  # another process created it first: fine if it exists
+
+    def _connected(self) -> Client:
+        if self._nc is None:
+            raise RuntimeError("the NATS backend is not connected: call connect() first")
+        return self._nc
+
+    def _lock(self, subject: str) -> asyncio.Lock:
+        lock = self._locks.get(subject)
+        if lock is None:
+            lock = self._locks[subject] = asyncio.Lock()
+        return lock
+
+    async def _on_error(self, error: Exception) -> None:
+        logger.warning("NATS: %s", error)
+
+    async def _on_disconnected(self) -> None:
+        if not self._closing:
+            logger.warning("Lost the NATS connection; reconnecting (messages meanwhile are lost)")
+
+    async def _on_reconnected(self) -> None:
+        logger.info("Reconnected to NATS; subscriptions are restored")
+
+    async def _on_closed(self) -> None:
+        if not self._closing:
+            self._inbox.put_nowait(None)
