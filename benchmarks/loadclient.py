@@ -4,7 +4,8 @@ Run as ``python -m benchmarks.loadclient --port P --kind sse --path /x --connect
 runner drives it over stdin/stdout, one JSON line per command:
 
 - ``status``: how many connections are open, primed (have seen a probe event), failed;
-- ``report N``: the final counts, given that the publisher sent events ``0..N-1``;
+- ``report N [s1,s2,...]``: the final counts, given that the publisher sent events ``0..N-1``
+  of which the server did not confirm ``s1, s2, ...`` (those are not counted as missing);
 - ``exit``: close everything and stop.
 
 It is written on bare asyncio protocols (with uvloop) because it must stay cheap next to the
@@ -162,13 +163,14 @@ class Connection(asyncio.Protocol):
         self.duplicates += 1
         return nxt, False
 
-    def gaps(self) -> int:
-        """Events missing before the last one that arrived: lost, not late."""
-        return len(self.missing)
+    def gaps(self, unconfirmed: set[int]) -> int:
+        """Confirmed events missing before the last one that arrived."""
+        return len(self.missing - unconfirmed)
 
-    def undelivered(self, published: int) -> int:
-        """Events after the last one that arrived: lost, or still queued somewhere."""
-        return max(0, published - self.next_seq)
+    def undelivered(self, published: int, unconfirmed: set[int]) -> int:
+        """Confirmed events after the last one that arrived: lost, or still queued somewhere."""
+        tail = max(0, published - self.next_seq)
+        return tail - sum(1 for seq in unconfirmed if seq >= self.next_seq)
 
 
 class SSEConnection(Connection):
@@ -310,10 +312,10 @@ class LoadClient:
             "last_us": self.totals.last_us,
         }
 
-    def report(self, published: int) -> dict[str, Any]:
+    def report(self, published: int, unconfirmed: set[int]) -> dict[str, Any]:
         conns = self.connections
-        gaps = [c.gaps() for c in conns]
-        tails = [c.undelivered(published) for c in conns]
+        gaps = [c.gaps(unconfirmed) for c in conns]
+        tails = [c.undelivered(published, unconfirmed) for c in conns]
         lats = self.totals.latencies
         return {
             **self.status(),
@@ -351,7 +353,8 @@ async def serve(args: argparse.Namespace) -> None:
         if line[0] == "status":
             answer = client.status()
         elif line[0] == "report":
-            answer = client.report(int(line[1]))
+            unconfirmed = {int(s) for s in line[2].split(",")} if len(line) > 2 else set()
+            answer = client.report(int(line[1]), unconfirmed)
         else:
             answer = {"error": f"unknown command {line[0]!r}"}
         print(json.dumps(answer), flush=True)

@@ -18,6 +18,7 @@ import asyncio
 import json
 import socket
 import time
+from collections import deque
 from typing import cast
 
 from .events import EVENT_SIZE, PROBE_SEQ, encode, now_us
@@ -30,7 +31,9 @@ class PublishConnection(asyncio.Protocol):
         self.head = head
         self.transport: asyncio.Transport | None = None
         self.buf = b""
-        self.inflight = 0
+        #: Sequence numbers sent and not answered yet, oldest first (HTTP/1.1 answers in order).
+        self.pending: deque[int] = deque()
+        self.rejected_seqs: list[int] = []
         self.ok = 0
         self.errors = 0
         self.statuses: dict[int, int] = {}
@@ -41,10 +44,14 @@ class PublishConnection(asyncio.Protocol):
         # uvloop's transports do not subclass asyncio.Transport, but behave as one.
         self.transport = cast(asyncio.Transport, transport)
 
-    def send(self, body: bytes) -> None:
+    @property
+    def inflight(self) -> int:
+        return len(self.pending)
+
+    def send(self, seq: int) -> None:
         assert self.transport is not None
-        self.inflight += 1
-        self.transport.write(self.head + body)
+        self.pending.append(seq)
+        self.transport.write(self.head + encode(seq))
 
     def data_received(self, data: bytes) -> None:
         buf = self.buf + data
@@ -58,11 +65,12 @@ class PublishConnection(asyncio.Protocol):
                 break
             status = int(head[9:12])
             self.statuses[status] = self.statuses.get(status, 0) + 1
+            seq = self.pending.popleft()
             if 200 <= status < 300:
                 self.ok += 1
             else:
                 self.errors += 1
-            self.inflight -= 1
+                self.rejected_seqs.append(seq)
             buf = buf[end + 4 + length :]
         self.buf = buf
         self.answered.set()
@@ -126,7 +134,7 @@ async def publish(args: argparse.Namespace) -> dict[str, object]:
                 break
             conn = ready[turn % len(ready)]
             turn += 1
-            conn.send(encode(sent))
+            conn.send(sent)
             sent += 1
         next_due = start + sent / args.rate
         await asyncio.sleep(max(0.0, next_due - time.perf_counter()))
@@ -147,6 +155,10 @@ async def publish(args: argparse.Namespace) -> dict[str, object]:
         "accepted": sum(c.ok for c in conns),
         "rejected": sum(c.errors for c in conns),
         "unanswered": sum(c.inflight for c in conns),
+        # Events the server did not confirm: clients cannot be blamed for missing them.
+        "unconfirmed_seqs": sorted(
+            [seq for c in conns for seq in c.pending] + [s for c in conns for s in c.rejected_seqs]
+        ),
         "statuses": statuses,
         "start_us": start_us,
         "end_us": end_us,

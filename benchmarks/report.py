@@ -202,10 +202,12 @@ def markdown(results: dict[str, Any]) -> str:
         "Columns: *delivered ev/s* counts events that reached clients, from the first publish "
         "to the last arrival; *published ev/s* is what the server accepted of the offered "
         "rate; *gaps* are events missing before the last one a connection got (lost), "
-        "*undelivered* the events after it (lost, or still queued 3 s after the last publish), "
-        "each with the number of connections concerned; *errors* are connections that failed "
-        "to open or were dropped; *server CPU* and *client CPU* are shares of one core (the load "
-        "client's processes added up); *us/event* is server CPU time per delivered event.",
+        "*undelivered* the events after it (lost, or still queued when deliveries stopped for "
+        "1 s or 6 s after the publisher finished), each with the number of connections "
+        "concerned; events whose POST the server never answered with 202 count as neither; "
+        "*errors* are connections that failed to open or were dropped; *server CPU* and "
+        "*client CPU* are shares of one core (the load client's processes added up); "
+        "*us/event* is server CPU time per delivered event.",
         "",
     ]
     for name in scenario_names:
