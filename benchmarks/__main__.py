@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .profiling import summarise
 from .report import markdown
-from .scenarios import SERVERS, mode
+from .scenarios import SERVERS, Mode, mode
 from .suite import run_mode
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -26,12 +26,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--budget", type=float, default=1140.0, help="seconds before giving up")
     parser.add_argument("--duration", type=float, help="seconds of publishing per run")
+    parser.add_argument("--reps", type=int, help="repetitions (default: the mode's)")
+    parser.add_argument(
+        "--scenario", action="append", help="run only scenarios whose name contains this"
+    )
     parser.add_argument("--results", type=Path, default=RESULTS, help="where to write results")
     parser.add_argument(
         "--profile", type=Path, help="record fastapi-streaming servers with py-spy into this folder"
     )
     args = parser.parse_args(argv)
     chosen = mode(args.mode or "quick")
+    if args.reps or args.scenario:
+        picked = [
+            s
+            for s in chosen.scenarios
+            if not args.scenario or any(part in s.name for part in args.scenario)
+        ]
+        chosen = Mode(chosen.name, args.reps or chosen.repetitions, picked, chosen.skipped)
     only = set(args.only.split(",")) if args.only else None
     print(f"Running the {chosen.name} benchmarks ({chosen.repetitions} repetition(s))", flush=True)
     results = run_mode(

@@ -189,7 +189,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, required=True, help="seconds")
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--inflight", type=int, default=256, help="unanswered per connection")
-    parser.add_argument("--drain", type=float, default=3.0, help="seconds to wait for answers")
+    parser.add_argument("--drain", type=float, default=2.0, help="seconds to wait for answers")
     return parser.parse_args(argv)
 
 

@@ -203,7 +203,7 @@ def markdown(results: dict[str, Any]) -> str:
         "to the last arrival; *published ev/s* is what the server accepted of the offered "
         "rate; *gaps* are events missing before the last one a connection got (lost), "
         "*undelivered* the events after it (lost, or still queued when deliveries stopped for "
-        "1 s or 6 s after the publisher finished), each with the number of connections "
+        "0.5 s or 4 s after the publisher finished), each with the number of connections "
         "concerned; events whose POST the server never answered with 202 count as neither; "
         "*errors* are connections that failed to open or were dropped; *server CPU* and "
         "*client CPU* are shares of one core (the load client's processes added up); "

@@ -26,8 +26,8 @@ MAX_CLIENT_PROCESSES = 2
 PRIME_TIMEOUT = 30.0
 #: After the last publish, how long deliveries may keep arriving (while they do) before the
 #: rest count as undelivered.
-DRAIN_LIMIT = 6.0
-DRAIN_QUIET = 1.0
+DRAIN_LIMIT = 4.0
+DRAIN_QUIET = 0.5
 
 
 class SkipVariant(Exception):

@@ -171,10 +171,10 @@ def mode(name: str) -> Mode:
             "full",
             3,
             [
+                Scenario("websub", "websub", 1000),
+                Scenario("idle", "sse", 5000),
                 *_matrix("sse", run, 3.0),
                 *_matrix("ws", [(100, 100), (1000, 100), (1000, 1000)], 3.0),
-                Scenario("idle", "sse", 5000),
-                Scenario("websub", "websub", 1000),
             ],
             skipped={f"{m:,} x {r:,}/s": why for (m, r), why in SKIPPED.items()},
         )
