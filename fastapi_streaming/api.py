@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+import sys
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from os import PathLike
+from typing import Annotated, Any, TypeVar, get_args, get_origin
 
 from fastapi import FastAPI
 from pydantic import TypeAdapter
@@ -15,6 +17,11 @@ from .dependencies import plan_handler
 from .events import Event
 from .runtime import StreamingRuntime
 from .topics import Mode, Operation, OverflowPolicy, Topic, TopicRegistry
+
+if sys.version_info >= (3, 11):
+    from typing import Self
+else:  # pragma: no cover
+    from typing_extensions import Self
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
@@ -46,10 +53,50 @@ class StreamingAPI:
         max_message_size: int = 1024 * 1024,
         heartbeat: float = 15.0,
         plugin_manager: Any = None,
+        terms_of_service: str | None = None,
+        contact: Mapping[str, Any] | None = None,
+        license_info: Mapping[str, Any] | None = None,
+        tags: Sequence[Mapping[str, Any]] | None = None,
+        external_docs: Mapping[str, Any] | None = None,
+        public_url: str | None = None,
+        security_schemes: Mapping[str, Mapping[str, Any]] | None = None,
+        asyncapi_version: str = "3.0.0",
+        asyncapi_url: str | None = "/asyncapi.json",
+        asyncapi_yaml_url: str | None = "/asyncapi.yaml",
+        asyncapi_docs_url: str | None = "/asyncapi",
+        asyncapi_js_url: str | None = None,
+        asyncapi_css_url: str | None = None,
     ) -> None:
+        """Most parameters are about running; the rest describe the API in its AsyncAPI document.
+
+        ``public_url`` (``https://api.example.com``) is where clients reach the app; without it
+        the document's servers use the host of the request that asked for the document.
+        ``asyncapi_url``, ``asyncapi_yaml_url`` and ``asyncapi_docs_url`` place the document
+        and its docs page (``None`` turns one off); ``asyncapi_js_url`` and ``asyncapi_css_url``
+        load the docs page's bundle from elsewhere (a CDN) instead of from this app.
+        """
+        from .asyncapi.versions import check_version
+
         self.title = title
         self.version = version
         self.description = description
+        self.terms_of_service = terms_of_service
+        self.contact = dict(contact) if contact else None
+        self.license_info = dict(license_info) if license_info else None
+        self.tags = [dict(tag) for tag in tags] if tags else None
+        self.external_docs = dict(external_docs) if external_docs else None
+        self.public_url = public_url.rstrip("/") if public_url else None
+        self.security_schemes = (
+            {name: dict(scheme) for name, scheme in security_schemes.items()}
+            if security_schemes
+            else None
+        )
+        self.asyncapi_version = check_version(asyncapi_version)
+        self.asyncapi_url = asyncapi_url
+        self.asyncapi_yaml_url = asyncapi_yaml_url
+        self.asyncapi_docs_url = asyncapi_docs_url
+        self.asyncapi_js_url = asyncapi_js_url
+        self.asyncapi_css_url = asyncapi_css_url
         self.broker_url = broker
         self.prefix = prefix.rstrip("/")
         self.max_queue = max_queue
@@ -59,6 +106,45 @@ class StreamingAPI:
         self.plugin_manager = plugin_manager
         self.topics = TopicRegistry()
         self._runtime: StreamingRuntime | None = None
+        self._asyncapi_cache: dict[tuple[int, str, str | None], dict[str, Any]] = {}
+
+    @classmethod
+    def from_asyncapi(
+        cls, document: str | PathLike[str] | Mapping[str, Any], **options: Any
+    ) -> Self:
+        """Create a streaming API whose topics come from an AsyncAPI 3.x or 2.x document.
+
+        ``document`` is a path to a JSON or YAML file, or the parsed document. Each channel
+        becomes a topic with the document's address, parameters, modes, scopes and message
+        schemas (incoming events are validated against them); ``options`` are passed on to
+        the constructor and win over what the document says. Attach handlers afterwards with
+        the usual decorators.
+        """
+        from .asyncapi.importer import load_document, read_document
+
+        api = read_document(load_document(document))
+        streaming = cls(**{**api.options, **options})
+        api.declare(streaming)
+        return streaming
+
+    def asyncapi(
+        self, version: str | None = None, *, base_url: str | None = None
+    ) -> dict[str, Any]:
+        """This API's AsyncAPI document (``3.0.0`` unless ``version`` says otherwise).
+
+        Built once per version and server URL, and again only when the topics change.
+        """
+        from .asyncapi.document import get_asyncapi
+
+        version = version or self.asyncapi_version
+        base_url = self.public_url or base_url
+        key = (self.topics.revision, version, base_url)
+        if key not in self._asyncapi_cache:
+            self._asyncapi_cache = {
+                k: v for k, v in self._asyncapi_cache.items() if k[0] == self.topics.revision
+            }
+            self._asyncapi_cache[key] = get_asyncapi(self, version=version, base_url=base_url)
+        return self._asyncapi_cache[key]
 
     # -- declaring topics -------------------------------------------------------------------
 
@@ -160,7 +246,17 @@ class StreamingAPI:
                 f"Topic {address!r} is already mapped to channel {topic.channel!r}, "
                 f"not {channel!r}; give the channel once, or the same one on both modes."
             )
-        if topic.operation(mode) is not None:
+        existing = topic.operation(mode)
+        if existing is not None and existing.plan is None and handler is not None:
+            # Declared without a handler (from an AsyncAPI document): the handler joins it.
+            _attach_handler(topic, existing, handler, scopes, summary, description)
+            if overflow is not None:
+                topic.overflow = OverflowPolicy(overflow)
+            if max_queue is not None:
+                topic.max_queue = max_queue
+            self.topics.touch()
+            return topic
+        if existing is not None:
             raise ValueError(f"Topic {address!r} already has a {mode.value} operation.")
         plan = None
         if handler is not None:
@@ -184,6 +280,7 @@ class StreamingAPI:
             scopes=tuple(scopes),
             summary=summary,
             description=description or (inspect.getdoc(handler) if handler else None),
+            payload=event_type,
         )
         if mode is Mode.SUBSCRIBE:
             topic.subscribe = operation
@@ -253,9 +350,11 @@ class StreamingAPI:
         An app that has a lifespan of its own keeps it: the streaming API starts before it (so
         the app's startup code can already emit) and stops after it.
         """
+        from .asyncapi.routes import add_asyncapi_routes
         from .transports import build_router
 
         app.include_router(build_router(self))
+        add_asyncapi_routes(app, self)
         original = app.router.lifespan_context
 
         @asynccontextmanager
@@ -265,6 +364,42 @@ class StreamingAPI:
 
         app.router.lifespan_context = lifespan
         app.state.fastapi_streaming = self
+
+
+def _attach_handler(
+    topic: Topic,
+    operation: Operation,
+    handler: Callable[..., Any],
+    scopes: Iterable[str],
+    summary: str | None,
+    description: str | None,
+) -> None:
+    """Give a declared operation its handler; the declared payload and scopes still apply.
+
+    A declared payload such as ``Annotated[Any, JsonSchemaPayload(...)]`` is narrowed to the
+    handler's event type (``Annotated[Quote, JsonSchemaPayload(...)]``), so an event is checked
+    against the document's schema and then converted to what the handler asks for.
+    """
+    plan = plan_handler(
+        handler,
+        path_params=topic.parameters,
+        allow_context=operation.mode is Mode.PUBLISH,
+        where=f"{operation.mode.value} handler {getattr(handler, '__qualname__', handler)!r}",
+    )
+    payload = operation.payload
+    wanted = plan.event_type if plan.event_param is not None else Any
+    if wanted is not Any and get_origin(payload) is Annotated and get_args(payload)[0] is Any:
+        payload = Annotated.__class_getitem__((wanted, *payload.__metadata__))
+        operation.payload_adapter = TypeAdapter(payload)
+    elif wanted is not Any and payload is Any:
+        payload = wanted
+        operation.payload_adapter = TypeAdapter(payload)
+    operation.payload = payload
+    operation.plan = plan
+    operation.scopes = tuple(dict.fromkeys([*operation.scopes, *scopes]))
+    operation.summary = summary or operation.summary
+    operation.description = description or operation.description or inspect.getdoc(handler)
+    topic.description = topic.description or operation.description
 
 
 def _learn_payload(topic: Topic, mode: Mode, event_type: Any, return_type: Any) -> None:
