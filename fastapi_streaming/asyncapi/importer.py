@@ -26,6 +26,7 @@ from .errors import AsyncAPIImportError, pointer
 from .models import v2, v3
 from .schemas import COMPONENT_PREFIX, component_refs, convertor_name, referenced_components
 from .spec import EXTENSION, SCOPES_EXTENSION, channel_key
+from .v2 import scheme_from_v2
 from .validation import JsonSchemaPayload, payload_type
 
 if TYPE_CHECKING:
@@ -431,6 +432,10 @@ class _Reader2(_Reader):
         self.check_structure()
         document = self.document
         options = self.info_options(document["info"])
+        if "security_schemes" in options:
+            options["security_schemes"] = {
+                name: scheme_from_v2(scheme) for name, scheme in options["security_schemes"].items()
+            }
         if document.get("tags"):
             options["tags"] = document["tags"]
         if document.get("externalDocs"):
@@ -510,8 +515,13 @@ class _Reader2(_Reader):
 
     @staticmethod
     def message_key(message: dict[str, Any], where: list[str | int]) -> str:
-        if message.get("messageId"):
-            return str(message["messageId"])
-        if where[:2] == ["components", "messages"]:
-            return str(where[2])
-        return str(message.get("name") or "message")
+        """A message's key in a 3.x channel: its name (2.x ids must be unique per use)."""
+        if message.get("name"):
+            key = str(message["name"])
+        elif message.get("messageId"):
+            key = str(message["messageId"])
+        elif where[:2] == ["components", "messages"]:
+            key = str(where[2])
+        else:
+            key = "message"
+        return re.sub(r"[^\w.\-]", "_", key)

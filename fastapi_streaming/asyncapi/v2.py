@@ -40,9 +40,40 @@ def generate(spec: ApiSpec) -> v2.AsyncAPI:
         channels={channel.address: _channel(channel, spec) for channel in spec.channels},
         components=v2.Components(
             schemas=spec.schemas or None,
-            securitySchemes=spec.security_schemes or None,
+            securitySchemes={
+                name: scheme_for_v2(scheme) for name, scheme in spec.security_schemes.items()
+            }
+            or None,
         ),
     )
+
+
+def scheme_for_v2(scheme: dict[str, Any]) -> dict[str, Any]:
+    """3.x calls an OAuth2 flow's scopes ``availableScopes``; 2.x calls them ``scopes``."""
+    flows = scheme.get("flows")
+    if not isinstance(flows, dict):
+        return scheme
+    renamed = {}
+    for name, flow in flows.items():
+        flow = dict(flow)
+        if "availableScopes" in flow:
+            flow["scopes"] = flow.pop("availableScopes")
+        renamed[name] = flow
+    return {**scheme, "flows": renamed}
+
+
+def scheme_from_v2(scheme: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`scheme_for_v2`."""
+    flows = scheme.get("flows")
+    if not isinstance(flows, dict):
+        return scheme
+    renamed = {}
+    for name, flow in flows.items():
+        flow = dict(flow) if isinstance(flow, dict) else flow
+        if isinstance(flow, dict) and "scopes" in flow:
+            flow["availableScopes"] = flow.pop("scopes")
+        renamed[name] = flow
+    return {**scheme, "flows": renamed}
 
 
 def _channel(channel: Channel, spec: ApiSpec) -> v2.ChannelItem:
@@ -62,7 +93,8 @@ def _channel(channel: Channel, spec: ApiSpec) -> v2.ChannelItem:
                 }
             },
             message=v2.Message(
-                messageId=message.key,
+                # Unique per operation, as 2.x requires even of one message used twice.
+                messageId=f"{operation.key}.{message.key}",
                 name=message.name,
                 title=message.title,
                 summary=message.summary,
