@@ -209,17 +209,13 @@ class _Reader:
                 if isinstance(example, dict) and "payload" in example
             ],
         }
-        try:
-            return JsonSchemaPayload(
-                schema if isinstance(schema, dict) else {},
-                components=referenced_components(schema, self.schemas),
-                message=meta,
-            )
-        except Exception as exc:  # jsonschema's SchemaError
-            path = list(getattr(exc, "relative_path", []))[2:]  # below allOf/0
-            raise AsyncAPIImportError(
-                pointer([*here, *path]), f"Not a valid JSON Schema: {getattr(exc, 'message', exc)}"
-            ) from None
+        components = referenced_components(schema, self.schemas)
+        for name, component in components.items():
+            _check_schema(component, ["components", "schemas", name])
+        _check_schema(schema, here)
+        return JsonSchemaPayload(
+            schema if isinstance(schema, dict) else {}, components=components, message=meta
+        )
 
     def check_refs(self, schema: Any, where: list[str | int]) -> None:
         """Payload schemas may refer to ``#/components/schemas/...`` and nothing else."""
@@ -525,3 +521,16 @@ class _Reader2(_Reader):
         else:
             key = "message"
         return re.sub(r"[^\w.\-]", "_", key)
+
+
+def _check_schema(schema: Any, where: list[str | int]) -> None:
+    """Raise with the location of the first keyword that JSON Schema draft-07 rejects."""
+    from jsonschema import Draft7Validator
+    from jsonschema.exceptions import SchemaError
+
+    try:
+        Draft7Validator.check_schema(schema)
+    except SchemaError as exc:
+        raise AsyncAPIImportError(
+            pointer([*where, *exc.relative_path]), f"Not a valid JSON Schema: {exc.message}"
+        ) from None

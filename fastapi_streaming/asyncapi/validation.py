@@ -45,17 +45,20 @@ class JsonSchemaPayload:
         return f"JsonSchemaPayload({self.schema!r})"
 
     def validate(self, value: Any) -> Any:
-        """Return ``value`` unchanged if it matches the schema; raise pydantic's error if not."""
-        from jsonschema.exceptions import best_match
+        """Return ``value`` unchanged if it matches the schema; raise pydantic's error if not.
 
-        error = best_match(self._validator.iter_errors(value))
-        if error is not None:
-            where = "/" + "/".join(str(part) for part in error.absolute_path)
-            raise PydanticCustomError(
-                "json_schema",
-                "{message} (at {where})",
-                {"message": error.message, "where": where},
+        One pydantic error lists every problem, each with the JSON pointer of its place in the
+        event, most relevant first.
+        """
+        from jsonschema.exceptions import relevance
+
+        errors = sorted(self._validator.iter_errors(value), key=relevance, reverse=True)
+        if errors:
+            problems = "; ".join(
+                f"{error.message} (at /{'/'.join(str(part) for part in error.absolute_path)})"
+                for error in errors
             )
+            raise PydanticCustomError("json_schema", "{problems}", {"problems": problems})
         return value
 
     def __get_pydantic_core_schema__(
