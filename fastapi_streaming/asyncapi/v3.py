@@ -121,16 +121,22 @@ def _operations(channel: Channel, spec: ApiSpec) -> list[tuple[Any, v3.Operation
 
 
 def _security(scopes: tuple[str, ...], spec: ApiSpec) -> list[dict[str, Any] | Reference] | None:
-    """Each scheme that grants access; OAuth2 and OpenID Connect ones with the scopes needed.
+    """Each scheme that grants access, written out with the scopes this operation needs.
 
-    A 3.x security requirement is a scheme or a reference to one; only the scope-aware scheme
-    types have a ``scopes`` field, so those are written in full and the rest referenced. The
-    operation's ``x-scopes`` says the same for every scheme.
+    A 3.x security requirement is a scheme (or a reference to one, which cannot add scopes).
+    OAuth2 and OpenID Connect schemes have a ``scopes`` field; other schemes (HTTP bearer, the
+    ``access_token`` query) say which scopes the token must grant in their description, which
+    the docs page shows next to the operation. ``x-scopes`` lists them for tools.
     """
     requirements: list[dict[str, Any] | Reference] = []
-    for name, scheme in spec.security_schemes.items():
+    needed = ", ".join(f"`{scope}`" for scope in scopes)
+    for scheme in spec.security_schemes.values():
         if scheme.get("type") in SCOPED_SCHEME_TYPES:
             requirements.append({**scheme, "scopes": list(scopes)})
         else:
-            requirements.append(Reference.to(f"#/components/securitySchemes/{name}"))
+            described = scheme.get("description")
+            wording = f"The token must grant the scopes {needed}."
+            requirements.append(
+                {**scheme, "description": f"{described} {wording}" if described else wording}
+            )
     return requirements or None

@@ -182,10 +182,16 @@ def test_scopes_and_security_schemes(v3: dict[str, Any], v2: dict[str, Any]) -> 
     assert schemes["accessTokenQuery"]["name"] == "access_token"
     post = v3["operations"]["publish_rooms_room_id"]
     assert post["x-scopes"] == ["chat:write", "chat:read"]
-    assert post["security"] == [
-        {"$ref": "#/components/securitySchemes/bearerAuth"},
-        {"$ref": "#/components/securitySchemes/accessTokenQuery"},
-    ]
+    bearer, query = post["security"]
+    assert bearer == {
+        **schemes["bearerAuth"],
+        "description": schemes["bearerAuth"]["description"]
+        + " The token must grant the scopes `chat:write`, `chat:read`.",
+    }
+    assert query["in"] == "query"
+    assert query["description"].endswith(
+        "The token must grant the scopes `chat:write`, `chat:read`."
+    )
     assert "security" not in v3["operations"]["publish_orders"]
     publish = v2["channels"]["/rooms/{room_id}"]["publish"]
     assert publish["security"] == [{"bearerAuth": []}, {"accessTokenQuery": []}]
