@@ -75,6 +75,7 @@ class StreamingAPI:
         and its docs page (``None`` turns one off); ``asyncapi_js_url`` and ``asyncapi_css_url``
         load the docs page's bundle from elsewhere (a CDN) instead of from this app.
         """
+        from .asyncapi.document import DocumentCache
         from .asyncapi.versions import check_version
 
         self.title = title
@@ -106,7 +107,7 @@ class StreamingAPI:
         self.plugin_manager = plugin_manager
         self.topics = TopicRegistry()
         self._runtime: StreamingRuntime | None = None
-        self._asyncapi_cache: dict[tuple[int, str, str | None], dict[str, Any]] = {}
+        self._asyncapi_cache: DocumentCache[dict[str, Any]] = DocumentCache()
 
     @classmethod
     def from_asyncapi(
@@ -138,13 +139,11 @@ class StreamingAPI:
 
         version = version or self.asyncapi_version
         base_url = self.public_url or base_url
-        key = (self.topics.revision, version, base_url)
-        if key not in self._asyncapi_cache:
-            self._asyncapi_cache = {
-                k: v for k, v in self._asyncapi_cache.items() if k[0] == self.topics.revision
-            }
-            self._asyncapi_cache[key] = get_asyncapi(self, version=version, base_url=base_url)
-        return self._asyncapi_cache[key]
+        return self._asyncapi_cache.get(
+            self.topics.revision,
+            (version, base_url),
+            lambda: get_asyncapi(self, version=version, base_url=base_url),
+        )
 
     # -- declaring topics -------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import yaml
 
@@ -13,6 +14,8 @@ from .versions import DEFAULT_VERSION, check_version
 
 if TYPE_CHECKING:
     from ..api import StreamingAPI
+
+T = TypeVar("T")
 
 
 def get_asyncapi(
@@ -55,3 +58,27 @@ def render(document: dict[str, Any], fmt: str) -> str:
     if fmt == "yaml":
         return to_yaml(document)
     raise ValueError(f"Unknown format {fmt!r}: use json or yaml.")
+
+
+class DocumentCache(Generic[T]):
+    """Built documents by key, valid while the topics' revision stays the same.
+
+    Keys include the server URL, which comes from the request's ``Host`` header; the cache
+    holds at most ``size`` entries, so clients sending many hosts cannot grow it.
+    """
+
+    def __init__(self, size: int = 16) -> None:
+        self.size = size
+        self.revision = -1
+        self.items: dict[Hashable, T] = {}
+
+    def get(self, revision: int, key: Hashable, build: Callable[[], T]) -> T:
+        if revision != self.revision:
+            self.items.clear()
+            self.revision = revision
+        found = self.items.get(key)
+        if found is None:
+            if len(self.items) >= self.size:
+                del self.items[next(iter(self.items))]
+            found = self.items[key] = build()
+        return found

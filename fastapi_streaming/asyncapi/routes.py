@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
 from .docs import BUNDLE_CSS, BUNDLE_JS, STATIC_DIR, get_asyncapi_html
-from .document import render
+from .document import DocumentCache, render
 from .versions import SUPPORTED_VERSIONS, UnsupportedVersionError
 
 if TYPE_CHECKING:
@@ -25,21 +25,18 @@ STATIC_PATH = "/static"
 
 
 def add_asyncapi_routes(app: FastAPI, streaming: StreamingAPI) -> None:
-    rendered: dict[tuple[int, str, str, str], str] = {}
+    rendered: DocumentCache[str] = DocumentCache()
 
     def document(request: Request, version: str | None, fmt: str) -> Response:
         version = version or streaming.asyncapi_version
-        base_url = str(request.base_url)
+        base_url = streaming.public_url or str(request.base_url)
         try:
             built = streaming.asyncapi(version, base_url=base_url)
         except UnsupportedVersionError as exc:
             raise HTTPException(400, str(exc)) from None
-        key = (streaming.topics.revision, version, streaming.public_url or base_url, fmt)
-        text = rendered.get(key)
-        if text is None:
-            for stale in [k for k in rendered if k[0] != key[0]]:
-                del rendered[stale]
-            text = rendered[key] = render(built, fmt)
+        text = rendered.get(
+            streaming.topics.revision, (version, base_url, fmt), lambda: render(built, fmt)
+        )
         return Response(text, media_type=MEDIA_TYPES[fmt])
 
     version_query = Query(

@@ -155,3 +155,12 @@ async def test_the_title_cannot_break_out_of_the_page() -> None:
     async with client_for(app) as client:
         page = (await client.get("/asyncapi")).text
     assert "<script>alert" not in page
+
+
+async def test_many_hosts_cannot_grow_the_cache() -> None:
+    app, streaming = make_app()
+    for number in range(40):
+        async with client_for(app, base_url=f"http://host-{number}.test") as client:
+            answer = await client.get("/asyncapi.json")
+            assert answer.json()["servers"]["sse"]["host"] == f"host-{number}.test"
+    assert len(streaming._asyncapi_cache.items) <= streaming._asyncapi_cache.size
