@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from os import PathLike
 from typing import Annotated, Any, TypeVar, get_args, get_origin
 
+import pluggy
 from fastapi import FastAPI
 from pydantic import TypeAdapter
 from starlette.requests import HTTPConnection
@@ -38,6 +39,17 @@ class StreamingAPI:
     Declare topics with :meth:`subscribe` and :meth:`publish`, then call :meth:`init_app` to add
     the WebSocket, SSE and HTTP routes to a FastAPI app and to connect to the broker during the
     app's lifespan.
+
+    Args:
+        title, version, description: what the API's documentation shows.
+        broker: the broker URL; its scheme picks the backend (``memory://``, ``redis://``...).
+        prefix: where the transports' routes live (``/streams/sse/...``, ``/streams/ws``...).
+        max_queue: events a client may have waiting before its overflow policy applies.
+        overflow: what happens to a client whose queue is full (per topic on ``subscribe``).
+        max_message_size: the largest event a client may send, in bytes (413 / close 1009).
+        heartbeat: seconds between comment lines on idle SSE streams.
+        plugin_manager: a pluggy manager to find backends with (default: one with every
+            installed plugin).
     """
 
     def __init__(
@@ -52,7 +64,7 @@ class StreamingAPI:
         overflow: OverflowPolicy | str = OverflowPolicy.DISCONNECT,
         max_message_size: int = 1024 * 1024,
         heartbeat: float = 15.0,
-        plugin_manager: Any = None,
+        plugin_manager: pluggy.PluginManager | None = None,
         terms_of_service: str | None = None,
         contact: Mapping[str, Any] | None = None,
         license_info: Mapping[str, Any] | None = None,

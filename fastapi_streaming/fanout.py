@@ -22,6 +22,7 @@ from broadcaster import Event as BrokerMessage
 
 from .brokers.connection import BrokerConnection
 from .events import EncodedEvent
+from .replay import ReplayBuffers
 from .topics import OverflowPolicy
 
 logger = logging.getLogger("fastapi_streaming.fanout")
@@ -49,12 +50,16 @@ SHUTDOWN = "shutdown"
 
 
 class Reply:
-    """A message for one client only (an ``ack`` or ``error`` on a socket), queued in order."""
+    """A message for one client only (an ``ack``, ``error`` or ``gap``), queued in order.
 
-    __slots__ = ("text",)
+    ``text`` is what a socket sends; ``sse`` the frame an event stream sends, if any.
+    """
 
-    def __init__(self, text: str) -> None:
+    __slots__ = ("sse", "text")
+
+    def __init__(self, text: str, sse: bytes | None = None) -> None:
         self.text = text
+        self.sse = sse
 
 
 class _Slot:
@@ -75,6 +80,7 @@ class ClientQueue:
     """
 
     __slots__ = (
+        "_held",
         "_latest",
         "_wakeup",
         "closed",
@@ -95,6 +101,7 @@ class ClientQueue:
         self.closed: CloseReason | None = None
         self.dropped = 0
         self.delivered = 0
+        self._held = 0
         #: Called when the queue closes, so a transport stuck writing to a client that does not
         #: read can abandon the write.
         self.on_close: Callable[[CloseReason], None] | None = None
@@ -127,15 +134,37 @@ class ClientQueue:
             self.items.append(item)
         self._wakeup.set()
 
-    def reply(self, text: str) -> None:
-        """Queue a message for this client alone; it counts against the same bound."""
+    def reply(self, text: str, *, first: bool = False) -> None:
+        """Queue a message for this client alone; it counts against the same bound.
+
+        ``first`` puts it before everything pending (a subscription's ``ack`` precedes the
+        events it brought).
+        """
         if self.closed is not None:
             return
         if len(self.items) >= self.maxsize:
             self.close(CloseReason(SLOW_CLIENT, "client too slow: it does not read its replies"))
             return
-        self.items.append(Reply(text))
+        if first:
+            self.items.appendleft(Reply(text))
+        else:
+            self.items.append(Reply(text))
         self._wakeup.set()
+
+    def replay(self, events: list[EncodedEvent], notice: Reply | None = None) -> None:
+        """Put missed events (and a notice such as a ``gap``) before everything pending.
+
+        Events already pending are not repeated; at most ``maxsize`` events are replayed (the
+        newest), so a resume cannot grow the queue past twice its bound.
+        """
+        pending = {item.event.id for item in self.items if isinstance(item, EncodedEvent)}
+        fresh = [encoded for encoded in events if encoded.event.id not in pending]
+        fresh = fresh[-self.maxsize :]
+        self.items.extendleft(reversed(fresh))
+        if notice is not None:
+            self.items.appendleft(notice)
+        if fresh or notice is not None:
+            self._wakeup.set()
 
     def _drop_oldest(self) -> None:
         oldest = self.items.popleft()
@@ -152,9 +181,21 @@ class ClientQueue:
         if self.on_close is not None:
             self.on_close(reason)
 
+    def hold(self) -> None:
+        """Keep pending items back (while missed events are looked up) until :meth:`release`."""
+        self._held += 1
+
+    def release(self) -> None:
+        self._held -= 1
+        if not self._held and self.items:
+            self._wakeup.set()
+
     def take(self, limit: int = 512) -> list[EncodedEvent | Reply]:
         """Everything pending, oldest first (at most ``limit``), without waiting."""
         batch: list[EncodedEvent | Reply] = []
+        if self._held and self.closed is None:
+            self._wakeup.clear()
+            return batch
         items = self.items
         while items and len(batch) < limit:
             item = items.popleft()
@@ -179,13 +220,19 @@ class TopicStream:
     """The events of one concrete topic address in this process, shared by all its clients."""
 
     def __init__(
-        self, address: str, channel: str, prepare: Prepare, policy: OverflowPolicy
+        self,
+        address: str,
+        channel: str,
+        prepare: Prepare,
+        policy: OverflowPolicy,
+        replay: ReplayBuffers,
     ) -> None:
         self.address = address
         self.channel = channel
         self.policy = policy
         self.clients: set[ClientQueue] = set()
-        self._prepare = prepare
+        self.prepare = prepare
+        self._replay = replay
         self._inbound: deque[BrokerMessage] = deque(maxlen=INBOUND_LIMIT)
         self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -218,7 +265,7 @@ class TopicStream:
             while inbound:
                 message = inbound.popleft()
                 try:
-                    encoded = await self._prepare(message)
+                    encoded = await self.prepare(message)
                 except Exception:
                     self.skipped += 1
                     logger.exception("Could not deliver an event of %s", self.address)
@@ -226,6 +273,7 @@ class TopicStream:
                 if encoded is None:
                     continue
                 self.events += 1
+                self._replay.record(encoded)
                 for client in tuple(self.clients):
                     client.put(encoded, self.policy)
                 if self.events % YIELD_EVERY == 0:
@@ -236,10 +284,11 @@ class TopicStream:
 class FanoutHub:
     """All the topic streams of one process, created on the first client, ended with the last."""
 
-    def __init__(self, broker: BrokerConnection) -> None:
+    def __init__(self, broker: BrokerConnection, replay: ReplayBuffers | None = None) -> None:
         self.broker = broker
         self.streams: dict[str, TopicStream] = {}
         self.queues: set[ClientQueue] = set()
+        self.replay = replay or ReplayBuffers()
 
     async def join(
         self,
@@ -254,7 +303,7 @@ class FanoutHub:
         self.queues.add(queue)
         stream = self.streams.get(address)
         if stream is None:
-            stream = TopicStream(address, channel, prepare, policy)
+            stream = TopicStream(address, channel, prepare, policy, self.replay)
             self.streams[address] = stream
             stream.clients.add(queue)
             try:

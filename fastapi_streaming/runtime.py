@@ -8,10 +8,10 @@ through the :class:`~fastapi_streaming.fanout.FanoutHub`.
 
 from __future__ import annotations
 
+import json
 import logging
 import weakref
 from collections.abc import Sequence
-from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio
@@ -20,7 +20,7 @@ from broadcaster import Event as BrokerMessage
 from pydantic import ValidationError
 
 from .brokers.connection import BrokerConnection, BrokerUnavailable
-from .dependencies import solve
+from .dependencies import call_handler
 from .errors import (
     InvalidPayload,
     MalformedMessage,
@@ -29,7 +29,8 @@ from .errors import (
     Unavailable,
 )
 from .events import EncodedEvent, Event, decode_message
-from .fanout import SHUTDOWN, ClientQueue, CloseReason, FanoutHub, Prepare
+from .fanout import SHUTDOWN, ClientQueue, CloseReason, FanoutHub, Prepare, Reply
+from .replay import HistoryBackend, events_after, uuid7_millis
 from .topics import Mode, Operation, OverflowPolicy, Topic, TopicRegistry
 
 if TYPE_CHECKING:
@@ -118,10 +119,7 @@ class StreamingRuntime:
         topic, operation, params = self.resolve(address, Mode.PUBLISH)
         value = _validate(operation, json_data=json_data, data=data)
         if operation.plan is not None:
-            async with AsyncExitStack() as stack:
-                value = await solve(
-                    operation.plan, event=value, params=params, context=context, stack=stack
-                )
+            value = await call_handler(operation.plan, event=value, params=params, context=context)
         if value is None:
             return None
         return await self._publish(topic, params, address, value)
@@ -169,17 +167,58 @@ class StreamingRuntime:
 
     # -- broker to client -------------------------------------------------------------------
 
-    async def subscribe(self, queue: ClientQueue, address: str) -> Topic:
-        """Send the events of ``address`` to ``queue`` from now on."""
+    async def subscribe(
+        self, queue: ClientQueue, address: str, *, last_event_id: str | None = None
+    ) -> Topic:
+        """Send the events of ``address`` to ``queue`` from now on.
+
+        With ``last_event_id``, first the events after it that history still holds, preceded
+        by a ``gap`` notice when history cannot say it holds all of them.
+        """
         topic, operation, params = self.resolve(address, Mode.SUBSCRIBE)
-        await self.hub.join(
-            queue,
-            address=address,
-            channel=topic.channel_for(params),
-            prepare=self._preparer(topic, operation, params, address),
-            policy=topic.overflow or self.default_overflow,
-        )
+        channel = topic.channel_for(params)
+        if last_event_id:
+            queue.hold()  # live events wait behind the missed ones
+        try:
+            await self.hub.join(
+                queue,
+                address=address,
+                channel=channel,
+                prepare=self._preparer(topic, operation, params, address),
+                policy=topic.overflow or self.default_overflow,
+            )
+            if last_event_id:
+                await self._resume(queue, address, channel, last_event_id)
+        finally:
+            if last_event_id:
+                queue.release()
         return topic
+
+    async def _resume(
+        self, queue: ClientQueue, address: str, channel: str, last_event_id: str
+    ) -> None:
+        missed, complete = await self._history(address, channel, last_event_id)
+        notice = None
+        if not complete:
+            detail = "history does not reach back to this event; some events may be missing"
+            logger.info("Resume of %s after %s is incomplete", address, last_event_id)
+            notice = gap_notice(address, last_event_id, detail)
+        queue.replay(missed, notice)
+
+    async def _history(
+        self, address: str, channel: str, last_event_id: str
+    ) -> tuple[list[EncodedEvent], bool]:
+        """The events of ``address`` after ``last_event_id``, from the broker if it keeps them."""
+        since = uuid7_millis(last_event_id)
+        backend = self.broker.backend
+        stream = self.hub.streams.get(address)
+        if since is not None and isinstance(backend, HistoryBackend) and stream is not None:
+            messages, reaches_back = await backend.history(channel, since)
+            prepared = [await stream.prepare(message) for message in messages]
+            found = [encoded for encoded in prepared if encoded is not None]
+            missed, certain = events_after(found, last_event_id)
+            return missed, certain or reaches_back
+        return events_after(self.hub.replay.recent(address), last_event_id)
 
     async def unsubscribe(self, queue: ClientQueue, address: str) -> None:
         await self.hub.leave(queue, address)
@@ -207,13 +246,20 @@ class StreamingRuntime:
                 )
                 return None
             if plan is not None:
-                async with AsyncExitStack() as stack:
-                    value = await solve(plan, event=value, params=params, context=(), stack=stack)
+                value = await call_handler(plan, event=value, params=params, context=())
                 if value is None:
                     return None
             return EncodedEvent(event, pydantic_core.to_json(value))
 
         return prepare
+
+
+def gap_notice(address: str, last_event_id: str, detail: str) -> Reply:
+    """The ``gap`` signal a resuming client gets, for sockets and for event streams."""
+    body = {"topic": address, "last_event_id": last_event_id, "detail": detail}
+    data = json.dumps(body, separators=(",", ":"))
+    text = json.dumps({"type": "gap", **body}, separators=(",", ":"))
+    return Reply(text, sse=b"event: gap\ndata: " + data.encode() + b"\n\n")
 
 
 def _validate(operation: Operation, *, json_data: str | bytes | None, data: Any) -> Any:

@@ -1,7 +1,7 @@
 """``fastapi-streaming asyncapi MODULE:APP``: write an app's AsyncAPI document to a file.
 
-``add_asyncapi_command(subparsers)`` adds the command to the ``fastapi-streaming`` program;
-``python -m fastapi_streaming.asyncapi.cli MODULE:APP`` runs it on its own.
+``add_asyncapi_command(subparsers)`` adds the command to the ``fastapi-streaming`` program
+(:mod:`fastapi_streaming.cli`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -100,15 +99,3 @@ def find_streaming_api(reference: str) -> StreamingAPI:
         f"{reference} is a {type(target).__name__}, not a FastAPI app with a streaming API "
         "(call streaming.init_app(app)) nor a StreamingAPI."
     )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fastapi-streaming")
-    add_asyncapi_command(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    result: int = args.handler(args)
-    return result
-
-
-if __name__ == "__main__":
-    sys.exit(main())

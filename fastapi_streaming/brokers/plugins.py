@@ -1,15 +1,127 @@
-"""Finding broker backends by URL scheme (the in-process backend only, for now)."""
+"""Finding broker backends: a pluggy plugin manager and the lookup by URL scheme.
+
+The built-in backends register through the same hook as separately installed plugins, which
+announce themselves in the ``fastapi_streaming`` entry-point group. Entry points are loaded when
+a manager is built, never at import time.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from typing import cast
+from urllib.parse import urlsplit
 
+import pluggy
 from broadcaster import BroadcastBackend
+from pluggy import HookImpl
+
+from . import builtin, hookspecs
+from .hookspecs import PROJECT_NAME, BackendFactory
+
+OWN_DISTRIBUTION = "fastapi-streaming"
 
 
-def create_backend(url: str, pm: Any = None) -> BroadcastBackend:
-    from broadcaster._backends.memory import MemoryBackend
+class UnknownBackendError(ValueError):
+    """No installed plugin provides a backend for the broker URL's scheme."""
 
-    if not url.startswith("memory://"):
-        raise ValueError(f"Unsupported broker URL {url!r}: only memory:// is available yet.")
-    return MemoryBackend(url)
+
+class BackendConflictError(RuntimeError):
+    """Two plugins claim the same URL scheme."""
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """A backend as the plugin system knows it: its scheme, factory and providing package."""
+
+    scheme: str
+    factory: BackendFactory
+    provider: str
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """A plugin manager with the built-in backends and every installed plugin loaded."""
+    manager = pluggy.PluginManager(PROJECT_NAME)
+    manager.add_hookspecs(hookspecs)
+    manager.register(builtin, name=f"{PROJECT_NAME}.builtin")
+    manager.load_setuptools_entrypoints(PROJECT_NAME)
+    manager.check_pending()
+    return manager
+
+
+def available_backends(manager: pluggy.PluginManager | None = None) -> dict[str, BackendInfo]:
+    """Every backend that can be used, keyed by URL scheme."""
+    manager = manager or get_plugin_manager()
+    providers = _providers(manager)
+    found: dict[str, BackendInfo] = {}
+    for implementation in manager.hook.fastapi_streaming_backends.get_hookimpls():
+        provider = providers.get(implementation.plugin) or _provider_name(manager, implementation)
+        backends = cast(Mapping[str, BackendFactory], implementation.function())
+        for scheme, factory in backends.items():
+            known = found.get(scheme)
+            if known is not None and known.provider != provider:
+                raise BackendConflictError(
+                    f"Both {known.provider} and {provider} provide the {scheme!r} broker "
+                    "backend; uninstall one of them."
+                )
+            found[scheme] = BackendInfo(scheme, factory, provider)
+    return found
+
+
+def create_backend(url: str, manager: pluggy.PluginManager | None = None) -> BroadcastBackend:
+    """The backend for a broker URL such as ``redis://127.0.0.1:6379``.
+
+    Error messages name the scheme only: the URL may carry a password.
+    """
+    scheme = urlsplit(url).scheme.lower()
+    backends = available_backends(manager)
+    if not scheme:
+        raise UnknownBackendError(
+            "The broker URL has no scheme. Write it like 'memory://' or "
+            f"'redis://127.0.0.1:6379'; installed schemes: {_listing(backends)}."
+        )
+    info = backends.get(scheme)
+    if info is None:
+        raise UnknownBackendError(
+            f"No broker backend for {scheme!r}. Installed schemes: {_listing(backends)}. "
+            "Other brokers come as plugin packages, for example "
+            "`pip install fastapi-streaming-mqtt` for mqtt://."
+        )
+    return info.factory(url)
+
+
+def _listing(backends: Mapping[str, BackendInfo]) -> str:
+    return ", ".join(sorted(backends)) or "none"
+
+
+def _providers(manager: pluggy.PluginManager) -> dict[object, str]:
+    """Which distribution registered each entry-point plugin, as ``name version``."""
+    providers: dict[object, str] = {}
+    for plugin, distribution in manager.list_plugin_distinfo():
+        providers[plugin] = f"{distribution.project_name} {distribution.version}"
+    return providers
+
+
+def _provider_name(manager: pluggy.PluginManager, implementation: HookImpl) -> str:
+    """Built-ins are ours; a plugin registered in code is known by its registered name."""
+    if implementation.plugin is builtin:
+        return _own_provider()
+    return f"plugin {manager.get_name(implementation.plugin)!r}"
+
+
+def _own_provider() -> str:
+    try:
+        return f"{OWN_DISTRIBUTION} {metadata.version(OWN_DISTRIBUTION)}"
+    except metadata.PackageNotFoundError:  # running from a source tree
+        return OWN_DISTRIBUTION
+
+
+__all__ = [
+    "BackendConflictError",
+    "BackendInfo",
+    "UnknownBackendError",
+    "available_backends",
+    "create_backend",
+    "get_plugin_manager",
+]

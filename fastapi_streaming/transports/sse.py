@@ -18,6 +18,7 @@ from .common import authorize, concrete_address, error_response
 
 if TYPE_CHECKING:
     from ..api import StreamingAPI
+    from ..events import EncodedEvent
     from ..runtime import StreamingRuntime
 
 HEARTBEAT = b": ping\n\n"
@@ -88,14 +89,17 @@ class EventStreamResponse(Response):
                 continue
             batch = queue.take()
             if batch:
-                if self.named:
-                    body = b"".join(item.sse_named for item in batch if not isinstance(item, Reply))
-                else:
-                    body = b"".join(item.sse for item in batch if not isinstance(item, Reply))
+                body = b"".join(_frame(item, self.named) for item in batch)
                 await send({"type": "http.response.body", "body": body, "more_body": True})
             if queue.closed is not None and not queue.items:
                 break
         await send({"type": "http.response.body", "body": _final_frame(queue.closed)})
+
+
+def _frame(item: EncodedEvent | Reply, named: bool) -> bytes:
+    if isinstance(item, Reply):
+        return item.sse or b""
+    return item.sse_named if named else item.sse
 
 
 def abandon_if_slow(reason: CloseReason, scope: anyio.CancelScope) -> None:
@@ -123,10 +127,14 @@ async def open_stream(
         return error_response(error)
     size = accesses[0].max_queue if len(accesses) == 1 else None
     queue = ClientQueue(size or streaming.max_queue)
+    # EventSource sends Last-Event-ID when it reconnects; a first connection may pass the query.
+    last_event_id = request.headers.get("last-event-id") or request.query_params.get(
+        "last_event_id"
+    )
     joined: list[str] = []
     try:
         for address in addresses:
-            await runtime.subscribe(queue, address)
+            await runtime.subscribe(queue, address, last_event_id=last_event_id)
             joined.append(address)
     except BaseException:
         with anyio.CancelScope(shield=True):

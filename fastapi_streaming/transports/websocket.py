@@ -102,8 +102,8 @@ class SocketSession:
     def reply_error(self, error: StreamingError, request_id: Any = None) -> None:
         self.queue.reply(error_text(error, request_id))
 
-    def reply(self, message: dict[str, Any]) -> None:
-        self.queue.reply(json.dumps(message, separators=(",", ":")))
+    def reply(self, message: dict[str, Any], *, first: bool = False) -> None:
+        self.queue.reply(json.dumps(message, separators=(",", ":")), first=first)
 
     async def allow(self, topic: Topic, mode: Mode) -> None:
         """Check (once per topic and mode) that this socket's client may use ``topic``."""
@@ -138,7 +138,8 @@ async def serve_one_topic(streaming: StreamingAPI, websocket: WebSocket, address
     session = SocketSession(streaming, websocket, queue, _render_data, context)
     session._allowed.add((topic.address, first))
     if topic.subscribe is not None:
-        await runtime.subscribe(queue, address)
+        last_event_id = websocket.query_params.get("last_event_id")
+        await runtime.subscribe(queue, address, last_event_id=last_event_id)
         session.subscriptions.append(address)
 
     async def on_message(data: str | bytes) -> None:
@@ -201,8 +202,17 @@ async def _handle_control(session: SocketSession, message: dict[str, Any]) -> No
         topic = runtime.resolve(address, Mode.SUBSCRIBE)[0]
         await session.allow(topic, Mode.SUBSCRIBE)
         if address not in session.subscriptions:
-            await runtime.subscribe(session.queue, address)
-            session.subscriptions.append(address)
+            last_event_id = message.get("last_event_id")
+            if last_event_id is not None and not isinstance(last_event_id, str):
+                raise MalformedMessage('"last_event_id" must be a string.')
+            session.queue.hold()  # the ack goes out before the events it brings
+            try:
+                await runtime.subscribe(session.queue, address, last_event_id=last_event_id)
+                session.subscriptions.append(address)
+                session.reply(ack, first=True)
+            finally:
+                session.queue.release()
+            return
     elif kind == "unsubscribe":
         if address in session.subscriptions:
             session.subscriptions.remove(address)

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "fastapi_streaming.asyncapi.cli", "asyncapi", *args],
+        [sys.executable, "-m", "fastapi_streaming", "asyncapi", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,

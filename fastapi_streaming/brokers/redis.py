@@ -1,0 +1,139 @@
+"""Redis pub/sub, for the current redis-py (broadcaster's own backend delivers nothing on 8.x).
+
+broadcaster 0.3.1's ``RedisBackend`` starts its listener before redis-py has recorded any
+channel, so the listener exits at once, and one message that is not UTF-8 stops it for every
+subscriber. Here one listener task reads the pub/sub connection for as long as the backend is
+connected; ``subscribe`` returns once Redis confirmed the subscription; bad messages are logged
+and skipped; a lost connection is reported through ``next_published`` so the caller can
+reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from broadcaster import BroadcastBackend, Event
+from redis import asyncio as aioredis
+from redis.asyncio.client import PubSub
+
+logger = logging.getLogger("fastapi_streaming.broker.redis")
+
+#: How long ``subscribe``/``unsubscribe`` wait for Redis to confirm.
+CONFIRM_TIMEOUT = 10.0
+
+
+class _Lost:
+    """Put on the queue when the connection fails, so ``next_published`` raises it."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class RedisBackend(BroadcastBackend):
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._client: aioredis.Redis | None = None
+        self._pubsub: PubSub | None = None
+        self._queue: asyncio.Queue[Event | _Lost] = asyncio.Queue()
+        self._listener: asyncio.Task[None] | None = None
+        self._reading = asyncio.Event()
+        self._confirmations: dict[tuple[str, str], asyncio.Future[None]] = {}
+
+    async def connect(self) -> None:
+        self._client = aioredis.Redis.from_url(self._url)
+        await self._client.ping()  # fail now, not on the first event, if Redis is not there
+        self._pubsub = self._client.pubsub()
+        self._queue = asyncio.Queue()
+        self._reading = asyncio.Event()
+        self._listener = asyncio.create_task(self._listen(), name="redis pub/sub listener")
+
+    async def disconnect(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
+        for future in self._confirmations.values():
+            future.cancel()
+        self._confirmations.clear()
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            self._pubsub = None
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._client.aclose()
+            self._client = None
+
+    async def subscribe(self, channel: str) -> None:
+        await self._confirmed("subscribe", channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        await self._confirmed("unsubscribe", channel)
+
+    async def publish(self, channel: str, message: Any) -> None:
+        assert self._client is not None, "connect() first"
+        await self._client.publish(channel, message)
+
+    async def next_published(self) -> Event:
+        item = await self._queue.get()
+        if isinstance(item, _Lost):
+            raise ConnectionError(f"lost the Redis pub/sub connection: {item.error!r}")
+        return item
+
+    async def _confirmed(self, kind: str, channel: str) -> None:
+        """Send (un)subscribe and wait until Redis answers it on the pub/sub connection."""
+        assert self._pubsub is not None, "connect() first"
+        key = (kind, channel)
+        future = self._confirmations.get(key)
+        if future is None or future.done():
+            future = self._confirmations[key] = asyncio.get_running_loop().create_future()
+        await getattr(self._pubsub, kind)(channel)
+        self._reading.set()  # the connection exists now: the listener may read it
+        try:
+            await asyncio.wait_for(asyncio.shield(future), CONFIRM_TIMEOUT)
+        finally:
+            if self._confirmations.get(key) is future and future.done():
+                del self._confirmations[key]
+
+    async def _listen(self) -> None:
+        await self._reading.wait()
+        assert self._pubsub is not None
+        while True:
+            try:
+                message = await self._pubsub.get_message(timeout=None)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._queue.put_nowait(_Lost(exc))
+                return
+            if message is not None:
+                self._handle(message)
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        channel = _text(message["channel"])
+        if kind in ("subscribe", "unsubscribe"):
+            future = self._confirmations.get((kind, channel or ""))
+            if future is not None and not future.done():
+                future.set_result(None)
+            return
+        if kind != "message" or channel is None:
+            return
+        data = _text(message["data"])
+        if data is None:
+            logger.warning("Skipped a message on Redis channel %r that is not UTF-8", channel)
+            return
+        self._queue.put_nowait(Event(channel=channel, message=data))
+
+
+def _text(value: bytes | str) -> str | None:
+    if isinstance(value, str):
+        return value
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return None

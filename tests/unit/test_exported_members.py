@@ -1,0 +1,31 @@
+"""The public API changes only on purpose: this list is the contract."""
+
+from __future__ import annotations
+
+import fastapi_streaming
+
+
+def test_exported_members() -> None:
+    assert sorted(fastapi_streaming.__all__) == sorted(
+        [
+            "Event",
+            "Forbidden",
+            "HandlerDefinitionError",
+            "InvalidPayload",
+            "MalformedMessage",
+            "Mode",
+            "ModeNotAllowed",
+            "NotRunningError",
+            "OverflowPolicy",
+            "PayloadTooLarge",
+            "StreamingAPI",
+            "StreamingError",
+            "Topic",
+            "TopicNotFound",
+            "Unauthorized",
+            "Unavailable",
+            "__version__",
+        ]
+    )
+    for name in fastapi_streaming.__all__:
+        assert hasattr(fastapi_streaming, name), name
