@@ -107,6 +107,8 @@ class ApiSpec:
     schemas: dict[str, dict[str, Any]]
     security_schemes: dict[str, dict[str, Any]]
     content_type: str = CONTENT_TYPE
+    #: Every operation needs credentials, even those without scopes.
+    require_auth: bool = False
 
 
 def describe_api(streaming: StreamingAPI, *, base_url: str | None = None) -> ApiSpec:
@@ -120,6 +122,8 @@ def describe_api(streaming: StreamingAPI, *, base_url: str | None = None) -> Api
         _channel(topic, keys[topic.address], payloads, schemas, has_websub) for topic in topics
     ]
     scoped = any(op.scopes for channel in channels for op in channel.operations)
+    # ``require_auth`` comes with the authorizers (``StreamingAPI(require_auth=True)``).
+    require_auth = bool(getattr(getattr(streaming, "access", None), "require_auth", False))
     return ApiSpec(
         info=Info(
             title=streaming.title,
@@ -134,7 +138,8 @@ def describe_api(streaming: StreamingAPI, *, base_url: str | None = None) -> Api
         servers=servers,
         channels=channels,
         schemas=dict(sorted(schemas.items())),
-        security_schemes=_security_schemes(streaming, scoped),
+        security_schemes=_security_schemes(streaming, scoped or require_auth),
+        require_auth=require_auth,
     )
 
 

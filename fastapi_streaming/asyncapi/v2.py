@@ -84,7 +84,9 @@ def _channel(channel: Channel, spec: ApiSpec) -> v2.ChannelItem:
             operationId=operation.key,
             summary=operation.summary,
             description=operation.description,
-            security=_security(operation.scopes, spec) if operation.scopes else None,
+            security=(
+                _security(operation.scopes, spec) if operation.scopes or spec.require_auth else None
+            ),
             bindings={
                 "http": {
                     "type": "request",

@@ -106,7 +106,9 @@ def _operations(channel: Channel, spec: ApiSpec) -> list[tuple[Any, v3.Operation
             messages=[Reference.to(f"#/channels/{channel.key}/messages/{operation.message}")],
             summary=operation.summary,
             description=operation.description,
-            security=_security(operation.scopes, spec) if operation.scopes else None,
+            security=(
+                _security(operation.scopes, spec) if operation.scopes or spec.require_auth else None
+            ),
             bindings={
                 "http": {
                     "method": "GET" if operation.mode is Mode.SUBSCRIBE else "POST",
@@ -130,8 +132,10 @@ def _security(scopes: tuple[str, ...], spec: ApiSpec) -> list[dict[str, Any] | R
     """
     requirements: list[dict[str, Any] | Reference] = []
     needed = ", ".join(f"`{scope}`" for scope in scopes)
-    for scheme in spec.security_schemes.values():
-        if scheme.get("type") in SCOPED_SCHEME_TYPES:
+    for name, scheme in spec.security_schemes.items():
+        if not scopes:
+            requirements.append(Reference.to(f"#/components/securitySchemes/{name}"))
+        elif scheme.get("type") in SCOPED_SCHEME_TYPES:
             requirements.append({**scheme, "scopes": list(scopes)})
         else:
             described = scheme.get("description")

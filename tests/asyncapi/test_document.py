@@ -283,3 +283,24 @@ def test_the_document_is_cached_until_topics_change() -> None:
     second = streaming.asyncapi()
     assert second is not first
     assert "publish" in second["channels"]["/notes"]
+
+
+def test_when_every_client_must_authenticate_every_operation_lists_the_schemes() -> None:
+    """``require_auth`` belongs to the authorizers; the document reads it where they keep it."""
+    streaming = StreamingAPI()
+
+    @streaming.subscribe("/open")
+    async def open_topic(event: int) -> int:
+        return event
+
+    streaming.access = type("Access", (), {"require_auth": True})()  # type: ignore[attr-defined]
+    v3 = get_asyncapi(streaming)
+    assert v3["operations"]["subscribe_open"]["security"] == [
+        {"$ref": "#/components/securitySchemes/bearerAuth"},
+        {"$ref": "#/components/securitySchemes/accessTokenQuery"},
+    ]
+    v2 = get_asyncapi(streaming, version="2.6.0")
+    assert v2["channels"]["/open"]["subscribe"]["security"] == [
+        {"bearerAuth": []},
+        {"accessTokenQuery": []},
+    ]

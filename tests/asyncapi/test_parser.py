@@ -45,12 +45,29 @@ def oauth2_and_websub_api() -> StreamingAPI:
     return streaming
 
 
+def require_auth_api() -> StreamingAPI:
+    """Every operation needs credentials (``require_auth``), with and without scopes."""
+    streaming = StreamingAPI(title="Closed")
+
+    @streaming.subscribe("/closed")
+    async def closed(event: int) -> int:
+        return event
+
+    @streaming.publish("/closed", scopes=["closed:write"])
+    async def write(event: int) -> int:
+        return event
+
+    streaming.access = type("Access", (), {"require_auth": True})()  # type: ignore[attr-defined]
+    return streaming
+
+
 def all_documents() -> dict[str, dict[str, Any]]:
     apis = {
         "example": example_streaming,
         "every-feature": asyncapi_app.streaming,
         "core": core_app.streaming,
         "oauth2-websub": oauth2_and_websub_api(),
+        "require-auth": require_auth_api(),
     }
     documents = {}
     for name, streaming in apis.items():
@@ -67,7 +84,7 @@ def test_every_generated_document_parses_without_errors() -> None:
     results = parse_documents(documents)
     errors = {name: found["errors"] for name, found in results.items() if found["errors"]}
     assert errors == {}
-    assert len(results) == len(documents) == 24
+    assert len(results) == len(documents) == 30
 
 
 def test_the_parser_does_report_errors() -> None:
