@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import sys
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -17,6 +18,9 @@ from starlette.requests import HTTPConnection
 from .dependencies import plan_handler
 from .events import Event
 from .runtime import StreamingRuntime
+from .security.access import AccessControl
+from .security.authorizer import Authorizer
+from .security.redaction import install_redaction
 from .topics import Mode, Operation, OverflowPolicy, Topic, TopicRegistry
 
 if sys.version_info >= (3, 11):
@@ -27,6 +31,8 @@ else:  # pragma: no cover
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 _NOT_GIVEN: Any = object()
+
+logger = logging.getLogger("fastapi_streaming")
 
 
 class NotRunningError(RuntimeError):
@@ -50,6 +56,24 @@ class StreamingAPI:
         heartbeat: seconds between comment lines on idle SSE streams.
         plugin_manager: a pluggy manager to find backends with (default: one with every
             installed plugin).
+        authorizer: who clients are: an authorizer (``JWTAuthorizer``,
+            ``FastAPIUsersAuthorizer``, a plugin's) or several, tried in order. Topics with
+            scopes need one; see the security guide.
+        require_auth: refuse clients without valid credentials everywhere, even on topics
+            that require no scope.
+
+    The rest describe the API in its AsyncAPI document (see the AsyncAPI guide):
+
+        terms_of_service, contact, license_info, tags, external_docs: the document's ``info``.
+        public_url: where clients reach the app (``https://api.example.com``), for the
+            document's servers; without it, the host of the request that asked for it.
+        security_schemes: the security schemes to describe, instead of HTTP bearer and the
+            ``access_token`` query parameter.
+        asyncapi_version: the version served by default (``3.0.0``; ``3.1.0``, ``2.6.0``).
+        asyncapi_url, asyncapi_yaml_url, asyncapi_docs_url: where the document and its docs
+            page are served; ``None`` turns one off.
+        asyncapi_js_url, asyncapi_css_url: load the docs page's bundle from elsewhere (a CDN)
+            instead of from the copy this package ships and the app serves.
     """
 
     def __init__(
@@ -65,6 +89,8 @@ class StreamingAPI:
         max_message_size: int = 1024 * 1024,
         heartbeat: float = 15.0,
         plugin_manager: pluggy.PluginManager | None = None,
+        authorizer: Authorizer | Sequence[Authorizer] | None = None,
+        require_auth: bool = False,
         terms_of_service: str | None = None,
         contact: Mapping[str, Any] | None = None,
         license_info: Mapping[str, Any] | None = None,
@@ -79,14 +105,6 @@ class StreamingAPI:
         asyncapi_js_url: str | None = None,
         asyncapi_css_url: str | None = None,
     ) -> None:
-        """Most parameters are about running; the rest describe the API in its AsyncAPI document.
-
-        ``public_url`` (``https://api.example.com``) is where clients reach the app; without it
-        the document's servers use the host of the request that asked for the document.
-        ``asyncapi_url``, ``asyncapi_yaml_url`` and ``asyncapi_docs_url`` place the document
-        and its docs page (``None`` turns one off); ``asyncapi_js_url`` and ``asyncapi_css_url``
-        load the docs page's bundle from elsewhere (a CDN) instead of from this app.
-        """
         from .asyncapi.document import DocumentCache
         from .asyncapi.versions import check_version
 
@@ -117,6 +135,13 @@ class StreamingAPI:
         self.max_message_size = max_message_size
         self.heartbeat = heartbeat
         self.plugin_manager = plugin_manager
+        if authorizer is None:
+            authorizers: Sequence[Authorizer] = ()
+        elif isinstance(authorizer, Sequence):
+            authorizers = authorizer
+        else:
+            authorizers = (authorizer,)
+        self.access = AccessControl(authorizers, require_auth=require_auth)
         self.topics = TopicRegistry()
         self._runtime: StreamingRuntime | None = None
         self._asyncapi_cache: DocumentCache[dict[str, Any]] = DocumentCache()
@@ -347,9 +372,11 @@ class StreamingAPI:
 
         Returns objects handlers may ask for by annotation (such as the client's principal), or
         raises :class:`~fastapi_streaming.errors.Unauthorized` or
-        :class:`~fastapi_streaming.errors.Forbidden`. Without an authorizer every topic is open.
+        :class:`~fastapi_streaming.errors.Forbidden`. A topic mode without scopes is open
+        (unless ``require_auth``); one with scopes needs a principal holding all of them.
         """
-        return []
+        principal = await self.access.check(connection, accesses)
+        return [principal] if principal is not None else []
 
     async def emit(self, address: str, payload: Any) -> Event:
         """Publish an event from server-side code (a feed, a background task, a REST route)."""
@@ -364,6 +391,19 @@ class StreamingAPI:
         from .asyncapi.routes import add_asyncapi_routes
         from .transports import build_router
 
+        # Browsers send tokens in the URL (?access_token=); servers log URLs.
+        install_redaction()
+        if not self.access.authorizers and any(
+            operation.scopes
+            for topic in self.topics
+            for operation in (topic.subscribe, topic.publish)
+            if operation is not None
+        ):
+            logger.warning(
+                "Topics of %r require scopes but the streaming API has no authorizer: every "
+                "client is refused on them. Pass authorizer=... to StreamingAPI.",
+                self.title,
+            )
         app.include_router(build_router(self))
         add_asyncapi_routes(app, self)
         original = app.router.lifespan_context

@@ -28,6 +28,8 @@ import anyio.to_thread
 from fastapi import params as fastapi_params
 from starlette.requests import HTTPConnection
 
+from .security.principal import Principal
+
 
 class HandlerDefinitionError(TypeError):
     """A handler has a parameter that fastapi-streaming cannot provide."""
@@ -35,7 +37,7 @@ class HandlerDefinitionError(TypeError):
 
 #: Annotations that name an object of the connection context rather than the payload.
 #: The security layer adds its ``Principal`` here.
-CONTEXT_TYPES: list[type] = [HTTPConnection]
+CONTEXT_TYPES: list[type] = [HTTPConnection, Principal]
 
 
 @dataclass(frozen=True)

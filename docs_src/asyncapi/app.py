@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
 from fastapi_streaming import StreamingAPI
+from fastapi_streaming.security import JWTAuthorizer
 
 
 class Reading(BaseModel):
@@ -25,6 +26,7 @@ streaming = StreamingAPI(
     description="Sensor readings of the greenhouse, live.",
     contact={"name": "Greenhouse team", "email": "greenhouse@example.com"},
     license_info={"name": "Apache-2.0", "url": "https://www.apache.org/licenses/LICENSE-2.0"},
+    authorizer=JWTAuthorizer(jwks_url="https://auth.example.com/.well-known/jwks.json"),
     public_url="https://greenhouse.example.com",  # the document's servers; default: the request
     asyncapi_version="3.0.0",  # or "3.1.0" / "2.6.0"; ?version= picks per request
 )

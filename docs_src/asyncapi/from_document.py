@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 
 from fastapi_streaming import StreamingAPI
+from fastapi_streaming.security import JWTAuthorizer
 
-streaming = StreamingAPI.from_asyncapi(Path(__file__).with_name("market.yaml"))
+streaming = StreamingAPI.from_asyncapi(
+    Path(__file__).with_name("market.yaml"),
+    # The document says which scopes each operation needs; the authorizer checks tokens.
+    authorizer=JWTAuthorizer(key=os.environ["JWT_KEY"]),
+)
 
 
 @streaming.subscribe("/quotes/{symbol}")

@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from pydantic import TypeAdapter
 
+from ..security.authorizer import BEARER_SCHEMES, security_schemes
 from ..topics import Mode, Operation, Topic
 from .schemas import SchemaMode, parameter_schema, payload_schemas, resolve
 from .validation import JsonSchemaPayload, json_schema_payload
@@ -121,7 +122,9 @@ def describe_api(streaming: StreamingAPI, *, base_url: str | None = None) -> Api
     channels = [
         _channel(topic, keys[topic.address], payloads, schemas, has_websub) for topic in topics
     ]
-    scoped = any(op.scopes for channel in channels for op in channel.operations)
+    scopes = list(
+        dict.fromkeys(scope for ch in channels for op in ch.operations for scope in op.scopes)
+    )
     # ``require_auth`` comes with the authorizers (``StreamingAPI(require_auth=True)``).
     require_auth = bool(getattr(getattr(streaming, "access", None), "require_auth", False))
     return ApiSpec(
@@ -138,7 +141,9 @@ def describe_api(streaming: StreamingAPI, *, base_url: str | None = None) -> Api
         servers=servers,
         channels=channels,
         schemas=dict(sorted(schemas.items())),
-        security_schemes=_security_schemes(streaming, scoped or require_auth),
+        security_schemes=_security_schemes(
+            streaming, bool(scopes) or require_auth, base_url or DEFAULT_BASE_URL, scopes
+        ),
         require_auth=require_auth,
     )
 
@@ -381,27 +386,40 @@ def _channel(
 
 # -- security --------------------------------------------------------------------------------
 
-DEFAULT_SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
-    "bearerAuth": {
-        "type": "http",
-        "scheme": "bearer",
-        "bearerFormat": "JWT",
-        "description": "An access token in the `Authorization: Bearer` header. Its `scope` "
-        "claim must grant every scope the operation lists.",
-    },
-    "accessTokenQuery": {
-        "type": "httpApiKey",
-        "name": "access_token",
-        "in": "query",
-        "description": "The same access token in the `access_token` query parameter, for "
-        "browsers' `EventSource` and `WebSocket`, which cannot set headers.",
-    },
-}
 
+def _security_schemes(
+    streaming: StreamingAPI, needed: bool, base_url: str, scopes: list[str]
+) -> dict[str, dict[str, Any]]:
+    """The schemes given to the constructor, else those of the authorizers, else bearer.
 
-def _security_schemes(streaming: StreamingAPI, scoped: bool) -> dict[str, dict[str, Any]]:
+    Schemes that authorizers describe are completed so the document stays valid: OAuth2 flow
+    URLs become absolute (AsyncAPI requires it; a login route is usually given as a path) and
+    every scope a topic needs is listed among the flows' ``availableScopes``.
+    """
     if streaming.security_schemes is not None:
         return {name: dict(scheme) for name, scheme in streaming.security_schemes.items()}
-    if scoped:
-        return {name: dict(scheme) for name, scheme in DEFAULT_SECURITY_SCHEMES.items()}
+    authorizers = tuple(getattr(getattr(streaming, "access", None), "authorizers", ()))
+    if authorizers:
+        described = security_schemes(authorizers)
+        return {name: _completed(scheme, base_url, scopes) for name, scheme in described.items()}
+    if needed:
+        return {name: dict(scheme) for name, scheme in BEARER_SCHEMES.items()}
     return {}
+
+
+def _completed(scheme: dict[str, Any], base_url: str, scopes: list[str]) -> dict[str, Any]:
+    flows = scheme.get("flows")
+    if not isinstance(flows, dict):
+        return scheme
+    completed = {}
+    for name, flow in flows.items():
+        flow = dict(flow)
+        for key in ("authorizationUrl", "tokenUrl", "refreshUrl"):
+            if isinstance(flow.get(key), str):
+                flow[key] = urljoin(base_url.rstrip("/") + "/", flow[key])
+        available = dict(flow.get("availableScopes") or {})
+        for scope in scopes:
+            available.setdefault(scope, "Needed by some of this API's topics.")
+        flow["availableScopes"] = available
+        completed[name] = flow
+    return {**scheme, "flows": completed}

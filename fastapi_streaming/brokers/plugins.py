@@ -17,6 +17,7 @@ import pluggy
 from broadcaster import BroadcastBackend
 from pluggy import HookImpl
 
+from ..security.plugins import register_builtin as register_authorizers
 from . import builtin, hookspecs
 from .hookspecs import PROJECT_NAME, BackendFactory
 
@@ -45,6 +46,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
     manager = pluggy.PluginManager(PROJECT_NAME)
     manager.add_hookspecs(hookspecs)
     manager.register(builtin, name=f"{PROJECT_NAME}.builtin")
+    register_authorizers(manager)
     manager.load_setuptools_entrypoints(PROJECT_NAME)
     manager.check_pending()
     return manager

@@ -17,6 +17,7 @@ from fastapi import Depends, FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
 from fastapi_streaming import StreamingAPI
+from fastapi_streaming.security import JWTAuthorizer
 
 
 class Money(BaseModel):
@@ -91,6 +92,7 @@ streaming = StreamingAPI(
     license_info={"name": "Apache 2.0", "url": "https://www.apache.org/licenses/LICENSE-2.0"},
     tags=[{"name": "markets", "description": "Market data."}, {"name": "chat"}],
     external_docs={"url": "https://example.com/docs", "description": "The user guide."},
+    authorizer=JWTAuthorizer(key="a test key that is long enough for HS256"),
 )
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 from pydantic import BaseModel, Field
+from starlette.requests import HTTPConnection
 
 from fastapi_streaming import StreamingAPI
 from fastapi_streaming.asyncapi import UnsupportedVersionError, get_asyncapi
+from fastapi_streaming.security import BearerAuthorizer, JWTAuthorizer, Principal
 from tests.apps import asyncapi_app
 
 
@@ -286,15 +289,14 @@ def test_the_document_is_cached_until_topics_change() -> None:
 
 
 def test_when_every_client_must_authenticate_every_operation_lists_the_schemes() -> None:
-    """``require_auth`` belongs to the authorizers; the document reads it where they keep it."""
-    streaming = StreamingAPI()
+    streaming = StreamingAPI(authorizer=JWTAuthorizer(key="k" * 32), require_auth=True)
 
     @streaming.subscribe("/open")
     async def open_topic(event: int) -> int:
         return event
 
-    streaming.access = type("Access", (), {"require_auth": True})()  # type: ignore[attr-defined]
     v3 = get_asyncapi(streaming)
+    assert set(v3["components"]["securitySchemes"]) == {"bearerAuth", "accessTokenQuery"}
     assert v3["operations"]["subscribe_open"]["security"] == [
         {"$ref": "#/components/securitySchemes/bearerAuth"},
         {"$ref": "#/components/securitySchemes/accessTokenQuery"},
@@ -304,3 +306,33 @@ def test_when_every_client_must_authenticate_every_operation_lists_the_schemes()
         {"bearerAuth": []},
         {"accessTokenQuery": []},
     ]
+
+
+class LoginAuthorizer(BearerAuthorizer):
+    """Bearer tokens issued by a login route of the same app (an OAuth2 password flow)."""
+
+    async def verify(self, token: str, connection: HTTPConnection) -> Principal:
+        raise NotImplementedError
+
+    def security_schemes(self) -> Mapping[str, Mapping[str, Any]]:
+        return {
+            "login": {
+                "type": "oauth2",
+                "flows": {"password": {"tokenUrl": "/auth/login", "availableScopes": {}}},
+            }
+        }
+
+
+def test_authorizers_describe_their_schemes_completed_for_the_document() -> None:
+    streaming = StreamingAPI(authorizer=LoginAuthorizer())
+
+    @streaming.subscribe("/news", scopes=["news:read"])
+    async def news(event: int) -> int:
+        return event
+
+    document = get_asyncapi(streaming, base_url="https://api.example.com/app/")
+    flow = document["components"]["securitySchemes"]["login"]["flows"]["password"]
+    assert flow["tokenUrl"] == "https://api.example.com/auth/login"
+    assert list(flow["availableScopes"]) == ["news:read"]
+    [requirement] = document["operations"]["subscribe_news"]["security"]
+    assert requirement["scopes"] == ["news:read"]

@@ -9,7 +9,9 @@ import pytest
 from example_app.main import streaming as example_streaming
 from fastapi_streaming import StreamingAPI
 from fastapi_streaming.asyncapi import SUPPORTED_VERSIONS, get_asyncapi
+from fastapi_streaming.security import JWTAuthorizer
 from tests.apps import asyncapi_app, core_app
+from tests.asyncapi.test_document import LoginAuthorizer
 from tests.support.asyncapi_parser import parse_documents
 
 pytestmark = pytest.mark.node
@@ -47,7 +49,9 @@ def oauth2_and_websub_api() -> StreamingAPI:
 
 def require_auth_api() -> StreamingAPI:
     """Every operation needs credentials (``require_auth``), with and without scopes."""
-    streaming = StreamingAPI(title="Closed")
+    streaming = StreamingAPI(
+        title="Closed", authorizer=JWTAuthorizer(key="k" * 32), require_auth=True
+    )
 
     @streaming.subscribe("/closed")
     async def closed(event: int) -> int:
@@ -57,7 +61,17 @@ def require_auth_api() -> StreamingAPI:
     async def write(event: int) -> int:
         return event
 
-    streaming.access = type("Access", (), {"require_auth": True})()  # type: ignore[attr-defined]
+    return streaming
+
+
+def login_api() -> StreamingAPI:
+    """An authorizer that describes an OAuth2 password flow with a relative token URL."""
+    streaming = StreamingAPI(title="Login", authorizer=LoginAuthorizer())
+
+    @streaming.subscribe("/news", scopes=["news:read"])
+    async def news(event: int) -> int:
+        return event
+
     return streaming
 
 
@@ -68,6 +82,7 @@ def all_documents() -> dict[str, dict[str, Any]]:
         "core": core_app.streaming,
         "oauth2-websub": oauth2_and_websub_api(),
         "require-auth": require_auth_api(),
+        "login": login_api(),
     }
     documents = {}
     for name, streaming in apis.items():
@@ -84,7 +99,7 @@ def test_every_generated_document_parses_without_errors() -> None:
     results = parse_documents(documents)
     errors = {name: found["errors"] for name, found in results.items() if found["errors"]}
     assert errors == {}
-    assert len(results) == len(documents) == 30
+    assert len(results) == len(documents) == 36
 
 
 def test_the_parser_does_report_errors() -> None:
