@@ -11,13 +11,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import TypeAdapter
 
-from ..security.authorizer import BEARER_SCHEMES, security_schemes
 from ..topics import Mode, Operation, Topic
 from .schemas import SchemaMode, parameter_schema, payload_schemas, resolve
+from .security import security_schemes_of
 from .validation import JsonSchemaPayload, json_schema_payload
 
 if TYPE_CHECKING:
@@ -29,7 +29,6 @@ CONTENT_TYPE = "application/json"
 #: policy and the queue size of a topic.
 EXTENSION = "x-fastapi-streaming"
 SCOPES_EXTENSION = "x-scopes"
-SCOPED_SCHEME_TYPES = ("oauth2", "openIdConnect")
 
 
 @dataclass
@@ -141,7 +140,7 @@ def describe_api(streaming: StreamingAPI, *, base_url: str | None = None) -> Api
         servers=servers,
         channels=channels,
         schemas=dict(sorted(schemas.items())),
-        security_schemes=_security_schemes(
+        security_schemes=security_schemes_of(
             streaming, bool(scopes) or require_auth, base_url or DEFAULT_BASE_URL, scopes
         ),
         require_auth=require_auth,
@@ -382,44 +381,3 @@ def _channel(
         description=topic.description,
         extension=extension,
     )
-
-
-# -- security --------------------------------------------------------------------------------
-
-
-def _security_schemes(
-    streaming: StreamingAPI, needed: bool, base_url: str, scopes: list[str]
-) -> dict[str, dict[str, Any]]:
-    """The schemes given to the constructor, else those of the authorizers, else bearer.
-
-    Schemes that authorizers describe are completed so the document stays valid: OAuth2 flow
-    URLs become absolute (AsyncAPI requires it; a login route is usually given as a path) and
-    every scope a topic needs is listed among the flows' ``availableScopes``.
-    """
-    if streaming.security_schemes is not None:
-        return {name: dict(scheme) for name, scheme in streaming.security_schemes.items()}
-    authorizers = tuple(getattr(getattr(streaming, "access", None), "authorizers", ()))
-    if authorizers:
-        described = security_schemes(authorizers)
-        return {name: _completed(scheme, base_url, scopes) for name, scheme in described.items()}
-    if needed:
-        return {name: dict(scheme) for name, scheme in BEARER_SCHEMES.items()}
-    return {}
-
-
-def _completed(scheme: dict[str, Any], base_url: str, scopes: list[str]) -> dict[str, Any]:
-    flows = scheme.get("flows")
-    if not isinstance(flows, dict):
-        return scheme
-    completed = {}
-    for name, flow in flows.items():
-        flow = dict(flow)
-        for key in ("authorizationUrl", "tokenUrl", "refreshUrl"):
-            if isinstance(flow.get(key), str):
-                flow[key] = urljoin(base_url.rstrip("/") + "/", flow[key])
-        available = dict(flow.get("availableScopes") or {})
-        for scope in scopes:
-            available.setdefault(scope, "Needed by some of this API's topics.")
-        flow["availableScopes"] = available
-        completed[name] = flow
-    return {**scheme, "flows": completed}

@@ -11,7 +11,8 @@ from typing import Any
 from ..topics import Mode
 from .models import v2
 from .models.common import ExternalDocs, MessageExample
-from .spec import EXTENSION, SCOPED_SCHEME_TYPES, SCOPES_EXTENSION, ApiSpec, Channel
+from .security import SCOPED_SCHEME_TYPES
+from .spec import EXTENSION, SCOPES_EXTENSION, ApiSpec, Channel
 
 
 def generate(spec: ApiSpec) -> v2.AsyncAPI:

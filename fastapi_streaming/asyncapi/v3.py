@@ -12,7 +12,8 @@ from typing import Any
 from ..topics import Mode
 from .models import v3
 from .models.common import ExternalDocs, MessageExample, Reference
-from .spec import EXTENSION, SCOPED_SCHEME_TYPES, SCOPES_EXTENSION, ApiSpec, Channel
+from .security import SCOPED_SCHEME_TYPES
+from .spec import EXTENSION, SCOPES_EXTENSION, ApiSpec, Channel
 
 
 def generate(spec: ApiSpec, version: str = "3.0.0") -> v3.AsyncAPI:
