@@ -43,7 +43,7 @@ def redis(url: str) -> BroadcastBackend:
 
 def redis_stream(url: str) -> BroadcastBackend:
     _require("redis", "redis")
-    from broadcaster._backends.redis import RedisStreamBackend
+    from .redis_stream import RedisStreamBackend
 
     return RedisStreamBackend(url)
 
@@ -69,6 +69,7 @@ def fastapi_streaming_backends() -> Mapping[str, BackendFactory]:
         "redis": redis,
         "rediss": redis,
         "redis-stream": redis_stream,
+        "rediss-stream": redis_stream,
         "postgres": postgres,
         "postgresql": postgres,
         "kafka": kafka,
