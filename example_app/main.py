@@ -1,7 +1,10 @@
 """Stock quotes and orders, streamed to browsers: ``uvicorn example_app.main:app``.
 
-- ``/stocks/{symbol}``: live quotes from a simulated feed (subscribe).
-- ``/orders``: clients place orders (publish); a back-office view follows them (subscribe).
+- ``/stocks/{symbol}``: live quotes from a simulated feed (subscribe, scope ``stocks:read``).
+- ``/orders``: clients place orders (publish, ``orders:write``); a back-office view follows them
+  (subscribe, ``orders:read``).
+- ``/auth/register`` and ``/auth/jwt/login``: fastapi-users' own routes; the login form's
+  ``scope`` field asks for scopes (all of the user's when it names none).
 
 ``BROKER_URL`` picks the broker (``memory://`` by default, ``redis://127.0.0.1:6379`` to run
 several workers).
@@ -22,33 +25,46 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 
 from fastapi_streaming import StreamingAPI
+from fastapi_streaming.security import Principal
 
 from .feed import PriceFeed
 from .models import Order, OrderRequest, Quote
+from .users import (
+    UserCreate,
+    UserRead,
+    auth_backend,
+    authorizer,
+    create_db_and_tables,
+    fastapi_users,
+)
 
 streaming = StreamingAPI(
     title="Market data",
     version="1.0.0",
     description="Live stock quotes and an order flow, over WebSocket, SSE and HTTP.",
     broker=os.environ.get("BROKER_URL", "memory://"),
+    authorizer=authorizer,
 )
 
 
-@streaming.subscribe("/stocks/{symbol}", overflow="latest")
+@streaming.subscribe("/stocks/{symbol}", scopes=["stocks:read"], overflow="latest")
 async def quotes(event: Quote, symbol: str) -> Quote:
     """Live quotes for one symbol. A client that falls behind gets the latest price."""
     return event
 
 
-@streaming.publish("/orders")
-async def place_order(event: OrderRequest) -> Order:
-    """Place an order; the server gives it an id and accepts it."""
+@streaming.publish("/orders", scopes=["orders:write"])
+async def place_order(event: OrderRequest, principal: Principal) -> Order:
+    """Place an order; the server gives it an id, records who placed it, and accepts it."""
     return Order(
-        **event.model_dump(), id=uuid.uuid4().hex[:12], placed_at=datetime.now(timezone.utc)
+        **event.model_dump(),
+        id=uuid.uuid4().hex[:12],
+        placed_at=datetime.now(timezone.utc),
+        placed_by=principal.user.email,
     )
 
 
-@streaming.subscribe("/orders")
+@streaming.subscribe("/orders", scopes=["orders:read"])
 async def order_book(event: Order) -> Order:
     """Every accepted order, for the back office."""
     return event
@@ -56,6 +72,7 @@ async def order_book(event: Order) -> Order:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    await create_db_and_tables()
     interval = float(os.environ.get("FEED_INTERVAL", "0.5"))
     feed = asyncio.create_task(PriceFeed(streaming, interval=interval).run())
     yield
@@ -65,6 +82,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 app = FastAPI(title="Market data", lifespan=lifespan)
+app.include_router(fastapi_users.get_register_router(UserRead, UserCreate), prefix="/auth")
+app.include_router(fastapi_users.get_auth_router(auth_backend), prefix="/auth/jwt")
 streaming.init_app(app)
 
 INDEX = Path(__file__).parent / "static" / "index.html"

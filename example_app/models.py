@@ -31,3 +31,4 @@ class Order(OrderRequest):
     id: str = Field(description="Order id given by the server.")
     status: Literal["accepted"] = "accepted"
     placed_at: datetime
+    placed_by: str = Field(description="E-mail of the user who placed the order.")

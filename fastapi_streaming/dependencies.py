@@ -28,6 +28,8 @@ import anyio.to_thread
 from fastapi import params as fastapi_params
 from starlette.requests import HTTPConnection
 
+from .security.principal import Principal
+
 
 class HandlerDefinitionError(TypeError):
     """A handler has a parameter that fastapi-streaming cannot provide."""
@@ -35,7 +37,7 @@ class HandlerDefinitionError(TypeError):
 
 #: Annotations that name an object of the connection context rather than the payload.
 #: The security layer adds its ``Principal`` here.
-CONTEXT_TYPES: list[type] = [HTTPConnection]
+CONTEXT_TYPES: list[type] = [HTTPConnection, Principal]
 
 
 @dataclass(frozen=True)
@@ -52,9 +54,21 @@ class HandlerPlan:
     kind: str = field(default="function")
 
     @property
-    def is_trivial(self) -> bool:
-        """True when only the event and address parameters are needed (the fast path)."""
-        return not (self.dependencies or self.context_params) and self.kind == "coroutine"
+    def needs_cleanup(self) -> bool:
+        """True when a generator dependency must be closed after the call."""
+        return self.kind in ("asyncgen", "generator") or any(
+            sub.needs_cleanup for _, sub, _ in self.dependencies
+        )
+
+
+async def call_handler(
+    plan: HandlerPlan, *, event: Any, params: Mapping[str, Any], context: Sequence[object]
+) -> Any:
+    """Run a handler with its dependencies; clean generator dependencies up afterwards."""
+    if not plan.needs_cleanup:
+        return await solve(plan, event=event, params=params, context=context, stack=None)
+    async with AsyncExitStack() as stack:
+        return await solve(plan, event=event, params=params, context=context, stack=stack)
 
 
 def _kind(call: Callable[..., Any]) -> str:
@@ -189,7 +203,7 @@ async def solve(
     event: Any,
     params: Mapping[str, Any],
     context: Sequence[object],
-    stack: AsyncExitStack,
+    stack: AsyncExitStack | None,
     cache: dict[Callable[..., Any], Any] | None = None,
 ) -> Any:
     """Call ``plan.call`` with every parameter filled; return what it returns (or yields)."""
@@ -212,15 +226,17 @@ async def solve(
     return await _call(plan, kwargs, stack)
 
 
-async def _call(plan: HandlerPlan, kwargs: dict[str, Any], stack: AsyncExitStack) -> Any:
+async def _call(plan: HandlerPlan, kwargs: dict[str, Any], stack: AsyncExitStack | None) -> Any:
     if plan.kind == "coroutine":
         return await plan.call(**kwargs)
+    if plan.kind == "function":
+        return await anyio.to_thread.run_sync(partial(plan.call, **kwargs))
+    if stack is None:
+        raise RuntimeError("generator dependencies need an exit stack: use call_handler()")
     if plan.kind == "asyncgen":
         return await stack.enter_async_context(asynccontextmanager(plan.call)(**kwargs))
-    if plan.kind == "generator":
-        manager = contextmanager(plan.call)(**kwargs)
-        return await anyio.to_thread.run_sync(stack.enter_context, manager)
-    return await anyio.to_thread.run_sync(partial(plan.call, **kwargs))
+    manager = contextmanager(plan.call)(**kwargs)
+    return await anyio.to_thread.run_sync(stack.enter_context, manager)
 
 
 def _find_context(wanted: type, context: Sequence[object], name: str) -> object:

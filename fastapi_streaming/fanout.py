@@ -47,6 +47,8 @@ class CloseReason:
 
 SLOW_CLIENT = "slow_client"
 SHUTDOWN = "shutdown"
+#: The client's access token expired: its connection ends then (WebSocket close 4401).
+TOKEN_EXPIRED = "token_expired"
 
 
 class Reply:

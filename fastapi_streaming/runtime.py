@@ -12,7 +12,6 @@ import json
 import logging
 import weakref
 from collections.abc import Sequence
-from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio
@@ -21,7 +20,7 @@ from broadcaster import Event as BrokerMessage
 from pydantic import ValidationError
 
 from .brokers.connection import BrokerConnection, BrokerUnavailable
-from .dependencies import solve
+from .dependencies import call_handler
 from .errors import (
     InvalidPayload,
     MalformedMessage,
@@ -120,10 +119,7 @@ class StreamingRuntime:
         topic, operation, params = self.resolve(address, Mode.PUBLISH)
         value = _validate(operation, json_data=json_data, data=data)
         if operation.plan is not None:
-            async with AsyncExitStack() as stack:
-                value = await solve(
-                    operation.plan, event=value, params=params, context=context, stack=stack
-                )
+            value = await call_handler(operation.plan, event=value, params=params, context=context)
         if value is None:
             return None
         return await self._publish(topic, params, address, value)
@@ -250,8 +246,7 @@ class StreamingRuntime:
                 )
                 return None
             if plan is not None:
-                async with AsyncExitStack() as stack:
-                    value = await solve(plan, event=value, params=params, context=(), stack=stack)
+                value = await call_handler(plan, event=value, params=params, context=())
                 if value is None:
                     return None
             return EncodedEvent(event, pydantic_core.to_json(value))

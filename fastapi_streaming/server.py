@@ -18,6 +18,7 @@ from typing import Any
 import uvicorn
 
 from .runtime import StreamingRuntime
+from .security.redaction import install_redaction
 
 
 class StreamingServer(uvicorn.Server):
@@ -64,6 +65,7 @@ def run(app: Any, **options: Any) -> None:
 
 def _serve(config: uvicorn.Config, sock: socket.socket | None) -> None:
     config.configure_logging()
+    install_redaction()  # before the app is imported, in case it never calls init_app
     # uvicorn re-raises the signal it stopped on; Ctrl+C is how a server is meant to stop.
     with contextlib.suppress(KeyboardInterrupt):
         StreamingServer(config).run(sockets=[sock] if sock else None)

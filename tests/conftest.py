@@ -7,6 +7,8 @@ import pytest
 
 from tests.support.server import ServerProcess
 
+pytest_plugins = ["tests.support.tansu"]  # the session's Kafka-protocol broker: tansu_broker
+
 REDIS_URL = "redis://127.0.0.1:6379"
 BROKERS = {
     "memory": "memory://",

@@ -43,21 +43,21 @@ def redis(url: str) -> BroadcastBackend:
 
 def redis_stream(url: str) -> BroadcastBackend:
     _require("redis", "redis")
-    from broadcaster._backends.redis import RedisStreamBackend
+    from .redis_stream import RedisStreamBackend
 
     return RedisStreamBackend(url)
 
 
 def postgres(url: str) -> BroadcastBackend:
     _require("asyncpg", "postgres")
-    from broadcaster._backends.postgres import PostgresBackend
+    from .postgres import PostgresBackend
 
     return PostgresBackend(url)
 
 
 def kafka(url: str) -> BroadcastBackend:
     _require("aiokafka", "kafka")
-    from broadcaster._backends.kafka import KafkaBackend
+    from .kafka import KafkaBackend
 
     return KafkaBackend(url)
 
@@ -69,6 +69,7 @@ def fastapi_streaming_backends() -> Mapping[str, BackendFactory]:
         "redis": redis,
         "rediss": redis,
         "redis-stream": redis_stream,
+        "rediss-stream": redis_stream,
         "postgres": postgres,
         "postgresql": postgres,
         "kafka": kafka,

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -64,8 +64,7 @@ class BrokerConnection:
                 await self._task
             self._task = None
         for channel in list(self._subscribed):
-            with contextlib.suppress(Exception):
-                await self.backend.unsubscribe(channel)
+            await _quietly(self.backend.unsubscribe(channel))
         self._subscribed.clear()
         self._listeners.clear()
         await self.backend.disconnect()
@@ -146,8 +145,7 @@ class BrokerConnection:
         """Connect again with exponential backoff and jitter, then resubscribe every channel."""
         delay = FIRST_RETRY_DELAY
         while True:
-            with contextlib.suppress(Exception):
-                await self.backend.disconnect()
+            await _quietly(self.backend.disconnect())
             try:
                 await self.backend.connect()
                 for channel in tuple(self._subscribed):
@@ -161,6 +159,25 @@ class BrokerConnection:
             self.reconnects += 1
             logger.warning("Reconnected to the broker at %s.", self.url)
             return
+
+
+async def _quietly(step: Awaitable[None]) -> None:
+    """Await a clean-up step of a backend that already failed, whatever it raises.
+
+    Some clients raise ``CancelledError`` from their own clean-up after a lost connection
+    (aiokafka's consumer does); that must not end the task that is reconnecting, unless that
+    task itself is being cancelled.
+    """
+    try:
+        await step
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+        if cancelling is None or cancelling():
+            raise
+        logger.debug("A failed backend raised CancelledError while disconnecting")
+    except Exception as exc:
+        logger.debug("A failed backend raised %r while disconnecting", exc)
 
 
 def _call(listener: Listener, message: Any) -> None:

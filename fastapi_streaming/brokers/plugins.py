@@ -17,6 +17,7 @@ import pluggy
 from broadcaster import BroadcastBackend
 from pluggy import HookImpl
 
+from ..security.plugins import register_builtin as register_authorizers
 from . import builtin, hookspecs
 from .hookspecs import PROJECT_NAME, BackendFactory
 
@@ -45,6 +46,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
     manager = pluggy.PluginManager(PROJECT_NAME)
     manager.add_hookspecs(hookspecs)
     manager.register(builtin, name=f"{PROJECT_NAME}.builtin")
+    register_authorizers(manager)
     manager.load_setuptools_entrypoints(PROJECT_NAME)
     manager.check_pending()
     return manager
@@ -70,19 +72,22 @@ def available_backends(manager: pluggy.PluginManager | None = None) -> dict[str,
 
 
 def create_backend(url: str, manager: pluggy.PluginManager | None = None) -> BroadcastBackend:
-    """The backend for a broker URL such as ``redis://127.0.0.1:6379``."""
-    scheme = urlsplit(url).scheme
+    """The backend for a broker URL such as ``redis://127.0.0.1:6379``.
+
+    Error messages name the scheme only: the URL may carry a password.
+    """
+    scheme = urlsplit(url).scheme.lower()
     backends = available_backends(manager)
     if not scheme:
         raise UnknownBackendError(
-            f"The broker URL {url!r} has no scheme. Write it like 'memory://' or "
+            "The broker URL has no scheme. Write it like 'memory://' or "
             f"'redis://127.0.0.1:6379'; installed schemes: {_listing(backends)}."
         )
     info = backends.get(scheme)
     if info is None:
         raise UnknownBackendError(
-            f"No broker backend for {scheme!r} (from {url!r}). Installed schemes: "
-            f"{_listing(backends)}. Other brokers come as plugin packages, for example "
+            f"No broker backend for {scheme!r}. Installed schemes: {_listing(backends)}. "
+            "Other brokers come as plugin packages, for example "
             "`pip install fastapi-streaming-mqtt` for mqtt://."
         )
     return info.factory(url)

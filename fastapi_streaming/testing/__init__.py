@@ -19,6 +19,7 @@ except ImportError as missing:  # pragma: no cover - depends on the environment
 from fastapi_streaming.testing.conformance import (
     UNICODE_PAYLOADS,
     BackendConformance,
+    BrokerControl,
     Connected,
     NativePublish,
     OpenBackend,
@@ -29,6 +30,7 @@ __all__ = [
     "UNICODE_PAYLOADS",
     "BackendConformance",
     "BackendFailed",
+    "BrokerControl",
     "Connected",
     "Inbox",
     "NativePublish",

@@ -37,6 +37,12 @@ How a plugin author uses it (with ``pytest-asyncio`` installed)::
 
 Override the ``broker_url`` or ``backend_factory`` fixtures instead of the ``url`` and
 ``factory`` attributes when they must be computed (a server on a free port, a unique stream).
+
+Recovery from a broker restart is tested when the subclass overrides the ``broker_control``
+fixture with a :class:`BrokerControl`: a broker of the test's own (never a shared one) that
+the test stops and starts again. The backend either raises from ``next_published()``, after
+which the test reconnects it the way fastapi-streaming does (``disconnect()``, ``connect()``,
+``subscribe()`` again, retried), or recovers by itself; either way new messages must arrive.
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import pytest
 import pytest_asyncio
@@ -82,7 +88,23 @@ class Connected:
     inbox: Inbox
 
 
-OpenBackend = Callable[[], Awaitable[Connected]]
+class OpenBackend(Protocol):
+    """Connects a backend to ``url`` (the suite's ``broker_url`` by default) and its inbox."""
+
+    def __call__(self, url: str | None = None) -> Awaitable[Connected]: ...
+
+
+class BrokerControl(Protocol):
+    """A broker the tests may stop and start again: a private server on its own port."""
+
+    #: The backend URL of this broker.
+    url: str
+
+    async def stop(self) -> None:
+        """Stop the broker; return once it is down."""
+
+    async def start(self) -> None:
+        """Start the broker again at the same address; return once it accepts connections."""
 
 
 def _deadline(
@@ -118,6 +140,9 @@ class BackendConformance:
     test_timeout: ClassVar[float] = 60.0
     #: The large payload every backend must carry or refuse clearly.
     large_payload_bytes: ClassVar[int] = 256 * 1024
+    #: Seconds the broker stays down in the restart test: long enough for a client's own
+    #: quick retries to run out, as in a real outage.
+    outage_seconds: ClassVar[float] = 2.0
 
     # Fixtures a subclass provides or overrides ---------------------------------------------
 
@@ -139,6 +164,11 @@ class BackendConformance:
         """Override to return a coroutine function writing raw bytes with the native client."""
         return None
 
+    @pytest.fixture
+    def broker_control(self) -> BrokerControl | None:
+        """Override to return a broker of the test's own that may be stopped and started."""
+        return None
+
     # Fixtures of the suite -----------------------------------------------------------------
 
     @pytest.fixture
@@ -154,8 +184,8 @@ class BackendConformance:
         before = asyncio.all_tasks()
         opened: list[Connected] = []
 
-        async def open_one() -> Connected:
-            backend = backend_factory(broker_url)
+        async def open_one(url: str | None = None) -> Connected:
+            backend = backend_factory(url or broker_url)
             await self.within(backend.connect(), "connect()")
             inbox = Inbox(backend)
             inbox.start()
@@ -419,6 +449,72 @@ class BackendConformance:
             await self.publish(producer.backend, channel, f"right away {number}")
             received = await connected.inbox.next(channel, timeout=self.receive_timeout)
             assert received == f"right away {number}", received
+
+    @_deadline
+    async def test_delivers_again_after_the_broker_restarts(
+        self, broker_control: BrokerControl | None, open_backend: OpenBackend, base: str
+    ) -> None:
+        if broker_control is None:
+            pytest.skip("this backend's tests provide no broker_control")
+        channel = f"{base}.restart"
+        connected = await open_backend(broker_control.url)
+        await self.subscribe(connected.backend, channel)
+        await self.publish(connected.backend, channel, "before")
+        assert await connected.inbox.next(channel, timeout=self.receive_timeout) == "before"
+
+        await broker_control.stop()
+        await asyncio.sleep(self.outage_seconds)
+        await broker_control.start()
+
+        received = [await self._first_message_after_restart(connected, channel)]
+        await self.publish(connected.backend, channel, "check")
+        while received[-1] != "check":
+            received.append(await connected.inbox.next(channel, timeout=self.receive_timeout))
+        assert all(m.startswith("after ") for m in received[:-1]), received
+        assert len(set(received)) == len(received), f"delivered twice: {received}"
+        await connected.inbox.expect_nothing(channel, seconds=self.quiet_seconds)
+
+    async def _first_message_after_restart(self, connected: Connected, channel: str) -> str:
+        """Publish ``after <n>`` until one arrives, reconnecting whenever the backend raised."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.test_timeout / 2
+        attempt = 0
+        while loop.time() < deadline:
+            if connected.inbox.failed:
+                await connected.inbox.stop()
+                await self._reconnect(connected.backend, channel, deadline)
+                connected.inbox = Inbox(connected.backend)
+                connected.inbox.start()
+            attempt += 1
+            try:
+                await asyncio.wait_for(
+                    connected.backend.publish(channel, f"after {attempt}"), self.receive_timeout
+                )
+            except Exception:
+                await asyncio.sleep(0.2)  # still reconnecting
+                continue
+            try:
+                return await connected.inbox.next(channel, timeout=1.0)
+            except AssertionError:  # nothing yet, or next_published() raised
+                continue
+        pytest.fail("no message arrived after the broker restarted")
+
+    async def _reconnect(self, backend: BroadcastBackend, channel: str, deadline: float) -> None:
+        """What fastapi-streaming's broker connection does after ``next_published()`` raised."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await asyncio.wait_for(backend.disconnect(), self.receive_timeout)
+            except Exception:
+                pass
+            try:
+                await asyncio.wait_for(backend.connect(), self.receive_timeout)
+                await asyncio.wait_for(backend.subscribe(channel), self.receive_timeout)
+                return
+            except Exception:
+                if loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
 
 
 def _large_payload(size: int) -> str:

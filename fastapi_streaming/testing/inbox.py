@@ -62,6 +62,12 @@ class Inbox:
             queue = self._queues[channel] = asyncio.Queue()
         return queue
 
+    @property
+    def failed(self) -> bool:
+        """Whether ``next_published()`` raised (or returned something that is not an event)."""
+        task = self._task
+        return task is not None and task.done() and not task.cancelled() and bool(task.exception())
+
     def _check_alive(self) -> None:
         task = self._task
         if task is None:

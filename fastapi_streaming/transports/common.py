@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import anyio
 from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
 from ..errors import StreamingError
+from ..fanout import TOKEN_EXPIRED, ClientQueue, CloseReason
+from ..security.principal import Principal
 from ..topics import Mode, Topic
 
 if TYPE_CHECKING:
@@ -26,6 +30,24 @@ async def authorize(
     context: list[object] = [connection]
     context.extend(await streaming.authorize(connection, accesses))
     return context
+
+
+def expiry(context: Sequence[object]) -> float | None:
+    """When the client's credentials expire (seconds since the epoch), if they ever do."""
+    for item in context:
+        if isinstance(item, Principal) and item.expires_at is not None:
+            return item.expires_at.timestamp()
+    return None
+
+
+async def end_at_expiry(queue: ClientQueue, expires_at: float) -> None:
+    """Close the client's stream when its access token expires.
+
+    A stream opened with a token must not outlive it: a user whose access is revoked would
+    otherwise keep receiving events for as long as the connection lasts.
+    """
+    await anyio.sleep(max(0.0, expires_at - time.time()))
+    queue.close(CloseReason(TOKEN_EXPIRED, "the access token expired"))
 
 
 def error_response(error: StreamingError) -> JSONResponse:

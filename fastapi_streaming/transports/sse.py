@@ -14,7 +14,7 @@ from starlette.types import Receive, Scope, Send
 from ..errors import MalformedMessage, StreamingError
 from ..fanout import SLOW_CLIENT, ClientQueue, CloseReason, Reply
 from ..topics import Mode
-from .common import authorize, concrete_address, error_response
+from .common import authorize, concrete_address, end_at_expiry, error_response, expiry
 
 if TYPE_CHECKING:
     from ..api import StreamingAPI
@@ -45,6 +45,7 @@ class EventStreamResponse(Response):
         *,
         named: bool,
         heartbeat: float,
+        expires_at: float | None = None,
     ) -> None:
         # Like Starlette's StreamingResponse: no body, so no Content-Length.
         self.status_code = 200
@@ -59,6 +60,7 @@ class EventStreamResponse(Response):
         self.addresses = addresses
         self.named = named
         self.heartbeat = heartbeat
+        self.expires_at = expires_at
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -69,6 +71,8 @@ class EventStreamResponse(Response):
                 # up on it, abandon the write and drop the connection.
                 self.queue.on_close = lambda reason: abandon_if_slow(reason, group.cancel_scope)
                 group.start_soon(self._watch_disconnect, receive, group.cancel_scope)
+                if self.expires_at is not None:
+                    group.start_soon(end_at_expiry, self.queue, self.expires_at)
                 await self._stream(send)
                 group.cancel_scope.cancel()
         finally:
@@ -122,7 +126,9 @@ async def open_stream(
         if not addresses:
             raise MalformedMessage("Name at least one topic: ?topic=/some/address")
         accesses = [runtime.resolve(address, Mode.SUBSCRIBE)[0] for address in addresses]
-        await authorize(streaming, request, [(topic, Mode.SUBSCRIBE) for topic in accesses])
+        context = await authorize(
+            streaming, request, [(topic, Mode.SUBSCRIBE) for topic in accesses]
+        )
     except StreamingError as error:
         return error_response(error)
     size = accesses[0].max_queue if len(accesses) == 1 else None
@@ -140,7 +146,14 @@ async def open_stream(
         with anyio.CancelScope(shield=True):
             await runtime.disconnect(queue, joined)
         raise
-    return EventStreamResponse(runtime, queue, joined, named=named, heartbeat=streaming.heartbeat)
+    return EventStreamResponse(
+        runtime,
+        queue,
+        joined,
+        named=named,
+        heartbeat=streaming.heartbeat,
+        expires_at=expiry(context),
+    )
 
 
 def add_routes(router: APIRouter, streaming: StreamingAPI) -> None:

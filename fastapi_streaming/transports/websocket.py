@@ -3,7 +3,8 @@
 One task per socket writes everything the client gets (events and replies, in order) from its
 bounded queue; the socket's own task reads what the client sends. Close codes: 1001 when the
 server shuts down, 1008 when the client is too slow for its queue, 1009 for an oversized
-message.
+message, 4401 when the access token the socket was opened with expires (4000 + the 401 a
+request with that token now gets, as for refused handshakes).
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from fastapi import APIRouter, HTTPException
 from starlette.websockets import WebSocket
 
 from ..errors import MalformedMessage, StreamingError, TopicNotFound
-from ..fanout import SHUTDOWN, SLOW_CLIENT, ClientQueue, CloseReason, Reply
+from ..fanout import SHUTDOWN, SLOW_CLIENT, TOKEN_EXPIRED, ClientQueue, CloseReason, Reply
 from ..topics import Mode, Topic
-from .common import authorize, concrete_address, deny, error_text
+from .common import authorize, concrete_address, deny, end_at_expiry, error_text, expiry
 
 if TYPE_CHECKING:
     from ..api import StreamingAPI
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
 CLIENT_GONE = CloseReason("client_gone", "the client disconnected")
 TOO_LARGE = CloseReason("too_large", "message too large")
-CLOSE_CODES = {SHUTDOWN: 1001, SLOW_CLIENT: 1008, TOO_LARGE.code: 1009}
+CLOSE_CODES = {SHUTDOWN: 1001, SLOW_CLIENT: 1008, TOO_LARGE.code: 1009, TOKEN_EXPIRED: 4401}
 
 
 class SocketSession:
@@ -48,6 +49,8 @@ class SocketSession:
         self.context = context
         self.subscriptions: list[str] = []
         self._allowed: set[tuple[str, Mode]] = set()
+        #: The socket ends when the token it was opened with expires.
+        self.expires_at = expiry(context)
 
     async def run(self, on_message: Callable[[str | bytes], Awaitable[None]]) -> None:
         """Serve the socket until the client leaves, the server stops or the queue gives up."""
@@ -57,6 +60,8 @@ class SocketSession:
                     group.cancel_scope.cancel() if reason.code == SLOW_CLIENT else None
                 )
                 group.start_soon(self._send_loop, group.cancel_scope)
+                if self.expires_at is not None:
+                    group.start_soon(end_at_expiry, self.queue, self.expires_at)
                 await self._receive_loop(on_message)
                 group.cancel_scope.cancel()
         finally:

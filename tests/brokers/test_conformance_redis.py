@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from redis import asyncio as aioredis
 
 from fastapi_streaming.brokers.redis import RedisBackend
-from fastapi_streaming.testing import BackendConformance, NativePublish
+from fastapi_streaming.testing import BackendConformance, BrokerControl, NativePublish
+from tests.support.redis_control import private_redis
 
 REDIS = "redis://127.0.0.1:6379"
 
@@ -26,3 +29,8 @@ class TestRedisBackend(BackendConformance):
                 await client.aclose()
 
         return publish
+
+    @pytest.fixture
+    def broker_control(self) -> Iterator[BrokerControl]:
+        with private_redis("redis") as control:
+            yield control

@@ -4,30 +4,44 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import REDIS_URL
+from tests.support.auth import ALL_SCOPES, Account, claims
 from tests.support.clients import receive_json, send_json, sse_stream, websocket
 from tests.support.server import ServerProcess
 
 
-async def test_page_quotes_and_orders_work_on_the_embedded_default() -> None:
-    with ServerProcess("example_app.main:app", env={"FEED_INTERVAL": "0.05"}) as server:
+async def test_page_quotes_and_orders_work_on_the_embedded_default(tmp_path: Path) -> None:
+    env = {"FEED_INTERVAL": "0.05", "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/users.db"}
+    with ServerProcess("example_app.main:app", env=env) as server:
         async with httpx.AsyncClient(base_url=server.url) as http:
             page = await http.get("/")
+            anonymous = await http.get("/streams/sse/stocks/AAPL")
         assert page.status_code == 200
         assert "new EventSource" in page.text and "new WebSocket" in page.text
+        assert "/auth/jwt/login" in page.text and "access_token=" in page.text
+        assert anonymous.status_code == 401
+
+        # The quick start: a newly registered user gets every scope of the example.
+        account = Account(server.url)
+        token = account.login()
+        assert claims(token)["scope"].split() == sorted(ALL_SCOPES)
 
         async with sse_stream(
-            server.url, "/streams/sse", topic=["/stocks/AAPL", "/stocks/MSFT"]
+            server.url,
+            "/streams/sse",
+            topic=["/stocks/AAPL", "/stocks/MSFT"],
+            access_token=token,
         ) as quotes:
             events = await quotes.wait_for(4)
         assert {event.event for event in events} == {"/stocks/AAPL", "/stocks/MSFT"}
         assert all(json.loads(event.data)["price"] > 0 for event in events)
 
-        async with websocket(server.ws_url + "/streams/ws") as ws:
+        async with websocket(f"{server.ws_url}/streams/ws?access_token={token}") as ws:
             await send_json(ws, {"type": "subscribe", "id": 1, "topic": "/orders"})
             assert await receive_json(ws) == {"type": "ack", "id": 1}
             order = {"symbol": "AAPL", "side": "buy", "quantity": 10, "limit_price": None}
@@ -38,6 +52,7 @@ async def test_page_quotes_and_orders_work_on_the_embedded_default() -> None:
             assert ack["event_id"] == event["id"]
             assert event["data"]["status"] == "accepted" and event["data"]["symbol"] == "AAPL"
             assert len(event["data"]["id"]) == 12
+            assert event["data"]["placed_by"] == account.email
 
             bad = {"symbol": "AAPL", "side": "hold", "quantity": 0}
             await send_json(ws, {"type": "publish", "id": 3, "topic": "/orders", "data": bad})
@@ -47,11 +62,16 @@ async def test_page_quotes_and_orders_work_on_the_embedded_default() -> None:
 
 
 @pytest.mark.redis
-async def test_two_workers_on_redis_emit_each_quote_once() -> None:
+async def test_two_workers_on_redis_emit_each_quote_once(tmp_path: Path) -> None:
     interval = 0.2
-    env = {"BROKER_URL": REDIS_URL, "FEED_INTERVAL": str(interval)}
+    env = {
+        "BROKER_URL": REDIS_URL,
+        "FEED_INTERVAL": str(interval),
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/users.db",
+    }
     with ServerProcess("example_app.main:app", env=env, workers=2) as server:
-        async with sse_stream(server.url, "/streams/sse/stocks/GOOG") as quotes:
+        token = Account(server.url).login(("stocks:read",))
+        async with sse_stream(server.url, "/streams/sse/stocks/GOOG", access_token=token) as quotes:
             await asyncio.sleep(3)
             events = list(quotes.events)
     times = [json.loads(event.data)["time"] for event in events]

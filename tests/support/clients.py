@@ -36,7 +36,9 @@ class SSEClient:
 
 
 @asynccontextmanager
-async def sse_stream(base_url: str, path: str, **params: Any) -> AsyncIterator[SSEClient]:
+async def sse_stream(
+    base_url: str, path: str, *, headers: dict[str, str] | None = None, **params: Any
+) -> AsyncIterator[SSEClient]:
     """Open ``path``; yields once the response headers arrived (the client is subscribed)."""
     client = SSEClient()
     opened = asyncio.Event()
@@ -44,7 +46,9 @@ async def sse_stream(base_url: str, path: str, **params: Any) -> AsyncIterator[S
 
         async def read() -> None:
             try:
-                async with httpx_sse.aconnect_sse(http, "GET", path, params=params) as source:
+                async with httpx_sse.aconnect_sse(
+                    http, "GET", path, params=params, headers=dict(headers or {})
+                ) as source:
                     client.response = source.response
                     opened.set()
                     async for event in source.aiter_sse():

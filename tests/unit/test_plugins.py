@@ -35,7 +35,16 @@ def manager() -> pluggy.PluginManager:
 
 def test_builtin_backends_are_registered_through_the_hook(manager: pluggy.PluginManager) -> None:
     backends = available_backends(manager)
-    builtin = {"memory", "redis", "rediss", "redis-stream", "postgres", "postgresql", "kafka"}
+    builtin = {
+        "memory",
+        "redis",
+        "rediss",
+        "redis-stream",
+        "rediss-stream",
+        "postgres",
+        "postgresql",
+        "kafka",
+    }
     assert builtin <= set(backends)
     assert backends["redis"].provider.startswith("fastapi-streaming")
 
@@ -81,6 +90,16 @@ def test_unknown_scheme_lists_what_is_installed(manager: pluggy.PluginManager) -
 def test_url_without_scheme_says_how_to_write_one(manager: pluggy.PluginManager) -> None:
     with pytest.raises(UnknownBackendError, match="has no scheme"):
         create_backend("127.0.0.1:6379", manager)
+
+
+def test_errors_never_repeat_the_url_and_its_password(manager: pluggy.PluginManager) -> None:
+    with pytest.raises(UnknownBackendError) as error:
+        create_backend("zeromq://user:s3cret@127.0.0.1:5555", manager)
+    assert "s3cret" not in str(error.value)
+
+
+def test_schemes_are_case_insensitive(manager: pluggy.PluginManager) -> None:
+    assert isinstance(create_backend("Memory://", manager), MemoryBackend)
 
 
 def test_app_with_unknown_broker_fails_at_startup() -> None:

@@ -1,0 +1,313 @@
+"""Redis Streams, hardened against the gaps of broadcaster 0.3.1's backend, with history.
+
+A stream keeps what was published on it, so a process that was cut off can continue where it
+stopped, and a client can resume on any process. broadcaster's ``redis-stream://`` backend uses
+none of that: it re-raises on ``disconnect()`` and leaks its connection, one entry that is not
+UTF-8 stops it for every subscriber, it stops for good when its last subscriber leaves, it
+reads one entry per round trip, never trims the stream and never notices a lost connection.
+Here:
+
+- one reader task does a blocking ``XREAD`` over every subscribed stream, ``COUNT`` entries at
+  a time, from the position of each stream;
+- ``subscribe`` records the stream's last id at that moment as its position (``$`` would be
+  resolved only when the next ``XREAD`` reaches Redis, losing what was added in between);
+- entries that are not UTF-8, or have no ``message`` field, are logged and skipped;
+- a lost connection is raised from ``next_published()``, and the positions are kept across the
+  caller's reconnection, so entries written during an outage are delivered afterwards;
+- ``publish`` trims with ``XADD MAXLEN ~`` (option ``maxlen``, default 10,000 entries);
+- :meth:`RedisStreamBackend.history` reads a stream back from a point in time, for resumes.
+
+How a new subscription reaches the blocked reader: the ``XREAD`` runs on a connection of its
+own, and a subscription change cancels it and starts the next one at once. A cancelled read
+loses nothing, because a position moves only when an entry is handed over; the price is that
+redis-py reconnects that one connection (sub-millisecond on a LAN), once per burst of changes.
+A short block timeout instead would delay every new subscription's first event by up to that
+timeout and wake every idle process many times a second. Unsubscribing needs no wake-up: the
+reader drops entries of streams no longer subscribed.
+
+URL: ``redis-stream://host:6379/0`` (``rediss-stream://`` for TLS), with the options ``maxlen``
+(approximate length to trim each stream to; 0 never trims) and ``history`` (the most entries
+one resume reads back, default 1,000). Other query parameters go to redis-py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from broadcaster import BroadcastBackend, Event
+from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ResponseError
+
+logger = logging.getLogger("fastapi_streaming.broker.redis_stream")
+
+DEFAULT_MAXLEN = 10_000
+DEFAULT_HISTORY = 1_000
+#: Entries one ``XREAD`` returns at most.
+READ_COUNT = 100
+#: Milliseconds one ``XREAD`` blocks; the reader's socket times out a little later, so a
+#: connection that silently died is noticed instead of waited on forever.
+BLOCK_MS = 5_000
+READ_SOCKET_TIMEOUT = BLOCK_MS / 1000 + 5
+COMMAND_TIMEOUT = 10.0
+#: How far before a resume point history is read, for clock skew between the publishing
+#: process (which dates the event id) and Redis (which dates the stream entry id).
+CLOCK_SKEW_MS = 1_000
+#: Events waiting for ``next_published()``; a full queue makes the reader wait (Redis holds
+#: the rest), so a slow consumer costs no memory here.
+QUEUE_SIZE = READ_COUNT * 10
+FIELD = b"message"
+
+#: A stream entry id, ``<milliseconds>-<sequence>``, as a comparable pair.
+EntryId = tuple[int, int]
+
+
+class _Lost:
+    """Put on the queue when the connection fails, so ``next_published`` raises."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class RedisStreamBackend(BroadcastBackend):
+    def __init__(self, url: str) -> None:
+        self._redis_url, self.maxlen, self.history_limit = _parse_url(url)
+        self._client: aioredis.Redis | None = None
+        self._reader: aioredis.Redis | None = None
+        #: Subscribed streams and the id of the last entry handed over (or the start point).
+        self._positions: dict[str, EntryId] = {}
+        #: Positions kept from before a disconnect, to continue from on resubscribe.
+        self._resume: dict[str, EntryId] = {}
+        self._changed = asyncio.Event()
+        self._queue: asyncio.Queue[Event | _Lost] = asyncio.Queue(QUEUE_SIZE)
+        self._task: asyncio.Task[None] | None = None
+
+    async def connect(self) -> None:
+        no_retry = Retry(NoBackoff(), 0)  # the caller reconnects; a retried XADD could duplicate
+        self._client = aioredis.Redis.from_url(
+            self._redis_url,
+            retry=no_retry,
+            socket_connect_timeout=COMMAND_TIMEOUT,
+            socket_timeout=COMMAND_TIMEOUT,
+        )
+        self._reader = aioredis.Redis.from_url(
+            self._redis_url,
+            retry=no_retry,
+            single_connection_client=True,
+            socket_connect_timeout=COMMAND_TIMEOUT,
+            socket_timeout=READ_SOCKET_TIMEOUT,
+        )
+        try:
+            await self._client.ping()  # fail now, not on the first event, if Redis is not there
+        except BaseException:
+            await self._close_clients()
+            raise
+        self._queue = asyncio.Queue(QUEUE_SIZE)
+        self._changed = asyncio.Event()
+        self._task = asyncio.create_task(self._read(), name="redis stream reader")
+
+    async def disconnect(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._resume.update(self._positions)
+        self._positions = {}
+        await self._close_clients()
+
+    async def subscribe(self, channel: str) -> None:
+        if channel in self._positions:
+            return
+        start = self._resume.get(channel)
+        if start is None:
+            start = await self._last_id(channel)
+        elif not await self._holds_since(channel, start):
+            logger.warning(
+                "Redis stream %r no longer holds every entry after %s, where this process "
+                "stopped reading it: some entries were trimmed before it could deliver them",
+                channel,
+                _format(start),
+            )
+        self._resume.pop(channel, None)
+        self._positions.setdefault(channel, start)
+        self._changed.set()
+
+    async def unsubscribe(self, channel: str) -> None:
+        self._positions.pop(channel, None)
+        self._resume.pop(channel, None)
+
+    async def publish(self, channel: str, message: Any) -> None:
+        await self._connected().xadd(
+            channel, {FIELD: message}, maxlen=self.maxlen or None, approximate=True
+        )
+
+    async def next_published(self) -> Event:
+        item = await self._queue.get()
+        if isinstance(item, _Lost):
+            raise ConnectionError(f"lost the Redis connection: {item.error!r}")
+        return item
+
+    async def history(self, channel: str, since_ms: int) -> tuple[list[Event], bool]:
+        """Entries of ``channel`` from ``since_ms`` (less the clock-skew margin), oldest first.
+
+        The flag is True when the stream provably still holds everything since then: the read
+        was not cut short by the ``history`` limit, and trimming has removed nothing at or after
+        its start.
+        """
+        start: EntryId = (max(since_ms - CLOCK_SKEW_MS, 0), 0)
+        newest_first = await self._connected().xrevrange(
+            channel, "+", _format(start), count=self.history_limit
+        )
+        entries: list[Any] = list(reversed(newest_first or []))
+        events = [
+            event
+            for raw_id, fields in entries
+            if (event := _event(channel, raw_id, fields)) is not None
+        ]
+        if len(entries) >= self.history_limit:
+            return events, False
+        return events, await self._holds_since(channel, start)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _connected(self) -> aioredis.Redis:
+        if self._client is None:
+            raise ConnectionError("the Redis stream backend is not connected")
+        return self._client
+
+    async def _last_id(self, channel: str) -> EntryId:
+        newest: list[Any] = list(
+            await self._connected().xrevrange(channel, "+", "-", count=1) or []
+        )
+        return _parse_id(newest[0][0]) if newest else (0, 0)
+
+    async def _holds_since(self, channel: str, start: EntryId) -> bool:
+        """Whether nothing at or after ``start`` was removed from ``channel``.
+
+        Trimming removes the oldest entries, so a stream whose first entry is at or before
+        ``start`` lost nothing after it, and one that still holds every entry ever added lost
+        nothing at all. ``XDEL`` punches holes anywhere; Redis 7 records the newest one.
+        (Redis 7.0 does not record trimmed ids as deleted, so that field alone is not enough.)
+        """
+        try:
+            info = await self._connected().xinfo_stream(channel)
+        except ResponseError:  # no such stream: whatever it held after ``start`` is gone
+            return start == (0, 0)
+        deleted = info.get("max-deleted-entry-id")
+        if deleted is not None and _parse_id(deleted) >= start:
+            return False
+        first = info.get("first-entry")
+        if first is not None and _parse_id(first[0]) <= start:
+            return True
+        added = info.get("entries-added")
+        return added is not None and int(added) == int(info["length"])
+
+    async def _read(self) -> None:
+        assert self._reader is not None
+        while True:
+            while not self._positions:  # XREAD needs a stream: wait for a subscription
+                self._changed.clear()
+                await self._changed.wait()
+            self._changed.clear()
+            streams = {name: _format(position) for name, position in self._positions.items()}
+            read = asyncio.ensure_future(
+                self._reader.xread(streams, count=READ_COUNT, block=BLOCK_MS)  # type: ignore[arg-type]
+            )
+            changed = asyncio.ensure_future(self._changed.wait())
+            try:
+                await asyncio.wait({read, changed}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                changed.cancel()
+                if not read.done():
+                    read.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await read
+            if read.cancelled():
+                continue  # a new subscription: read again, with it
+            error = read.exception()
+            if error is not None:
+                await self._queue.put(_Lost(error))
+                return
+            await self._deliver(read.result())
+
+    async def _deliver(self, reply: Any) -> None:
+        items = reply.items() if isinstance(reply, dict) else reply or ()
+        for raw_name, entries in items:
+            name = raw_name.decode() if isinstance(raw_name, bytes) else str(raw_name)
+            for raw_id, fields in entries:
+                position = self._positions.get(name)
+                if position is None:
+                    break  # unsubscribed meanwhile
+                entry_id = _parse_id(raw_id)
+                if entry_id <= position:
+                    continue  # read before a resubscription moved the position on
+                event = _event(name, raw_id, fields)
+                if event is not None:
+                    await self._queue.put(event)
+                current = self._positions.get(name)
+                if current is not None and current < entry_id:
+                    self._positions[name] = entry_id
+
+    async def _close_clients(self) -> None:
+        for client in (self._reader, self._client):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+        self._reader = self._client = None
+
+
+def _event(channel: str, raw_id: bytes | str, fields: dict[Any, Any]) -> Event | None:
+    data = fields.get(FIELD)
+    if data is None:
+        logger.warning("Skipped entry %s of Redis stream %r: no %r field", raw_id, channel, FIELD)
+        return None
+    try:
+        text = data.decode() if isinstance(data, bytes) else str(data)
+    except UnicodeDecodeError:
+        logger.warning("Skipped entry %s of Redis stream %r that is not UTF-8", raw_id, channel)
+        return None
+    return Event(channel=channel, message=text)
+
+
+def _parse_id(raw: bytes | str) -> EntryId:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    millis, _, sequence = text.partition("-")
+    return int(millis), int(sequence or 0)
+
+
+def _format(entry_id: EntryId) -> str:
+    return f"{entry_id[0]}-{entry_id[1]}"
+
+
+def _parse_url(url: str) -> tuple[str, int, int]:
+    """The URL for redis-py, and this backend's ``maxlen`` and ``history`` options."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower().removesuffix("-stream")
+    if scheme not in ("redis", "rediss"):
+        raise ValueError(f"not a Redis Streams URL (scheme {parts.scheme!r})")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    own = {key: value for key, value in query if key in ("maxlen", "history")}
+    rest = [(key, value) for key, value in query if key not in own]
+    maxlen = _count(own, "maxlen", DEFAULT_MAXLEN, minimum=0)
+    history = _count(own, "history", DEFAULT_HISTORY, minimum=1)
+    return urlunsplit(parts._replace(scheme=scheme, query=urlencode(rest))), maxlen, history
+
+
+def _count(options: dict[str, str], name: str, default: int, *, minimum: int) -> int:
+    if name not in options:
+        return default
+    try:
+        value = int(options[name])
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise ValueError(
+            f"the {name!r} option of a Redis Streams URL must be an integer >= {minimum}"
+        )
+    return value
