@@ -46,3 +46,5 @@ docs-serve: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build site .mypy_cache .ruff_cache .pytest_cache
+
+include benchmarks/bench.mk
