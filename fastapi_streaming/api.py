@@ -355,7 +355,11 @@ class StreamingAPI:
 
         backend = create_backend(self.broker_url, self.plugin_manager)
         runtime = StreamingRuntime(
-            self.topics, backend, broker_url=self.broker_url, default_overflow=self.overflow
+            self.topics,
+            backend,
+            broker_url=self.broker_url,
+            default_overflow=self.overflow,
+            heartbeat=self.heartbeat,
         )
         await runtime.start()
         self._runtime = runtime
