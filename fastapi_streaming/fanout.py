@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -227,8 +226,10 @@ class ClientQueue:
         """Wait until there is something to take or the queue closed; False after ``at_most`` s."""
         if self.items or self.closed is not None:
             return True
-        # A cancel scope, unlike asyncio.wait_for, costs no extra task per wait.
-        with anyio.move_on_after(at_most if at_most is not None else math.inf):
+        if at_most is None:  # the hot path: transports wait without a deadline
+            await self._wakeup.wait()
+            return True
+        with anyio.move_on_after(at_most):
             await self._wakeup.wait()
             return True
         return False
