@@ -12,7 +12,13 @@ $(STAMP): pyproject.toml $(PLUGINS)
 	$(PYTHON) -m pip install --quiet -e ".[dev]" $(foreach p,$(PLUGINS),-e "./$(dir $(p))[test]")
 	touch $(STAMP)
 
-install: $(STAMP)
+# The official AsyncAPI parser and docs component the tests run (pinned with a lock file).
+TOOLING := tests/tooling/node_modules/.installed
+$(TOOLING): tests/tooling/package.json tests/tooling/package-lock.json
+	npm ci --prefix tests/tooling --ignore-scripts --no-audit --no-fund
+	touch $(TOOLING)
+
+install: $(STAMP) $(TOOLING)
 
 ## Run the example app on the embedded default (memory broker, SQLite) at http://127.0.0.1:8000
 run: $(STAMP)
@@ -29,7 +35,7 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 	for plugin in $(dir $(PLUGINS)); do (cd $$plugin && $(CURDIR)/$(VENV)/bin/mypy) || exit 1; done
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(TOOLING)
 	$(VENV)/bin/pytest
 
 docs: $(STAMP)
@@ -40,3 +46,5 @@ docs-serve: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build site .mypy_cache .ruff_cache .pytest_cache
+
+include benchmarks/bench.mk

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+import sys
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from os import PathLike
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_args, get_origin
 
 import pluggy
 from fastapi import FastAPI
@@ -20,6 +22,11 @@ from .security.access import AccessControl
 from .security.authorizer import Authorizer
 from .security.redaction import install_redaction
 from .topics import Mode, Operation, OverflowPolicy, Topic, TopicRegistry
+
+if sys.version_info >= (3, 11):
+    from typing import Self
+else:  # pragma: no cover
+    from typing_extensions import Self
 
 if TYPE_CHECKING:
     from .websub.hub import WebSubHub
@@ -60,6 +67,19 @@ class StreamingAPI:
             that require no scope.
         websub: enable the WebSub hub (webhooks): ``WebSubSettings(...)``, or True for the
             defaults (a SQLite file in the working directory). Needs the ``websub`` extra.
+
+    The rest describe the API in its AsyncAPI document (see the AsyncAPI guide):
+
+        terms_of_service, contact, license_info, tags, external_docs: the document's ``info``.
+        public_url: where clients reach the app (``https://api.example.com``), for the
+            document's servers; without it, the host of the request that asked for it.
+        security_schemes: the security schemes to describe, instead of HTTP bearer and the
+            ``access_token`` query parameter.
+        asyncapi_version: the version served by default (``3.0.0``; ``3.1.0``, ``2.6.0``).
+        asyncapi_url, asyncapi_yaml_url, asyncapi_docs_url: where the document and its docs
+            page are served; ``None`` turns one off.
+        asyncapi_js_url, asyncapi_css_url: load the docs page's bundle from elsewhere (a CDN)
+            instead of from the copy this package ships and the app serves.
     """
 
     def __init__(
@@ -78,10 +98,43 @@ class StreamingAPI:
         authorizer: Authorizer | Sequence[Authorizer] | None = None,
         require_auth: bool = False,
         websub: WebSubSettings | bool | None = None,
+        terms_of_service: str | None = None,
+        contact: Mapping[str, Any] | None = None,
+        license_info: Mapping[str, Any] | None = None,
+        tags: Sequence[Mapping[str, Any]] | None = None,
+        external_docs: Mapping[str, Any] | None = None,
+        public_url: str | None = None,
+        security_schemes: Mapping[str, Mapping[str, Any]] | None = None,
+        asyncapi_version: str = "3.0.0",
+        asyncapi_url: str | None = "/asyncapi.json",
+        asyncapi_yaml_url: str | None = "/asyncapi.yaml",
+        asyncapi_docs_url: str | None = "/asyncapi",
+        asyncapi_js_url: str | None = None,
+        asyncapi_css_url: str | None = None,
     ) -> None:
+        from .asyncapi.document import DocumentCache
+        from .asyncapi.versions import check_version
+
         self.title = title
         self.version = version
         self.description = description
+        self.terms_of_service = terms_of_service
+        self.contact = dict(contact) if contact else None
+        self.license_info = dict(license_info) if license_info else None
+        self.tags = [dict(tag) for tag in tags] if tags else None
+        self.external_docs = dict(external_docs) if external_docs else None
+        self.public_url = public_url.rstrip("/") if public_url else None
+        self.security_schemes = (
+            {name: dict(scheme) for name, scheme in security_schemes.items()}
+            if security_schemes
+            else None
+        )
+        self.asyncapi_version = check_version(asyncapi_version)
+        self.asyncapi_url = asyncapi_url
+        self.asyncapi_yaml_url = asyncapi_yaml_url
+        self.asyncapi_docs_url = asyncapi_docs_url
+        self.asyncapi_js_url = asyncapi_js_url
+        self.asyncapi_css_url = asyncapi_css_url
         self.broker_url = broker
         self.prefix = prefix.rstrip("/")
         self.max_queue = max_queue
@@ -98,8 +151,45 @@ class StreamingAPI:
         self.access = AccessControl(authorizers, require_auth=require_auth)
         self.topics = TopicRegistry()
         self._runtime: StreamingRuntime | None = None
+        self._asyncapi_cache: DocumentCache[dict[str, Any]] = DocumentCache()
         #: The WebSub hub (webhooks), when enabled with ``websub=WebSubSettings(...)`` or True.
         self.websub: WebSubHub | None = _websub_hub(self, websub)
+
+    @classmethod
+    def from_asyncapi(
+        cls, document: str | PathLike[str] | Mapping[str, Any], **options: Any
+    ) -> Self:
+        """Create a streaming API whose topics come from an AsyncAPI 3.x or 2.x document.
+
+        ``document`` is a path to a JSON or YAML file, or the parsed document. Each channel
+        becomes a topic with the document's address, parameters, modes, scopes and message
+        schemas (incoming events are validated against them); ``options`` are passed on to
+        the constructor and win over what the document says. Attach handlers afterwards with
+        the usual decorators.
+        """
+        from .asyncapi.importer import load_document, read_document
+
+        api = read_document(load_document(document))
+        streaming = cls(**{**api.options, **options})
+        api.declare(streaming)
+        return streaming
+
+    def asyncapi(
+        self, version: str | None = None, *, base_url: str | None = None
+    ) -> dict[str, Any]:
+        """This API's AsyncAPI document (``3.0.0`` unless ``version`` says otherwise).
+
+        Built once per version and server URL, and again only when the topics change.
+        """
+        from .asyncapi.document import get_asyncapi
+
+        version = version or self.asyncapi_version
+        base_url = self.public_url or base_url
+        return self._asyncapi_cache.get(
+            self.topics.revision,
+            (version, base_url),
+            lambda: get_asyncapi(self, version=version, base_url=base_url),
+        )
 
     # -- declaring topics -------------------------------------------------------------------
 
@@ -201,7 +291,17 @@ class StreamingAPI:
                 f"Topic {address!r} is already mapped to channel {topic.channel!r}, "
                 f"not {channel!r}; give the channel once, or the same one on both modes."
             )
-        if topic.operation(mode) is not None:
+        existing = topic.operation(mode)
+        if existing is not None and existing.plan is None and handler is not None:
+            # Declared without a handler (from an AsyncAPI document): the handler joins it.
+            _attach_handler(topic, existing, handler, scopes, summary, description)
+            if overflow is not None:
+                topic.overflow = OverflowPolicy(overflow)
+            if max_queue is not None:
+                topic.max_queue = max_queue
+            self.topics.touch()
+            return topic
+        if existing is not None:
             raise ValueError(f"Topic {address!r} already has a {mode.value} operation.")
         plan = None
         if handler is not None:
@@ -225,6 +325,7 @@ class StreamingAPI:
             scopes=tuple(scopes),
             summary=summary,
             description=description or (inspect.getdoc(handler) if handler else None),
+            payload=event_type,
         )
         if mode is Mode.SUBSCRIBE:
             topic.subscribe = operation
@@ -263,7 +364,11 @@ class StreamingAPI:
 
         backend = create_backend(self.broker_url, self.plugin_manager)
         runtime = StreamingRuntime(
-            self.topics, backend, broker_url=self.broker_url, default_overflow=self.overflow
+            self.topics,
+            backend,
+            broker_url=self.broker_url,
+            default_overflow=self.overflow,
+            heartbeat=self.heartbeat,
         )
         await runtime.start()
         self._runtime = runtime
@@ -300,6 +405,7 @@ class StreamingAPI:
         An app that has a lifespan of its own keeps it: the streaming API starts before it (so
         the app's startup code can already emit) and stops after it.
         """
+        from .asyncapi.routes import add_asyncapi_routes
         from .transports import build_router
 
         # Browsers send tokens in the URL (?access_token=); servers log URLs.
@@ -320,6 +426,7 @@ class StreamingAPI:
             from .websub.routes import build_router as build_websub_router
 
             app.include_router(build_websub_router(self.websub))
+        add_asyncapi_routes(app, self)
         original = app.router.lifespan_context
 
         @asynccontextmanager
@@ -339,6 +446,42 @@ def _websub_hub(streaming: StreamingAPI, websub: WebSubSettings | bool | None) -
     from .websub.settings import WebSubSettings
 
     return WebSubHub(streaming, WebSubSettings() if websub is True else websub)
+
+
+def _attach_handler(
+    topic: Topic,
+    operation: Operation,
+    handler: Callable[..., Any],
+    scopes: Iterable[str],
+    summary: str | None,
+    description: str | None,
+) -> None:
+    """Give a declared operation its handler; the declared payload and scopes still apply.
+
+    A declared payload such as ``Annotated[Any, JsonSchemaPayload(...)]`` is narrowed to the
+    handler's event type (``Annotated[Quote, JsonSchemaPayload(...)]``), so an event is checked
+    against the document's schema and then converted to what the handler asks for.
+    """
+    plan = plan_handler(
+        handler,
+        path_params=topic.parameters,
+        allow_context=operation.mode is Mode.PUBLISH,
+        where=f"{operation.mode.value} handler {getattr(handler, '__qualname__', handler)!r}",
+    )
+    payload = operation.payload
+    wanted = plan.event_type if plan.event_param is not None else Any
+    if wanted is not Any and get_origin(payload) is Annotated and get_args(payload)[0] is Any:
+        payload = Annotated.__class_getitem__((wanted, *payload.__metadata__))
+        operation.payload_adapter = TypeAdapter(payload)
+    elif wanted is not Any and payload is Any:
+        payload = wanted
+        operation.payload_adapter = TypeAdapter(payload)
+    operation.payload = payload
+    operation.plan = plan
+    operation.scopes = tuple(dict.fromkeys([*operation.scopes, *scopes]))
+    operation.summary = summary or operation.summary
+    operation.description = description or operation.description or inspect.getdoc(handler)
+    topic.description = topic.description or operation.description
 
 
 def _learn_payload(topic: Topic, mode: Mode, event_type: Any, return_type: Any) -> None:

@@ -10,6 +10,8 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from .asyncapi.cli import add_asyncapi_command
+
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -61,7 +63,7 @@ def backends_command(arguments: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = [add_run, add_backends]
+COMMANDS = [add_run, add_backends, add_asyncapi_command]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -84,10 +83,12 @@ class ClientQueue:
     __slots__ = (
         "_held",
         "_latest",
+        "_sent_since_ping",
         "_wakeup",
         "closed",
         "delivered",
         "dropped",
+        "heartbeat_due",
         "items",
         "maxsize",
         "on_close",
@@ -104,6 +105,9 @@ class ClientQueue:
         self.dropped = 0
         self.delivered = 0
         self._held = 0
+        #: Set by the hub's heartbeat ticker when the stream has been idle for a while.
+        self.heartbeat_due = False
+        self._sent_since_ping = False
         #: Called when the queue closes, so a transport stuck writing to a client that does not
         #: read can abandon the write.
         self.on_close: Callable[[CloseReason], None] | None = None
@@ -183,6 +187,15 @@ class ClientQueue:
         if self.on_close is not None:
             self.on_close(reason)
 
+    def ping(self) -> None:
+        """Called once per heartbeat interval: if nothing was sent since the last call, ask the
+        transport to show the client that the stream is alive."""
+        if self._sent_since_ping:
+            self._sent_since_ping = False
+        elif not self.items:
+            self.heartbeat_due = True
+            self._wakeup.set()
+
     def hold(self) -> None:
         """Keep pending items back (while missed events are looked up) until :meth:`release`."""
         self._held += 1
@@ -204,6 +217,8 @@ class ClientQueue:
             batch.append(self._latest.pop(item.topic) if isinstance(item, _Slot) else item)
         if not items:
             self._wakeup.clear()
+        if batch:
+            self._sent_since_ping = True
         self.delivered += len(batch)
         return batch
 
@@ -211,8 +226,10 @@ class ClientQueue:
         """Wait until there is something to take or the queue closed; False after ``at_most`` s."""
         if self.items or self.closed is not None:
             return True
-        # A cancel scope, unlike asyncio.wait_for, costs no extra task per wait.
-        with anyio.move_on_after(at_most if at_most is not None else math.inf):
+        if at_most is None:  # the hot path: transports wait without a deadline
+            await self._wakeup.wait()
+            return True
+        with anyio.move_on_after(at_most):
             await self._wakeup.wait()
             return True
         return False
@@ -291,6 +308,19 @@ class FanoutHub:
         self.streams: dict[str, TopicStream] = {}
         self.queues: set[ClientQueue] = set()
         self.replay = replay or ReplayBuffers()
+        #: Queues of transports that need heartbeats while idle (event streams).
+        self.heartbeats: set[ClientQueue] = set()
+
+    async def run_heartbeats(self, interval: float) -> None:
+        """Every ``interval`` seconds, ping the idle streams: one timer for all clients.
+
+        A deadline on every client's wait would cost a timer per wait on the hot path; one
+        ticker for the whole process costs nothing between ticks.
+        """
+        while True:
+            await asyncio.sleep(interval)
+            for queue in tuple(self.heartbeats):
+                queue.ping()
 
     async def join(
         self,
@@ -336,6 +366,7 @@ class FanoutHub:
         for address in tuple(addresses):
             await self.leave(queue, address)
         self.queues.discard(queue)
+        self.heartbeats.discard(queue)
 
     async def _end(self, stream: TopicStream) -> None:
         if self.streams.get(stream.address) is stream:

@@ -8,6 +8,8 @@ through the :class:`~fastapi_streaming.fanout.FanoutHub`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import weakref
@@ -59,19 +61,27 @@ class StreamingRuntime:
         broker_url: str,
         default_overflow: OverflowPolicy,
         publish_timeout: float = 5.0,
+        heartbeat: float = 15.0,
     ) -> None:
         self.topics = topics
         self.publish_timeout = publish_timeout
+        self.heartbeat = heartbeat
         self.broker = BrokerConnection(backend, url=broker_url)
         self.hub = FanoutHub(self.broker)
         self.default_overflow = default_overflow
 
     async def start(self) -> None:
         await self.broker.connect()
+        self._heartbeats = asyncio.create_task(
+            self.hub.run_heartbeats(self.heartbeat), name="fastapi-streaming heartbeats"
+        )
         StreamingRuntime.running.add(self)
 
     async def stop(self) -> None:
         StreamingRuntime.running.discard(self)
+        self._heartbeats.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._heartbeats
         self.close_clients()
         for stream in tuple(self.hub.streams.values()):
             await stream.stop()

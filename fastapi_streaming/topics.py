@@ -54,6 +54,8 @@ class Operation:
     scopes: tuple[str, ...] = ()
     summary: str | None = None
     description: str | None = None
+    #: The type ``payload_adapter`` validates, kept so the AsyncAPI document can describe it.
+    payload: Any = Any
 
     @property
     def handler(self) -> Callable[..., Any] | None:

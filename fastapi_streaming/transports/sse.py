@@ -9,6 +9,7 @@ import anyio
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from ..errors import MalformedMessage, StreamingError
@@ -86,24 +87,33 @@ class EventStreamResponse(Response):
         scope.cancel()
 
     async def _stream(self, send: Send) -> None:
-        queue = self.queue
+        queue, named = self.queue, self.named
         while True:
-            if not await queue.wait(self.heartbeat):
-                await send({"type": "http.response.body", "body": HEARTBEAT, "more_body": True})
-                continue
+            await queue.wait()
             batch = queue.take()
             if batch:
-                body = b"".join(_frame(item, self.named) for item in batch)
+                body = _frames(batch, named)
+            elif queue.heartbeat_due:
+                body = HEARTBEAT
+            else:
+                body = b""
+            queue.heartbeat_due = False
+            if body:
                 await send({"type": "http.response.body", "body": body, "more_body": True})
             if queue.closed is not None and not queue.items:
                 break
         await send({"type": "http.response.body", "body": _final_frame(queue.closed)})
 
 
-def _frame(item: EncodedEvent | Reply, named: bool) -> bytes:
-    if isinstance(item, Reply):
-        return item.sse or b""
-    return item.sse_named if named else item.sse
+def _frames(batch: list[EncodedEvent | Reply], named: bool) -> bytes:
+    """One chunk for everything pending: frames were encoded once, this only joins them."""
+    if named:
+        return b"".join(
+            item.sse_named if not isinstance(item, Reply) else item.sse or b"" for item in batch
+        )
+    if len(batch) == 1 and not isinstance(batch[0], Reply):
+        return batch[0].sse
+    return b"".join(item.sse if not isinstance(item, Reply) else item.sse or b"" for item in batch)
 
 
 def abandon_if_slow(reason: CloseReason, scope: anyio.CancelScope) -> None:
@@ -133,6 +143,7 @@ async def open_stream(
         return error_response(error)
     size = accesses[0].max_queue if len(accesses) == 1 else None
     queue = ClientQueue(size or streaming.max_queue)
+    runtime.hub.heartbeats.add(queue)
     # EventSource sends Last-Event-ID when it reconnects; a first connection may pass the query.
     last_event_id = request.headers.get("last-event-id") or request.query_params.get(
         "last_event_id"
@@ -156,17 +167,32 @@ async def open_stream(
     )
 
 
+class EventStreamEndpoint:
+    """The SSE routes as plain ASGI apps: nothing wraps the stream's sends but the server."""
+
+    def __init__(self, streaming: StreamingAPI, *, many: bool) -> None:
+        self.streaming = streaming
+        self.many = many
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        if self.many:
+            addresses = list(dict.fromkeys(request.query_params.getlist("topic")))
+        else:
+            addresses = [concrete_address(request.path_params["address"])]
+        response = await open_stream(self.streaming, request, addresses, named=self.many)
+        await response(scope, receive, send)
+
+
 def add_routes(router: APIRouter, streaming: StreamingAPI) -> None:
-    async def sse_one(request: Request, address: str) -> Response:
-        return await open_stream(streaming, request, [concrete_address(address)], named=False)
-
-    async def sse_many(request: Request) -> Response:
-        topics = list(dict.fromkeys(request.query_params.getlist("topic")))
-        return await open_stream(streaming, request, topics, named=True)
-
-    router.add_api_route(
-        streaming.prefix + "/sse", sse_many, methods=["GET"], include_in_schema=False
+    prefix = streaming.prefix
+    router.routes.append(
+        Route(prefix + "/sse", EventStreamEndpoint(streaming, many=True), methods=["GET"])
     )
-    router.add_api_route(
-        streaming.prefix + "/sse/{address:path}", sse_one, methods=["GET"], include_in_schema=False
+    router.routes.append(
+        Route(
+            prefix + "/sse/{address:path}",
+            EventStreamEndpoint(streaming, many=False),
+            methods=["GET"],
+        )
     )

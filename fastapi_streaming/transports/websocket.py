@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 from fastapi import APIRouter, HTTPException
+from starlette.routing import WebSocketRoute
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from ..errors import MalformedMessage, StreamingError, TopicNotFound
@@ -242,12 +244,25 @@ def _from_http_exception(exc: HTTPException) -> StreamingError:
     return error
 
 
+class SocketEndpoint:
+    """The WebSocket routes as plain ASGI apps: nothing wraps the socket's sends."""
+
+    def __init__(self, streaming: StreamingAPI, *, many: bool) -> None:
+        self.streaming = streaming
+        self.many = many
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        websocket = WebSocket(scope, receive, send)
+        if self.many:
+            await serve_multiplexed(self.streaming, websocket)
+        else:
+            address = concrete_address(websocket.path_params["address"])
+            await serve_one_topic(self.streaming, websocket, address)
+
+
 def add_routes(router: APIRouter, streaming: StreamingAPI) -> None:
-    async def ws_many(websocket: WebSocket) -> None:
-        await serve_multiplexed(streaming, websocket)
-
-    async def ws_one(websocket: WebSocket, address: str) -> None:
-        await serve_one_topic(streaming, websocket, concrete_address(address))
-
-    router.add_api_websocket_route(streaming.prefix + "/ws", ws_many)
-    router.add_api_websocket_route(streaming.prefix + "/ws/{address:path}", ws_one)
+    prefix = streaming.prefix
+    router.routes.append(WebSocketRoute(prefix + "/ws", SocketEndpoint(streaming, many=True)))
+    router.routes.append(
+        WebSocketRoute(prefix + "/ws/{address:path}", SocketEndpoint(streaming, many=False))
+    )

@@ -68,7 +68,9 @@ class WebSubHub:
         self.streaming = streaming
         self.settings = settings
         self.guard = CallbackGuard(settings)
-        self.reader = IntentReader(settings, streaming.topics)
+        #: Where clients reach the app: the hub's own setting, else the streaming API's.
+        self.public_url = settings.public_url or streaming.public_url
+        self.reader = IntentReader(settings, streaming.topics, self.public_url)
         self.limiter = RateLimiter(settings.rate_limit, settings.rate_period)
         self._running: _Running | None = None
         self._verifying: set[asyncio.Task[None]] = set()
@@ -142,7 +144,7 @@ class WebSubHub:
     # -- URLs --------------------------------------------------------------------------------
 
     def urls(self, request: Request, address: str) -> Urls:
-        base = self.settings.public_url or str(request.base_url)
+        base = self.public_url or str(request.base_url)
         base = base.rstrip("/") + self.path
         return Urls(hub=base + "/hub", topic=base + quote(address, safe=_ADDRESS_SAFE))
 

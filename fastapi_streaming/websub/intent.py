@@ -85,12 +85,15 @@ def topic_address(topic: str, topics_path: str, origin: str | None = None) -> st
 class IntentReader:
     """Turns a hub request's form into an :class:`Intent`, or refuses it."""
 
-    def __init__(self, settings: WebSubSettings, topics: TopicRegistry) -> None:
+    def __init__(
+        self, settings: WebSubSettings, topics: TopicRegistry, public_url: str | None = None
+    ) -> None:
         self.settings = settings
         self.topics = topics
         self.origin: str | None = None
-        if settings.public_url:
-            public = urlsplit(settings.public_url)
+        public_url = settings.public_url or public_url
+        if public_url:
+            public = urlsplit(public_url)
             self.origin = f"{public.scheme}://{public.netloc}".lower()
 
     def read(self, fields: Mapping[str, str], topics_path: str) -> Intent:

@@ -32,7 +32,10 @@ class SSEClient:
         return self.events
 
     def data(self) -> list[Any]:
-        return [json.loads(event.data) for event in self.events if event.event != "close"]
+        # httpx-sse also yields the empty blocks that follow heartbeat comments: skip them.
+        return [
+            json.loads(event.data) for event in self.events if event.event != "close" and event.data
+        ]
 
 
 @asynccontextmanager

@@ -203,3 +203,11 @@ def test_with_a_public_url_topic_urls_must_be_on_it() -> None:
         reader.read({**form, "hub.topic": "https://evil.example/streams/websub/news"}, path)
     assert refused.value.status == 404
     assert reader.read({**form, "hub.topic": "/news"}, path).address == "/news"
+
+
+def test_the_hub_uses_the_streaming_apis_public_url_unless_it_has_its_own() -> None:
+    streaming = StreamingAPI(public_url="https://api.example", websub=WebSubSettings())
+    assert streaming.websub is not None and streaming.websub.public_url == "https://api.example"
+    own = WebSubSettings(public_url="https://hooks.example")
+    streaming = StreamingAPI(public_url="https://api.example", websub=own)
+    assert streaming.websub is not None and streaming.websub.public_url == "https://hooks.example"

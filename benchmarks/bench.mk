@@ -1,0 +1,37 @@
+# Benchmarks (included by the root Makefile, which defines VENV). See benchmarks/README.md.
+#   make bench        the full set: every server, 3 repetitions, medians (under 20 minutes)
+#   make bench-quick  a one-minute subset that CI runs so the harness keeps working
+VENV ?= .venv
+BENCH_PYTHON := $(VENV)/bin/python
+BENCH_STAMP := $(VENV)/.bench-installed
+# fastapi-websocket-pubsub brings permit-broadcaster, which installs a package named
+# `broadcaster` over the real one: it gets a virtualenv of its own.
+PUBSUB_VENV := benchmarks/.venv-pubsub
+PUBSUB_STAMP := $(PUBSUB_VENV)/.installed
+
+.PHONY: bench bench-quick bench-medium bench-venv
+
+$(BENCH_STAMP): benchmarks/requirements.txt $(STAMP)
+	test -x $(BENCH_PYTHON) || python3 -m venv $(VENV)
+	$(BENCH_PYTHON) -m pip install --quiet -e ".[dev]" -r benchmarks/requirements.txt
+	touch $@
+
+$(PUBSUB_STAMP): benchmarks/requirements-pubsub.txt
+	test -x $(PUBSUB_VENV)/bin/python || python3 -m venv $(PUBSUB_VENV)
+	$(PUBSUB_VENV)/bin/python -m pip install --quiet -r benchmarks/requirements-pubsub.txt
+	touch $@
+
+## Install what the benchmarks need (both virtualenvs)
+bench-venv: $(BENCH_STAMP) $(PUBSUB_STAMP)
+
+## Run every benchmark scenario (bounded: under 20 minutes); results in benchmarks/results/
+bench: bench-venv
+	$(BENCH_PYTHON) -m benchmarks --full --budget 1080
+
+## Run the target scenarios only (about 10 minutes)
+bench-medium: bench-venv
+	$(BENCH_PYTHON) -m benchmarks --medium --budget 900
+
+## Run the one-minute subset (CI checks that it runs, not how fast)
+bench-quick: bench-venv
+	$(BENCH_PYTHON) -m benchmarks --quick --budget 120

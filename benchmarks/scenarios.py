@@ -1,0 +1,181 @@
+"""What is measured: the servers, their transports, and the scenario sets of each mode."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PUBSUB_PYTHON = ROOT / "benchmarks" / ".venv-pubsub" / "bin" / "python"
+REDIS_URL = "redis://127.0.0.1:6379"
+
+
+@dataclass(frozen=True)
+class Server:
+    """One server app and where its streams and publish endpoint live (``{room}`` is per run)."""
+
+    key: str
+    label: str
+    app: str
+    sse_path: str | None
+    ws_path: str | None
+    publish_path: str
+    env: dict[str, str] = field(default_factory=dict)
+    python: str = sys.executable
+    ws_client: str = "ws"
+
+
+BARE = Server("bare", "bare ASGI (bound)", "benchmarks.servers.bare:app", "/sse", "/ws", "/publish")
+STREAMING_MEMORY = Server(
+    "fs-memory",
+    "fastapi-streaming memory://",
+    "benchmarks.servers.streaming:app",
+    "/streams/sse/bench/{room}",
+    "/streams/ws/bench/{room}",
+    "/streams/publish/bench/{room}",
+    env={"BENCH_BROKER": "memory://"},
+)
+STREAMING_REDIS = Server(
+    "fs-redis",
+    "fastapi-streaming redis://",
+    "benchmarks.servers.streaming:app",
+    "/streams/sse/bench/{room}",
+    "/streams/ws/bench/{room}",
+    "/streams/publish/bench/{room}",
+    env={"BENCH_BROKER": REDIS_URL},
+)
+HANDWRITTEN = Server(
+    "handwritten",
+    "FastAPI + sse-starlette + broadcaster",
+    "benchmarks.servers.handwritten:app",
+    "/sse",
+    "/ws",
+    "/publish",
+)
+PUBSUB = Server(
+    "pubsub",
+    "fastapi-websocket-pubsub",
+    "benchmarks.servers.pubsub:app",
+    None,
+    "/pubsub",
+    "/publish",
+    python=str(PUBSUB_PYTHON),
+    ws_client="pubsub",
+)
+SERVERS = [BARE, STREAMING_MEMORY, STREAMING_REDIS, HANDWRITTEN, PUBSUB]
+#: Each transport's upper bound and the server every other is compared with.
+BOUND = BARE
+REFERENCE = STREAMING_MEMORY
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A server measured over one transport."""
+
+    server: Server
+    transport: str  # "sse" or "ws"
+
+    @property
+    def key(self) -> str:
+        return f"{self.server.key}/{self.transport}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.server.label} {'SSE' if self.transport == 'sse' else 'WebSocket'}"
+
+    @property
+    def client_kind(self) -> str:
+        return "sse" if self.transport == "sse" else self.server.ws_client
+
+    def stream_path(self, room: str) -> str:
+        path = self.server.sse_path if self.transport == "sse" else self.server.ws_path
+        assert path is not None
+        return path.format(room=room)
+
+    def publish_path(self, room: str) -> str:
+        return self.server.publish_path.format(room=room)
+
+
+def variants(transport: str) -> list[Variant]:
+    attr = "sse_path" if transport == "sse" else "ws_path"
+    return [Variant(s, transport) for s in SERVERS if getattr(s, attr) is not None]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """``kind`` is ``stream`` (M clients, R events/s for T s), ``idle`` or ``websub``."""
+
+    kind: str
+    transport: str
+    connections: int
+    rate: float = 0.0
+    duration: float = 0.0
+
+    @property
+    def name(self) -> str:
+        if self.kind == "idle":
+            return f"idle {self.transport.upper()} x {self.connections:,}"
+        if self.kind == "websub":
+            return f"WebSub x {self.connections:,} subscribers"
+        return f"{self.transport.upper()} {self.connections:,} x {self.rate:,.0f}/s"
+
+
+#: Combinations of the M x R matrix that are not run, and why.
+SKIPPED = {
+    (5000, 100): "500,000 deliveries/s offered: beyond the ~310,000/s the bound reaches on 2 cores;"
+    " 1,000 x 1,000 already measures saturation",
+    (5000, 1000): "5,000,000 deliveries/s offered: far beyond what 2 cores can push",
+}
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    repetitions: int
+    scenarios: list[Scenario]
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def _matrix(transport: str, pairs: list[tuple[int, int]], duration: float) -> list[Scenario]:
+    return [Scenario("stream", transport, m, r, duration) for m, r in pairs]
+
+
+def mode(name: str) -> Mode:
+    if name == "quick":
+        return Mode(
+            "quick",
+            1,
+            [
+                *_matrix("sse", [(100, 100)], 2.0),
+                *_matrix("ws", [(100, 100)], 2.0),
+                Scenario("idle", "sse", 500),
+                Scenario("websub", "websub", 1000),
+            ],
+        )
+    if name == "medium":
+        return Mode(
+            "medium",
+            3,
+            [
+                *_matrix("sse", [(100, 100), (1000, 100), (1000, 1000), (5000, 10)], 3.0),
+                *_matrix("ws", [(100, 100), (1000, 100), (1000, 1000)], 3.0),
+                Scenario("idle", "sse", 5000),
+                Scenario("websub", "websub", 1000),
+            ],
+        )
+    if name == "full":
+        every = [(m, r) for m in (100, 1000, 5000) for r in (10, 100, 1000)]
+        run = [pair for pair in every if pair not in SKIPPED]
+        return Mode(
+            "full",
+            3,
+            [
+                Scenario("websub", "websub", 1000),
+                Scenario("idle", "sse", 5000),
+                *_matrix("sse", run, 3.0),
+                *_matrix("ws", [(100, 100), (1000, 100), (1000, 1000)], 3.0),
+            ],
+            skipped={f"{m:,} x {r:,}/s": why for (m, r), why in SKIPPED.items()},
+        )
+    raise ValueError(f"unknown mode {name!r}: quick, medium or full")

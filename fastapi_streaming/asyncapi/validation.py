@@ -1,0 +1,86 @@
+"""Validate events against a JSON Schema taken from an AsyncAPI document.
+
+A topic created from a document has no pydantic model, only the document's message schema.
+:class:`JsonSchemaPayload` is pydantic metadata: ``Annotated[Any, JsonSchemaPayload(...)]`` is
+a payload type that ``TypeAdapter`` validates with the ``jsonschema`` package (draft-07, which
+the AsyncAPI Schema Object extends), so topics, transports and ``emit`` treat it like any other
+payload type, and the document generator writes the same schema back out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, get_args, get_origin
+
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError, core_schema
+
+
+class JsonSchemaPayload:
+    """Pydantic metadata that checks a value against ``schema`` before anything else.
+
+    ``components`` are the shared schemas that ``schema`` refers to as
+    ``#/components/schemas/Name``; ``message`` keeps the document's message fields (name,
+    title, summary, description, examples) so that they survive a round trip.
+    """
+
+    def __init__(
+        self,
+        schema: Mapping[str, Any],
+        *,
+        components: Mapping[str, Any] | None = None,
+        message: Mapping[str, Any] | None = None,
+    ) -> None:
+        from jsonschema import Draft7Validator
+
+        self.schema = dict(schema)
+        self.components = dict(components or {})
+        self.message = dict(message or {})
+        root = {"allOf": [self.schema], "components": {"schemas": self.components}}
+        Draft7Validator.check_schema(root)
+        self._validator = Draft7Validator(root)
+
+    def __repr__(self) -> str:
+        return f"JsonSchemaPayload({self.schema!r})"
+
+    def validate(self, value: Any) -> Any:
+        """Return ``value`` unchanged if it matches the schema; raise pydantic's error if not.
+
+        One pydantic error lists every problem, each with the JSON pointer of its place in the
+        event, most relevant first.
+        """
+        from jsonschema.exceptions import relevance
+
+        errors = sorted(self._validator.iter_errors(value), key=relevance, reverse=True)
+        if errors:
+            problems = "; ".join(
+                f"{error.message} (at /{'/'.join(str(part) for part in error.absolute_path)})"
+                for error in errors
+            )
+            raise PydanticCustomError("json_schema", "{problems}", {"problems": problems})
+        return value
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.no_info_before_validator_function(self.validate, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return dict(self.schema)
+
+
+def json_schema_payload(payload: Any) -> JsonSchemaPayload | None:
+    """The :class:`JsonSchemaPayload` of an ``Annotated`` payload type, if it has one."""
+    if get_origin(payload) is Annotated:
+        for item in get_args(payload)[1:]:
+            if isinstance(item, JsonSchemaPayload):
+                return item
+    return None
+
+
+def payload_type(marker: JsonSchemaPayload) -> Any:
+    """The payload type of a topic that only the document describes: any JSON the schema admits."""
+    return Annotated[Any, marker]

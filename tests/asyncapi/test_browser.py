@@ -1,0 +1,85 @@
+"""The ``/asyncapi`` page renders in a real browser, offline, from the app's own bundle.
+
+Debian's Chromium (``apt-get install chromium``) driven by Playwright; it may resolve nothing
+but the local server, so a page that reached for a CDN would stay blank.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fastapi_streaming.asyncapi import get_asyncapi
+from tests.apps import asyncapi_app
+from tests.support.server import ROOT, ServerProcess
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+OFFLINE_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
+]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerProcess]:
+    with ServerProcess("tests.apps.asyncapi_app:app") as running:
+        yield running
+
+
+@pytest.fixture
+def page() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
+        pytest.fail("Chromium is not installed: apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=OFFLINE_ARGS, headless=True
+        )
+        try:
+            yield browser.new_page(viewport={"width": 1400, "height": 1000})
+        finally:
+            browser.close()
+
+
+def test_the_docs_page_shows_every_topic_and_message(server: ServerProcess, page: Any) -> None:
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(f"{server.url}/asyncapi", wait_until="networkidle")
+    page.wait_for_function(
+        "document.body.innerText.includes('Every feature')"
+        " && document.body.innerText.includes('/stocks/{symbol}')",
+        timeout=30_000,
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "asyncapi-docs.png"), full_page=True)
+    text = page.inner_text("body")
+
+    document = get_asyncapi(asyncapi_app.streaming)
+    addresses = {channel["address"] for channel in document["channels"].values()}
+    messages = {
+        message["name"]
+        for channel in document["channels"].values()
+        for message in channel["messages"].values()
+    }
+    assert len(addresses) == 7 and len(messages) >= 7
+    assert [address for address in addresses if address not in text] == []
+    assert [name for name in messages if name not in text] == []
+    scopes = {"stocks:read", "stocks:write", "chat:read", "chat:write"}
+    assert [scope for scope in scopes if f"`{scope}`" not in text and scope not in text] == []
+    assert all(url.startswith(server.url) for url in requested), requested
+    assert f"{server.url}/asyncapi/static/asyncapi-react.js" in requested
