@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from urllib.parse import quote
 from starlette.requests import Request
 
 from ..errors import Forbidden, PayloadTooLarge, StreamingError
+from ..security.principal import Principal
 from ..topics import Mode
 from ..transports.http import read_body
 from .delivery import DeliveryWorker
@@ -187,7 +189,9 @@ class WebSubHub:
             raise HubError(400, str(exc)) from None
         running = self.running
         # Authorization first: a client without credentials makes the hub look up nothing.
-        denial = await self._authorize(request, intent) if intent.mode == "subscribe" else None
+        denial, valid_for = None, None
+        if intent.mode == "subscribe":
+            denial, valid_for = await self._authorize(request, intent)
         try:
             await self.guard.resolve(callback_url)
         except CallbackRefused as exc:
@@ -202,11 +206,12 @@ class WebSubHub:
         if intent.mode == "subscribe":
             await self._check_quotas(intent, callback_url.host)
         urls = self.urls(request, intent.address)
-        self._spawn(self._verify(intent, callback_url.host, urls))
+        lease = self.grant_lease(intent.requested_lease, valid_for)
+        self._spawn(self._verify(intent, callback_url.host, urls, lease))
         return intent
 
-    async def _authorize(self, request: Request, intent: Intent) -> str | None:
-        """None if the client may subscribe; the denial reason if the authorizer refuses.
+    async def _authorize(self, request: Request, intent: Intent) -> tuple[str | None, float | None]:
+        """(denial reason or None, seconds the client's credentials stay valid or None).
 
         A request without valid credentials is answered 401 at once, like on every transport
         (and makes the hub send nothing anywhere). A refusal of a known client is the spec's
@@ -214,12 +219,29 @@ class WebSubHub:
         """
         topic = self.streaming.runtime.resolve(intent.address, Mode.SUBSCRIBE)[0]
         try:
-            await self.streaming.authorize(request, [(topic, Mode.SUBSCRIBE)])
+            granted = await self.streaming.authorize(request, [(topic, Mode.SUBSCRIBE)])
         except Forbidden as error:
-            return str(error.detail)
+            return str(error.detail), None
         except StreamingError as error:
             raise HubError(error.status_code, str(error.detail), error.headers) from None
-        return None
+        lifetimes = [
+            item.expires_in
+            for item in granted
+            if isinstance(item, Principal) and item.expires_in is not None
+        ]
+        return None, min(lifetimes, default=None)
+
+    def grant_lease(self, requested: int | None, valid_for: float | None) -> int:
+        """The lease for a subscription: the settings' bounds, and never past the expiry of the
+        token that authorised it.
+
+        A subscription is a stream that outlives its request, so it ends with its credentials
+        like a WebSocket or SSE connection does: the subscriber renews it with a fresh token.
+        """
+        lease = self.settings.clamp_lease(requested)
+        if valid_for is not None:
+            lease = min(lease, max(0, math.floor(valid_for)))
+        return lease
 
     async def _check_quotas(self, intent: Intent, host: str) -> None:
         settings = self.settings
@@ -251,10 +273,9 @@ class WebSubHub:
         self._verifying.add(task)
         task.add_done_callback(self._verifying.discard)
 
-    async def _verify(self, intent: Intent, host: str, urls: Urls) -> None:
+    async def _verify(self, intent: Intent, host: str, urls: Urls, lease: int) -> None:
         """Verify intent; apply the request only if the subscriber confirms (WebSub 5.1)."""
         running = self.running
-        lease = self.settings.clamp_lease(intent.requested_lease)
         started = time.time()
         try:
             confirmed, why = await running.verifier.confirm(

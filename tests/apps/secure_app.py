@@ -5,7 +5,8 @@ Besides the example's ``jwt`` login (one-hour tokens), ``/auth/short/login`` iss
 live ``SHORT_LIFETIME`` seconds (streams opened with them must end when they expire) and
 ``/auth/foreign/login`` issues tokens for another audience (signed with the same key, so only
 the audience check can refuse them). ``/news`` is a public topic; ``/test/emit/...`` is
-server-side code emitting events, as an operator's feed would.
+server-side code emitting events, as an operator's feed would. With ``WEBSUB_DATABASE_URL`` set,
+the WebSub hub runs too, delivering to callbacks on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from example_app.users import (
 from fastapi_streaming import StreamingAPI
 from fastapi_streaming.security import Principal
 from fastapi_streaming.security.users import FastAPIUsersAuthorizer, scoped_jwt_strategy
+from fastapi_streaming.websub import WebSubSettings
 
 short_backend = AuthenticationBackend(
     name="short",
@@ -55,6 +57,21 @@ streaming = StreamingAPI(
     broker=os.environ.get("BROKER_URL", "memory://"),
     authorizer=FastAPIUsersAuthorizer(fastapi_users, auth_backend, scopes="scopes"),
     require_auth=os.environ.get("REQUIRE_AUTH") == "1",
+    websub=WebSubSettings(
+        database_url=os.environ["WEBSUB_DATABASE_URL"],
+        allow_networks=("127.0.0.1/32",),
+        lease_min=1,
+        rate_limit=10_000,
+        verify_timeout=5.0,
+        delivery_timeout=2.0,
+        retry_base=0.1,
+        retry_max=0.5,
+        poll_interval=0.1,
+        sync_interval=0.2,
+        cleanup_interval=0.5,
+    )
+    if "WEBSUB_DATABASE_URL" in os.environ
+    else None,
 )
 
 

@@ -11,7 +11,7 @@ from tests.support.auth import Tokens
 from tests.support.server import ServerProcess
 
 #: Seconds the tokens of the app's ``/auth/short/login`` live.
-SHORT_LIFETIME = 2
+SHORT_LIFETIME = 3
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +24,7 @@ def secure_server(users_database: Path) -> Iterator[ServerProcess]:
     env = {
         "DATABASE_URL": f"sqlite+aiosqlite:///{users_database}",
         "SHORT_LIFETIME": str(SHORT_LIFETIME),
+        "WEBSUB_DATABASE_URL": f"sqlite+aiosqlite:///{users_database.parent / 'hub.db'}",
     }
     with ServerProcess("tests.apps.secure_app:app", env=env) as server:
         yield server

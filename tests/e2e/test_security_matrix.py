@@ -3,13 +3,12 @@
 Rows are transports, columns are token cases. Each cell asserts the exact answer (status,
 ``WWW-Authenticate``, close code or ``error`` message) and that a client authorised beside it,
 connected to the same topics before, keeps receiving events.
-
-The WebSub row joins this table when the WebSub hub lands.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import time
@@ -19,14 +18,15 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 import httpx
-import httpx_sse
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from tests.e2e.conftest import SHORT_LIFETIME
 from tests.support.auth import Tokens, claims
-from tests.support.clients import SSEClient, receive_json, send_json
+from tests.support.clients import SSEClient, receive_json, send_json, sse_stream
 from tests.support.server import ServerProcess
+from tests.support.websub import Received, Subscriber
 
 REFUSALS = ["none", "malformed", "bad_signature", "expired", "wrong_audience", "missing_scope"]
 INVALID = {
@@ -79,10 +79,12 @@ def query(token: str | None) -> dict[str, str]:
     return {"access_token": token} if token is not None else {}
 
 
-async def emit_quote(server: ServerProcess) -> None:
+async def emit_quote(server: ServerProcess) -> str:
+    """Emit a quote from server-side code; returns the event's id."""
     async with httpx.AsyncClient(base_url=server.url) as http:
         answer = await http.post("/test/emit/stocks/AAPL", json=QUOTE)
     assert answer.status_code == 200
+    return str(answer.json()["id"])
 
 
 async def publish_order(server: ServerProcess, token: str, symbol: str = "AAPL") -> httpx.Response:
@@ -104,37 +106,10 @@ async def emit_news(server: ServerProcess) -> None:
 async def sse(
     server: ServerProcess, path: str, *, params: Any = None, headers: Any = None
 ) -> AsyncIterator[SSEClient]:
-    """An open event stream (200), its events collected in the background."""
-    client = SSEClient()
-    opened = asyncio.Event()
-    async with httpx.AsyncClient(base_url=server.url, timeout=None) as http:
-
-        async def read() -> None:
-            try:
-                async with httpx_sse.aconnect_sse(
-                    http, "GET", path, params=params, headers=dict(headers or {})
-                ) as source:
-                    client.response = source.response
-                    opened.set()
-                    async for event in source.aiter_sse():
-                        client.events.append(event)
-                        client.arrived.set()
-            finally:
-                opened.set()
-                client.ended.set()
-                client.arrived.set()
-
-        task = asyncio.create_task(read())
-        await asyncio.wait_for(opened.wait(), 10)
-        assert client.response is not None and client.response.status_code == 200
-        try:
-            yield client
-        finally:
-            task.cancel()
-            try:
-                await task
-            except (asyncio.CancelledError, httpx.HTTPError):
-                pass
+    """An open event stream the server accepted (200), its events collected in the background."""
+    async with sse_stream(server.url, path, headers=headers, **(params or {})) as stream:
+        assert stream.response is not None and stream.response.status_code == 200
+        yield stream
 
 
 async def refused_http(
@@ -187,7 +162,9 @@ class Bystander(Protocol):
 class Row(Protocol):
     needed: tuple[str, ...]
     missing: str
-    carries: str  # "http" (status, header, body) or "message" (a socket's error message)
+    #: "http" (status, header, body), "message" (a socket's error message) or "websub" (the
+    #: hub's answer, and for a known client without the scope a denial sent to the callback)
+    carries: str
 
     def bystander(self, server: ServerProcess, token: str) -> Any: ...
     async def refuse(self, server: ServerProcess, token: str | None, case: str) -> Observed: ...
@@ -418,18 +395,127 @@ class HTTPPublish:
         assert observed == shaped(self, expected("expired", (), ""))
 
 
+class WebSubSubscribe:
+    """Subscription requests to the hub for ``/stocks/AAPL``, with the token in the header.
+
+    Bad credentials get 401 at once and the hub calls nobody. A known client without the scope
+    gets 202 and its callback a ``hub.mode=denied`` request with the reason (WebSub 5.1.2:
+    the answer must not depend on validation). A subscription ends with its token: the lease
+    the hub grants never outlasts it.
+    """
+
+    needed = ("stocks:read",)
+    missing = "stocks:read"
+    carries = "websub"
+    address = "/stocks/AAPL"
+
+    def topic_url(self, server: ServerProcess) -> str:
+        return f"{server.url}/streams/websub{self.address}"
+
+    async def request(
+        self, server: ServerProcess, token: str | None, callback: str, mode: str = "subscribe"
+    ) -> httpx.Response:
+        form = {"hub.mode": mode, "hub.topic": self.topic_url(server), "hub.callback": callback}
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+            return await http.post("/streams/websub/hub", data=form, headers=bearer(token))
+
+    async def subscribe(
+        self, server: ServerProcess, token: str, subscriber: Subscriber
+    ) -> dict[str, str]:
+        """Subscribe ``subscriber`` and wait for its first delivery; the verification query."""
+        answer = await self.request(server, token, subscriber.url("/quotes"))
+        assert answer.status_code == 202, answer.text
+        await subscriber.wait_until(lambda: subscriber.verifications() != [], what="verification")
+        await delivered(server, subscriber)
+        return subscriber.verifications()[0].query
+
+    @asynccontextmanager
+    async def bystander(self, server: ServerProcess, token: str) -> AsyncIterator[Bystander]:
+        async with Subscriber() as subscriber:
+            await self.subscribe(server, token, subscriber)
+
+            class Watch:
+                async def receives(self) -> None:
+                    await delivered(server, subscriber)
+
+            yield Watch()
+            answer = await self.request(server, token, subscriber.url("/quotes"), "unsubscribe")
+            assert answer.status_code == 202, answer.text
+            modes = lambda: [r.query["hub.mode"] for r in subscriber.verifications()]  # noqa: E731
+            await subscriber.wait_until(lambda: "unsubscribe" in modes(), what="unsubscription")
+
+    async def refuse(self, server: ServerProcess, token: str | None, case: str) -> Observed:
+        async with Subscriber() as subscriber:
+            answer = await self.request(server, token, subscriber.url("/refused"))
+            challenge = answer.headers.get("www-authenticate")
+            if answer.status_code != 202:
+                await asyncio.sleep(0.3)
+                assert subscriber.requests == [], "a refused request makes the hub call nobody"
+                return Observed(answer.status_code, answer.text.strip(), challenge)
+            await subscriber.wait_until(lambda: subscriber.denials() != [], what="the denial")
+            denial = subscriber.denials()[0].query
+            assert denial["hub.topic"] == self.topic_url(server)
+            await emit_quote(server)
+            await asyncio.sleep(0.3)
+            assert subscriber.verifications() == [] and subscriber.deliveries() == []
+        return Observed(answer.status_code, denial["hub.reason"], challenge)
+
+    async def serve(self, server: ServerProcess, token: str, tokens: Tokens) -> None:
+        async with Subscriber() as subscriber:
+            verification = await self.subscribe(server, token, subscriber)
+            delivery = await delivered(server, subscriber)
+        assert json.loads(delivery.body) == QUOTE
+        # The default lease (days) is cut to the token's remaining hour.
+        lease = int(verification["hub.lease_seconds"])
+        assert 0 < claims(token)["exp"] - time.time() - lease < 60
+
+    async def expire(self, server: ServerProcess, token: str) -> None:
+        async with Subscriber() as subscriber:
+            verification = await self.subscribe(server, token, subscriber)
+            assert int(verification["hub.lease_seconds"]) <= SHORT_LIFETIME
+            await asyncio.sleep(max(0.0, claims(token)["exp"] - time.time() + 0.3))
+            assert await delivery_of(subscriber, await emit_quote(server), within=1) is None
+
+
+async def delivered(server: ServerProcess, subscriber: Subscriber, timeout: float = 10) -> Received:
+    """Emit quotes until one reaches the subscriber's callback; that delivery."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = await delivery_of(subscriber, await emit_quote(server), within=0.5)
+        if found is not None:
+            return found
+        assert time.monotonic() < deadline, f"no quote reached the subscriber in {timeout} s"
+
+
+async def delivery_of(subscriber: Subscriber, event_id: str, within: float) -> Received | None:
+    """The delivery of event ``event_id`` if it arrives ``within`` seconds, else None."""
+    with contextlib.suppress(AssertionError):
+        await subscriber.wait_until(lambda: event_id in delivery_ids(subscriber), within)
+    return delivery_ids(subscriber).get(event_id)
+
+
+def delivery_ids(subscriber: Subscriber) -> dict[str, Received]:
+    return {d.headers["x-hub-event-id"]: d for d in subscriber.deliveries()}
+
+
 ROWS: dict[str, Row] = {
     "ws_one_topic": WebSocketOneTopic(),
     "ws_multiplexed": WebSocketMultiplexed(),
     "sse_one_topic": SSEOneTopic(),
     "sse_multi_topic": SSEMultiTopic(),
     "http_publish": HTTPPublish(),
+    "websub_subscribe": WebSubSubscribe(),
 }
 
 
 def shaped(row: Row, observed: Observed) -> Observed:
     """The expected answer, with only the fields the row's transport carries."""
     if row.carries == "http":
+        return dataclasses.replace(observed, error=None)
+    if row.carries == "websub" and observed.status == 403:
+        # A known client without the scope: accepted, then denied at its callback.
+        return Observed(202, observed.detail)
+    if row.carries == "websub":
         return dataclasses.replace(observed, error=None)
     return dataclasses.replace(observed, www_authenticate=None)
 
@@ -460,7 +546,7 @@ async def test_all_scopes(name: str, secure_server: ServerProcess, tokens: Token
 async def test_expiring_mid_stream(name: str, secure_server: ServerProcess, tokens: Tokens) -> None:
     row = ROWS[name]
     short = tokens.account.login(backend="short")
-    assert claims(short)["exp"] - time.time() <= 2.5
+    assert claims(short)["exp"] - time.time() <= SHORT_LIFETIME + 0.5
     async with row.bystander(secure_server, tokens.full) as bystander:
         await row.expire(secure_server, short)
         await bystander.receives()
