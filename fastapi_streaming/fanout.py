@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
 from broadcaster import Event as BrokerMessage
 
 from .brokers.connection import BrokerConnection
@@ -78,13 +77,17 @@ class ClientQueue:
     ``put`` never blocks and never grows past ``maxsize``: the overflow policy of the event's
     topic decides what gives way. The consumer takes everything pending at once, so a transport
     that fell behind catches up with one write instead of many.
+
+    There is one consumer per queue (the client's transport). It waits on a bare future that
+    the next ``put`` resolves, not on an :class:`asyncio.Event`: a queue exists per connection,
+    and thousands of them are kept cheap in memory and in wake-ups.
     """
 
     __slots__ = (
         "_held",
         "_latest",
         "_sent_since_ping",
-        "_wakeup",
+        "_waiter",
         "closed",
         "delivered",
         "dropped",
@@ -98,9 +101,10 @@ class ClientQueue:
         if maxsize < 1:
             raise ValueError("a client queue must hold at least one event")
         self.maxsize = maxsize
-        self.items: deque[EncodedEvent | Reply | _Slot] = deque()
-        self._latest: dict[str, EncodedEvent] = {}
-        self._wakeup = asyncio.Event()
+        self.items: list[EncodedEvent | Reply | _Slot] = []
+        #: Conflated topics' pending events; created by the first one (most queues never need it).
+        self._latest: dict[str, EncodedEvent] | None = None
+        self._waiter: asyncio.Future[None] | None = None
         self.closed: CloseReason | None = None
         self.dropped = 0
         self.delivered = 0
@@ -115,12 +119,18 @@ class ClientQueue:
     def __len__(self) -> int:
         return len(self.items)
 
+    @property
+    def ready(self) -> bool:
+        """Whether the consumer has something to do: items it may take, a heartbeat, the end."""
+        return (
+            self.closed is not None or self.heartbeat_due or (bool(self.items) and not self._held)
+        )
+
     def put(self, item: EncodedEvent, policy: OverflowPolicy) -> None:
         if self.closed is not None:
             return
-        if policy is OverflowPolicy.LATEST and item.topic in self._latest:
-            self._latest[item.topic] = item  # replaces the one still waiting
-            self.dropped += 1
+        if policy is OverflowPolicy.LATEST:
+            self._put_latest(item)
             return
         if len(self.items) >= self.maxsize:
             if policy is OverflowPolicy.DISCONNECT:
@@ -133,12 +143,23 @@ class ClientQueue:
                 )
                 return
             self._drop_oldest()
-        if policy is OverflowPolicy.LATEST:
-            self._latest[item.topic] = item
-            self.items.append(_Slot(item.topic))
-        else:
-            self.items.append(item)
-        self._wakeup.set()
+        self.items.append(item)
+        self._wake()
+
+    def _put_latest(self, item: EncodedEvent) -> None:
+        """Conflation: at most one event per topic waits, the newest, in the first one's place."""
+        latest = self._latest
+        if latest is None:
+            latest = self._latest = {}
+        elif item.topic in latest:
+            latest[item.topic] = item  # replaces the one still waiting
+            self.dropped += 1
+            return
+        if len(self.items) >= self.maxsize:
+            self._drop_oldest()
+        latest[item.topic] = item
+        self.items.append(_Slot(item.topic))
+        self._wake()
 
     def reply(self, text: str, *, first: bool = False) -> None:
         """Queue a message for this client alone; it counts against the same bound.
@@ -152,10 +173,10 @@ class ClientQueue:
             self.close(CloseReason(SLOW_CLIENT, "client too slow: it does not read its replies"))
             return
         if first:
-            self.items.appendleft(Reply(text))
+            self.items.insert(0, Reply(text))
         else:
             self.items.append(Reply(text))
-        self._wakeup.set()
+        self._wake()
 
     def replay(self, events: list[EncodedEvent], notice: Reply | None = None) -> None:
         """Put missed events (and a notice such as a ``gap``) before everything pending.
@@ -164,17 +185,19 @@ class ClientQueue:
         newest), so a resume cannot grow the queue past twice its bound.
         """
         pending = {item.event.id for item in self.items if isinstance(item, EncodedEvent)}
-        fresh = [encoded for encoded in events if encoded.event.id not in pending]
+        fresh: list[EncodedEvent | Reply | _Slot] = [
+            encoded for encoded in events if encoded.event.id not in pending
+        ]
         fresh = fresh[-self.maxsize :]
-        self.items.extendleft(reversed(fresh))
         if notice is not None:
-            self.items.appendleft(notice)
-        if fresh or notice is not None:
-            self._wakeup.set()
+            fresh.insert(0, notice)
+        if fresh:
+            self.items[:0] = fresh
+            self._wake()
 
     def _drop_oldest(self) -> None:
-        oldest = self.items.popleft()
-        if isinstance(oldest, _Slot):
+        oldest = self.items.pop(0)
+        if isinstance(oldest, _Slot) and self._latest is not None:
             del self._latest[oldest.topic]
         self.dropped += 1
 
@@ -183,7 +206,7 @@ class ClientQueue:
         if self.closed is not None:
             return
         self.closed = reason
-        self._wakeup.set()
+        self._wake()
         if self.on_close is not None:
             self.on_close(reason)
 
@@ -194,7 +217,7 @@ class ClientQueue:
             self._sent_since_ping = False
         elif not self.items:
             self.heartbeat_due = True
-            self._wakeup.set()
+            self._wake()
 
     def hold(self) -> None:
         """Keep pending items back (while missed events are looked up) until :meth:`release`."""
@@ -203,36 +226,45 @@ class ClientQueue:
     def release(self) -> None:
         self._held -= 1
         if not self._held and self.items:
-            self._wakeup.set()
+            self._wake()
 
     def take(self, limit: int = 512) -> list[EncodedEvent | Reply]:
         """Everything pending, oldest first (at most ``limit``), without waiting."""
-        batch: list[EncodedEvent | Reply] = []
         if self._held and self.closed is None:
-            self._wakeup.clear()
-            return batch
+            return []
         items = self.items
-        while items and len(batch) < limit:
-            item = items.popleft()
-            batch.append(self._latest.pop(item.topic) if isinstance(item, _Slot) else item)
-        if not items:
-            self._wakeup.clear()
+        if len(items) <= limit and self._latest is None:
+            # The common case: hand over the whole list.
+            batch: list[Any] = items
+            self.items = []
+        else:
+            batch, self.items = items[:limit], items[limit:]
+            if self._latest is not None:
+                batch = [self._latest.pop(i.topic) if isinstance(i, _Slot) else i for i in batch]
         if batch:
             self._sent_since_ping = True
-        self.delivered += len(batch)
+            self.delivered += len(batch)
         return batch
 
     async def wait(self, at_most: float | None = None) -> bool:
-        """Wait until there is something to take or the queue closed; False after ``at_most`` s."""
-        if self.items or self.closed is not None:
+        """Wait until :attr:`ready` (or ``at_most`` seconds passed: then False)."""
+        if self.ready:
             return True
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
         if at_most is None:  # the hot path: transports wait without a deadline
-            await self._wakeup.wait()
+            await waiter
             return True
-        with anyio.move_on_after(at_most):
-            await self._wakeup.wait()
-            return True
-        return False
+        done, _ = await asyncio.wait((waiter,), timeout=at_most)
+        if not done:
+            waiter.cancel()
+        return bool(done)
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 class TopicStream:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import anyio
 from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
@@ -40,14 +40,18 @@ def expiry(context: Sequence[object]) -> float | None:
     return None
 
 
-async def end_at_expiry(queue: ClientQueue, expires_at: float) -> None:
-    """Close the client's stream when its access token expires.
+def end_at_expiry(queue: ClientQueue, expires_at: float) -> asyncio.TimerHandle:
+    """Close the client's stream when its access token expires; cancel the returned timer if
+    the stream ends first.
 
     A stream opened with a token must not outlive it: a user whose access is revoked would
     otherwise keep receiving events for as long as the connection lasts.
     """
-    await anyio.sleep(max(0.0, expires_at - time.time()))
-    queue.close(CloseReason(TOKEN_EXPIRED, "the access token expired"))
+    return asyncio.get_running_loop().call_later(
+        max(0.0, expires_at - time.time()),
+        queue.close,
+        CloseReason(TOKEN_EXPIRED, "the access token expired"),
+    )
 
 
 def error_response(error: StreamingError) -> JSONResponse:

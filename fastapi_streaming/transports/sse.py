@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from functools import partial
 from typing import TYPE_CHECKING
 
-import anyio
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
@@ -64,45 +65,61 @@ class EventStreamResponse(Response):
         self.expires_at = expires_at
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Write the stream in a task of its own until it ends, watching for the client leaving.
+
+        The writer does not run here: a task resumes its whole stack of coroutines on every
+        wake-up, and here that stack is the app's middleware and routing, a dozen frames deep,
+        for every batch of every client.
+        """
+        queue = self.queue
+        writer = watcher = timer = None
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             await send({"type": "http.response.body", "body": OPENING, "more_body": True})
-            async with anyio.create_task_group() as group:
-                # A client that stopped reading can block a write forever: when its queue gives
-                # up on it, abandon the write and drop the connection.
-                self.queue.on_close = lambda reason: abandon_if_slow(reason, group.cancel_scope)
-                group.start_soon(self._watch_disconnect, receive, group.cancel_scope)
-                if self.expires_at is not None:
-                    group.start_soon(end_at_expiry, self.queue, self.expires_at)
-                await self._stream(send)
-                group.cancel_scope.cancel()
+            writer = asyncio.create_task(self._write(send))
+            watcher = asyncio.create_task(self._watch_disconnect(receive, writer))
+            # A client that stopped reading can block a write forever: when its queue gives up
+            # on it, abandon the write and drop the connection.
+            queue.on_close = partial(abandon_if_slow, writer)
+            if self.expires_at is not None:
+                timer = end_at_expiry(queue, self.expires_at)
+            await writer
         finally:
-            with anyio.CancelScope(shield=True):
-                await self.runtime.disconnect(self.queue, self.addresses)
+            if timer is not None:
+                timer.cancel()
+            for task in (writer, watcher):
+                if task is not None:
+                    task.cancel()
+            await asyncio.shield(self.runtime.disconnect(queue, self.addresses))
 
-    async def _watch_disconnect(self, receive: Receive, scope: anyio.CancelScope) -> None:
+    async def _watch_disconnect(self, receive: Receive, writer: asyncio.Task[None]) -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
         self.queue.close(CLIENT_GONE)
-        scope.cancel()
+        writer.cancel()  # it may be stuck writing to the departed client
 
-    async def _stream(self, send: Send) -> None:
+    async def _write(self, send: Send) -> None:
         queue, named = self.queue, self.named
-        while True:
-            await queue.wait()
-            batch = queue.take()
-            if batch:
-                body = _frames(batch, named)
-            elif queue.heartbeat_due:
-                body = HEARTBEAT
-            else:
-                body = b""
-            queue.heartbeat_due = False
-            if body:
-                await send({"type": "http.response.body", "body": body, "more_body": True})
-            if queue.closed is not None and not queue.items:
-                break
-        await send({"type": "http.response.body", "body": _final_frame(queue.closed)})
+        try:
+            while True:
+                await queue.wait()
+                batch = queue.take()
+                if batch:
+                    body = _frames(batch, named)
+                elif queue.heartbeat_due:
+                    body = HEARTBEAT
+                else:
+                    body = b""
+                queue.heartbeat_due = False
+                if body:
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+                if queue.closed is not None and not queue.items:
+                    break
+            await send({"type": "http.response.body", "body": _final_frame(queue.closed)})
+        except asyncio.CancelledError:
+            if queue.closed is None:
+                raise
+            # Abandoned: the client left, or stopped reading and was dropped.
 
 
 def _frames(batch: list[EncodedEvent | Reply], named: bool) -> bytes:
@@ -116,9 +133,9 @@ def _frames(batch: list[EncodedEvent | Reply], named: bool) -> bytes:
     return b"".join(item.sse if not isinstance(item, Reply) else item.sse or b"" for item in batch)
 
 
-def abandon_if_slow(reason: CloseReason, scope: anyio.CancelScope) -> None:
+def abandon_if_slow(writer: asyncio.Task[None], reason: CloseReason) -> None:
     if reason.code == SLOW_CLIENT:
-        scope.cancel()
+        writer.cancel()
 
 
 def _final_frame(reason: CloseReason) -> bytes:
@@ -154,8 +171,7 @@ async def open_stream(
             await runtime.subscribe(queue, address, last_event_id=last_event_id)
             joined.append(address)
     except BaseException:
-        with anyio.CancelScope(shield=True):
-            await runtime.disconnect(queue, joined)
+        await asyncio.shield(runtime.disconnect(queue, joined))
         raise
     return EventStreamResponse(
         runtime,

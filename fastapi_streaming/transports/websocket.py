@@ -56,6 +56,7 @@ class SocketSession:
 
     async def run(self, on_message: Callable[[str | bytes], Awaitable[None]]) -> None:
         """Serve the socket until the client leaves, the server stops or the queue gives up."""
+        timer = None
         try:
             async with anyio.create_task_group() as group:
                 self.queue.on_close = lambda reason: (
@@ -63,10 +64,12 @@ class SocketSession:
                 )
                 group.start_soon(self._send_loop, group.cancel_scope)
                 if self.expires_at is not None:
-                    group.start_soon(end_at_expiry, self.queue, self.expires_at)
+                    timer = end_at_expiry(self.queue, self.expires_at)
                 await self._receive_loop(on_message)
                 group.cancel_scope.cancel()
         finally:
+            if timer is not None:
+                timer.cancel()
             with anyio.CancelScope(shield=True):
                 await self._close()
                 await self.streaming.runtime.disconnect(self.queue, self.subscriptions)

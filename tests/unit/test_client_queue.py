@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from fastapi_streaming.events import EncodedEvent, Event
-from fastapi_streaming.fanout import SLOW_CLIENT, ClientQueue, Reply
+from fastapi_streaming.fanout import SLOW_CLIENT, ClientQueue, CloseReason, Reply
 from fastapi_streaming.topics import OverflowPolicy
 
 
@@ -70,3 +70,39 @@ async def test_wait_wakes_on_put_and_times_out_when_idle() -> None:
 def test_queue_needs_room_for_one_event() -> None:
     with pytest.raises(ValueError):
         ClientQueue(0)
+
+
+async def test_a_held_queue_keeps_its_consumer_waiting_until_released() -> None:
+    """While missed events are looked up, pending live events must not wake the writer: a
+    writer woken with nothing it may take would spin without yielding to the lookup."""
+    queue = ClientQueue(10)
+    queue.hold()
+    queue.put(event("/a", 1), OverflowPolicy.DISCONNECT)
+    assert not queue.ready
+    assert await queue.wait(0.05) is False
+    assert queue.take() == []
+    waiting = asyncio.create_task(queue.wait())
+    await asyncio.sleep(0)
+    queue.replay([event("/a", 0)])
+    queue.release()
+    assert await asyncio.wait_for(waiting, 1) is True
+    assert seqs(queue.take()) == [0, 1]
+
+
+async def test_a_held_queue_still_wakes_its_consumer_when_closed() -> None:
+    queue = ClientQueue(10)
+    queue.hold()
+    waiting = asyncio.create_task(queue.wait())
+    await asyncio.sleep(0)
+    queue.close(CloseReason("shutdown", "the server is shutting down"))
+    assert await asyncio.wait_for(waiting, 1) is True
+
+
+def test_take_respects_its_limit_and_leaves_the_rest_in_order() -> None:
+    queue = ClientQueue(10)
+    for seq in range(5):
+        queue.put(event("/a", seq), OverflowPolicy.DISCONNECT)
+    assert seqs(queue.take(2)) == [0, 1]
+    assert seqs(queue.take(2)) == [2, 3]
+    assert seqs(queue.take()) == [4]
+    assert queue.delivered == 5
