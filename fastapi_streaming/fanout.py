@@ -233,25 +233,34 @@ class ClientQueue:
         if self._held and self.closed is None:
             return []
         items = self.items
-        if len(items) <= limit and self._latest is None:
-            # The common case: hand over the whole list.
-            batch: list[Any] = items
-            self.items = []
-        else:
-            batch, self.items = items[:limit], items[limit:]
-            if self._latest is not None:
-                batch = [self._latest.pop(i.topic) if isinstance(i, _Slot) else i for i in batch]
+        # A copy that lives only until it is written, and the queue keeps its own list: a new
+        # list per batch would outlive a few young-generation garbage collections and, with
+        # thousands of clients, make the full (slow) collections frequent.
+        batch: list[Any] = items[:limit]
+        del items[:limit]
+        if self._latest is not None:
+            batch = [self._latest.pop(i.topic) if isinstance(i, _Slot) else i for i in batch]
         if batch:
             self._sent_since_ping = True
             self.delivered += len(batch)
         return batch
 
+    def waiter(self) -> asyncio.Future[None]:
+        """A future resolved when the queue becomes :attr:`ready`, for its one consumer.
+
+        Transports await it directly (``if not queue.ready: await queue.waiter()``): a
+        coroutine per wait would be one more object per client alive at every garbage
+        collection, and with thousands of clients that makes full collections frequent.
+        """
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        return waiter
+
     async def wait(self, at_most: float | None = None) -> bool:
         """Wait until :attr:`ready` (or ``at_most`` seconds passed: then False)."""
         if self.ready:
             return True
-        waiter = self._waiter = asyncio.get_running_loop().create_future()
-        if at_most is None:  # the hot path: transports wait without a deadline
+        waiter = self.waiter()
+        if at_most is None:
             await waiter
             return True
         done, _ = await asyncio.wait((waiter,), timeout=at_most)

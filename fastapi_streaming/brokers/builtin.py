@@ -29,7 +29,7 @@ def _require(module: str, extra: str) -> None:
 
 
 def memory(url: str) -> BroadcastBackend:
-    from broadcaster._backends.memory import MemoryBackend
+    from .memory import MemoryBackend
 
     return MemoryBackend(url)
 

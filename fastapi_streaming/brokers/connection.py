@@ -54,7 +54,13 @@ class BrokerConnection:
         await self.backend.connect()
         self.connected = True
         self.reconnects = 0
-        self._task = asyncio.create_task(self._listen(), name="fastapi-streaming broker listener")
+        if hasattr(self.backend, "deliver"):
+            # An in-process backend hands messages over in the publisher's step: no listener.
+            self.backend.deliver = self._dispatch
+        else:
+            self._task = asyncio.create_task(
+                self._listen(), name="fastapi-streaming broker listener"
+            )
 
     async def disconnect(self) -> None:
         self.connected = False
@@ -138,8 +144,11 @@ class BrokerConnection:
                 logger.warning("Lost the broker at %s (%r); reconnecting.", self.url, exc)
                 await self._reconnect()
                 continue
-            for listener in tuple(self._listeners.get(message.channel, ())):
-                _call(listener, message)
+            self._dispatch(message)
+
+    def _dispatch(self, message: BrokerMessage) -> None:
+        for listener in tuple(self._listeners.get(message.channel, ())):
+            _call(listener, message)
 
     async def _reconnect(self) -> None:
         """Connect again with exponential backoff and jitter, then resubscribe every channel."""

@@ -102,7 +102,8 @@ class EventStreamResponse(Response):
         queue, named = self.queue, self.named
         try:
             while True:
-                await queue.wait()
+                if not queue.ready:
+                    await queue.waiter()
                 batch = queue.take()
                 if batch:
                     body = _frames(batch, named)

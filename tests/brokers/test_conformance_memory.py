@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from broadcaster._backends.memory import MemoryBackend
-
+from fastapi_streaming.brokers.memory import MemoryBackend
 from fastapi_streaming.testing import BackendConformance
 
 

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 
 import pluggy
 import pytest
-from broadcaster._backends.memory import MemoryBackend
 
 from fastapi_streaming.brokers.hookspecs import BackendFactory, hookimpl
+from fastapi_streaming.brokers.memory import MemoryBackend
 from fastapi_streaming.brokers.plugins import (
     BackendConflictError,
     UnknownBackendError,
