@@ -406,7 +406,7 @@ class StreamingAPI:
         the app's startup code can already emit) and stops after it.
         """
         from .asyncapi.routes import add_asyncapi_routes
-        from .transports import build_router
+        from .transports import build_router, stream_routes
 
         # Browsers send tokens in the URL (?access_token=); servers log URLs.
         install_redaction()
@@ -421,6 +421,7 @@ class StreamingAPI:
                 "client is refused on them. Pass authorizer=... to StreamingAPI.",
                 self.title,
             )
+        app.router.routes.extend(stream_routes(self))
         app.include_router(build_router(self))
         if self.websub is not None:
             from .websub.routes import build_router as build_websub_router

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter
+from starlette.routing import BaseRoute
 
 from . import http, sse, websocket
 
@@ -15,10 +16,21 @@ if TYPE_CHECKING:
     from ..api import StreamingAPI
 
 
+def stream_routes(streaming: StreamingAPI) -> list[BaseRoute]:
+    """The SSE and WebSocket routes: plain ASGI endpoints, for the app's own router.
+
+    Added as they are rather than through ``include_router``, which wraps every request of an
+    included plain route in a few more layers; a stream's request lasts as long as the stream,
+    and with thousands of clients those layers are a sizeable share of each one's memory.
+    """
+    routes: list[BaseRoute] = []
+    sse.add_routes(routes, streaming)
+    websocket.add_routes(routes, streaming)
+    return routes
+
+
 def build_router(streaming: StreamingAPI) -> APIRouter:
-    """The routes of every transport, under the streaming API's prefix."""
+    """The HTTP routes (publish, health), documented in the app's OpenAPI schema."""
     router = APIRouter()
-    sse.add_routes(router, streaming)
-    websocket.add_routes(router, streaming)
     http.add_routes(router, streaming)
     return router

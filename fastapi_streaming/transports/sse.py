@@ -7,10 +7,9 @@ import json
 from functools import partial
 from typing import TYPE_CHECKING
 
-from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from ..errors import MalformedMessage, StreamingError
@@ -201,12 +200,12 @@ class EventStreamEndpoint:
         await response(scope, receive, send)
 
 
-def add_routes(router: APIRouter, streaming: StreamingAPI) -> None:
+def add_routes(routes: list[BaseRoute], streaming: StreamingAPI) -> None:
     prefix = streaming.prefix
-    router.routes.append(
+    routes.append(
         Route(prefix + "/sse", EventStreamEndpoint(streaming, many=True), methods=["GET"])
     )
-    router.routes.append(
+    routes.append(
         Route(
             prefix + "/sse/{address:path}",
             EventStreamEndpoint(streaming, many=False),

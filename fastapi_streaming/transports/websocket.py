@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from fastapi import APIRouter, HTTPException
-from starlette.routing import WebSocketRoute
+from fastapi import HTTPException
+from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
@@ -263,9 +263,9 @@ class SocketEndpoint:
             await serve_one_topic(self.streaming, websocket, address)
 
 
-def add_routes(router: APIRouter, streaming: StreamingAPI) -> None:
+def add_routes(routes: list[BaseRoute], streaming: StreamingAPI) -> None:
     prefix = streaming.prefix
-    router.routes.append(WebSocketRoute(prefix + "/ws", SocketEndpoint(streaming, many=True)))
-    router.routes.append(
+    routes.append(WebSocketRoute(prefix + "/ws", SocketEndpoint(streaming, many=True)))
+    routes.append(
         WebSocketRoute(prefix + "/ws/{address:path}", SocketEndpoint(streaming, many=False))
     )
