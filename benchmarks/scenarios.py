@@ -27,6 +27,14 @@ class Server:
 
 
 BARE = Server("bare", "bare ASGI (bound)", "benchmarks.servers.bare:app", "/sse", "/ws", "/publish")
+FASTAPI_FLOOR = Server(
+    "fastapi-bare",
+    "bound's endpoints in FastAPI (framework floor)",
+    "benchmarks.servers.fastapi_floor:app",
+    "/sse",
+    "/ws",
+    "/publish",
+)
 STREAMING_MEMORY = Server(
     "fs-memory",
     "fastapi-streaming memory://",
@@ -63,7 +71,7 @@ PUBSUB = Server(
     python=str(PUBSUB_PYTHON),
     ws_client="pubsub",
 )
-SERVERS = [BARE, STREAMING_MEMORY, STREAMING_REDIS, HANDWRITTEN, PUBSUB]
+SERVERS = [BARE, FASTAPI_FLOOR, STREAMING_MEMORY, STREAMING_REDIS, HANDWRITTEN, PUBSUB]
 #: Each transport's upper bound and the server every other is compared with.
 BOUND = BARE
 REFERENCE = STREAMING_MEMORY
