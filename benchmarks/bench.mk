@@ -9,7 +9,7 @@ BENCH_STAMP := $(VENV)/.bench-installed
 PUBSUB_VENV := benchmarks/.venv-pubsub
 PUBSUB_STAMP := $(PUBSUB_VENV)/.installed
 
-.PHONY: bench bench-quick bench-medium bench-venv
+.PHONY: bench bench-quick bench-medium bench-memory bench-venv
 
 $(BENCH_STAMP): benchmarks/requirements.txt $(STAMP)
 	test -x $(BENCH_PYTHON) || python3 -m venv $(VENV)
@@ -35,3 +35,8 @@ bench-medium: bench-venv
 ## Run the one-minute subset (CI checks that it runs, not how fast)
 bench-quick: bench-venv
 	$(BENCH_PYTHON) -m benchmarks --quick --budget 120
+	$(BENCH_PYTHON) -m benchmarks.memory --connections 200
+
+## Where the memory of an idle SSE connection goes, by layer (bound, FastAPI floor, ours)
+bench-memory: bench-venv
+	$(BENCH_PYTHON) -m benchmarks.memory --connections 2000
