@@ -7,6 +7,9 @@ objects before and after, grouped by the layer that made them. Run on the bound,
 endpoints inside FastAPI and fastapi-streaming, it shows how much of a connection's memory is
 the server's, the framework's and the library's own.
 
+It also times a full garbage collection with the connections open: under load, every event
+waits out such a pause when one runs, so it sets the latency tail.
+
 Python allocations only: RSS adds the allocator's slack and uvloop's own buffers on top.
 """
 
@@ -21,6 +24,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import tracemalloc
 from typing import Any
 
@@ -74,11 +78,22 @@ def open_clients(port: int, path: str, count: int) -> subprocess.Popen[str]:
     return child
 
 
+def full_collection_ms() -> float:
+    """How long a full garbage collection takes now: the pause every event waits out when one
+    runs under load (the fastest of three, to leave out the machine's noise)."""
+    pauses = []
+    for _ in range(3):
+        started = time.perf_counter()
+        gc.collect()
+        pauses.append((time.perf_counter() - started) * 1000)
+    return min(pauses)
+
+
 def object_counts() -> collections.Counter[str]:
     return collections.Counter(type(o).__qualname__ for o in gc.get_objects())
 
 
-async def measure(server: Server, connections: int) -> dict[str, Any]:
+async def measure(server: Server, connections: int, freeze: bool) -> dict[str, Any]:
     """Run ``server`` in this process and measure ``connections`` idle streams."""
     import uvicorn
 
@@ -101,6 +116,8 @@ async def measure(server: Server, connections: int) -> dict[str, Any]:
     warm.wait()
     await asyncio.sleep(0.5)
     gc.collect()
+    if freeze:
+        gc.freeze()  # what docs/deployment.md suggests doing after startup
     objects_before = object_counts()
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
@@ -110,6 +127,7 @@ async def measure(server: Server, connections: int) -> dict[str, Any]:
     after = tracemalloc.take_snapshot()
     objects = sum((object_counts() - objects_before).values())
     tracemalloc.stop()
+    pause = full_collection_ms()
     clients.kill()
     clients.wait()
     uvicorn_server.should_exit = True
@@ -121,6 +139,7 @@ async def measure(server: Server, connections: int) -> dict[str, Any]:
         "server": server.label,
         "kib": sum(layers.values()) / connections / 1024,
         "objects": objects / connections,
+        "gc_ms": pause,
         "layers": {name: size / connections / 1024 for name, size in layers.items()},
     }
 
@@ -130,10 +149,10 @@ def table(results: list[dict[str, Any]]) -> str:
     order += ["fastapi-streaming", "benchmark app", "other"]
     found = {name for r in results for name in r["layers"]}
     names = [name for name in order if name in found]
-    head = ["server", "KiB per connection", "objects per connection", *names]
+    head = ["server", "KiB per connection", "objects per connection", "full GC ms", *names]
     lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
     for r in results:
-        cells = [r["server"], f"{r['kib']:.1f}", f"{r['objects']:.0f}"]
+        cells = [r["server"], f"{r['kib']:.1f}", f"{r['objects']:.0f}", f"{r['gc_ms']:.1f}"]
         cells += [f"{r['layers'].get(name, 0.0):.1f}" for name in names]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -143,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.memory", description=__doc__)
     parser.add_argument("--connections", type=int, default=1000)
     parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated keys")
+    parser.add_argument(
+        "--freeze", action="store_true", help="gc.freeze() after startup, before connecting"
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--hold", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -154,17 +176,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.one:
         import uvloop
 
-        result = uvloop.run(measure(SERVERS[args.one], args.connections))
+        result = uvloop.run(measure(SERVERS[args.one], args.connections, args.freeze))
         print(json.dumps(result))
         return 0
     results = []
     for key in args.servers.split(","):
         # A fresh process per server: nothing one imported or allocated counts for another.
         command = [sys.executable, "-m", "benchmarks.memory", "--one", key]
-        command += ["--connections", str(args.connections)]
+        command += ["--connections", str(args.connections)] + (["--freeze"] if args.freeze else [])
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    print(f"Python allocations per idle SSE connection ({args.connections:,} connections), KiB")
+    frozen = ", startup objects frozen" if args.freeze else ""
+    print(f"Per idle SSE connection ({args.connections:,} connections{frozen}), sizes in KiB")
     print()
     print(table(results))
     return 0
