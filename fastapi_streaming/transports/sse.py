@@ -28,15 +28,24 @@ OPENING = b": stream open\n\n"
 CLIENT_GONE = CloseReason("client_gone", "the client disconnected")
 
 
-class EventStreamResponse(Response):
+#: The same headers for every stream (no body, so no Content-Length, like StreamingResponse).
+HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class EventStream:
     """Streams one client's queue as ``text/event-stream`` until either side ends it.
 
     Pending events are written in one chunk, so a client that fell behind catches up with one
-    write. Idle streams get a comment line every ``heartbeat`` seconds, which keeps proxies from
-    closing them and lets the server notice clients that went away.
+    write. Idle streams get a comment line from the hub's heartbeat ticker, which keeps proxies
+    from closing them. A plain ASGI app with slots rather than a Starlette ``Response``: one
+    exists per connected client for as long as it stays.
     """
 
-    media_type = "text/event-stream"
+    __slots__ = ("addresses", "expires_at", "named", "queue", "runtime")
 
     def __init__(
         self,
@@ -45,22 +54,12 @@ class EventStreamResponse(Response):
         addresses: list[str],
         *,
         named: bool,
-        heartbeat: float,
         expires_at: float | None = None,
     ) -> None:
-        # Like Starlette's StreamingResponse: no body, so no Content-Length.
-        self.status_code = 200
-        self.background = None
-        self.raw_headers = [
-            (b"content-type", b"text/event-stream; charset=utf-8"),
-            (b"cache-control", b"no-cache"),
-            (b"x-accel-buffering", b"no"),
-        ]
         self.runtime = runtime
         self.queue = queue
         self.addresses = addresses
         self.named = named
-        self.heartbeat = heartbeat
         self.expires_at = expires_at
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -73,7 +72,7 @@ class EventStreamResponse(Response):
         queue = self.queue
         writer = watcher = timer = None
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
             await send({"type": "http.response.body", "body": OPENING, "more_body": True})
             writer = asyncio.create_task(self._write(send))
             watcher = asyncio.create_task(self._watch_disconnect(receive, writer))
@@ -146,7 +145,7 @@ def _final_frame(reason: CloseReason) -> bytes:
 
 async def open_stream(
     streaming: StreamingAPI, request: Request, addresses: list[str], *, named: bool
-) -> Response:
+) -> Response | EventStream:
     """Authorize, subscribe the new client to every address, and start its stream."""
     runtime = streaming.runtime
     try:
@@ -173,14 +172,7 @@ async def open_stream(
     except BaseException:
         await asyncio.shield(runtime.disconnect(queue, joined))
         raise
-    return EventStreamResponse(
-        runtime,
-        queue,
-        joined,
-        named=named,
-        heartbeat=streaming.heartbeat,
-        expires_at=expiry(context),
-    )
+    return EventStream(runtime, queue, joined, named=named, expires_at=expiry(context))
 
 
 class EventStreamEndpoint:
@@ -191,13 +183,16 @@ class EventStreamEndpoint:
         self.many = many
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive)
+        stream = await self.open(Request(scope, receive))
+        # Only the stream stays referenced while it lasts, not the request it came from.
+        await stream(scope, receive, send)
+
+    async def open(self, request: Request) -> Response | EventStream:
         if self.many:
             addresses = list(dict.fromkeys(request.query_params.getlist("topic")))
         else:
             addresses = [concrete_address(request.path_params["address"])]
-        response = await open_stream(self.streaming, request, addresses, named=self.many)
-        await response(scope, receive, send)
+        return await open_stream(self.streaming, request, addresses, named=self.many)
 
 
 def add_routes(routes: list[BaseRoute], streaming: StreamingAPI) -> None:
