@@ -77,7 +77,8 @@ class SocketSession:
     async def _send_loop(self, scope: anyio.CancelScope) -> None:
         queue, send, render = self.queue, self.websocket.send, self.render
         while True:
-            await queue.wait()
+            if not queue.ready:
+                await queue.waiter()
             for item in queue.take():
                 text = item.text if isinstance(item, Reply) else render(item)
                 await send({"type": "websocket.send", "text": text})
