@@ -112,7 +112,12 @@ def run_mode(
             scenario = Scenario(
                 scenario.kind, scenario.transport, scenario.connections, scenario.rate, duration
             )
-        chosen = [v for v in variants(scenario.transport) if only is None or v.server.key in only]
+        chosen = [
+            v
+            for v in variants(scenario.transport)
+            if (only is None or v.server.key in only)
+            and (not v.server.only_in or scenario.name in v.server.only_in)
+        ]
         for rep in range(mode.repetitions):
             # Rotate the order each repetition, so no server always runs first or last.
             shift = rep % max(1, len(chosen))
