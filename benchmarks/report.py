@@ -97,6 +97,34 @@ def stream_table(scenario: str, rows: dict[tuple[str, str], Run]) -> list[str]:
     return [*lines, ""]
 
 
+def websub_table(scenario: str, rows: dict[tuple[str, str], Run]) -> list[str]:
+    mine = {variant: row for (name, variant), row in rows.items() if name == scenario}
+    lines = [
+        f"### {scenario}",
+        "",
+        "fastapi-streaming's WebSub hub, one receiver process holding every subscriber, each "
+        "with its own secret (every delivery signed and checked). One run per database.",
+        "",
+        "| hub database | subscribing s | events | deliveries/s | p50 ms | p99 ms | max ms "
+        "| undelivered | dups | bad signatures | server CPU | us/delivery | receiver CPU "
+        "| RSS MiB |",
+        "|---|" + "---:|" * 13,
+    ]
+    for variant in sorted(mine):
+        row = mine[variant]
+        lines.append(
+            f"| {row['label']} | {_num(row.get('subscribe_s'), 1)} | {_num(row.get('events'))} "
+            f"| {_num(row.get('delivered_rate'))} | {_ms(row.get('p50_ms'))} "
+            f"| {_ms(row.get('p99_ms'))} | {_ms(row.get('max_ms'))} "
+            f"| {_num(row.get('undelivered'))} | {_num(row.get('duplicates'))} "
+            f"| {_num(row.get('bad_signatures'))} | {_pct(row.get('server_cpu'))} "
+            f"| {_num(row.get('us_per_delivery'))} | {_pct(row.get('client_cpu'))} "
+            f"| {_num(row.get('rss_mib'), 1)} |"
+        )
+    lines.append("")
+    return lines
+
+
 def idle_table(scenario: str, rows: dict[tuple[str, str], Run]) -> list[str]:
     mine = {variant: row for (name, variant), row in rows.items() if name == scenario}
     bound = mine.get(f"{BOUND.key}/sse", {})
@@ -213,6 +241,8 @@ def markdown(results: dict[str, Any]) -> str:
     for name in scenario_names:
         if name.startswith("idle"):
             lines += idle_table(name, rows)
+        elif name.startswith("WebSub"):
+            lines += websub_table(name, rows)
         else:
             lines += stream_table(name, rows)
     failed = [run for run in results["runs"] if "failed" in run]

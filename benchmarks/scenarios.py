@@ -138,7 +138,7 @@ class Scenario:
         if self.kind == "idle":
             return f"idle {self.transport.upper()} x {self.connections:,}"
         if self.kind == "websub":
-            return f"WebSub x {self.connections:,} subscribers"
+            return f"WebSub {self.connections:,} subscribers x {self.rate:,.0f}/s"
         return f"{self.transport.upper()} {self.connections:,} x {self.rate:,.0f}/s"
 
 
@@ -171,7 +171,7 @@ def mode(name: str) -> Mode:
                 *_matrix("sse", [(100, 100)], 2.0),
                 *_matrix("ws", [(100, 100)], 2.0),
                 Scenario("idle", "sse", 500),
-                Scenario("websub", "websub", 1000),
+                Scenario("websub", "websub", 200, 5, 2.0),
             ],
         )
     if name == "medium":
@@ -182,7 +182,7 @@ def mode(name: str) -> Mode:
                 *_matrix("sse", [(100, 100), (1000, 100), (1000, 1000), (5000, 10)], 3.0),
                 *_matrix("ws", [(100, 100), (1000, 100), (1000, 1000)], 3.0),
                 Scenario("idle", "sse", 5000),
-                Scenario("websub", "websub", 1000),
+                Scenario("websub", "websub", 1000, 5, 4.0),
             ],
         )
     if name == "full":
@@ -192,7 +192,7 @@ def mode(name: str) -> Mode:
             "full",
             3,
             [
-                Scenario("websub", "websub", 1000),
+                Scenario("websub", "websub", 1000, 5, 4.0),
                 Scenario("idle", "sse", 5000),
                 *_matrix("sse", run, 3.0),
                 *_matrix("ws", [(100, 100), (1000, 100), (1000, 1000)], 3.0),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import socket
 import subprocess
@@ -17,6 +16,7 @@ from typing import Any
 from .processes import ROOT, raise_open_files_limit
 from .runner import SkipVariant, idle_run, stream_run
 from .scenarios import PUBSUB, REDIS_URL, STREAMING_REDIS, Mode, Scenario, Variant, variants
+from .websub import DATABASES, websub_run
 
 PACKAGES = [
     "uvicorn", "uvloop", "httptools", "websockets", "fastapi", "starlette",
@@ -24,18 +24,20 @@ PACKAGES = [
 ]  # fmt: skip
 
 
-def websub_skip_reason() -> str:
-    if importlib.util.find_spec("fastapi_streaming.transports.websub") is None:
-        return (
-            "PLACEHOLDER, skipped: fastapi_streaming has no WebSub hub yet. When "
-            "`fastapi_streaming.transports.websub` lands, this scenario measures deliveries/s "
-            "to 1,000 subscribers with signatures, on SQLite and on PostgreSQL."
-        )
-    return (
-        "PLACEHOLDER, skipped: fastapi_streaming now has a WebSub hub, but the benchmark "
-        "scenario is not written yet (deliveries/s to 1,000 signed callbacks, SQLite and "
-        "PostgreSQL): add it to benchmarks/runner.py."
+def measure_websub(scenario: Scenario, kind: str, log: Callable[[str], None]) -> dict[str, Any]:
+    head = {"scenario": scenario.name, "variant": f"websub/{kind}", "label": kind, "rep": 0}
+    began = time.monotonic()
+    try:
+        run = websub_run(scenario, kind)
+    except Exception as exc:
+        log(f"  {scenario.name:24} {kind:42} FAILED: {exc!r}")
+        return {**head, "failed": repr(exc)}
+    log(
+        f"  {scenario.name:24} {kind:42} {run['delivered_rate']:9,.0f} deliveries/s"
+        f"  p99 {run['p99_ms'] or 0:8.1f} ms  undelivered {run['undelivered']}"
+        f"  ({time.monotonic() - began:.0f}s)"
     )
+    return {**head, **run}
 
 
 def unavailable_servers() -> dict[str, str]:
@@ -106,7 +108,12 @@ def run_mode(
     skip = unavailable_servers()
     for scenario in mode.scenarios:
         if scenario.kind == "websub":
-            results["skipped"][scenario.name] = websub_skip_reason()
+            # One run per database: nothing runs beside it to compare with, in any mode.
+            for kind in DATABASES:
+                if time.monotonic() - started > budget:
+                    results["skipped"][f"{scenario.name}, {kind}"] = "time budget used up"
+                    continue
+                results["runs"].append(measure_websub(scenario, kind, log))
             continue
         if duration is not None and scenario.kind == "stream":
             scenario = Scenario(

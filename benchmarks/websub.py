@@ -1,0 +1,223 @@
+"""The WebSub scenario: signed deliveries to many subscribers, on SQLite and on PostgreSQL.
+
+One run: start the hub app (``servers/websub_hub.py``) on a fresh database, start one receiver
+process holding every subscriber (``websub_receiver.py``), subscribe them all (each with its own
+secret, so every delivery is signed for its subscriber), prime until each has received a probe
+event, then publish events at a fixed rate and wait until every subscriber has every event, or
+deliveries stop. Deliveries/s counts from the first publish to the last delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+from . import latency
+from .events import PROBE_SEQ, encode
+from .processes import ROOT, CPUClock, ServerProcess, free_port, run_publisher, stop
+from .scenarios import Scenario
+
+POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+DATABASES = ("sqlite", "postgresql")
+#: Subscription requests in flight at once while subscribing.
+SUBSCRIBING = 64
+#: How long deliveries may pause before the rest count as undelivered.
+QUIET = 10.0
+LIMIT = 180.0
+
+
+class ReceiverProcess:
+    """The subscribers' process, asked for its tally over stdin/stdout."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        command = [sys.executable, "-m", "benchmarks.websub_receiver", "--port", str(self.port)]
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        self.read()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def read(self) -> dict[str, Any]:
+        stdout: IO[str] | None = self.process.stdout
+        assert stdout is not None
+        line = stdout.readline()
+        if not line:
+            raise RuntimeError(f"the WebSub receiver exited with {self.process.wait(5)}")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def status(self) -> dict[str, Any]:
+        stdin = self.process.stdin
+        assert stdin is not None
+        stdin.write("status\n")
+        stdin.flush()
+        return self.read()
+
+    def stop(self) -> None:
+        if self.process.stdin is not None and self.process.poll() is None:
+            try:
+                self.process.stdin.write("exit\n")
+                self.process.stdin.close()
+            except OSError:
+                pass
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            stop(self.process)
+
+
+@contextmanager
+def database(kind: str) -> Iterator[tuple[str, str]]:
+    """A fresh hub database: (SQLAlchemy URL, table prefix); PostgreSQL tables dropped after."""
+    prefix = f"bench_{uuid.uuid4().hex[:8]}_"
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="bench-websub-") as folder:
+            yield f"sqlite+aiosqlite:///{Path(folder) / 'hub.sqlite3'}", prefix
+        return
+    try:
+        yield POSTGRES_URL, prefix
+    finally:
+        asyncio.run(_drop_tables(prefix))
+
+
+async def _drop_tables(prefix: str) -> None:
+    import asyncpg  # type: ignore[import-untyped]
+
+    connection = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test")
+    try:
+        names = await connection.fetch(
+            "SELECT tablename FROM pg_tables WHERE tablename LIKE $1", prefix + "%"
+        )
+        for row in names:
+            await connection.execute(f'DROP TABLE IF EXISTS "{row["tablename"]}" CASCADE')
+    finally:
+        await connection.close()
+
+
+async def subscribe_all(base: str, topic_url: str, callbacks: list[str]) -> None:
+    """POST one subscription request per callback, each with its own secret."""
+    slots = asyncio.Semaphore(SUBSCRIBING)
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+
+        async def one(index: int, callback: str) -> None:
+            form = {
+                "hub.mode": "subscribe",
+                "hub.topic": topic_url,
+                "hub.callback": callback,
+                "hub.secret": f"secret-{index}",
+            }
+            async with slots:
+                answer = await http.post("/streams/websub/hub", data=form)
+            if answer.status_code != 202:
+                raise RuntimeError(f"subscription refused: {answer.status_code} {answer.text}")
+
+        await asyncio.gather(*(one(i, url) for i, url in enumerate(callbacks)))
+
+
+def wait_for(check: Any, limit: float, what: str) -> float:
+    """Poll ``check()`` until true; the seconds it took."""
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > limit:
+            raise RuntimeError(f"timed out after {limit:.0f}s waiting for {what}")
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def prime(server: ServerProcess, receiver: ReceiverProcess, path: str, subscribers: int) -> None:
+    """Publish probe events until every subscriber received one: all subscriptions are live."""
+    deadline = time.monotonic() + 60
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=10) as http:
+        while receiver.status()["primed"] < subscribers:
+            if time.monotonic() > deadline:
+                raise RuntimeError("not every subscription became active within 60 s")
+            http.post(path, content=encode(PROBE_SEQ), headers={"content-type": "application/json"})
+            time.sleep(1.0)
+
+
+def websub_run(scenario: Scenario, kind: str) -> dict[str, Any]:
+    """``scenario.connections`` subscribers, ``scenario.rate`` events/s for its duration."""
+    room = uuid.uuid4().hex[:12]
+    subscribers = scenario.connections
+    with database(kind) as (url, prefix):
+        env = {"BENCH_WEBSUB_DB": url, "BENCH_WEBSUB_PREFIX": prefix}
+        server = ServerProcess("benchmarks.servers.websub_hub:app", python=sys.executable, env=env)
+        server.start()
+        receiver: ReceiverProcess | None = None
+        try:
+            receiver = ReceiverProcess()
+            base = f"http://127.0.0.1:{server.port}"
+            callbacks = [f"http://127.0.0.1:{receiver.port}/cb/{n}" for n in range(subscribers)]
+            started = time.monotonic()
+            asyncio.run(subscribe_all(base, f"{base}/streams/websub/bench/{room}", callbacks))
+            status = receiver.status
+            wait_for(lambda: status()["verified"] >= subscribers, 120, "verifications")
+            subscribed_s = time.monotonic() - started
+            path = f"/streams/publish/bench/{room}"
+            prime(server, receiver, path, subscribers)
+            before = status()["deliveries"]
+            server_clock = CPUClock([server.pid])
+            receiver_clock = CPUClock([receiver.pid])
+            published, _ = run_publisher(
+                port=server.port, path=path, rate=scenario.rate, duration=scenario.duration
+            )
+            sent = published["sent"] - len(published["unconfirmed_seqs"])
+            expected = sent * subscribers
+            drain(receiver, before + expected)
+            server_cpu, server_share = server_clock.seconds(), server_clock.share()
+            receiver_share = receiver_clock.share()
+            got = status()
+            rss = server.rss()
+        finally:
+            if receiver is not None:
+                receiver.stop()
+            server.stop()
+    delivered = got["deliveries"] - before
+    window = (got["last_us"] - published["start_us"]) / 1e6
+    return {
+        "database": kind,
+        "subscribers": subscribers,
+        "events": sent,
+        "expected": expected,
+        "delivered": delivered,
+        "delivered_rate": delivered / window if window > 0 and delivered else 0.0,
+        "subscribe_s": subscribed_s,
+        **latency.summary({int(k): v for k, v in got["histogram"].items()}),
+        "undelivered": expected - delivered,
+        "duplicates": got["duplicates"],
+        "bad_signatures": got["bad_signatures"],
+        "server_cpu": server_share,
+        "us_per_delivery": server_cpu * 1e6 / delivered if delivered else None,
+        "client_cpu": receiver_share,
+        "rss_mib": rss / 2**20,
+    }
+
+
+def drain(receiver: ReceiverProcess, total: int) -> None:
+    """Wait until ``total`` deliveries arrived, or none arrived for :data:`QUIET` seconds."""
+    started = last_change = time.monotonic()
+    seen = -1
+    while time.monotonic() - started < LIMIT:
+        count = receiver.status()["deliveries"]
+        if count >= total:
+            return
+        if count != seen:
+            seen, last_change = count, time.monotonic()
+        elif time.monotonic() - last_change > QUIET:
+            return
+        time.sleep(0.2)
