@@ -48,6 +48,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def redis_server_pid(port: int = 6379) -> int | None:
+    """The local Redis server's process, to count its CPU in runs that go through it."""
+    for process in psutil.process_iter(["name", "cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if process.info["name"] == "redis-server" and f":{port}" in cmdline:
+            return int(process.pid)
+    return None
+
+
 def stop(process: subprocess.Popen[Any], grace: float = 5.0) -> None:
     """SIGTERM, then SIGKILL after ``grace`` seconds."""
     if process.poll() is not None:
@@ -90,9 +99,12 @@ class CPUClock:
 class ServerProcess:
     """``python -m uvicorn <app>`` on a free 127.0.0.1 port."""
 
-    def __init__(self, app: str, *, python: str, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, app: str, *, python: str, env: Mapping[str, str] | None = None, workers: int = 1
+    ) -> None:
         self.app = app
         self.python = python
+        self.workers = workers
         self.port = free_port()
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         self.log = tempfile.NamedTemporaryFile(prefix="bench-server-", suffix=".log", delete=False)
@@ -106,6 +118,8 @@ class ServerProcess:
     def start(self, timeout: float = 30.0) -> ServerProcess:
         command = [self.python, "-m", "uvicorn", self.app, "--host", "127.0.0.1"]
         command += ["--port", str(self.port), *UVICORN_OPTIONS]
+        if self.workers > 1:
+            command += ["--workers", str(self.workers)]
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT
         )
@@ -121,8 +135,27 @@ class ServerProcess:
         self.stop()
         raise RuntimeError(f"{self.app} did not listen within {timeout}s: {self.output()[-2000:]}")
 
+    @property
+    def worker_pids(self) -> list[int]:
+        """The processes that serve requests: the server itself, or its worker processes."""
+        if self.workers == 1:
+            return [self.pid]
+        deadline = time.monotonic() + 30
+        while True:
+            children = [
+                child
+                for child in psutil.Process(self.pid).children()
+                # multiprocessing's resource tracker is a child too, but serves nothing.
+                if "resource_tracker" not in " ".join(child.cmdline())
+            ]
+            if len(children) >= self.workers or time.monotonic() > deadline:
+                return [child.pid for child in children]
+            time.sleep(0.1)
+
     def rss(self) -> int:
-        return int(psutil.Process(self.pid).memory_info().rss)
+        """Resident memory of the server and its workers together."""
+        pids = {self.pid, *self.worker_pids}
+        return sum(int(psutil.Process(pid).memory_info().rss) for pid in pids)
 
     def output(self) -> str:
         return Path(self.log.name).read_text(errors="replace")

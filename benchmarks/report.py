@@ -25,6 +25,10 @@ def medians(runs: Iterable[Run]) -> dict[tuple[str, str], Run]:
             if isinstance(value, int | float) and not isinstance(value, bool) and name != "rep":
                 values = [r[name] for r in group if r.get(name) is not None]
                 row[name] = statistics.median(values) if values else None
+            elif isinstance(value, list) and all(isinstance(v, int | float) for v in value):
+                # Per-process shares: busiest first in each run, then the median of each rank.
+                ranked = [sorted(r[name], reverse=True) for r in group if r.get(name)]
+                row[name] = [statistics.median(rank) for rank in zip(*ranked, strict=False)]
         rows[key] = row
     return rows
 
@@ -95,6 +99,38 @@ def stream_table(scenario: str, rows: dict[tuple[str, str], Run]) -> list[str]:
             + " |"
         )
     return [*lines, ""]
+
+
+def scaleout_table(scenario: str, rows: dict[tuple[str, str], Run]) -> list[str]:
+    mine = {variant: row for (name, variant), row in rows.items() if name == scenario}
+    one = mine.get("fs-redis/sse", {})
+    lines = [
+        f"### {scenario}",
+        "",
+        "fastapi-streaming on redis://, one uvicorn worker against two: events published to "
+        "either worker reach the clients of both through Redis. CPU is in shares of one core: "
+        "each worker, the load client, the publisher, redis-server.",
+        "",
+        "| server | delivered ev/s | x one worker | p50 ms | p99 ms | errors | gaps (conns) "
+        "| undelivered (conns) | dups | worker CPU | client CPU | publisher CPU | Redis CPU "
+        "| RSS MiB |",
+        "|---|" + "---:|" * 13,
+    ]
+    for variant in sorted(mine, key=lambda v: (v != "fs-redis/sse", v)):
+        row = mine[variant]
+        workers = " + ".join(_pct(share) for share in row.get("worker_cpu") or [])
+        lines.append(
+            f"| {row['label']} | {_num(row.get('delivered_rate'))} "
+            f"| {_x(_ratio(row.get('delivered_rate'), one.get('delivered_rate')))} "
+            f"| {_ms(row.get('p50_ms'))} | {_ms(row.get('p99_ms'))} | {_num(row.get('errors'))} "
+            f"| {_num(row.get('gaps'))} ({_num(row.get('conns_with_gaps'))}) "
+            f"| {_num(row.get('undelivered'))} ({_num(row.get('conns_with_undelivered'))}) "
+            f"| {_num(row.get('duplicates'))} | {workers or '-'} | {_pct(row.get('client_cpu'))} "
+            f"| {_pct(row.get('publisher_cpu'))} | {_pct(row.get('broker_cpu'))} "
+            f"| {_num(row.get('rss_mib'), 1)} |"
+        )
+    lines.append("")
+    return lines
 
 
 def websub_table(scenario: str, rows: dict[tuple[str, str], Run]) -> list[str]:
@@ -199,6 +235,26 @@ def targets(rows: dict[tuple[str, str], Run]) -> list[tuple[str, str, str]]:
                 "met" if errors == 0 else "MISSED",
             )
         )
+    two = _find(rows, "scale-out SSE 1,000 x 1,000/s", "fs-redis-2w/sse")
+    one = _find(rows, "scale-out SSE 1,000 x 1,000/s", "fs-redis/sse")
+    label = "two workers on Redis >= 1.3x one worker at 1,000 clients (saturated)"
+    if two is None or one is None:
+        out.append((label, "not measured in this run", "-"))
+    else:
+        gain = _ratio(two.get("delivered_rate"), one.get("delivered_rate"))
+        verdict = "met" if gain is not None and gain >= 1.3 else "MISSED"
+        out.append((label, f"{_x(gain)} one worker", verdict))
+    big = _find(rows, "scale-out SSE 10,000 x 10/s", "fs-redis-2w/sse")
+    label = "10,000 SSE connections x 10/s on two workers on Redis: zero errors"
+    if big is None:
+        out.append((label, "not measured in this run", "-"))
+    else:
+        lost = sum(big.get(k) or 0 for k in ("errors", "gaps", "undelivered"))
+        measured = (
+            f"{_num(big.get('errors'))} errors, {_num(big.get('gaps'))} gaps, "
+            f"{_num(big.get('undelivered'))} undelivered, p99 {_ms(big.get('p99_ms'))} ms"
+        )
+        out.append((label, measured, "met" if lost == 0 else "MISSED"))
     idle = [row for (name, variant), row in rows.items()
             if name.startswith("idle SSE") and variant == f"{ref}/sse"]  # fmt: skip
     if not idle:
@@ -243,6 +299,8 @@ def markdown(results: dict[str, Any]) -> str:
             lines += idle_table(name, rows)
         elif name.startswith("WebSub"):
             lines += websub_table(name, rows)
+        elif name.startswith("scale-out"):
+            lines += scaleout_table(name, rows)
         else:
             lines += stream_table(name, rows)
     failed = [run for run in results["runs"] if "failed" in run]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import latency
-from .processes import ClientProcess, CPUClock, ServerProcess, run_publisher
+from .processes import ClientProcess, CPUClock, ServerProcess, redis_server_pid, run_publisher
 from .profiling import record
 from .publisher import post_probe
 from .scenarios import Scenario, Variant
@@ -43,7 +43,10 @@ def client_split(connections: int) -> list[int]:
 def start_server(variant: Variant) -> ServerProcess:
     try:
         return ServerProcess(
-            variant.server.app, python=variant.server.python, env=variant.server.env
+            variant.server.app,
+            python=variant.server.python,
+            env=variant.server.env,
+            workers=variant.server.workers,
         ).start()
     except (RuntimeError, OSError) as exc:
         raise SkipVariant(startup_error(str(exc))) from None
@@ -147,8 +150,14 @@ def stream_run(variant: Variant, scenario: Scenario, profile: Path | None = None
         )
         primed = prime(server, clients, publish_path)
         rss_before = server.rss()
-        server_clock = CPUClock([server.pid])
+        workers = server.worker_pids
+        server_clock = CPUClock(workers)
+        worker_clocks = [CPUClock([pid]) for pid in workers]
         client_clock = CPUClock(clients.pids)
+        broker = (
+            redis_server_pid() if "redis" in variant.server.env.get("BENCH_BROKER", "") else None
+        )
+        broker_clock = CPUClock([broker]) if broker is not None else None
         sampler = record(server.pid, profile, scenario.duration) if profile else None
         published, publisher_cpu = run_publisher(
             port=server.port, path=publish_path, rate=scenario.rate, duration=scenario.duration
@@ -156,7 +165,9 @@ def stream_run(variant: Variant, scenario: Scenario, profile: Path | None = None
         confirmed = published["sent"] - len(published["unconfirmed_seqs"])
         drain(clients, primed["open"] * confirmed)
         server_cpu, server_share = server_clock.seconds(), server_clock.share()
+        worker_shares = [clock.share() for clock in worker_clocks]
         client_share = client_clock.share()
+        broker_share = broker_clock.share() if broker_clock is not None else None
         rss_after = server.rss()
         got = clients.report(published["sent"], published["unconfirmed_seqs"])
         if sampler is not None:
@@ -188,6 +199,8 @@ def stream_run(variant: Variant, scenario: Scenario, profile: Path | None = None
         "server_cpu": server_share,
         "us_per_event": server_cpu * 1e6 / delivered if delivered else None,
         "client_cpu": client_share,
+        "worker_cpu": worker_shares,
+        "broker_cpu": broker_share,
         "client_processes": len(clients.processes),
         "publisher_cpu": publisher_cpu,
         "rss_mib": rss_after / 2**20,

@@ -26,6 +26,8 @@ class Server:
     ws_client: str = "ws"
     #: Names of the only scenarios this server runs in (empty: all of them).
     only_in: tuple[str, ...] = ()
+    #: uvicorn worker processes.
+    workers: int = 1
 
 
 BARE = Server("bare", "bare ASGI (bound)", "benchmarks.servers.bare:app", "/sse", "/ws", "/publish")
@@ -66,6 +68,25 @@ STREAMING_REDIS = Server(
     "/streams/publish/bench/{room}",
     env={"BENCH_BROKER": REDIS_URL},
 )
+#: Where two workers are measured against one (both on Redis, which carries events between them).
+SCALE_OUT = (
+    "scale-out SSE 1,000 x 1,000/s",
+    "scale-out SSE 1,000 x 100/s",
+    "scale-out SSE 10,000 x 10/s",
+)
+STREAMING_REDIS_2W = Server(
+    "fs-redis-2w",
+    "fastapi-streaming redis:// 2 workers",
+    "benchmarks.servers.streaming:app",
+    "/streams/sse/bench/{room}",
+    "/streams/ws/bench/{room}",
+    "/streams/publish/bench/{room}",
+    env={"BENCH_BROKER": REDIS_URL},
+    only_in=SCALE_OUT,
+    workers=2,
+)
+#: The servers a scale-out scenario compares.
+SCALE_OUT_SERVERS = ("fs-redis", "fs-redis-2w")
 HANDWRITTEN = Server(
     "handwritten",
     "FastAPI + sse-starlette + broadcaster",
@@ -84,7 +105,10 @@ PUBSUB = Server(
     python=str(PUBSUB_PYTHON),
     ws_client="pubsub",
 )
-SERVERS = [BARE, FASTAPI_FLOOR, STREAMING_MEMORY, STREAMING_REDIS, HANDWRITTEN, PUBSUB]
+SERVERS = [
+    BARE, FASTAPI_FLOOR, STREAMING_MEMORY, STREAMING_REDIS, STREAMING_REDIS_2W, HANDWRITTEN,
+    PUBSUB,
+]  # fmt: skip
 #: Each transport's upper bound and the server every other is compared with.
 BOUND = BARE
 REFERENCE = STREAMING_MEMORY
@@ -125,7 +149,8 @@ def variants(transport: str) -> list[Variant]:
 
 @dataclass(frozen=True)
 class Scenario:
-    """``kind`` is ``stream`` (M clients, R events/s for T s), ``idle`` or ``websub``."""
+    """``kind`` is ``stream`` (M clients, R events/s for T s), ``scaleout`` (the same, one
+    worker against two on Redis), ``idle`` or ``websub``."""
 
     kind: str
     transport: str
@@ -137,6 +162,8 @@ class Scenario:
     def name(self) -> str:
         if self.kind == "idle":
             return f"idle {self.transport.upper()} x {self.connections:,}"
+        if self.kind == "scaleout":
+            return f"scale-out SSE {self.connections:,} x {self.rate:,.0f}/s"
         if self.kind == "websub":
             return f"WebSub {self.connections:,} subscribers x {self.rate:,.0f}/s"
         return f"{self.transport.upper()} {self.connections:,} x {self.rate:,.0f}/s"
@@ -156,6 +183,15 @@ class Mode:
     repetitions: int
     scenarios: list[Scenario]
     skipped: dict[str, str] = field(default_factory=dict)
+
+
+#: One worker against two, on Redis: saturated (where a second core can help), at 100/s, and
+#: 10,000 connections at 10/s (WSO2's 2-vCPU gateway holds 5,000).
+SCALE_OUT_SCENARIOS = [
+    Scenario("scaleout", "sse", 1000, 1000, 3.0),
+    Scenario("scaleout", "sse", 1000, 100, 3.0),
+    Scenario("scaleout", "sse", 10000, 10, 3.0),
+]
 
 
 def _matrix(transport: str, pairs: list[tuple[int, int]], duration: float) -> list[Scenario]:
@@ -182,6 +218,7 @@ def mode(name: str) -> Mode:
                 *_matrix("sse", [(100, 100), (1000, 100), (1000, 1000), (5000, 10)], 3.0),
                 *_matrix("ws", [(100, 100), (1000, 100), (1000, 1000)], 3.0),
                 Scenario("idle", "sse", 5000),
+                *SCALE_OUT_SCENARIOS,
                 Scenario("websub", "websub", 1000, 5, 4.0),
             ],
         )
@@ -196,6 +233,7 @@ def mode(name: str) -> Mode:
                 Scenario("idle", "sse", 5000),
                 *_matrix("sse", run, 3.0),
                 *_matrix("ws", [(100, 100), (1000, 100), (1000, 1000)], 3.0),
+                *SCALE_OUT_SCENARIOS,
             ],
             skipped={f"{m:,} x {r:,}/s": why for (m, r), why in SKIPPED.items()},
         )

@@ -15,7 +15,16 @@ from typing import Any
 
 from .processes import ROOT, raise_open_files_limit
 from .runner import SkipVariant, idle_run, stream_run
-from .scenarios import PUBSUB, REDIS_URL, STREAMING_REDIS, Mode, Scenario, Variant, variants
+from .scenarios import (
+    PUBSUB,
+    REDIS_URL,
+    SCALE_OUT_SERVERS,
+    STREAMING_REDIS,
+    Mode,
+    Scenario,
+    Variant,
+    variants,
+)
 from .websub import DATABASES, websub_run
 
 PACKAGES = [
@@ -124,6 +133,7 @@ def run_mode(
             for v in variants(scenario.transport)
             if (only is None or v.server.key in only)
             and (not v.server.only_in or scenario.name in v.server.only_in)
+            and (scenario.kind != "scaleout" or v.server.key in SCALE_OUT_SERVERS)
         ]
         for rep in range(mode.repetitions):
             # Rotate the order each repetition, so no server always runs first or last.
