@@ -26,7 +26,7 @@ bench-venv: $(BENCH_STAMP) $(PUBSUB_STAMP)
 
 ## Run every benchmark scenario (bounded: under 20 minutes); results in benchmarks/results/
 bench: bench-venv
-	$(BENCH_PYTHON) -m benchmarks --full --budget 1080
+	$(BENCH_PYTHON) -m benchmarks --full --budget 1140
 
 ## Run the target scenarios only (about 10 minutes)
 bench-medium: bench-venv
