@@ -72,7 +72,9 @@ class EventStream:
         queue = self.queue
         writer = watcher = timer = None
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+            # A copy: middleware may add headers to the message's list in place.
+            headers = list(HEADERS)
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": OPENING, "more_body": True})
             writer = asyncio.create_task(self._write(send))
             watcher = asyncio.create_task(self._watch_disconnect(receive, writer))
