@@ -120,7 +120,13 @@ def prime(server: ServerProcess, clients: Clients, publish_path: str) -> dict[st
 
 
 def drain(clients: Clients, expected: int) -> dict[str, int]:
-    """Wait until every expected event arrived, deliveries stop, or the drain limit passes."""
+    """Wait until every expected event arrived, deliveries stop, or the drain limit passes.
+
+    ``expected`` counts every event sent, confirmed by the server or not: an event whose POST
+    was not answered in time is often delivered all the same, and counting only confirmed ones
+    would end the drain while confirmed events were still on their way (they would show as
+    undelivered, or as gaps when events arrive out of order).
+    """
     deadline = time.monotonic() + DRAIN_LIMIT
     status = clients.status()
     quiet_since = time.monotonic()
@@ -162,8 +168,7 @@ def stream_run(variant: Variant, scenario: Scenario, profile: Path | None = None
         published, publisher_cpu = run_publisher(
             port=server.port, path=publish_path, rate=scenario.rate, duration=scenario.duration
         )
-        confirmed = published["sent"] - len(published["unconfirmed_seqs"])
-        drain(clients, primed["open"] * confirmed)
+        drain(clients, primed["open"] * published["sent"])
         server_cpu, server_share = server_clock.seconds(), server_clock.share()
         worker_shares = [clock.share() for clock in worker_clocks]
         client_share = client_clock.share()
