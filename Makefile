@@ -24,8 +24,8 @@ install: $(STAMP) $(TOOLING)
 run: $(STAMP)
 	$(VENV)/bin/fastapi-streaming run example_app.main:app --host 127.0.0.1 --port 8000
 
-## Run every check and the whole test suite
-test: lint typecheck pytest docs
+## Run every check, the whole test suite, the docs build and a short run of the benchmarks
+test: lint typecheck pytest docs bench-quick
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

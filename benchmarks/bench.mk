@@ -1,6 +1,6 @@
 # Benchmarks (included by the root Makefile, which defines VENV). See benchmarks/README.md.
 #   make bench        the full set: every server, 3 repetitions, medians (under 20 minutes)
-#   make bench-quick  a one-minute subset that CI runs so the harness keeps working
+#   make bench-quick  a one-minute subset, part of `make test` so the harness keeps working
 VENV ?= .venv
 BENCH_PYTHON := $(VENV)/bin/python
 BENCH_STAMP := $(VENV)/.bench-installed
