@@ -167,14 +167,14 @@ class ServerProcess:
         Path(self.log.name).unlink(missing_ok=True)
 
 
-class ClientProcess:
-    """One ``benchmarks.loadclient`` process, driven line by line over its stdin and stdout."""
+class LineProcess:
+    """A helper process of a run (load client, WebSub receiver), driven line by line: each
+    command on its stdin is answered with one JSON line on its stdout."""
 
-    def __init__(self, *, port: int, path: str, kind: str, connections: int) -> None:
-        command = [sys.executable, "-m", "benchmarks.loadclient", "--port", str(port)]
-        command += ["--path", path, "--kind", kind, "--connections", str(connections)]
+    def __init__(self, module: str, *args: str) -> None:
+        self.module = module
         self.process = subprocess.Popen(
-            command,
+            [sys.executable, "-m", module, *args],
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -190,7 +190,7 @@ class ClientProcess:
         assert stdout is not None
         line = stdout.readline()
         if not line:
-            raise RuntimeError(f"load client {self.pid} exited with {self.process.wait(5)}")
+            raise RuntimeError(f"{self.module} ({self.pid}) exited with {self.process.wait(5)}")
         answer: dict[str, Any] = json.loads(line)
         return answer
 
@@ -213,6 +213,17 @@ class ClientProcess:
             self.process.wait(5)
         except subprocess.TimeoutExpired:
             stop(self.process)
+
+
+class ClientProcess(LineProcess):
+    """One ``benchmarks.loadclient`` process."""
+
+    def __init__(self, *, port: int, path: str, kind: str, connections: int) -> None:
+        super().__init__(
+            "benchmarks.loadclient",
+            *("--port", str(port), "--path", path, "--kind", kind),
+            *("--connections", str(connections)),
+        )
 
 
 def run_publisher(

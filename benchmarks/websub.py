@@ -10,8 +10,6 @@ deliveries stop. Deliveries/s counts from the first publish to the last delivery
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -19,13 +17,13 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 
 from . import latency
 from .events import PROBE_SEQ, encode
-from .processes import ROOT, CPUClock, ServerProcess, free_port, run_publisher, stop
+from .processes import CPUClock, LineProcess, ServerProcess, free_port, run_publisher
 from .scenarios import Scenario
 
 POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -37,48 +35,16 @@ QUIET = 10.0
 LIMIT = 180.0
 
 
-class ReceiverProcess:
-    """The subscribers' process, asked for its tally over stdin/stdout."""
+class ReceiverProcess(LineProcess):
+    """The subscribers' process (``benchmarks.websub_receiver``); answers once it listens."""
 
     def __init__(self) -> None:
         self.port = free_port()
-        command = [sys.executable, "-m", "benchmarks.websub_receiver", "--port", str(self.port)]
-        self.process = subprocess.Popen(
-            command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
+        super().__init__("benchmarks.websub_receiver", "--port", str(self.port))
         self.read()
 
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def read(self) -> dict[str, Any]:
-        stdout: IO[str] | None = self.process.stdout
-        assert stdout is not None
-        line = stdout.readline()
-        if not line:
-            raise RuntimeError(f"the WebSub receiver exited with {self.process.wait(5)}")
-        answer: dict[str, Any] = json.loads(line)
-        return answer
-
     def status(self) -> dict[str, Any]:
-        stdin = self.process.stdin
-        assert stdin is not None
-        stdin.write("status\n")
-        stdin.flush()
-        return self.read()
-
-    def stop(self) -> None:
-        if self.process.stdin is not None and self.process.poll() is None:
-            try:
-                self.process.stdin.write("exit\n")
-                self.process.stdin.close()
-            except OSError:
-                pass
-        try:
-            self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            stop(self.process)
+        return self.ask("status")
 
 
 @contextmanager
@@ -96,7 +62,7 @@ def database(kind: str) -> Iterator[tuple[str, str]]:
 
 
 async def _drop_tables(prefix: str) -> None:
-    import asyncpg  # type: ignore[import-untyped]
+    import asyncpg
 
     connection = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test")
     try:
