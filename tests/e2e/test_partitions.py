@@ -347,7 +347,7 @@ async def test_example_feed_leader_fails_over_within_its_lease(
 
         await wait_until_async(lambda: holder(), 10, "a leader")
         leader_pid = await holder()
-        by_pid = {server.pid: host for server, host in zip(servers, net.app_hosts)}
+        by_pid = {server.pid: host for server, host in zip(servers, net.app_hosts, strict=True)}
         assert leader_pid in by_pid, f"the lease holder {leader_pid} is none of {list(by_pid)}"
         leader = by_pid[leader_pid]
         follower_pid = next(pid for pid in by_pid if pid != leader_pid)
