@@ -62,6 +62,8 @@ class ImportedAPI:
     def declare(self, streaming: StreamingAPI) -> None:
         """Declare every topic on ``streaming``, without handlers."""
         for declared in self.topics:
+            if not declared.operations:
+                continue  # a channel no operation uses has no mode a client could use
             # The channel's own type is what the application sends: declare that first.
             ordered = sorted(declared.operations, key=lambda op: op.mode is not Mode.SUBSCRIBE)
             for operation in ordered:
