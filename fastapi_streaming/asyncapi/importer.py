@@ -67,19 +67,26 @@ class ImportedAPI:
             # The channel's own type is what the application sends: declare that first.
             ordered = sorted(declared.operations, key=lambda op: op.mode is not Mode.SUBSCRIBE)
             for operation in ordered:
-                topic = streaming.add_operation(
-                    operation.mode,
-                    declared.address,
-                    None,
-                    payload=operation.payload,
-                    scopes=operation.scopes,
-                    channel=declared.channel,
-                    name=declared.name,
-                    summary=operation.summary,
-                    description=operation.description,
-                    overflow=declared.overflow if operation.mode is Mode.SUBSCRIBE else None,
-                    max_queue=declared.max_queue if operation.mode is Mode.SUBSCRIBE else None,
-                )
+                try:
+                    topic = streaming.add_operation(
+                        operation.mode,
+                        declared.address,
+                        None,
+                        payload=operation.payload,
+                        scopes=operation.scopes,
+                        channel=declared.channel,
+                        name=declared.name,
+                        summary=operation.summary,
+                        description=operation.description,
+                        overflow=declared.overflow if operation.mode is Mode.SUBSCRIBE else None,
+                        max_queue=declared.max_queue if operation.mode is Mode.SUBSCRIBE else None,
+                    )
+                except ValueError as exc:
+                    # Two channels of the document at one address, with the same mode or
+                    # different broker channels: say which channel, like any import error.
+                    raise AsyncAPIImportError(
+                        pointer(["channels", declared.name]), str(exc)
+                    ) from None
             topic.description = declared.description
             streaming.topics.touch()
 

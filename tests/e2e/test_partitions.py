@@ -20,6 +20,8 @@ Skipped, with the reason, where network namespaces cannot be created (they need 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import time
 import uuid
 from collections import Counter
@@ -27,12 +29,14 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from tests.support.brokers import RedisProcess
-from tests.support.clients import SSEClient, sse_stream
+from tests.support.clients import SSEClient, receive_json, send_json, sse_stream, websocket
 from tests.support.netns import Host, Network, network
 from tests.support.server import ServerProcess
 from tests.support.websub import Subscriber, subscribe
@@ -118,6 +122,35 @@ def sequence(client: SSEClient) -> list[int]:
     return [round(event["price"]) - 1 for event in client.data() if "price" in event]
 
 
+@asynccontextmanager
+async def socket_stream(server: ServerProcess, address: str) -> AsyncIterator[list[Any]]:
+    """A multiplexed WebSocket subscribed to ``address``; yields the messages as they come."""
+    received: list[Any] = []
+    async with websocket(server.ws_url + "/streams/ws") as ws:
+        await send_json(ws, {"type": "subscribe", "id": 1, "topic": address})
+        assert (await receive_json(ws))["type"] == "ack"
+
+        async def read() -> None:
+            async for text in ws:
+                received.append(json.loads(text))
+
+        task = asyncio.create_task(read())
+        try:
+            yield received
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                await task
+
+
+def socket_sequence(received: list[Any]) -> list[int]:
+    return [
+        round(m["data"]["price"]) - 1
+        for m in received
+        if m.get("type") == "event" and m["data"]["price"] >= 1
+    ]
+
+
 def gaps(client: SSEClient) -> list[str]:
     return [event.data for event in client.events if event.event == "gap"]
 
@@ -171,6 +204,7 @@ async def test_no_acknowledged_event_is_lost_while_an_app_host_is_cut_from_the_b
     ):
         on_cut = await stack.enter_async_context(sse_stream(cut.url, f"/streams/sse{address}"))
         on_kept = await stack.enter_async_context(sse_stream(kept.url, f"/streams/sse{address}"))
+        socket_on_cut = await stack.enter_async_context(socket_stream(cut, address))
         mover_stack = AsyncExitStack()
         mover = await mover_stack.enter_async_context(sse_stream(cut.url, f"/streams/sse{address}"))
         await prime([cut, kept], address, [on_cut, on_kept, mover])
@@ -213,13 +247,19 @@ async def test_no_acknowledged_event_is_lost_while_an_app_host_is_cut_from_the_b
         await wait_until(lambda: has_all(resumed, moved_after), 30, "the resumed client")
         if scheme == "redis-stream":
             await wait_until(lambda: has_all(on_cut), 30, "the cut host's client to catch up")
+            await wait_until(
+                lambda: set(accepted) <= set(socket_sequence(socket_on_cut)),
+                30,
+                "the cut host's WebSocket client to catch up",
+            )
+            assert not [m for m in socket_on_cut if m.get("type") in ("gap", "error")]
             async with httpx.AsyncClient(timeout=10) as http:
                 health = (await http.get(f"{cut.url}/streams/health")).json()
             # The cut outlasted the read timeout: the host noticed, and reconnected.
             assert health["broker"]["reconnects"] >= 1, health
 
-    for client in (on_kept, resumed, on_cut):
-        got = without_probes(sequence(client))
+    on_socket = socket_sequence(socket_on_cut)
+    for got in [without_probes(sequence(c)) for c in (on_kept, resumed, on_cut)] + [on_socket]:
         assert len(got) == len(set(got)), "an event arrived twice"
     assert gaps(on_kept) == [] and gaps(resumed) == []
     # Ordered per publisher: each host's own events arrive in the order they were accepted.

@@ -179,7 +179,10 @@ def http(server: ServerProcess) -> Iterator[httpx.Client]:
         yield client
 
 
-header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=80)
+#: Printable ASCII without surrounding spaces: what an HTTP client can send as a header value.
+header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=80).map(
+    str.strip
+)
 
 
 @given(
@@ -288,3 +291,24 @@ def test_a_channel_that_no_operation_uses_is_not_a_topic() -> None:
     }
     streaming = StreamingAPI.from_asyncapi(document)
     assert [topic.address for topic in streaming.topics] == ["/used"]
+
+
+def test_two_channels_at_one_address_with_one_mode_are_an_import_error() -> None:
+    """Found by the property above: this raised a bare ValueError from declaring the topic."""
+    message = {"m": {"payload": {"type": "object"}}}
+    document = {
+        "asyncapi": "3.0.0",
+        "info": {"title": "Twice", "version": "1"},
+        "channels": {
+            "first": {"address": "/same", "messages": message},
+            "second": {"address": "/same", "messages": message},
+        },
+        "operations": {
+            "a": {"action": "send", "channel": {"$ref": "#/channels/first"}},
+            "b": {"action": "send", "channel": {"$ref": "#/channels/second"}},
+        },
+    }
+    with pytest.raises(AsyncAPIImportError) as raised:
+        StreamingAPI.from_asyncapi(document)
+    assert raised.value.pointer == "/channels/second"
+    assert "already has a subscribe operation" in raised.value.reason
