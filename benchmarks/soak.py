@@ -311,7 +311,9 @@ def markdown(run: Run, results: dict[str, Any]) -> str:
         f"({_split(missed.get('resumed_gap', {}))}) | |",
         f"| lost by other clients (silently / with a gap) | {other_silent:,} / {other_gap:,} "
         f"({_split(missed.get('other_silent', {}))}) | |",
-        f"| duplicates | {clients.get('duplicates', 0):,} | |",
+        f"| duplicates (at resuming clients; SSE / WebSocket) | "
+        f"{clients.get('duplicates', 0):,} ({clients.get('duplicates_resumed', 0):,}; "
+        f"{clients.get('duplicates_sse', 0):,} / {clients.get('duplicates_ws', 0):,}) | |",
         f"| 5xx outside outages (publish + connect) | {outside_5xx:,} | 0 |",
         f"| 5xx / failed requests during outages (publish + connect) | "
         f"{results['publish_5xx'].get('outage', 0):,} + "

@@ -355,6 +355,8 @@ class Pool:
             "clients_with_gaps": sum(1 for c in self.clients if c.gaps),
             "never_received": sum(1 for c in self.clients if c.first_seq is None),
             "duplicates": sum(c.duplicates for c in self.clients),
+            "duplicates_resumed": sum(c.duplicates for c in self.clients if c.resumes),
+            f"duplicates_{self.args.kind}": sum(c.duplicates for c in self.clients),
             "missed": missed,
             "refused": self.refusals,
         }
