@@ -12,8 +12,8 @@ import pytest
 from broadcaster import Event
 from redis.asyncio import Redis
 
-from fastapi_streaming.brokers.plugins import create_backend
 from fastapi_streaming.brokers.redis_stream import BLOCK_MS, RedisStreamBackend
+from fastapi_streaming.plugins import create_backend
 from fastapi_streaming.replay import HistoryBackend
 from tests.support.redis_control import RedisControl, private_redis
 
