@@ -18,7 +18,7 @@ from ..topics import Mode
 from .common import authorize, concrete_address, end_at_expiry, error_response, expiry
 
 if TYPE_CHECKING:
-    from ..api import StreamingAPI
+    from ..context import StreamingContext
     from ..events import EncodedEvent
     from ..runtime import StreamingRuntime
 
@@ -146,7 +146,7 @@ def _final_frame(reason: CloseReason) -> bytes:
 
 
 async def open_stream(
-    streaming: StreamingAPI, request: Request, addresses: list[str], *, named: bool
+    streaming: StreamingContext, request: Request, addresses: list[str], *, named: bool
 ) -> Response | EventStream:
     """Authorize, subscribe the new client to every address, and start its stream."""
     runtime = streaming.runtime
@@ -180,7 +180,7 @@ async def open_stream(
 class EventStreamEndpoint:
     """The SSE routes as plain ASGI apps: nothing wraps the stream's sends but the server."""
 
-    def __init__(self, streaming: StreamingAPI, *, many: bool) -> None:
+    def __init__(self, streaming: StreamingContext, *, many: bool) -> None:
         self.streaming = streaming
         self.many = many
 
@@ -197,7 +197,7 @@ class EventStreamEndpoint:
         return await open_stream(self.streaming, request, addresses, named=self.many)
 
 
-def add_routes(routes: list[BaseRoute], streaming: StreamingAPI) -> None:
+def add_routes(routes: list[BaseRoute], streaming: StreamingContext) -> None:
     prefix = streaming.prefix
     routes.append(
         Route(prefix + "/sse", EventStreamEndpoint(streaming, many=True), methods=["GET"])

@@ -25,7 +25,7 @@ from ..topics import Mode, Topic
 from .common import authorize, concrete_address, deny, end_at_expiry, error_text, expiry
 
 if TYPE_CHECKING:
-    from ..api import StreamingAPI
+    from ..context import StreamingContext
     from ..events import EncodedEvent
 
 CLIENT_GONE = CloseReason("client_gone", "the client disconnected")
@@ -38,7 +38,7 @@ class SocketSession:
 
     def __init__(
         self,
-        streaming: StreamingAPI,
+        streaming: StreamingContext,
         websocket: WebSocket,
         queue: ClientQueue,
         render: Callable[[EncodedEvent], str],
@@ -132,7 +132,7 @@ class SocketSession:
         return await runtime.publish(address, json_data=text, data=data, context=self.context)
 
 
-async def serve_one_topic(streaming: StreamingAPI, websocket: WebSocket, address: str) -> None:
+async def serve_one_topic(streaming: StreamingContext, websocket: WebSocket, address: str) -> None:
     runtime = streaming.runtime
     try:
         found = streaming.topics.resolve(address)
@@ -164,7 +164,7 @@ async def serve_one_topic(streaming: StreamingAPI, websocket: WebSocket, address
     await session.run(on_message)
 
 
-async def serve_multiplexed(streaming: StreamingAPI, websocket: WebSocket) -> None:
+async def serve_multiplexed(streaming: StreamingContext, websocket: WebSocket) -> None:
     try:
         context = await authorize(streaming, websocket, [])
     except StreamingError as error:
@@ -251,7 +251,7 @@ def _from_http_exception(exc: HTTPException) -> StreamingError:
 class SocketEndpoint:
     """The WebSocket routes as plain ASGI apps: nothing wraps the socket's sends."""
 
-    def __init__(self, streaming: StreamingAPI, *, many: bool) -> None:
+    def __init__(self, streaming: StreamingContext, *, many: bool) -> None:
         self.streaming = streaming
         self.many = many
 
@@ -264,7 +264,7 @@ class SocketEndpoint:
             await serve_one_topic(self.streaming, websocket, address)
 
 
-def add_routes(routes: list[BaseRoute], streaming: StreamingAPI) -> None:
+def add_routes(routes: list[BaseRoute], streaming: StreamingContext) -> None:
     prefix = streaming.prefix
     routes.append(WebSocketRoute(prefix + "/ws", SocketEndpoint(streaming, many=True)))
     routes.append(

@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 from starlette.requests import HTTPConnection
 
-from fastapi_streaming import Forbidden, Mode, StreamingAPI, Unauthorized
-from fastapi_streaming.brokers.hookspecs import hookimpl
-from fastapi_streaming.brokers.plugins import get_plugin_manager
+from fastapi_streaming import Forbidden, Mode, StreamingAPI, Unauthorized, hookimpl
+from fastapi_streaming.plugins import get_plugin_manager
 from fastapi_streaming.security import (
     AccessControl,
     InvalidRequest,
