@@ -28,16 +28,21 @@ import anyio.to_thread
 from fastapi import params as fastapi_params
 from starlette.requests import HTTPConnection
 
-from .security.principal import Principal
-
 
 class HandlerDefinitionError(TypeError):
     """A handler has a parameter that fastapi-streaming cannot provide."""
 
 
 #: Annotations that name an object of the connection context rather than the payload.
-#: The security layer adds its ``Principal`` here.
-CONTEXT_TYPES: list[type] = [HTTPConnection, Principal]
+class ConnectionContext:
+    """Base of the objects a connection carries that handlers ask for by annotation.
+
+    The security layer's ``Principal`` is one; this module sits below security, so it knows
+    them by this base rather than by name.
+    """
+
+
+CONTEXT_TYPES: list[type] = [HTTPConnection, ConnectionContext]
 
 
 @dataclass(frozen=True)
