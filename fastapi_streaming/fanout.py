@@ -50,16 +50,24 @@ TOKEN_EXPIRED = "token_expired"
 
 
 class Reply:
-    """A message for one client only (an ``ack``, ``error`` or ``gap``), queued in order.
+    """A message for one client only, queued in order among its events.
 
-    ``text`` is what a socket sends; ``sse`` the frame an event stream sends, if any.
+    Either ``text`` a socket made itself (an ``ack`` or ``error``), or a ``signal`` of the core
+    (``gap``) with its ``body``, which each transport writes in its own format.
     """
 
-    __slots__ = ("sse", "text")
+    __slots__ = ("body", "signal", "text")
 
-    def __init__(self, text: str, sse: bytes | None = None) -> None:
+    def __init__(
+        self,
+        text: str | None = None,
+        *,
+        signal: str | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> None:
         self.text = text
-        self.sse = sse
+        self.signal = signal
+        self.body = body or {}
 
 
 class _Slot:

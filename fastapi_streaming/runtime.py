@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import weakref
 from collections.abc import Sequence
@@ -265,11 +264,9 @@ class StreamingRuntime:
 
 
 def gap_notice(address: str, last_event_id: str, detail: str) -> Reply:
-    """The ``gap`` signal a resuming client gets, for sockets and for event streams."""
+    """The ``gap`` signal a resuming client gets; each transport writes it its own way."""
     body = {"topic": address, "last_event_id": last_event_id, "detail": detail}
-    data = json.dumps(body, separators=(",", ":"))
-    text = json.dumps({"type": "gap", **body}, separators=(",", ":"))
-    return Reply(text, sse=b"event: gap\ndata: " + data.encode() + b"\n\n")
+    return Reply(signal="gap", body=body)
 
 
 def _validate(operation: Operation, *, json_data: str | bytes | None, data: Any) -> Any:

@@ -123,15 +123,41 @@ class EventStream:
             # Abandoned: the client left, or stopped reading and was dropped.
 
 
+def sse_frame(encoded: EncodedEvent) -> bytes:
+    """The frame of an event on a stream of one topic: ``id`` and ``data``."""
+    return b"id: " + encoded.event.id.encode() + b"\ndata: " + encoded.data_json + b"\n\n"
+
+
+def sse_named_frame(encoded: EncodedEvent) -> bytes:
+    """The frame of an event on a multi-topic stream: ``event`` names the topic."""
+    event = encoded.event
+    return (
+        b"id: "
+        + event.id.encode()
+        + b"\nevent: "
+        + event.topic.encode()
+        + b"\ndata: "
+        + encoded.data_json
+        + b"\n\n"
+    )
+
+
+def sse_reply(reply: Reply) -> bytes:
+    """A signal of the core (``gap``) as an event named after it; socket replies are not sent."""
+    if reply.signal is None:
+        return b""
+    data = json.dumps(reply.body, separators=(",", ":"))
+    return b"event: " + reply.signal.encode() + b"\ndata: " + data.encode() + b"\n\n"
+
+
 def _frames(batch: list[EncodedEvent | Reply], named: bool) -> bytes:
     """One chunk for everything pending: frames were encoded once, this only joins them."""
-    if named:
-        return b"".join(
-            item.sse_named if not isinstance(item, Reply) else item.sse or b"" for item in batch
-        )
+    encoder = sse_named_frame if named else sse_frame
     if len(batch) == 1 and not isinstance(batch[0], Reply):
-        return batch[0].sse
-    return b"".join(item.sse if not isinstance(item, Reply) else item.sse or b"" for item in batch)
+        return batch[0].frame(encoder)
+    return b"".join(
+        item.frame(encoder) if not isinstance(item, Reply) else sse_reply(item) for item in batch
+    )
 
 
 def abandon_if_slow(writer: asyncio.Task[None], reason: CloseReason) -> None:

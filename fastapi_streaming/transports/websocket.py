@@ -80,7 +80,7 @@ class SocketSession:
             if not queue.ready:
                 await queue.waiter()
             for item in queue.take():
-                text = item.text if isinstance(item, Reply) else render(item)
+                text = ws_reply(item) if isinstance(item, Reply) else render(item)
                 await send({"type": "websocket.send", "text": text})
             if queue.closed is not None and not queue.items:
                 scope.cancel()
@@ -234,12 +234,34 @@ async def _handle_control(session: SocketSession, message: dict[str, Any]) -> No
     session.reply(ack)
 
 
+def ws_text_frame(encoded: EncodedEvent) -> str:
+    """The text frame of an event on a socket of one topic: the event's data."""
+    return encoded.data_json.decode()
+
+
+def ws_envelope_frame(encoded: EncodedEvent) -> str:
+    """The text frame of an event on the multiplexed socket: an ``event`` message."""
+    event = encoded.event
+    head = json.dumps(
+        {"type": "event", "topic": event.topic, "id": event.id, "time": event.time},
+        separators=(",", ":"),
+    )
+    return head[:-1] + ',"data":' + encoded.frame(ws_text_frame) + "}"
+
+
+def ws_reply(reply: Reply) -> str:
+    """A reply to this socket's client: its own text, or a signal of the core as a message."""
+    if reply.text is not None:
+        return reply.text
+    return json.dumps({"type": reply.signal, **reply.body}, separators=(",", ":"))
+
+
 def _render_data(event: EncodedEvent) -> str:
-    return event.ws_text
+    return event.frame(ws_text_frame)
 
 
 def _render_envelope(event: EncodedEvent) -> str:
-    return event.ws_envelope
+    return event.frame(ws_envelope_frame)
 
 
 def _from_http_exception(exc: HTTPException) -> StreamingError:
