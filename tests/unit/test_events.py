@@ -12,8 +12,10 @@ from fastapi_streaming.events import (
     decode_message,
     new_event_id,
 )
-from fastapi_streaming.transports.sse import sse_frame, sse_named_frame
-from fastapi_streaming.transports.websocket import ws_envelope_frame, ws_text_frame
+from fastapi_streaming.fanout import Reply
+from fastapi_streaming.runtime import gap_notice
+from fastapi_streaming.transports.sse import sse_frame, sse_named_frame, sse_reply
+from fastapi_streaming.transports.websocket import ws_envelope_frame, ws_reply, ws_text_frame
 
 
 def test_event_ids_are_uuid7_and_time_ordered() -> None:
@@ -77,3 +79,15 @@ def test_a_new_wire_format_needs_no_change_to_the_core() -> None:
     encoded = EncodedEvent(Event("id-2", "/t", "2026-01-01T00:00:00.000Z", None), b'{"a":"b"}')
     assert [encoded.frame(shouting) for _ in range(3)] == [b'{"A":"B"}'] * 3
     assert calls == ["id-2"]
+
+
+def test_the_gap_signal_is_written_by_each_transport() -> None:
+    notice = gap_notice("/t", "id-1", "why")
+    body = {"topic": "/t", "last_event_id": "id-1", "detail": "why"}
+    assert json.loads(ws_reply(notice)) == {"type": "gap", **body}
+    assert (
+        sse_reply(notice)
+        == b"event: gap\ndata: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
+    )
+    assert ws_reply(Reply('{"type":"ack"}')) == '{"type":"ack"}'
+    assert sse_reply(Reply('{"type":"ack"}')) == b""  # socket replies are not streamed
