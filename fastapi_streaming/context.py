@@ -1,9 +1,9 @@
 """What the edges of a streaming API (transports, the WebSub hub) are given to work with.
 
-The transports and the hub never see the :class:`~fastapi_streaming.StreamingAPI` object: they
-get a :class:`StreamingContext`, which holds the topic registry, access control, the limits and
-the running runtime, and nothing else. The API object owns one and fills in the runtime during
-the app's lifespan.
+The transports and the WebSub hub never see the :class:`~fastapi_streaming.StreamingAPI`
+object: they get a :class:`StreamingContext`, which holds the topic registry, access control,
+the limits and the running runtime, and nothing else. The API object owns one and fills in
+the runtime during the app's lifespan.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The per-process fan-out hub: one broker subscription per channel, one queue per client.
+"""The per-process fan-out: one broker subscription per channel, one queue per client.
 
 Events flow one way: broker -> :class:`TopicStream` (the topic's subscribe handler runs here,
 once per event, and the result is encoded once) -> every client's :class:`ClientQueue` -> the
@@ -31,13 +31,13 @@ Prepare = Callable[[BrokerMessage], Awaitable[EncodedEvent | None]]
 #: How many broker messages may wait for a slow subscribe handler before the oldest is dropped.
 INBOUND_LIMIT = 10_000
 
-#: In a burst, the hub hands the event loop to the transports' writers this often.
+#: In a burst, the fan-out hands the event loop to the transports' writers this often.
 YIELD_EVERY = 64
 
 
 @dataclass(frozen=True)
 class CloseReason:
-    """Why the hub ended a client's stream; transports turn it into a close code or last frame."""
+    """Why the fan-out ended a client's stream; transports make it a close code or last frame."""
 
     code: str
     message: str
@@ -117,7 +117,7 @@ class ClientQueue:
         self.dropped = 0
         self.delivered = 0
         self._held = 0
-        #: Set by the hub's heartbeat ticker when the stream has been idle for a while.
+        #: Set by the fan-out's heartbeat ticker when the stream has been idle for a while.
         self.heartbeat_due = False
         self._sent_since_ping = False
         #: Called when the queue closes, so a transport stuck writing to a client that does not
@@ -349,7 +349,7 @@ class TopicStream:
                     await asyncio.sleep(0)
 
 
-class FanoutHub:
+class Fanout:
     """All the topic streams of one process, created on the first client, ended with the last."""
 
     def __init__(self, broker: BrokerConnection, replay: ReplayBuffers | None = None) -> None:

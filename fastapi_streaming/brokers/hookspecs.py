@@ -11,10 +11,21 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from broadcaster import BroadcastBackend
+from broadcaster import Event as BrokerMessage
 
 from ..hooks import PROJECT_NAME, hookimpl, hookspec
 
-__all__ = ["PROJECT_NAME", "BackendFactory", "fastapi_streaming_backends", "hookimpl", "hookspec"]
+__all__ = [
+    "PROJECT_NAME",
+    "BackendFactory",
+    "BrokerMessage",
+    "fastapi_streaming_backends",
+    "hookimpl",
+    "hookspec",
+]
+
+# ``BrokerMessage`` is broadcaster's ``Event`` (a channel and a message), the one name this
+# package uses for it, so it is never confused with the public ``fastapi_streaming.Event``.
 
 #: Builds a backend from the broker URL the application was configured with.
 BackendFactory = Callable[[str], BroadcastBackend]

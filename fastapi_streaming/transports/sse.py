@@ -40,7 +40,7 @@ class EventStream:
     """Streams one client's queue as ``text/event-stream`` until either side ends it.
 
     Pending events are written in one chunk, so a client that fell behind catches up with one
-    write. Idle streams get a comment line from the hub's heartbeat ticker, which keeps proxies
+    write. Idle streams get a comment line from the fan-out's heartbeat ticker, which keeps proxies
     from closing them. A plain ASGI app with slots rather than a Starlette ``Response``: one
     exists per connected client for as long as it stays.
     """
@@ -187,7 +187,7 @@ async def open_stream(
         return error_response(error)
     size = accesses[0].max_queue if len(accesses) == 1 else None
     queue = ClientQueue(size or streaming.max_queue)
-    runtime.hub.heartbeats.add(queue)
+    runtime.fanout.heartbeats.add(queue)
     # EventSource sends Last-Event-ID when it reconnects; a first connection may pass the query.
     last_event_id = request.headers.get("last-event-id") or request.query_params.get(
         "last_event_id"
