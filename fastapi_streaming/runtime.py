@@ -21,6 +21,7 @@ from broadcaster import Event as BrokerMessage
 from pydantic import ValidationError
 
 from .brokers.connection import BrokerConnection, BrokerUnavailable
+from .brokers.extensions import HistoryBackend
 from .dependencies import call_handler
 from .errors import (
     InvalidPayload,
@@ -31,7 +32,7 @@ from .errors import (
 )
 from .events import EncodedEvent, Event, decode_message
 from .fanout import SHUTDOWN, ClientQueue, CloseReason, Fanout, Prepare, Reply
-from .replay import HistoryBackend, events_after, uuid7_millis
+from .replay import events_after, uuid7_millis
 from .topics import Mode, Operation, OverflowPolicy, Topic, TopicRegistry
 
 if TYPE_CHECKING:

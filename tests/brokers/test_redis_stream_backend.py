@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from redis.asyncio import Redis
 
+from fastapi_streaming.brokers.extensions import HistoryBackend
 from fastapi_streaming.brokers.hookspecs import BrokerMessage
 from fastapi_streaming.brokers.redis_stream import BLOCK_MS, RedisStreamBackend
 from fastapi_streaming.plugins import create_backend
-from fastapi_streaming.replay import HistoryBackend
 from tests.support.redis_control import RedisControl, private_redis
 
 pytestmark = pytest.mark.redis
