@@ -52,13 +52,14 @@ __all__ = ["NotRunningError", "StreamingAPI"]
 
 
 class _Setting(Generic[T]):
-    """An attribute of the API that lives on one of the narrow objects it hands out (the
-    document's :class:`ApiInfo`, the transports' :class:`StreamingContext`), so changing it
-    on the API changes what they see.
+    """An attribute of the API that lives on the narrow objects it hands out (the document's
+    :class:`ApiInfo`, the transports' :class:`StreamingContext`...), so changing it on the API
+    changes what they see. Read from the first owner, written to every one.
     """
 
-    def __init__(self, owner: str) -> None:
-        self.owner = owner
+    def __init__(self, *owners: str) -> None:
+        self.owner = owners[0]
+        self.owners = owners
 
     def __set_name__(self, cls: type, name: str) -> None:
         self.name = name
@@ -74,7 +75,8 @@ class _Setting(Generic[T]):
         return value
 
     def __set__(self, api: StreamingAPI, value: T) -> None:
-        setattr(getattr(api, self.owner), self.name, value)
+        for owner in self.owners:
+            setattr(getattr(api, owner), self.name, value)
 
 
 class StreamingAPI:
@@ -213,7 +215,7 @@ class StreamingAPI:
     license_info = _Setting["dict[str, Any] | None"]("info")
     tags = _Setting["list[dict[str, Any]] | None"]("info")
     external_docs = _Setting["dict[str, Any] | None"]("info")
-    public_url = _Setting["str | None"]("info")
+    public_url = _Setting["str | None"]("info", "context")
     security_schemes = _Setting["dict[str, dict[str, Any]] | None"]("info")
     asyncapi_version = _Setting[str]("info")
     asyncapi_url = _Setting["str | None"]("info")
@@ -221,18 +223,12 @@ class StreamingAPI:
     asyncapi_docs_url = _Setting["str | None"]("info")
     asyncapi_js_url = _Setting["str | None"]("info")
     asyncapi_css_url = _Setting["str | None"]("info")
-    prefix = _Setting[str]("context")
+    prefix = _Setting[str]("context", "asyncapi_source")
     max_queue = _Setting[int]("context")
     max_message_size = _Setting[int]("context")
 
-    @property
-    def access(self) -> AccessControl:
-        """Who clients are and what they may touch, for every transport and the document."""
-        return self.context.access
-
-    @access.setter
-    def access(self, access: AccessControl) -> None:
-        self.context.access = self.asyncapi_source.access = access
+    #: Who clients are and what they may touch, for every transport and the document.
+    access = _Setting[AccessControl]("context", "asyncapi_source")
 
     @classmethod
     def from_asyncapi(
