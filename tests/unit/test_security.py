@@ -198,3 +198,15 @@ def test_authorizers_come_from_the_plugin_hook() -> None:
     assert isinstance(static, StaticAuthorizer) and static.scopes == {"a"}
     with pytest.raises(UnknownAuthorizerError, match="installed: fastapi-users, jwt, static"):
         create_authorizer("keycloak", manager)
+
+
+def test_the_former_names_of_the_authenticator_classes_still_work() -> None:
+    from fastapi_streaming.security import (
+        Authenticator,
+        Authorizer,
+        BearerAuthenticator,
+        BearerAuthorizer,
+    )
+
+    assert Authorizer is Authenticator
+    assert BearerAuthorizer is BearerAuthenticator
