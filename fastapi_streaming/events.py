@@ -125,10 +125,10 @@ class EncodedEvent:
         return self.event.topic
 
     def frame(self, encoder: Callable[[EncodedEvent], F]) -> F:
-        """This event as ``encoder`` writes it, encoded once and shared by every client."""
-        frames = self._frames
-        if encoder in frames:
-            found: F = frames[encoder]
-            return found
-        made = frames[encoder] = encoder(self)
-        return made
+        """This event as ``encoder`` writes it (never None), encoded once and shared by every
+        client.
+        """
+        found: F | None = self._frames.get(encoder)
+        if found is None:
+            found = self._frames[encoder] = encoder(self)
+        return found
