@@ -29,7 +29,9 @@ class StreamingRouter:
         prefix: put in front of every address declared here (``/stocks``).
         tags: AsyncAPI tags of every operation declared here.
         dependencies: ``Depends(...)`` run before every handler declared here; their values
-            are not passed to the handler (authentication checks, auditing, rate limits).
+            are not passed to the handler (checks, auditing, counters). A subscribe handler
+            runs once per event for all clients, so its dependencies cannot ask for a client's
+            connection or principal: declare such checks on the publish operations.
         scopes: scopes every operation declared here requires, besides its own.
         deprecated: mark every operation declared here deprecated in the AsyncAPI document.
         include_in_schema: False leaves every operation declared here out of the AsyncAPI
