@@ -8,9 +8,9 @@ import pytest
 
 from fastapi_streaming.events import (
     COUNTER_BITS,
-    EventIds,
     EncodedEvent,
     Event,
+    EventIds,
     UndecodableMessage,
     decode_message,
     new_event_id,
