@@ -171,8 +171,10 @@ async def open_stream(
         for address in addresses:
             await runtime.subscribe(queue, address, last_event_id=last_event_id)
             joined.append(address)
-    except BaseException:
+    except BaseException as exc:
         await asyncio.shield(runtime.disconnect(queue, joined))
+        if isinstance(exc, StreamingError):  # e.g. 503: the history to resume from is unreachable
+            return error_response(exc)
         raise
     return EventStream(runtime, queue, joined, named=named, expires_at=expiry(context))
 

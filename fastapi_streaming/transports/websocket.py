@@ -150,7 +150,14 @@ async def serve_one_topic(streaming: StreamingAPI, websocket: WebSocket, address
     session._allowed.add((topic.address, first))
     if topic.subscribe is not None:
         last_event_id = websocket.query_params.get("last_event_id")
-        await runtime.subscribe(queue, address, last_event_id=last_event_id)
+        try:
+            await runtime.subscribe(queue, address, last_event_id=last_event_id)
+        except StreamingError as error:
+            # The socket has nothing else to do: close it, 1013 "try again later" for a 503.
+            await runtime.disconnect(queue, [])
+            code = 1013 if error.status_code == 503 else 1011
+            await websocket.close(code=code, reason=str(error.detail)[:120])
+            return
         session.subscriptions.append(address)
 
     async def on_message(data: str | bytes) -> None:

@@ -1,0 +1,100 @@
+"""``redis-stream://`` through Redis outages: resumes are refused while Redis is down, say
+``gap`` when Redis came back without its history, and delivery starts again at once.
+
+Each test runs a private redis-server without persistence and stops it by its PID; the shared
+Redis is never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+
+from tests.support.brokers import RedisProcess
+from tests.support.clients import receive_json, send_json, websocket
+from tests.support.server import ServerProcess
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def redis_process() -> Iterator[RedisProcess]:
+    process = RedisProcess().start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def server(redis_process: RedisProcess) -> Iterator[ServerProcess]:
+    env = {"BROKER_URL": f"redis-stream://127.0.0.1:{redis_process.port}"}
+    with ServerProcess("tests.apps.core_app:app", env=env) as running:
+        yield running
+
+
+@pytest.fixture
+async def http(server: ServerProcess) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        yield client
+
+
+async def publish(http: httpx.AsyncClient, room: int, texts: list[str]) -> list[str]:
+    ids = []
+    for text in texts:
+        answer = await http.post(f"/streams/publish/rooms/{room}", json={"text": text})
+        assert answer.status_code == 202, answer.text
+        ids.append(answer.json()["id"])
+    return ids
+
+
+async def wait_health(http: httpx.AsyncClient, up: bool, timeout: float = 20) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        if ((await http.get("/streams/health")).status_code == 200) is up:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"health never said {'up' if up else 'down'}")
+
+
+async def restart_empty(redis_process: RedisProcess, http: httpx.AsyncClient) -> None:
+    """Stop Redis, let the server notice, start it again with nothing in it."""
+    await asyncio.to_thread(redis_process.stop)
+    await wait_health(http, up=False)
+    await asyncio.to_thread(redis_process.start)
+    await wait_health(http, up=True)
+
+
+async def test_a_resume_while_redis_is_down_gets_503_and_other_subscriptions_stay(
+    server: ServerProcess, redis_process: RedisProcess, http: httpx.AsyncClient
+) -> None:
+    (first,) = await publish(http, 1, ["before the outage"])
+    async with websocket(server.ws_url + "/streams/ws") as ws:
+        await send_json(ws, {"type": "subscribe", "id": 1, "topic": "/rooms/2"})
+        assert await receive_json(ws) == {"type": "ack", "id": 1}
+        await asyncio.to_thread(redis_process.stop)
+        await wait_health(http, up=False)
+
+        headers = {"Last-Event-ID": first}
+        async with http.stream("GET", "/streams/sse/rooms/1", headers=headers) as answer:
+            assert answer.status_code == 503, await answer.aread()
+            assert answer.headers["retry-after"] == "1"
+            assert "retry" in json.loads(await answer.aread())["detail"]
+
+        resume = {"type": "subscribe", "id": 2, "topic": "/rooms/1", "last_event_id": first}
+        await send_json(ws, resume)
+        error = await receive_json(ws)
+        assert (error["type"], error["id"], error["code"]) == ("error", 2, 503)
+
+        await asyncio.to_thread(redis_process.start)
+        await wait_health(http, up=True)
+        # The socket and its other subscription are still there; the refused one can be retried.
+        (live,) = await publish(http, 2, ["after the outage"])
+        event = await receive_json(ws)
+        assert (event["type"], event["id"]) == ("event", live)
+        await send_json(ws, resume)
+        assert await receive_json(ws) == {"type": "ack", "id": 2}
