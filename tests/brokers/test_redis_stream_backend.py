@@ -333,3 +333,30 @@ async def test_a_subscription_gone_before_the_reader_woke_does_not_break_it(
     await backend.subscribe(f"{stream_name}.lasting")
     await backend.publish(f"{stream_name}.lasting", "still reading")
     assert (await next_event(backend)).message == "still reading"
+
+
+async def test_a_new_subscription_ends_the_blocked_read_without_a_new_connection(
+    private: RedisControl,
+) -> None:
+    """Subscription changes unblock the reader (``CLIENT UNBLOCK``) instead of cancelling its
+    read: redis-py does not always honour a cancellation (one that lands while the connection
+    is being set up is swallowed, and the read blocks on for BLOCK_MS), and each cancelled read
+    cost a reconnection."""
+    backend = await connected(private.url)
+    client = Redis.from_url(f"redis://127.0.0.1:{private.process.port}")
+    try:
+        await backend.subscribe("first")
+        await asyncio.sleep(0.2)  # the reader blocks on the first stream
+        before = (await client.info("stats"))["total_connections_received"]
+        for number in range(20):
+            await backend.subscribe(f"more.{number}")
+            await backend.publish(f"more.{number}", "prompt")
+            started = time.monotonic()
+            assert (await next_event(backend)).message == "prompt"
+            assert time.monotonic() - started < BLOCK_MS / 1000 / 2
+        after = (await client.info("stats"))["total_connections_received"]
+    finally:
+        await client.aclose()
+        await backend.disconnect()
+    # The command pool may open a second connection for an unblock that overlaps a publish.
+    assert after - before <= 2, f"{after - before} new connections for 20 subscriptions"

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.support.brokers import RedisProcess
-from tests.support.clients import receive_json, send_json, websocket
+from tests.support.clients import receive_json, send_json, sse_stream, websocket
 from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.redis
@@ -98,3 +98,24 @@ async def test_a_resume_while_redis_is_down_gets_503_and_other_subscriptions_sta
         assert (event["type"], event["id"]) == ("event", live)
         await send_json(ws, resume)
         assert await receive_json(ws) == {"type": "ack", "id": 2}
+
+
+async def test_delivery_starts_again_at_once_after_redis_returns_with_an_idle_channel(
+    server: ServerProcess, redis_process: RedisProcess, http: httpx.AsyncClient
+) -> None:
+    """Two subscribed channels, one idle: the first event after Redis returns took about 5 s
+    (the blocking read's timeout) in most tries; each round here is one try."""
+    delays = []
+    async with (
+        sse_stream(server.url, "/streams/sse/rooms/3") as active,
+        sse_stream(server.url, "/streams/sse/rooms/4") as idle,
+    ):
+        await publish(http, 3, ["before"])
+        await active.wait_for(1)
+        for round_ in range(3):
+            await restart_empty(redis_process, http)
+            started = asyncio.get_running_loop().time()
+            await publish(http, 4, [f"after {round_}"])
+            await idle.wait_for(round_ + 1, timeout=20)
+            delays.append(asyncio.get_running_loop().time() - started)
+    assert max(delays) < 2, f"first deliveries after recovery took {delays} s"
