@@ -15,7 +15,10 @@ Here:
 - a lost connection is raised from ``next_published()``, and the positions are kept across the
   caller's reconnection, so entries written during an outage are delivered afterwards;
 - ``publish`` trims with ``XADD MAXLEN ~`` (option ``maxlen``, default 10,000 entries);
-- :meth:`RedisStreamBackend.history` reads a stream back from a point in time, for resumes.
+- :meth:`RedisStreamBackend.history` reads a stream back from a point in time, for resumes, and
+  says it is incomplete when the stream was trimmed past that point, or recreated, or when the
+  Redis data began after it (a restart without persistence): see
+  :mod:`~fastapi_streaming.brokers.stream_epochs`.
 
 How a new subscription reaches the blocked reader: the ``XREAD`` runs on a connection of its
 own, and a subscription change ends it early with ``CLIENT UNBLOCK`` (as if its block timeout
@@ -45,6 +48,8 @@ from redis import asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
+
+from . import stream_epochs
 
 logger = logging.getLogger("fastapi_streaming.broker.redis_stream")
 
@@ -86,6 +91,8 @@ class RedisStreamBackend(BroadcastBackend):
         self._reader: aioredis.Redis | None = None
         #: The reader connection's ``CLIENT ID``, to end its blocking read early.
         self._reader_id: int | None = None
+        #: Streams this process has published to since it connected (and so marked).
+        self._marked: set[str] = set()
         #: Subscribed streams and the id of the last entry handed over (or the start point).
         self._positions: dict[str, EntryId] = {}
         #: Positions kept from before a disconnect, to continue from on resubscribe.
@@ -105,12 +112,14 @@ class RedisStreamBackend(BroadcastBackend):
         self._reader = self._new_reader()
         try:
             await self._client.ping()  # fail now, not on the first event, if Redis is not there
+            await stream_epochs.open_dataset(self._client)
             self._reader_id = await self._reader.client_id()  # connects the reader now, too
         except BaseException:
             await self._close_clients()
             raise
         self._queue = asyncio.Queue(QUEUE_SIZE)
         self._changed = asyncio.Event()
+        self._marked = set()
         self._task = asyncio.create_task(self._read(), name="redis stream reader")
 
     async def disconnect(self) -> None:
@@ -145,9 +154,13 @@ class RedisStreamBackend(BroadcastBackend):
         self._resume.pop(channel, None)
 
     async def publish(self, channel: str, message: Any) -> None:
-        await self._connected().xadd(
+        client = self._connected()
+        entry_id = await client.xadd(
             channel, {FIELD: message}, maxlen=self.maxlen or None, approximate=True
         )
+        if channel not in self._marked:  # once per stream and connection: one more round trip
+            await stream_epochs.mark_stream(client, channel, _parse_id(entry_id)[0])
+            self._marked.add(channel)
 
     async def next_published(self) -> Event:
         item = await self._queue.get()
@@ -159,8 +172,8 @@ class RedisStreamBackend(BroadcastBackend):
         """Entries of ``channel`` from ``since_ms`` (less the clock-skew margin), oldest first.
 
         The flag is True when the stream provably still holds everything since then: the read
-        was not cut short by the ``history`` limit, and trimming has removed nothing at or after
-        its start.
+        was not cut short by the ``history`` limit, trimming has removed nothing at or after
+        its start, the stream was not recreated since, and the Redis data is older than that.
         """
         start: EntryId = (max(since_ms - CLOCK_SKEW_MS, 0), 0)
         newest_first = await self._connected().xrevrange(
@@ -173,6 +186,11 @@ class RedisStreamBackend(BroadcastBackend):
             if (event := _event(channel, raw_id, fields)) is not None
         ]
         if len(entries) >= self.history_limit:
+            return events, False
+        # Compared with the point itself, not with the skew margin before it: a dataset begun
+        # just before that point holds all of it, and one begun after it lost what came between.
+        epoch = await stream_epochs.dataset_epoch(self._connected())
+        if epoch is None or epoch > since_ms:
             return events, False
         return events, await self._holds_since(channel, start)
 
@@ -217,7 +235,12 @@ class RedisStreamBackend(BroadcastBackend):
         if first is not None and _parse_id(first[0]) <= start:
             return True
         added = info.get("entries-added")
-        return added is not None and int(added) == int(info["length"])
+        if added is None or int(added) != int(info["length"]):
+            return False
+        # It holds every entry it ever had, but did it exist before? Not if it was recreated
+        # after the stream epoch recorded when this library first wrote to it.
+        born = await stream_epochs.stream_epoch(self._connected(), channel)
+        return born is None or first is None or born >= _parse_id(first[0])[0]
 
     async def _read(self) -> None:
         assert self._reader is not None

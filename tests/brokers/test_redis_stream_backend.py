@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from fastapi_streaming.brokers.plugins import create_backend
 from fastapi_streaming.brokers.redis_stream import BLOCK_MS, RedisStreamBackend
+from fastapi_streaming.brokers.stream_epochs import EPOCHS_KEY
 from fastapi_streaming.replay import HistoryBackend
 from tests.support.redis_control import RedisControl, private_redis
 
@@ -43,6 +44,9 @@ async def stream_name(plain_redis: Redis) -> AsyncIterator[str]:
     keys = [key async for key in plain_redis.scan_iter(match=f"{prefix}*")]
     if keys:
         await plain_redis.delete(*keys)
+    marks = [f async for f, _ in plain_redis.hscan_iter(EPOCHS_KEY, match=f"stream:{prefix}*")]
+    if marks:
+        await plain_redis.hdel(EPOCHS_KEY, *marks)
 
 
 async def connected(url: str = STREAM_URL) -> RedisStreamBackend:
@@ -179,6 +183,50 @@ async def test_history_of_a_trimmed_stream_is_complete_after_the_trimmed_part(
         await backend.disconnect()
     assert [event.message for event in events] == ["late"]
     assert complete, "everything trimmed is older than `since`"
+
+
+async def test_history_of_a_recreated_stream_is_incomplete(
+    backend: RedisStreamBackend, plain_redis: Redis, stream_name: str
+) -> None:
+    """A deleted stream written again holds every entry it ever had, yet lost the old ones."""
+    channel = f"{stream_name}.recreated"
+    await backend.publish(channel, "first")
+    since = await redis_millis(plain_redis)
+    await backend.publish(channel, "lost")
+    await plain_redis.delete(channel)
+    await asyncio.sleep(0.01)  # the new stream's first entry is of a later millisecond
+    await backend.publish(channel, "new")
+    events, complete = await backend.history(channel, since)
+    assert [event.message for event in events] == ["new"]
+    assert not complete
+
+
+async def test_history_after_redis_restarted_empty_is_incomplete(private: RedisControl) -> None:
+    """The restart lost the dataset epoch: history that reaches back before it cannot vouch."""
+    backend = await connected(private.url)
+    client = Redis.from_url(f"redis://127.0.0.1:{private.process.port}")
+    try:
+        await backend.publish("restarted", "before")
+        since = await redis_millis(client)
+        await backend.publish("restarted", "lost")
+        await backend.disconnect()
+        await private.stop()
+        await private.start()
+        await client.aclose()
+        client = Redis.from_url(f"redis://127.0.0.1:{private.process.port}")
+        await backend.connect()
+        await backend.publish("restarted", "after")
+        events, complete = await backend.history("restarted", since)
+        assert [event.message for event in events] == ["after"]
+        assert not complete
+        # Points after the restart are vouched for again.
+        later = await redis_millis(client)
+        await backend.publish("restarted", "later")
+        events, complete = await backend.history("restarted", later)
+        assert events[-1].message == "later" and complete
+    finally:
+        await client.aclose()
+        await backend.disconnect()
 
 
 async def test_history_is_bounded_by_the_history_option(

@@ -119,3 +119,31 @@ async def test_delivery_starts_again_at_once_after_redis_returns_with_an_idle_ch
             await idle.wait_for(round_ + 1, timeout=20)
             delays.append(asyncio.get_running_loop().time() - started)
     assert max(delays) < 2, f"first deliveries after recovery took {delays} s"
+
+
+async def test_a_resume_after_redis_restarted_empty_starts_with_a_gap(
+    server: ServerProcess, redis_process: RedisProcess, http: httpx.AsyncClient
+) -> None:
+    """Events 11-20 died with Redis: a resume from event 10 gets a gap, then 21-25."""
+    seen = await publish(http, 5, [f"event {n}" for n in range(1, 11)])
+    await publish(http, 5, [f"event {n}" for n in range(11, 21)])
+    # A subscribed client, so that the server notices the outage (it reads the stream).
+    async with sse_stream(server.url, "/streams/sse/rooms/6"):
+        await restart_empty(redis_process, http)
+    after = await publish(http, 5, [f"event {n}" for n in range(21, 26)])
+
+    headers = {"Last-Event-ID": seen[-1]}
+    async with sse_stream(server.url, "/streams/sse/rooms/5", headers=headers) as again:
+        events = await again.wait_for(6)
+    assert events[0].event == "gap"
+    assert json.loads(events[0].data)["last_event_id"] == seen[-1]
+    assert [event.id for event in events[1:]] == after
+
+    async with websocket(server.ws_url + "/streams/ws") as ws:
+        resume = {"type": "subscribe", "id": 1, "topic": "/rooms/5", "last_event_id": seen[-1]}
+        await send_json(ws, resume)
+        assert await receive_json(ws) == {"type": "ack", "id": 1}
+        gap = await receive_json(ws)
+        assert (gap["type"], gap["topic"], gap["last_event_id"]) == ("gap", "/rooms/5", seen[-1])
+        replayed = [await receive_json(ws) for _ in after]
+    assert [message["id"] for message in replayed] == after
