@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from tests.support.brokers import RedisProcess
 from tests.support.clients import receive_json, send_json, sse_stream, websocket
@@ -89,6 +90,13 @@ async def test_a_resume_while_redis_is_down_gets_503_and_other_subscriptions_sta
         await send_json(ws, resume)
         error = await receive_json(ws)
         assert (error["type"], error["id"], error["code"]) == ("error", 2, 503)
+
+        # A one-topic socket has nothing else to do: it closes with 1013, try again later.
+        url = f"{server.ws_url}/streams/ws/rooms/1?last_event_id={first}"
+        async with websocket(url) as single:
+            with pytest.raises(ConnectionClosed) as closed:
+                await single.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
 
         await asyncio.to_thread(redis_process.start)
         await wait_health(http, up=True)
