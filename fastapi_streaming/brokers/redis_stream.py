@@ -189,8 +189,11 @@ class RedisStreamBackend(BroadcastBackend):
             return events, False
         # Compared with the point itself, not with the skew margin before it: a dataset begun
         # just before that point holds all of it, and one begun after it lost what came between.
-        epoch = await stream_epochs.dataset_epoch(self._connected())
-        if epoch is None or epoch > since_ms:
+        client = self._connected()
+        epoch = await stream_epochs.dataset_epoch(client)
+        if epoch is None:  # lost (FLUSHALL, a restart not noticed yet): the data begins now
+            epoch = await stream_epochs.open_dataset(client)
+        if epoch > since_ms:
             return events, False
         return events, await self._holds_since(channel, start)
 

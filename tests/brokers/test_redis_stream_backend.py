@@ -408,3 +408,24 @@ async def test_a_new_subscription_ends_the_blocked_read_without_a_new_connection
         await backend.disconnect()
     # The command pool may open a second connection for an unblock that overlaps a publish.
     assert after - before <= 2, f"{after - before} new connections for 20 subscriptions"
+
+
+async def test_history_after_the_data_was_flushed_is_incomplete(private: RedisControl) -> None:
+    """Data lost while the connection stayed up (FLUSHALL) is noticed too, and then marked."""
+    backend = await connected(private.url)
+    client = Redis.from_url(f"redis://127.0.0.1:{private.process.port}")
+    try:
+        await backend.publish("flushed", "before")
+        since = await redis_millis(client)
+        await backend.publish("flushed", "lost")
+        await client.flushall()
+        await backend.publish("flushed", "after")
+        events, complete = await backend.history("flushed", since)
+        assert [event.message for event in events] == ["after"] and not complete
+        later = await redis_millis(client)
+        await backend.publish("flushed", "later")
+        events, complete = await backend.history("flushed", later)
+        assert events[-1].message == "later" and complete
+    finally:
+        await client.aclose()
+        await backend.disconnect()
