@@ -6,9 +6,9 @@ entry ever added is still there) while the events published before the loss are 
 cannot tell; these markers can:
 
 - the **dataset epoch**: the Redis time (ms) at which this library first found the dataset
-  without its marker, i.e. when the data it can see began. A restart (or ``FLUSHALL``) that lost
-  the data loses the marker too, and the next connection or resume writes a new one; history that reaches back before
-  the epoch cannot vouch for anything before it;
+  without its marker, i.e. when the data it can see began. A restart (or ``FLUSHALL``) that
+  lost the data loses the marker too, and the next connection or resume writes a new one;
+  history that reaches back before the epoch cannot vouch for anything before it;
 - a **stream epoch** per stream: the time of the first entry this library added to a stream it
   had not marked yet. A stream whose oldest entry is younger than its marker was recreated after
   it: what was published before that entry is gone.
