@@ -2,19 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import asyncpg
 import pytest
 
 from fastapi_streaming.brokers.postgres import PostgresBackend
-from fastapi_streaming.testing import BackendConformance, Connected, NativePublish
+from fastapi_streaming.testing import BackendConformance, BrokerControl, Connected, NativePublish
+from fastapi_streaming.testing.processes import PrivateBroker
+from tests.support.postgres_cluster import missing_reason, private_postgres
 
 POSTGRES = "postgres://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PrivateBroker]:
+    """A cluster of this session's own, for the restart tests: initdb takes a few seconds."""
+    reason = missing_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with private_postgres() as cluster:
+        yield cluster
 
 
 @pytest.mark.postgres
 class TestPostgresBackend(BackendConformance):
     url = POSTGRES
     factory = PostgresBackend
+
+    @pytest.fixture
+    def broker_control(self, postgres_cluster: PrivateBroker) -> BrokerControl:
+        postgres_cluster.start_now()  # a no-op unless an earlier test left it down
+        return postgres_cluster
 
     @pytest.fixture
     def native_publish(self) -> NativePublish:
