@@ -41,9 +41,10 @@ Override the ``broker_url`` or ``backend_factory`` fixtures instead of the ``url
 Recovery from a broker restart is tested when the subclass overrides the ``broker_control``
 fixture with a :class:`BrokerControl`: a broker of the test's own (never a shared one) that
 the test stops, or kills with SIGKILL, and starts again (``PrivateBroker`` of
-:mod:`fastapi_streaming.testing.processes` is one). The backend either raises from ``next_published()``, after
-which the test reconnects it the way fastapi-streaming does (``disconnect()``, ``connect()``,
-``subscribe()`` again, retried), or recovers by itself; either way new messages must arrive.
+:mod:`fastapi_streaming.testing.processes` is one). The backend either raises from
+``next_published()``, after which the test reconnects it the way fastapi-streaming does
+(``disconnect()``, ``connect()``, ``subscribe()`` again, retried), or recovers by itself;
+either way new messages must arrive.
 The test prints how long after the broker's return the first message arrived.
 """
 

@@ -68,8 +68,10 @@ def run_as(user: str | None) -> dict[str, object]:
 class PrivateBroker:
     """One broker process of the test's own; a conformance ``BrokerControl``.
 
-    ``command`` starts the server in the foreground, listening on ``port``. The broker counts
-    as started once ``port`` accepts connections and ``ready()`` (when given) returns true.
+    ``command`` starts the server in the foreground, listening on ``port``; its output goes to
+    a log file in ``log_dir`` (the temporary folder by default), which the caller removes. The
+    broker counts as started once ``port`` accepts connections and ``ready()`` (when given)
+    returns true.
     ``stop()`` sends ``stop_signal`` (the server's clean shutdown) and waits for the process to
     end; ``kill()`` sends SIGKILL to its whole process group. ``start()`` runs ``command`` again
     with the same port, data and environment.
@@ -85,6 +87,7 @@ class PrivateBroker:
         env: Mapping[str, str] | None = None,
         user: str | None = None,
         cwd: str | Path | None = None,
+        log_dir: str | Path | None = None,
         stop_signal: int = signal.SIGTERM,
         ready: Callable[[], bool] | None = None,
         start_timeout: float = 30.0,
@@ -101,7 +104,7 @@ class PrivateBroker:
         self.ready = ready
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
-        handle, log = tempfile.mkstemp(prefix=f"{name}-", suffix=".log")
+        handle, log = tempfile.mkstemp(prefix=f"{name}-", suffix=".log", dir=log_dir)
         os.close(handle)
         self.log_path = Path(log)
         self.process: subprocess.Popen[bytes] | None = None

@@ -66,22 +66,30 @@ def private_postgres() -> Iterator[PrivateBroker]:
         if user is not None:
             shutil.chown(folder, user, user)
         data = folder / "data"
-        subprocess.run(
-            [bindir / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"]
-            + ["--locale=C", "--no-sync"],
-            check=True,
+        created = subprocess.run(
+            [
+                *(bindir / "initdb", "-D", data, "-U", "postgres", "--auth=trust"),
+                *("-E", "UTF8", "--locale=C", "--no-sync"),
+            ],
+            check=False,
             capture_output=True,
+            text=True,
             **run_as(user),  # type: ignore[call-overload]
         )
+        if created.returncode != 0:
+            raise RuntimeError(f"initdb failed:\n{created.stdout}{created.stderr}")
         port = free_port()
         ready = [bindir / "pg_isready", "-q", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres"]
         cluster = PrivateBroker(
             "postgres",
-            [bindir / "postgres", "-D", str(data), "-p", str(port), "-k", str(folder)]
-            + ["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
+            [
+                *(bindir / "postgres", "-D", data, "-p", str(port), "-k", folder),
+                *("-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"),
+            ],
             port=port,
             url=f"postgres://postgres@127.0.0.1:{port}/postgres",
             user=user,
+            log_dir=folder,
             stop_signal=signal.SIGINT,  # "fast" shutdown, as pg_ctl stop: sessions are ended
             ready=lambda: subprocess.run(ready, check=False).returncode == 0,
         )

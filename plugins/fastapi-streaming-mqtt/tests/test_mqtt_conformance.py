@@ -39,7 +39,11 @@ def private_mosquitto() -> Iterator[PrivateBroker]:
     # No persistence: after a restart the broker knows no subscription, as after a crash.
     config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
     broker = PrivateBroker(
-        "mosquitto", [binary, "-c", str(config)], port=port, url=f"mqtt://127.0.0.1:{port}"
+        "mosquitto",
+        [binary, "-c", str(config)],
+        port=port,
+        url=f"mqtt://127.0.0.1:{port}",
+        log_dir=folder,
     )
     try:
         yield broker.start_now()
@@ -72,4 +76,6 @@ class TestMQTTBackendAtQoS0UnderAPrefix(BackendConformance):
     @pytest.fixture
     def broker_control(self, private_mosquitto: PrivateBroker) -> BrokerControl:
         private_mosquitto.start_now()
-        return BrokerAt(private_mosquitto, f"{private_mosquitto.url}/fastapi-streaming/conformance?qos=0")
+        return BrokerAt(
+            private_mosquitto, f"{private_mosquitto.url}/fastapi-streaming/conformance?qos=0"
+        )

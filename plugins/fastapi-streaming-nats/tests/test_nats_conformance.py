@@ -37,6 +37,7 @@ def private_nats() -> Iterator[PrivateBroker]:
         [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(folder)],
         port=port,
         url=f"nats://127.0.0.1:{port}",
+        log_dir=folder,
     )
     try:
         yield broker.start_now()
