@@ -476,6 +476,7 @@ class BackendConformance:
 
         await (broker_control.kill() if outage == "kill" else broker_control.stop())
         try:
+            accepted = await self._publish_during_outage(connected.backend, channel)
             await asyncio.sleep(self.outage_seconds)
         finally:
             await broker_control.start()  # even when cancelled: the next test needs the broker
@@ -490,9 +491,31 @@ class BackendConformance:
         await self.publish(connected.backend, channel, "check")
         while received[-1] != "check":
             received.append(await connected.inbox.next(channel, timeout=self.receive_timeout))
-        assert all(m.startswith("after ") for m in received[:-1]), received
+        assert all(m.startswith("after ") or m == "during" for m in received[:-1]), received
         assert len(set(received)) == len(received), f"delivered twice: {received}"
+        if accepted:
+            assert "during" in received, (
+                "publish() returned while the broker was down, but the message never arrived: "
+                "it must raise instead (fastapi-streaming then answers 503)"
+            )
         await connected.inbox.expect_nothing(channel, seconds=self.quiet_seconds)
+
+    async def _publish_during_outage(self, backend: BroadcastBackend, channel: str) -> bool:
+        """Publish while the broker is down: True if ``publish()`` took the message.
+
+        It must return or raise in time (a request handler is waiting on it); a message it
+        took must arrive once the broker is back, or it must raise.
+        """
+        try:
+            await asyncio.wait_for(backend.publish(channel, "during"), self.receive_timeout)
+        except asyncio.TimeoutError:
+            pytest.fail(
+                f"publish() did not return within {self.receive_timeout} s while the broker "
+                "was down: it must raise, so that publishers learn of the outage"
+            )
+        except Exception:
+            return False
+        return True
 
     async def _first_message_after_restart(self, connected: Connected, channel: str) -> str:
         """Publish ``after <n>`` until one arrives, reconnecting whenever the backend raised."""
