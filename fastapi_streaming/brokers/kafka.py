@@ -284,6 +284,11 @@ class KafkaBackend(BroadcastBackend):
         for client in (consumer, offsets, producer):
             if client is not None:
                 await _quietly(client.stop(), type(client).__name__)
+                # A stop() cancelled inside aiokafka (see _quietly) never reaches closing its
+                # connections and metadata task; closing them again is harmless otherwise.
+                connections = getattr(client, "_client", None) or getattr(client, "client", None)
+                if connections is not None:
+                    await _quietly(connections.close(), f"the connections of {client!r}")
         if admin is not None:
             await _quietly(admin.close(), "AIOKafkaAdminClient")
 
