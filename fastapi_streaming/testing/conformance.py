@@ -486,7 +486,8 @@ class BackendConformance:
         received = [await self._first_message_after_restart(connected, channel)]
         print(
             f"{type(self).__name__} [{outage}]: first delivery "
-            f"{loop.time() - back:.2f} s after the broker's return"
+            f"{loop.time() - back:.2f} s after the broker's return; a publish during the "
+            f"outage {'was accepted' if accepted else 'raised'}"
         )
         await self.publish(connected.backend, channel, "check")
         while received[-1] != "check":

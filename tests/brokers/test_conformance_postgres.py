@@ -9,8 +9,8 @@ import pytest
 
 from fastapi_streaming.brokers.postgres import PostgresBackend
 from fastapi_streaming.testing import BackendConformance, BrokerControl, Connected, NativePublish
+from fastapi_streaming.testing.private_brokers import private_postgres, session_broker
 from fastapi_streaming.testing.processes import PrivateBroker
-from tests.support.postgres_cluster import missing_reason, private_postgres
 
 POSTGRES = "postgres://postgres@127.0.0.1:5432/test"
 
@@ -18,10 +18,7 @@ POSTGRES = "postgres://postgres@127.0.0.1:5432/test"
 @pytest.fixture(scope="session")
 def postgres_cluster() -> Iterator[PrivateBroker]:
     """A cluster of this session's own, for the restart tests: initdb takes a few seconds."""
-    reason = missing_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    with private_postgres() as cluster:
+    with session_broker(private_postgres) as cluster:
         yield cluster
 
 

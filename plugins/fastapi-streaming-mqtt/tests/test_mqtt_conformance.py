@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import aiomqtt
 import pytest
 from fastapi_streaming.testing import BackendConformance, BrokerControl, NativePublish
-from fastapi_streaming.testing.processes import BrokerAt, PrivateBroker, free_port
+from fastapi_streaming.testing.private_brokers import private_mosquitto, session_broker
+from fastapi_streaming.testing.processes import BrokerAt, PrivateBroker
 
 from fastapi_streaming_mqtt import MQTTBackend
 
@@ -28,28 +26,10 @@ def native_publisher(topic_prefix: str) -> NativePublish:
 
 
 @pytest.fixture(scope="session")
-def private_mosquitto() -> Iterator[PrivateBroker]:
+def mosquitto() -> Iterator[PrivateBroker]:
     """A Mosquitto of this session's own, which the restart tests stop and kill."""
-    binary = shutil.which("mosquitto") or shutil.which("/usr/sbin/mosquitto")
-    if binary is None:
-        pytest.skip("no mosquitto binary for the restart tests: apt-get install mosquitto")
-    folder = Path(tempfile.mkdtemp(prefix="fastapi-streaming-mosquitto-"))
-    port = free_port()
-    config = folder / "mosquitto.conf"
-    # No persistence: after a restart the broker knows no subscription, as after a crash.
-    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    broker = PrivateBroker(
-        "mosquitto",
-        [binary, "-c", str(config)],
-        port=port,
-        url=f"mqtt://127.0.0.1:{port}",
-        log_dir=folder,
-    )
-    try:
-        yield broker.start_now()
-    finally:
-        broker.stop_now()
-        shutil.rmtree(folder, ignore_errors=True)
+    with session_broker(private_mosquitto) as broker:
+        yield broker
 
 
 class TestMQTTBackend(BackendConformance):
@@ -61,8 +41,8 @@ class TestMQTTBackend(BackendConformance):
         return native_publisher("")
 
     @pytest.fixture
-    def broker_control(self, private_mosquitto: PrivateBroker) -> BrokerControl:
-        return private_mosquitto.start_now()  # a no-op unless an earlier test left it down
+    def broker_control(self, mosquitto: PrivateBroker) -> BrokerControl:
+        return mosquitto.start_now()  # a no-op unless an earlier test left it down
 
 
 class TestMQTTBackendAtQoS0UnderAPrefix(BackendConformance):
@@ -74,8 +54,6 @@ class TestMQTTBackendAtQoS0UnderAPrefix(BackendConformance):
         return native_publisher("fastapi-streaming/conformance/")
 
     @pytest.fixture
-    def broker_control(self, private_mosquitto: PrivateBroker) -> BrokerControl:
-        private_mosquitto.start_now()
-        return BrokerAt(
-            private_mosquitto, f"{private_mosquitto.url}/fastapi-streaming/conformance?qos=0"
-        )
+    def broker_control(self, mosquitto: PrivateBroker) -> BrokerControl:
+        mosquitto.start_now()
+        return BrokerAt(mosquitto, f"{mosquitto.url}/fastapi-streaming/conformance?qos=0")

@@ -6,18 +6,16 @@ storing its streams in a temporary folder, so they survive the restart as on a r
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import nats
 import nats.js.errors
 import pytest
 import pytest_asyncio
 from fastapi_streaming.testing import BackendConformance, BrokerControl, NativePublish
-from fastapi_streaming.testing.processes import BrokerAt, PrivateBroker, free_port
+from fastapi_streaming.testing.private_brokers import private_nats, session_broker
+from fastapi_streaming.testing.processes import BrokerAt, PrivateBroker
 
 from fastapi_streaming_nats import NATSBackend
 
@@ -25,25 +23,10 @@ NATS_URL = "nats://127.0.0.1:4222"
 
 
 @pytest.fixture(scope="session")
-def private_nats() -> Iterator[PrivateBroker]:
+def nats_server() -> Iterator[PrivateBroker]:
     """A NATS server with JetStream of this session's own, which the restart tests stop."""
-    binary = shutil.which("nats-server") or shutil.which("/usr/sbin/nats-server")
-    if binary is None:
-        pytest.skip("no nats-server binary for the restart tests: apt-get install nats-server")
-    folder = Path(tempfile.mkdtemp(prefix="fastapi-streaming-nats-"))
-    port = free_port()
-    broker = PrivateBroker(
-        "nats-server",
-        [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(folder)],
-        port=port,
-        url=f"nats://127.0.0.1:{port}",
-        log_dir=folder,
-    )
-    try:
-        yield broker.start_now()
-    finally:
-        broker.stop_now()
-        shutil.rmtree(folder, ignore_errors=True)
+    with session_broker(private_nats) as broker:
+        yield broker
 
 
 class TestCoreNATS(BackendConformance):
@@ -51,8 +34,8 @@ class TestCoreNATS(BackendConformance):
     factory = NATSBackend
 
     @pytest.fixture
-    def broker_control(self, private_nats: PrivateBroker) -> BrokerControl:
-        return private_nats.start_now()  # a no-op unless an earlier test left it down
+    def broker_control(self, nats_server: PrivateBroker) -> BrokerControl:
+        return nats_server.start_now()  # a no-op unless an earlier test left it down
 
     @pytest.fixture
     def native_publish(self) -> NativePublish:
@@ -83,11 +66,11 @@ class TestJetStream(BackendConformance):
         return f"{NATS_URL}?stream={stream}&prefix={prefix}&max_age=600"
 
     @pytest.fixture
-    def broker_control(self, private_nats: PrivateBroker, names: tuple[str, str]) -> BrokerControl:
+    def broker_control(self, nats_server: PrivateBroker, names: tuple[str, str]) -> BrokerControl:
         """The same stream options on the private server, whose folder keeps the stream."""
         stream, prefix = names
-        private_nats.start_now()
-        return BrokerAt(private_nats, f"{private_nats.url}?stream={stream}&prefix={prefix}")
+        nats_server.start_now()
+        return BrokerAt(nats_server, f"{nats_server.url}?stream={stream}&prefix={prefix}")
 
     @pytest_asyncio.fixture(autouse=True)
     async def delete_stream(self, names: tuple[str, str]) -> AsyncIterator[None]:
