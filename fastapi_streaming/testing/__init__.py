@@ -1,7 +1,8 @@
 """Test helpers for fastapi-streaming and its broker plugins; imported by test code only.
 
 ``BackendConformance`` is the suite every broker backend passes against its real server: a
-plugin's tests subclass it (see :mod:`fastapi_streaming.testing.conformance`). Importing
+plugin's tests subclass it (see :mod:`fastapi_streaming.testing.conformance`), or
+``InProcessConformance`` for a backend that is its own broker inside the process. Importing
 ``fastapi_streaming`` never imports this package, so applications do not need pytest.
 """
 
@@ -24,6 +25,7 @@ from fastapi_streaming.testing.conformance import (
     NativePublish,
     OpenBackend,
 )
+from fastapi_streaming.testing.in_process import InProcessConformance
 from fastapi_streaming.testing.inbox import BackendFailed, Inbox
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "BackendFailed",
     "BrokerControl",
     "Connected",
+    "InProcessConformance",
     "Inbox",
     "NativePublish",
     "OpenBackend",
