@@ -29,6 +29,7 @@ else:  # pragma: no cover
     from typing_extensions import Self
 
 if TYPE_CHECKING:
+    from .asyncapi.reading import ImportWarning
     from .websub.hub import WebSubHub
     from .websub.settings import WebSubSettings
 
@@ -75,6 +76,8 @@ class StreamingAPI:
             document's servers; without it, the host of the request that asked for it.
         security_schemes: the security schemes to describe, instead of HTTP bearer and the
             ``access_token`` query parameter.
+        server_security: the security requirements of every server, ``{scheme: [scopes]}``
+            (what a document's servers ask for); needs ``require_auth=True``.
         asyncapi_version: the version served by default (``3.0.0``; ``3.1.0``, ``2.6.0``).
         asyncapi_url, asyncapi_yaml_url, asyncapi_docs_url: where the document and its docs
             page are served; ``None`` turns one off.
@@ -105,6 +108,7 @@ class StreamingAPI:
         external_docs: Mapping[str, Any] | None = None,
         public_url: str | None = None,
         security_schemes: Mapping[str, Mapping[str, Any]] | None = None,
+        server_security: Mapping[str, Sequence[str]] | None = None,
         asyncapi_version: str = "3.0.0",
         asyncapi_url: str | None = "/asyncapi.json",
         asyncapi_yaml_url: str | None = "/asyncapi.yaml",
@@ -129,6 +133,17 @@ class StreamingAPI:
             if security_schemes
             else None
         )
+        if server_security and not require_auth:
+            raise ValueError(
+                "server_security says every client must authenticate: pass require_auth=True."
+            )
+        self.server_security = (
+            {name: list(scopes) for name, scopes in server_security.items()}
+            if server_security
+            else None
+        )
+        #: What ``from_asyncapi`` could not keep of its document (empty otherwise).
+        self.import_warnings: list[ImportWarning] = []
         self.asyncapi_version = check_version(asyncapi_version)
         self.asyncapi_url = asyncapi_url
         self.asyncapi_yaml_url = asyncapi_yaml_url
@@ -157,7 +172,11 @@ class StreamingAPI:
 
     @classmethod
     def from_asyncapi(
-        cls, document: str | PathLike[str] | Mapping[str, Any], **options: Any
+        cls,
+        document: str | PathLike[str] | Mapping[str, Any],
+        *,
+        resolver: Callable[[str], Any] | None = None,
+        **options: Any,
     ) -> Self:
         """Create a streaming API whose topics come from an AsyncAPI 3.x or 2.x document.
 
@@ -166,12 +185,19 @@ class StreamingAPI:
         schemas (incoming events are validated against them); ``options`` are passed on to
         the constructor and win over what the document says. Attach handlers afterwards with
         the usual decorators.
+
+        References to other files are resolved against the document's location; remote ones
+        (``https://...``) only through ``resolver``, a function of the URL that returns the
+        parsed document. What the API does not keep of the document is listed in
+        ``import_warnings`` (and logged). Servers that ask for security make every client
+        authenticate (``require_auth=True``): pass ``authorizer=...``.
         """
         from .asyncapi.importer import load_document, read_document
 
-        api = read_document(load_document(document))
+        api = read_document(load_document(document, resolver))
         streaming = cls(**{**api.options, **options})
         api.declare(streaming)
+        streaming.import_warnings = list(api.warnings)
         return streaming
 
     def asyncapi(

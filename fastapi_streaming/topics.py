@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import TypeAdapter
-from starlette.convertors import Convertor
+from starlette.convertors import Convertor, PathConvertor
 from starlette.routing import compile_path
 
 from .dependencies import HandlerPlan
@@ -44,6 +44,25 @@ _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass
+class OperationReply:
+    """What a publish operation answers each request with (AsyncAPI 3 request/reply).
+
+    The publish handler's return value is the reply: it goes back to the client that sent the
+    request (correlated by the request's id on the multiplexed WebSocket) and, when ``address``
+    is a runtime expression such as ``$message.payload#/replyTo``, to the topic whose address
+    the request names there. The request itself goes to the broker as any published event.
+    """
+
+    payload: Any
+    adapter: TypeAdapter[Any]
+    #: Where the request names the reply's topic: ``$message.payload#/...`` or
+    #: ``$message.header#/...``; None sends the reply to the requester only.
+    address: str | None = None
+    #: The document channel the reply is described on, when it is another topic's.
+    channel: str | None = None
+
+
+@dataclass
 class Operation:
     """One mode of a topic: the handler that runs for it and the scopes it requires."""
 
@@ -56,6 +75,13 @@ class Operation:
     description: str | None = None
     #: The type ``payload_adapter`` validates, kept so the AsyncAPI document can describe it.
     payload: Any = Any
+    #: The operation's name in the AsyncAPI document it came from (``operationId``).
+    key: str | None = None
+    #: The security schemes that grant access to this operation, by name; None: any of the
+    #: API's schemes (what an operation declared in code gets).
+    security: tuple[str, ...] | None = None
+    #: The reply of a request/reply publish operation.
+    reply: OperationReply | None = None
 
     @property
     def handler(self) -> Callable[..., Any] | None:
@@ -75,6 +101,9 @@ class Topic:
     max_queue: int | None = None
     subscribe: Operation | None = None
     publish: Operation | None = None
+    #: What a document says of each address parameter beyond its type (``description``,
+    #: ``enum``, ``default``, ``examples``), kept for the AsyncAPI document.
+    parameter_docs: dict[str, dict[str, Any]] = field(default_factory=dict)
     regex: re.Pattern[str] = field(init=False, repr=False)
     convertors: dict[str, Convertor[Any]] = field(init=False, repr=False)
     payload_adapter: TypeAdapter[Any] = field(init=False, repr=False)
@@ -156,11 +185,25 @@ def channel_fields(template: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(template) if name}
 
 
+def specificity(topic: Topic) -> tuple[int, int, int]:
+    """How :meth:`TopicRegistry.resolve` ranks topics that could all match one address.
+
+    Fewer parameters first (a fixed address has none), then fewer ``path`` parameters (which
+    swallow slashes), then more literal characters (``/rooms/{id}/info`` before
+    ``/rooms/{id}/{part}``).
+    """
+    literal = re.sub(r"{[^}]*}", "", topic.address)
+    paths = sum(isinstance(convertor, PathConvertor) for convertor in topic.convertors.values())
+    return (len(topic.convertors), paths, -len(literal))
+
+
 class TopicRegistry:
     """The topics of one :class:`~fastapi_streaming.StreamingAPI`, looked up by concrete address."""
 
     def __init__(self) -> None:
         self._topics: dict[str, Topic] = {}
+        #: The topics in the order :meth:`resolve` tries them: most specific first.
+        self._by_specificity: list[Topic] = []
         #: Bumped whenever a topic changes, so derived documents know when to rebuild.
         self.revision = 0
 
@@ -175,6 +218,8 @@ class TopicRegistry:
 
     def add(self, topic: Topic) -> Topic:
         self._topics[topic.address] = topic
+        # sorted() is stable: topics of equal rank keep their declaration order.
+        self._by_specificity = sorted(self._topics.values(), key=specificity)
         self.revision += 1
         return topic
 
@@ -182,8 +227,13 @@ class TopicRegistry:
         self.revision += 1
 
     def resolve(self, address: str) -> tuple[Topic, dict[str, Any]] | None:
-        """Find the topic a concrete address belongs to, with its converted parameters."""
-        for topic in self._topics.values():
+        """Find the topic a concrete address belongs to, with its converted parameters.
+
+        A fixed address beats a template, and a template with fewer parameters beats one with
+        more, whatever the order they were declared in: ``/rpc_queue`` reaches the topic
+        ``/rpc_queue`` even when ``/{queue}`` was declared first (see :func:`specificity`).
+        """
+        for topic in self._by_specificity:
             params = topic.match(address)
             if params is not None:
                 return topic, params

@@ -46,6 +46,8 @@ class Parameter:
     name: str
     schema: dict[str, Any]
     description: str | None = None
+    #: What a document said of the parameter besides its description (``enum``, ...).
+    fields: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -58,16 +60,31 @@ class Message:
     description: str | None = None
     examples: list[Any] = field(default_factory=list)
     content_type: str = CONTENT_TYPE
+    #: Fields of a document's message written back as they were (``headers``, ...).
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ReplySpec:
+    #: The channel the reply is described on (its messages' home); the request's own if None.
+    channel: str | None
+    messages: list[str]
+    address: str | None = None
+    #: The messages, until they join their channel (see :func:`_place_replies`).
+    found: list[Message] = field(default_factory=list)
 
 
 @dataclass
 class OperationSpec:
     key: str
     mode: Mode
-    message: str
+    messages: list[str]
     summary: str | None = None
     description: str | None = None
     scopes: tuple[str, ...] = ()
+    #: The schemes that grant access, by name; None: every scheme of the API.
+    security: tuple[str, ...] | None = None
+    reply: ReplySpec | None = None
 
     @property
     def action(self) -> str:
@@ -109,6 +126,9 @@ class ApiSpec:
     content_type: str = CONTENT_TYPE
     #: Every operation needs credentials, even those without scopes.
     require_auth: bool = False
+    #: What every server requires, ``{scheme: [scopes]}``; said once on the servers instead
+    #: of on every operation.
+    server_security: dict[str, list[str]] | None = None
 
 
 def describe_api(streaming: StreamingAPI, *, base_url: str | None = None) -> ApiSpec:
@@ -121,6 +141,7 @@ def describe_api(streaming: StreamingAPI, *, base_url: str | None = None) -> Api
     channels = [
         _channel(topic, keys[topic.address], payloads, schemas, has_websub) for topic in topics
     ]
+    _place_replies(channels)
     scopes = list(
         dict.fromkeys(scope for ch in channels for op in ch.operations for scope in op.scopes)
     )
@@ -144,7 +165,23 @@ def describe_api(streaming: StreamingAPI, *, base_url: str | None = None) -> Api
             streaming, bool(scopes) or require_auth, base_url or DEFAULT_BASE_URL, scopes
         ),
         require_auth=require_auth,
+        server_security=getattr(streaming, "server_security", None),
     )
+
+
+def _place_replies(channels: list[Channel]) -> None:
+    """Put each reply's messages into the channel it is described on (another topic's)."""
+    by_key = {channel.key: channel for channel in channels}
+    for channel in channels:
+        for operation in channel.operations:
+            reply = operation.reply
+            if reply is None or reply.channel is None:
+                continue
+            target = by_key.get(reply.channel)
+            if target is None:
+                reply.channel = None
+                target = channel
+            reply.messages = _add_messages(target.messages, reply.found, "reply")
 
 
 # -- servers ---------------------------------------------------------------------------------
@@ -265,77 +302,111 @@ def _without_none(annotation: Any) -> Any:
     return annotation
 
 
-def _payloads(
-    topics: list[Topic], keys: dict[str, str]
-) -> tuple[dict[tuple[str, Mode], tuple[dict[str, Any], JsonSchemaPayload | None]], dict[str, Any]]:
+#: The payloads of one API by (topic address, ``subscribe`` / ``publish`` / ``reply``).
+Payloads = dict[tuple[str, str], tuple[dict[str, Any], JsonSchemaPayload | None]]
+
+
+def _described(topic: Topic) -> list[tuple[str, Any, SchemaMode]]:
+    """What each operation of ``topic`` (and a reply) carries, and how pydantic sees it."""
+    found: list[tuple[str, Any, SchemaMode]] = []
+    for operation in (topic.subscribe, topic.publish):
+        if operation is None:
+            continue
+        schema_mode: SchemaMode = (
+            "serialization" if operation.mode is Mode.SUBSCRIBE else "validation"
+        )
+        found.append((operation.mode.value, _message_payload(topic, operation), schema_mode))
+        if operation.reply is not None:
+            found.append(("reply", operation.reply.payload, "serialization"))
+    return found
+
+
+def _payloads(topics: list[Topic], keys: dict[str, str]) -> tuple[Payloads, dict[str, Any]]:
     """Every operation's payload schema, and the shared schemas, generated in one pass."""
     inputs: list[tuple[str, SchemaMode, TypeAdapter[Any]]] = []
-    declared: dict[tuple[str, Mode], JsonSchemaPayload] = {}
+    declared: dict[tuple[str, str], JsonSchemaPayload] = {}
     for topic in topics:
-        for operation in (topic.subscribe, topic.publish):
-            if operation is None:
-                continue
-            payload = _message_payload(topic, operation)
+        for label, payload, schema_mode in _described(topic):
             marker = json_schema_payload(payload)
             if marker is not None:
-                declared[(topic.address, operation.mode)] = marker
-                continue
-            schema_mode: SchemaMode = (
-                "serialization" if operation.mode is Mode.SUBSCRIBE else "validation"
-            )
-            key = f"{operation.mode.value} {topic.address}"
-            inputs.append((key, schema_mode, TypeAdapter(payload)))
+                declared[(topic.address, label)] = marker
+            else:
+                inputs.append((f"{label} {topic.address}", schema_mode, TypeAdapter(payload)))
     generated, schemas = payload_schemas(inputs)
-    result: dict[tuple[str, Mode], tuple[dict[str, Any], JsonSchemaPayload | None]] = {}
+    result: Payloads = {}
     for topic in topics:
-        for mode in topic.modes:
-            found = declared.get((topic.address, mode))
+        for label, _, _ in _described(topic):
+            found = declared.get((topic.address, label))
             if found is not None:
                 for name, schema in found.components.items():
                     schemas.setdefault(name, schema)
-                result[(topic.address, mode)] = (found.schema, found)
+                result[(topic.address, label)] = (found.schema, found)
             else:
-                result[(topic.address, mode)] = (generated[f"{mode.value} {topic.address}"], None)
+                result[(topic.address, label)] = (generated[f"{label} {topic.address}"], None)
     return result, schemas
 
 
-def _message(
+def _messages(
     channel: str,
-    mode: Mode,
+    label: str,
     payload: dict[str, Any],
     declared: JsonSchemaPayload | None,
     schemas: dict[str, Any],
-) -> Message:
+) -> list[Message]:
+    """The messages of one operation: the document's, one per message, or one generated."""
+    if declared is not None and declared.messages:
+        return [
+            message
+            for alternative in declared.messages
+            for message in _messages(channel, label, alternative.schema, alternative, schemas)
+        ]
     if declared is not None and declared.message.get("key"):
         meta = declared.message
-        return Message(
-            key=meta["key"],
-            payload=payload,
-            name=meta.get("name"),
-            title=meta.get("title"),
-            summary=meta.get("summary"),
-            description=meta.get("description"),
-            examples=list(meta.get("examples") or []),
-            content_type=meta.get("contentType") or CONTENT_TYPE,
-        )
+        return [
+            Message(
+                key=meta["key"],
+                payload=payload,
+                name=meta.get("name"),
+                title=meta.get("title"),
+                summary=meta.get("summary"),
+                description=meta.get("description"),
+                examples=list(meta.get("examples") or []),
+                content_type=meta.get("contentType") or CONTENT_TYPE,
+                fields=dict(meta.get("fields") or {}),
+            )
+        ]
     target = resolve(payload, schemas)
     ref = payload.get("$ref", "")
-    key = ref.rsplit("/", 1)[-1] if ref else f"{channel}_{mode.value}"
+    key = ref.rsplit("/", 1)[-1] if ref else f"{channel}_{label}"
     examples = target.get("examples") if isinstance(target, dict) else None
-    return Message(
-        key=key,
-        payload=payload,
-        name=key,
-        title=target.get("title") if isinstance(target, dict) else None,
-        description=target.get("description") if isinstance(target, dict) else None,
-        examples=list(examples) if isinstance(examples, list) else [],
-    )
+    return [
+        Message(
+            key=key,
+            payload=payload,
+            name=key,
+            title=target.get("title") if isinstance(target, dict) else None,
+            description=target.get("description") if isinstance(target, dict) else None,
+            examples=list(examples) if isinstance(examples, list) else [],
+        )
+    ]
+
+
+def _add_messages(into: dict[str, Message], found: list[Message], label: str) -> list[str]:
+    """Add messages to a channel; one key, one message (a clash gets the label appended)."""
+    keys = []
+    for message in found:
+        same = into.get(message.key)
+        if same is not None and same.payload != message.payload:
+            message.key = f"{message.key}_{label}"
+        into.setdefault(message.key, message)
+        keys.append(message.key)
+    return keys
 
 
 def _channel(
     topic: Topic,
     key: str,
-    payloads: dict[tuple[str, Mode], tuple[dict[str, Any], JsonSchemaPayload | None]],
+    payloads: Payloads,
     schemas: dict[str, Any],
     has_websub: bool,
 ) -> Channel:
@@ -344,26 +415,45 @@ def _channel(
     for operation in (topic.subscribe, topic.publish):
         if operation is None:
             continue
-        payload, declared = payloads[(topic.address, operation.mode)]
-        message = _message(key, operation.mode, payload, declared, schemas)
-        same = messages.get(message.key)
-        if same is not None and same.payload != message.payload:
-            message.key = f"{message.key}_{operation.mode.value}"
-        messages.setdefault(message.key, message)
+        label = operation.mode.value
+        payload, declared = payloads[(topic.address, label)]
+        found = _messages(key, label, payload, declared, schemas)
+        reply = None
+        if operation.reply is not None:
+            reply_payload, reply_declared = payloads[(topic.address, "reply")]
+            replies = _messages(key, "reply", reply_payload, reply_declared, schemas)
+            reply = ReplySpec(
+                channel=operation.reply.channel,
+                messages=(
+                    _add_messages(messages, replies, "reply")
+                    if operation.reply.channel is None
+                    else []
+                ),
+                address=operation.reply.address,
+                found=replies,
+            )
         operations.append(
             OperationSpec(
-                key=f"{operation.mode.value}_{key}",
+                key=operation.key or f"{label}_{key}",
                 mode=operation.mode,
-                message=message.key,
+                messages=_add_messages(messages, found, label),
                 summary=operation.summary,
                 description=operation.description,
                 scopes=operation.scopes,
+                security=operation.security,
+                reply=reply,
             )
         )
     parameters = []
     for name, convertor in topic.convertors.items():
         schema, wording = parameter_schema(convertor)
-        parameters.append(Parameter(name, schema, wording))
+        if name in topic.parameter_docs:  # as the document said it
+            docs = dict(topic.parameter_docs[name])
+            schema = docs.pop("schema", None) or schema
+            wording = docs.pop("description", None)
+        else:
+            docs = {}
+        parameters.append(Parameter(name, schema, wording, docs))
     extension: dict[str, Any] = {}
     if topic.channel_is_explicit:
         extension["channel"] = topic.channel

@@ -10,9 +10,9 @@ from typing import Any
 
 from ..topics import Mode
 from .models import v2
-from .models.common import ExternalDocs, MessageExample
+from .models.common import ExternalDocs, MessageExample, Reference
 from .security import SCOPED_SCHEME_TYPES
-from .spec import EXTENSION, SCOPES_EXTENSION, ApiSpec, Channel
+from .spec import EXTENSION, SCOPES_EXTENSION, ApiSpec, Channel, Message, OperationSpec
 
 
 def generate(spec: ApiSpec) -> v2.AsyncAPI:
@@ -35,6 +35,9 @@ def generate(spec: ApiSpec) -> v2.AsyncAPI:
                 url=f"{server.protocol}://{server.host}{server.pathname}",
                 protocol=server.protocol,
                 description=f"{server.title}. {server.description}",
+                security=[{name: list(scopes)} for name, scopes in spec.server_security.items()]
+                if spec.server_security
+                else None,
             )
             for server in spec.servers
         },
@@ -80,14 +83,14 @@ def scheme_from_v2(scheme: dict[str, Any]) -> dict[str, Any]:
 def _channel(channel: Channel, spec: ApiSpec) -> v2.ChannelItem:
     operations: dict[str, v2.Operation] = {}
     for operation in channel.operations:
-        message = channel.messages[operation.message]
+        messages: list[v2.Message | Reference] = [
+            _message(operation.key, channel.messages[key]) for key in operation.messages
+        ]
         model = v2.Operation(
             operationId=operation.key,
             summary=operation.summary,
             description=operation.description,
-            security=(
-                _security(operation.scopes, spec) if operation.scopes or spec.require_auth else None
-            ),
+            security=_operation_security(operation, spec),
             bindings={
                 "http": {
                     "type": "request",
@@ -95,17 +98,7 @@ def _channel(channel: Channel, spec: ApiSpec) -> v2.ChannelItem:
                     "bindingVersion": "0.1.0",
                 }
             },
-            message=v2.Message(
-                # Unique per operation, as 2.x requires even of one message used twice.
-                messageId=f"{operation.key}.{message.key}",
-                name=message.name,
-                title=message.title,
-                summary=message.summary,
-                description=message.description,
-                contentType=message.content_type,
-                payload=message.payload,
-                examples=[MessageExample(payload=example) for example in message.examples] or None,
-            ),
+            message=messages[0] if len(messages) == 1 else v2.OneOfMessages(oneOf=messages),
         )
         if operation.scopes:
             setattr(model, SCOPES_EXTENSION, list(operation.scopes))
@@ -116,7 +109,11 @@ def _channel(channel: Channel, spec: ApiSpec) -> v2.ChannelItem:
         servers=list(channel.servers),
         parameters={
             parameter.name: v2.Parameter.model_validate(
-                {"description": parameter.description, "schema": parameter.schema}
+                {
+                    **parameter.fields,
+                    "description": parameter.description,
+                    "schema": parameter.schema,
+                }
             )
             for parameter in channel.parameters
         }
@@ -130,10 +127,41 @@ def _channel(channel: Channel, spec: ApiSpec) -> v2.ChannelItem:
     return model_channel
 
 
-def _security(scopes: tuple[str, ...], spec: ApiSpec) -> list[dict[str, list[str]]] | None:
+def _message(operation_key: str, message: Message) -> v2.Message:
+    return v2.Message(
+        # Unique per operation, as 2.x requires even of one message used twice.
+        messageId=f"{operation_key}.{message.key}",
+        name=message.name,
+        title=message.title,
+        summary=message.summary,
+        description=message.description,
+        contentType=message.content_type,
+        payload=message.payload,
+        **{
+            "examples": [MessageExample(payload=example) for example in message.examples] or None,
+            **message.fields,
+        },
+    )
+
+
+def _operation_security(
+    operation: OperationSpec, spec: ApiSpec
+) -> list[dict[str, list[str]]] | None:
+    """As in 3.x: the operation's own schemes, else every scheme when it needs credentials."""
+    if operation.security is not None:
+        return _security(operation.scopes, spec, operation.security) or None
+    if operation.scopes or (spec.require_auth and not spec.server_security):
+        return _security(operation.scopes, spec)
+    return None
+
+
+def _security(
+    scopes: tuple[str, ...], spec: ApiSpec, names: tuple[str, ...] | None = None
+) -> list[dict[str, list[str]]] | None:
     """2.x requirements name a scheme; only scope-aware scheme types may list scopes."""
     requirements = [
         {name: list(scopes) if scheme.get("type") in SCOPED_SCHEME_TYPES else []}
         for name, scheme in spec.security_schemes.items()
+        if names is None or name in names
     ]
     return requirements or None
