@@ -192,11 +192,11 @@ class StreamingAPI:
         ``import_warnings`` (and logged). Servers that ask for security make every client
         authenticate (``require_auth=True``): pass ``authorizer=...``.
         """
-        from .asyncapi.importer import load_document, read_document
+        from .asyncapi.importer import declare, load_document, read_document
 
         api = read_document(load_document(document, resolver))
         streaming = cls(**{**api.options, **options})
-        api.declare(streaming)
+        declare(api, streaming)
         streaming.import_warnings = list(api.warnings)
         return streaming
 

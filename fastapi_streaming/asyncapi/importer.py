@@ -13,24 +13,33 @@ silently.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+from pydantic import TypeAdapter
 
+from ..topics import Mode, OperationReply
 from .declared import DeclaredOperation, DeclaredReply, DeclaredTopic, ImportedAPI
 from .errors import AsyncAPIImportError
 from .read_v2 import Reader2
 from .read_v3 import Reader3
 from .references import ReferenceBundler, Resolver, needs_bundling
 
+if TYPE_CHECKING:
+    from ..api import StreamingAPI
+
+logger = logging.getLogger("fastapi_streaming.asyncapi")
+
 __all__ = [
     "DeclaredOperation",
     "DeclaredReply",
     "DeclaredTopic",
     "ImportedAPI",
+    "declare",
     "load_document",
     "read_document",
 ]
@@ -60,6 +69,43 @@ def load_document(
     if needs_bundling(document):
         document = ReferenceBundler(base, resolver).bundle(document)
     return document  # type: ignore[no-any-return]
+
+
+def declare(api: ImportedAPI, streaming: StreamingAPI) -> None:
+    """Declare every topic on ``streaming``, without handlers."""
+    for declared in api.topics:
+        # The channel's own type is what the application sends: declare that first.
+        ordered = sorted(declared.operations, key=lambda op: op.mode is not Mode.SUBSCRIBE)
+        for operation in ordered:
+            topic = streaming.add_operation(
+                operation.mode,
+                declared.address,
+                None,
+                payload=operation.payload,
+                scopes=operation.scopes,
+                channel=declared.channel,
+                name=declared.name,
+                summary=operation.summary,
+                description=operation.description,
+                overflow=declared.overflow if operation.mode is Mode.SUBSCRIBE else None,
+                max_queue=declared.max_queue if operation.mode is Mode.SUBSCRIBE else None,
+            )
+            declared_op = topic.operation(operation.mode)
+            assert declared_op is not None
+            declared_op.key = operation.key
+            declared_op.security = operation.security
+            if operation.reply is not None:
+                declared_op.reply = OperationReply(
+                    payload=operation.reply.payload,
+                    adapter=TypeAdapter(operation.reply.payload),
+                    address=operation.reply.address,
+                    channel=operation.reply.channel,
+                )
+            topic.description = declared.description
+            topic.parameter_docs = dict(declared.parameter_docs)
+    streaming.topics.touch()
+    for warning in api.warnings:
+        logger.warning("AsyncAPI import of %r does not keep %s", streaming.title, warning)
 
 
 def read_document(document: dict[str, Any]) -> ImportedAPI:

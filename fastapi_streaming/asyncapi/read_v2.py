@@ -9,9 +9,8 @@ from ..topics import Mode
 from .declared import DeclaredOperation, DeclaredTopic, ImportedAPI
 from .errors import AsyncAPIImportError, pointer
 from .models import v2
+from .names import channel_key
 from .reading import DocumentReader, own_bindings
-from .spec import channel_key
-from .v2 import scheme_from_v2
 from .validation import JsonSchemaPayload, payload_type
 
 PARAMETER_FIELDS = ("description",)
@@ -170,3 +169,17 @@ class Reader2(DocumentReader):
         else:
             key = "message"
         return re.sub(r"[^\w.\-]", "_", key)
+
+
+def scheme_from_v2(scheme: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`scheme_for_v2`."""
+    flows = scheme.get("flows")
+    if not isinstance(flows, dict):
+        return scheme
+    renamed = {}
+    for name, flow in flows.items():
+        flow = dict(flow) if isinstance(flow, dict) else flow
+        if isinstance(flow, dict) and "scopes" in flow:
+            flow["availableScopes"] = flow.pop("scopes")
+        renamed[name] = flow
+    return {**scheme, "flows": renamed}

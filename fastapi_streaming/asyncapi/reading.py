@@ -14,8 +14,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from .errors import AsyncAPIImportError, pointer
+from .names import EXTENSION, SCOPES_EXTENSION
 from .schemas import COMPONENT_PREFIX, component_refs, convertor_name, referenced_components
-from .spec import EXTENSION, SCOPES_EXTENSION
 from .validation import JsonSchemaPayload
 
 JSON_SCHEMA_FORMATS = re.compile(

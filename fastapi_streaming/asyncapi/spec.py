@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import TypeAdapter
 
 from ..topics import Mode, Operation, Topic
+from .names import channel_key
 from .schemas import SchemaMode, parameter_schema, payload_schemas, resolve
 from .security import security_schemes_of
 from .validation import JsonSchemaPayload, json_schema_payload
@@ -25,10 +26,6 @@ if TYPE_CHECKING:
 
 DEFAULT_BASE_URL = "http://localhost:8000"
 CONTENT_TYPE = "application/json"
-#: The extension that keeps what AsyncAPI has no words for: the broker channel, the overflow
-#: policy and the queue size of a topic.
-EXTENSION = "x-fastapi-streaming"
-SCOPES_EXTENSION = "x-scopes"
 
 
 @dataclass
@@ -254,12 +251,6 @@ def _channel_servers(topic: Topic, has_websub: bool) -> list[str]:
 
 
 # -- channels --------------------------------------------------------------------------------
-
-
-def channel_key(address: str) -> str:
-    """A channel id from an address: ``/stocks/{symbol}`` -> ``stocks_symbol``."""
-    words = re.findall(r"[A-Za-z0-9]+", re.sub(r":[^}]*}", "}", address))
-    return "_".join(words) or "root"
 
 
 def _channel_keys(topics: list[Topic]) -> dict[str, str]:

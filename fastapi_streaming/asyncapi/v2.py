@@ -11,8 +11,9 @@ from typing import Any
 from ..topics import Mode
 from .models import v2
 from .models.common import ExternalDocs, MessageExample, Reference
+from .names import EXTENSION, SCOPES_EXTENSION
 from .security import SCOPED_SCHEME_TYPES
-from .spec import EXTENSION, SCOPES_EXTENSION, ApiSpec, Channel, Message, OperationSpec
+from .spec import ApiSpec, Channel, Message, OperationSpec
 
 
 def generate(spec: ApiSpec) -> v2.AsyncAPI:
@@ -62,20 +63,6 @@ def scheme_for_v2(scheme: dict[str, Any]) -> dict[str, Any]:
         flow = dict(flow)
         if "availableScopes" in flow:
             flow["scopes"] = flow.pop("availableScopes")
-        renamed[name] = flow
-    return {**scheme, "flows": renamed}
-
-
-def scheme_from_v2(scheme: dict[str, Any]) -> dict[str, Any]:
-    """The inverse of :func:`scheme_for_v2`."""
-    flows = scheme.get("flows")
-    if not isinstance(flows, dict):
-        return scheme
-    renamed = {}
-    for name, flow in flows.items():
-        flow = dict(flow) if isinstance(flow, dict) else flow
-        if isinstance(flow, dict) and "scopes" in flow:
-            flow["availableScopes"] = flow.pop("scopes")
         renamed[name] = flow
     return {**scheme, "flows": renamed}
 

@@ -12,8 +12,9 @@ from typing import Any
 from ..topics import Mode
 from .models import v3
 from .models.common import ExternalDocs, MessageExample, Reference
+from .names import EXTENSION, SCOPES_EXTENSION
 from .security import SCOPED_SCHEME_TYPES
-from .spec import EXTENSION, SCOPES_EXTENSION, ApiSpec, Channel, OperationSpec
+from .spec import ApiSpec, Channel, OperationSpec
 
 
 def generate(spec: ApiSpec, version: str = "3.0.0") -> v3.AsyncAPI:
