@@ -21,7 +21,7 @@ from .runtime import StreamingRuntime
 from .security.access import AccessControl
 from .security.authorizer import Authorizer
 from .security.redaction import install_redaction
-from .topics import Mode, Operation, OverflowPolicy, Topic, TopicRegistry
+from .topics import Mode, Operation, OperationReply, OverflowPolicy, Topic, TopicRegistry
 
 if sys.version_info >= (3, 11):
     from typing import Self
@@ -267,11 +267,19 @@ class StreamingAPI:
         name: str | None = None,
         summary: str | None = None,
         description: str | None = None,
+        reply: Any = None,
+        reply_address: str | None = None,
     ) -> Callable[[Handler], Handler]:
         """Declare that clients may send events into ``address``.
 
         The decorated function runs for each event a client sends, after validation, with its
         dependencies resolved; what it returns goes to the broker, and ``None`` drops the event.
+
+        With ``reply=Model`` the topic is request/reply: the event goes to the broker as sent,
+        and what the function returns is the reply, sent back to the client that sent the
+        event (on the multiplexed WebSocket, correlated by the request's id) and, with
+        ``reply_address="$message.payload#/replyTo"`` (or ``$message.header#/...``), also
+        published to the topic whose address the request names there.
         """
 
         def decorator(handler: Handler) -> Handler:
@@ -285,6 +293,8 @@ class StreamingAPI:
                 name=name,
                 summary=summary,
                 description=description,
+                reply=reply,
+                reply_address=reply_address,
             )
             return handler
 
@@ -304,8 +314,19 @@ class StreamingAPI:
         description: str | None = None,
         overflow: OverflowPolicy | str | None = None,
         max_queue: int | None = None,
+        reply: Any = None,
+        reply_address: str | None = None,
     ) -> Topic:
         """Add one mode to a topic, creating the topic on first use (what the decorators call)."""
+        if (reply is not None or reply_address is not None) and mode is not Mode.PUBLISH:
+            raise ValueError("Only a publish topic can reply: clients send it requests.")
+        if reply_address is not None and reply is None:
+            raise ValueError("reply_address needs reply=<the reply's type>.")
+        declared_reply = (
+            OperationReply(reply, TypeAdapter(reply), address=reply_address)
+            if reply is not None
+            else None
+        )
         topic = self.topics.get(address)
         if topic is None:
             topic = Topic(address, channel=channel, name=name)
@@ -321,6 +342,7 @@ class StreamingAPI:
         if existing is not None and existing.plan is None and handler is not None:
             # Declared without a handler (from an AsyncAPI document): the handler joins it.
             _attach_handler(topic, existing, handler, scopes, summary, description)
+            existing.reply = declared_reply or existing.reply
             if overflow is not None:
                 topic.overflow = OverflowPolicy(overflow)
             if max_queue is not None:
@@ -341,7 +363,9 @@ class StreamingAPI:
         if event_type is _NOT_GIVEN:
             has_event = plan is not None and plan.event_param is not None
             event_type = plan.event_type if plan is not None and has_event else topic.payload
-        _learn_payload(topic, mode, event_type, plan.return_type if plan else Any)
+        # A reply topic's handler returns the reply, not what the channel carries.
+        returned = plan.return_type if plan is not None and declared_reply is None else Any
+        _learn_payload(topic, mode, event_type, returned)
         operation = Operation(
             mode=mode,
             plan=plan,
@@ -352,6 +376,7 @@ class StreamingAPI:
             summary=summary,
             description=description or (inspect.getdoc(handler) if handler else None),
             payload=event_type,
+            reply=declared_reply,
         )
         if mode is Mode.SUBSCRIBE:
             topic.subscribe = operation

@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio
@@ -33,6 +33,7 @@ from .errors import (
 from .events import EncodedEvent, Event, decode_message
 from .fanout import SHUTDOWN, ClientQueue, CloseReason, FanoutHub, Prepare, Reply
 from .replay import HistoryBackend, events_after, uuid7_millis
+from .replies import encode_reply, reply_address
 from .topics import Mode, Operation, OverflowPolicy, Topic, TopicRegistry
 
 if TYPE_CHECKING:
@@ -125,14 +126,45 @@ class StreamingRuntime:
         """Validate a client's event, run the publish handler, and hand it to the broker.
 
         Returns the event, or None when the handler returned None (the event is dropped).
+        On a topic with a reply, the reply is computed (and sent to its address) but not
+        returned: see :meth:`request`.
+        """
+        event, _ = await self.request(address, json_data=json_data, data=data, context=context)
+        return event
+
+    async def request(
+        self,
+        address: str,
+        *,
+        json_data: str | bytes | None = None,
+        data: Any = None,
+        context: Sequence[object] = (),
+        headers: Mapping[str, Any] | None = None,
+    ) -> tuple[Event | None, bytes | None]:
+        """:meth:`publish`, and the JSON of the reply when the topic has one.
+
+        On a topic with a reply the handler's return value is the reply (None: no reply)
+        and the request itself goes to the broker; when the reply has an address, the reply
+        is also published to the topic the request names there.
         """
         topic, operation, params = self.resolve(address, Mode.PUBLISH)
         value = _validate(operation, json_data=json_data, data=data)
+        reply = operation.reply
+        target = reply_address(reply, value, headers) if reply is not None else None
+        result = value
         if operation.plan is not None:
-            value = await call_handler(operation.plan, event=value, params=params, context=context)
-        if value is None:
-            return None
-        return await self._publish(topic, params, address, value)
+            result = await call_handler(operation.plan, event=value, params=params, context=context)
+        if reply is None:
+            if result is None:
+                return None, None
+            return await self._publish(topic, params, address, result), None
+        event = await self._publish(topic, params, address, value)
+        if result is None:
+            return event, None
+        answer, encoded = encode_reply(reply, result)
+        if target is not None:
+            await self.emit(target, answer)
+        return event, encoded
 
     async def emit(self, address: str, payload: Any) -> Event:
         """Publish from server-side code: validated against the topic, no handler runs."""

@@ -188,13 +188,13 @@ def channel_fields(template: str) -> set[str]:
 def specificity(topic: Topic) -> tuple[int, int, int]:
     """How :meth:`TopicRegistry.resolve` ranks topics that could all match one address.
 
-    Fewer parameters first (a fixed address has none), then fewer ``path`` parameters (which
-    swallow slashes), then more literal characters (``/rooms/{id}/info`` before
-    ``/rooms/{id}/{part}``).
+    Fewer ``path`` parameters first (they swallow slashes, so they match the most), then
+    fewer parameters (a fixed address has none), then more literal characters
+    (``/rooms/{id}/info`` before ``/rooms/{id}/{part}``).
     """
     literal = re.sub(r"{[^}]*}", "", topic.address)
     paths = sum(isinstance(convertor, PathConvertor) for convertor in topic.convertors.values())
-    return (len(topic.convertors), paths, -len(literal))
+    return (paths, len(topic.convertors), -len(literal))
 
 
 class TopicRegistry:

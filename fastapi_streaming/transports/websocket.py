@@ -26,7 +26,7 @@ from .common import authorize, concrete_address, deny, end_at_expiry, error_text
 
 if TYPE_CHECKING:
     from ..api import StreamingAPI
-    from ..events import EncodedEvent
+    from ..events import EncodedEvent, Event
 
 CLIENT_GONE = CloseReason("client_gone", "the client disconnected")
 TOO_LARGE = CloseReason("too_large", "message too large")
@@ -131,6 +131,17 @@ class SocketSession:
         await self.allow(topic, Mode.PUBLISH)
         return await runtime.publish(address, json_data=text, data=data, context=self.context)
 
+    async def request(
+        self, address: str, data: Any, headers: Any
+    ) -> tuple[Event | None, bytes | None]:
+        """Publish, and get the reply of a request/reply topic (its JSON, or None)."""
+        runtime = self.streaming.runtime
+        topic = runtime.resolve(address, Mode.PUBLISH)[0]
+        await self.allow(topic, Mode.PUBLISH)
+        if headers is not None and not isinstance(headers, dict):
+            raise MalformedMessage('"headers" must be a JSON object.')
+        return await runtime.request(address, data=data, context=self.context, headers=headers)
+
 
 async def serve_one_topic(streaming: StreamingAPI, websocket: WebSocket, address: str) -> None:
     runtime = streaming.runtime
@@ -229,8 +240,12 @@ async def _handle_control(session: SocketSession, message: dict[str, Any]) -> No
             session.subscriptions.remove(address)
             await runtime.unsubscribe(session.queue, address)
     else:
-        event = await session.publish(address, data=message.get("data"))
+        event, reply = await session.request(address, message.get("data"), message.get("headers"))
         ack["event_id"] = event.id if event is not None else None
+        if reply is not None:  # the reply comes first: once the ack is in, so is the reply
+            session.reply(
+                {"type": "reply", "id": request_id, "topic": address, "data": json.loads(reply)}
+            )
     session.reply(ack)
 
 
