@@ -151,7 +151,8 @@ class StreamingRuntime:
         value = _validate(operation, json_data=json_data, data=data)
         reply = operation.reply
         target = reply_address(reply, value, headers) if reply is not None else None
-        result = value
+        # Without a handler the event passes through, and a reply topic has nothing to answer.
+        result = value if reply is None else None
         if operation.plan is not None:
             result = await call_handler(operation.plan, event=value, params=params, context=context)
         if reply is None:

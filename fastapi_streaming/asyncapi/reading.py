@@ -335,9 +335,8 @@ def _undescribed(scheme: dict[str, Any]) -> dict[str, Any]:
 def own_bindings(bindings: Any) -> bool:
     """True for the bindings fastapi-streaming writes itself (``ws`` GET, ``http`` GET/POST)."""
     return isinstance(bindings, dict) and all(
-        name in ("ws", "http")
-        and isinstance(binding, dict)
-        and binding.get("method") in ("GET", "POST")
+        isinstance(binding, dict)
+        and (name, binding.get("method")) in (("ws", "GET"), ("http", "GET"), ("http", "POST"))
         for name, binding in bindings.items()
     )
 

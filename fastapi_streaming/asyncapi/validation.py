@@ -47,11 +47,15 @@ class JsonSchemaPayload:
 
     @classmethod
     def one_of(cls, payloads: Sequence[JsonSchemaPayload]) -> JsonSchemaPayload:
-        """One payload for an operation that takes any of several messages, each kept apart."""
+        """One payload for an operation that takes any of several messages, each kept apart.
+
+        An event is valid when it matches any one of them (``anyOf``: two messages that
+        overlap do not make it invalid).
+        """
         if len(payloads) == 1:
             return payloads[0]
         return cls(
-            {"oneOf": [payload.schema for payload in payloads]},
+            {"anyOf": [payload.schema for payload in payloads]},
             components={k: v for p in payloads for k, v in p.components.items()},
             messages=payloads,
         )
