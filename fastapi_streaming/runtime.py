@@ -149,7 +149,7 @@ class StreamingRuntime:
         """
         topic, operation, params = self.resolve(address, Mode.PUBLISH)
         value = _validate(operation, json_data=json_data, data=data)
-        reply = operation.reply
+        reply = operation.reply_for(value)
         target = reply_address(reply, value, headers) if reply is not None else None
         # Without a handler the event passes through, and a reply topic has nothing to answer.
         result = value if reply is None else None

@@ -63,6 +63,30 @@ class OperationReply:
 
 
 @dataclass
+class OperationPart:
+    """One of several operations of an AsyncAPI document that share a topic's mode.
+
+    A document may describe one socket with several ``receive`` operations told apart by
+    their messages (kraken's ``ping``, ``subscribe``, ``unsubscribe``, each with its own
+    reply). The topic's mode accepts all their messages; each part keeps its name, messages,
+    security and reply for the document, and ``accepts`` tells which part a request is for,
+    so that the right reply is checked.
+    """
+
+    key: str
+    #: The keys of the part's messages among the operation's.
+    messages: tuple[str, ...]
+    accepts: Callable[[Any], bool] | None = None
+    #: The document channel the part is on, when it is not the topic's own.
+    channel: str | None = None
+    summary: str | None = None
+    description: str | None = None
+    scopes: tuple[str, ...] = ()
+    security: tuple[str, ...] | None = None
+    reply: OperationReply | None = None
+
+
+@dataclass
 class Operation:
     """One mode of a topic: the handler that runs for it and the scopes it requires."""
 
@@ -82,6 +106,15 @@ class Operation:
     security: tuple[str, ...] | None = None
     #: The reply of a request/reply publish operation.
     reply: OperationReply | None = None
+    #: The document's operations this mode stands for, when there are several.
+    parts: list[OperationPart] = field(default_factory=list)
+
+    def reply_for(self, request: Any) -> OperationReply | None:
+        """The reply of the part ``request`` is for (the operation's own without parts)."""
+        for part in self.parts:
+            if part.accepts is not None and part.accepts(request):
+                return part.reply
+        return self.reply
 
     @property
     def handler(self) -> Callable[..., Any] | None:
@@ -104,6 +137,9 @@ class Topic:
     #: What a document says of each address parameter beyond its type (``description``,
     #: ``enum``, ``default``, ``examples``), kept for the AsyncAPI document.
     parameter_docs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Other channels of a document on this same address (by key: their description), which
+    #: the document of this API describes again.
+    channel_docs: dict[str, dict[str, Any]] = field(default_factory=dict)
     regex: re.Pattern[str] = field(init=False, repr=False)
     convertors: dict[str, Convertor[Any]] = field(init=False, repr=False)
     payload_adapter: TypeAdapter[Any] = field(init=False, repr=False)

@@ -30,6 +30,8 @@ class DeclaredOperation:
     key: str | None = None
     security: tuple[str, ...] | None = None
     reply: DeclaredReply | None = None
+    #: The document channel it is on, when another channel has the topic's address first.
+    channel: str | None = None
 
 
 @dataclass
@@ -42,6 +44,8 @@ class DeclaredTopic:
     max_queue: int | None = None
     operations: list[DeclaredOperation] = field(default_factory=list)
     parameter_docs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The other channels of the document on the same address, by key.
+    channel_docs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass

@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import TypeAdapter
 
-from ..topics import Mode, OperationReply
+from ..topics import Mode, OperationPart, OperationReply
 from .declared import DeclaredOperation, DeclaredReply, DeclaredTopic, ImportedAPI
 from .errors import AsyncAPIImportError
 from .read_v2 import Reader2
 from .read_v3 import Reader3
 from .references import ReferenceBundler, Resolver, needs_bundling
+from .validation import JsonSchemaPayload, json_schema_payload, payload_type
 
 if TYPE_CHECKING:
     from ..api import StreamingAPI
@@ -72,40 +73,91 @@ def load_document(
 
 
 def declare(api: ImportedAPI, streaming: StreamingAPI) -> None:
-    """Declare every topic on ``streaming``, without handlers."""
+    """Declare every topic of ``api`` on ``streaming``, without handlers."""
     for declared in api.topics:
+        modes: dict[Mode, list[DeclaredOperation]] = {}
+        for operation in declared.operations:
+            modes.setdefault(operation.mode, []).append(operation)
         # The channel's own type is what the application sends: declare that first.
-        ordered = sorted(declared.operations, key=lambda op: op.mode is not Mode.SUBSCRIBE)
-        for operation in ordered:
+        for mode in sorted(modes, key=lambda mode: mode is not Mode.SUBSCRIBE):
+            several = modes[mode]
+            first = several[0]
+            combined = _combined(several) if len(several) > 1 or first.channel else first
             topic = streaming.add_operation(
-                operation.mode,
+                mode,
                 declared.address,
                 None,
-                payload=operation.payload,
-                scopes=operation.scopes,
+                payload=combined.payload,
+                scopes=combined.scopes,
                 channel=declared.channel,
                 name=declared.name,
-                summary=operation.summary,
-                description=operation.description,
-                overflow=declared.overflow if operation.mode is Mode.SUBSCRIBE else None,
-                max_queue=declared.max_queue if operation.mode is Mode.SUBSCRIBE else None,
+                summary=combined.summary,
+                description=combined.description,
+                overflow=declared.overflow if mode is Mode.SUBSCRIBE else None,
+                max_queue=declared.max_queue if mode is Mode.SUBSCRIBE else None,
             )
-            declared_op = topic.operation(operation.mode)
-            assert declared_op is not None
-            declared_op.key = operation.key
-            declared_op.security = operation.security
-            if operation.reply is not None:
-                declared_op.reply = OperationReply(
-                    payload=operation.reply.payload,
-                    adapter=TypeAdapter(operation.reply.payload),
-                    address=operation.reply.address,
-                    channel=operation.reply.channel,
-                )
+            created = topic.operation(mode)
+            assert created is not None
+            created.key = combined.key
+            created.security = combined.security
+            created.reply = _reply(combined.reply)
+            if combined is not first:
+                created.parts = [_part(declared_op) for declared_op in several]
             topic.description = declared.description
             topic.parameter_docs = dict(declared.parameter_docs)
+            topic.channel_docs = dict(declared.channel_docs)
     streaming.topics.touch()
     for warning in api.warnings:
         logger.warning("AsyncAPI import of %r does not keep %s", streaming.title, warning)
+
+
+def _marker(operation: DeclaredOperation) -> JsonSchemaPayload:
+    marker = json_schema_payload(operation.payload)
+    assert marker is not None  # what the readers declare
+    return marker
+
+
+def _combined(several: list[DeclaredOperation]) -> DeclaredOperation:
+    """One mode for several operations: any of their messages, all of their scopes."""
+    messages: dict[str, JsonSchemaPayload] = {}
+    for operation in several:
+        for message in _marker(operation).alternatives:
+            messages.setdefault(str(message.message.get("key")), message)
+    securities = [op.security for op in several if op.security is not None]
+    return DeclaredOperation(
+        mode=several[0].mode,
+        payload=payload_type(JsonSchemaPayload.one_of(list(messages.values()))),
+        scopes=tuple(dict.fromkeys(scope for op in several for scope in op.scopes)),
+        security=tuple(dict.fromkeys(name for names in securities for name in names))
+        if securities
+        else None,
+    )
+
+
+def _part(operation: DeclaredOperation) -> OperationPart:
+    marker = _marker(operation)
+    return OperationPart(
+        key=operation.key or "",
+        messages=tuple(str(message.message.get("key")) for message in marker.alternatives),
+        accepts=marker.accepts,
+        channel=operation.channel,
+        summary=operation.summary,
+        description=operation.description,
+        scopes=operation.scopes,
+        security=operation.security,
+        reply=_reply(operation.reply),
+    )
+
+
+def _reply(reply: DeclaredReply | None) -> OperationReply | None:
+    if reply is None:
+        return None
+    return OperationReply(
+        payload=reply.payload,
+        adapter=TypeAdapter(reply.payload),
+        address=reply.address,
+        channel=reply.channel,
+    )
 
 
 def read_document(document: dict[str, Any]) -> ImportedAPI:

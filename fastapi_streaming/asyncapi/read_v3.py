@@ -8,6 +8,7 @@ from ..topics import Mode
 from .declared import DeclaredOperation, DeclaredReply, DeclaredTopic, ImportedAPI
 from .errors import AsyncAPIImportError, pointer
 from .models import v3
+from .names import EXTENSION
 from .reading import DocumentReader, own_bindings
 from .validation import JsonSchemaPayload, payload_type
 
@@ -25,6 +26,8 @@ class Reader3(DocumentReader):
         super().__init__(document)
         #: The messages operations and replies use, by channel pointer.
         self.used: dict[str, set[str]] = {}
+        #: The topic address of each channel, by key.
+        self.channel_addresses: dict[str, str] = {}
 
     def read(self) -> ImportedAPI:
         self.check_structure()
@@ -42,45 +45,53 @@ class Reader3(DocumentReader):
             if isinstance(op.get("reply"), dict) and op["reply"].get("channel") is not None
         }
         topics: dict[str, DeclaredTopic] = {}
-        addresses: dict[str, str] = {}
+        addresses: dict[str, DeclaredTopic] = {}
+        replies_only: list[tuple[str, dict[str, Any], list[str | int]]] = []
         for key, channel in (document.get("channels") or {}).items():
             channel, where = self.follow(channel, ["channels", key])
             if pointer(where) not in used:
                 if pointer(where) in replied:
-                    continue  # only a reply's channel: see reply()
+                    replies_only.append((key, channel, where))  # only a reply's channel
+                    continue
                 raise AsyncAPIImportError(
                     pointer(where),
                     f"Channel {key!r} has no operation, so it cannot become a topic: add a "
                     "send or receive operation on it, or remove it.",
                 )
             topic = self.topic(key, channel, where)
-            if topic.address in addresses:
-                raise AsyncAPIImportError(
-                    pointer([*where, "address"]),
-                    f"Channel {key!r} has the address of channel {addresses[topic.address]!r}; "
-                    "a topic is one channel: give each channel its own address.",
-                )
-            addresses[topic.address] = key
-            topics[pointer(where)] = topic
+            self.channel_addresses[key] = topic.address
+            first = addresses.get(topic.address)
+            if first is None:
+                addresses[topic.address] = topics[pointer(where)] = topic
+                continue
+            # Several channels on one address (one socket, messages told apart by content):
+            # one topic, whose document describes each channel again.
+            self.same_topic(first, topic, where)
+            topics[pointer(where)] = first
+        for key, channel, where in replies_only:
+            address = self.topic(key, channel, where).address
+            if address in addresses:
+                addresses[address].channel_docs[key] = _channel_doc(channel)
+                self.channel_addresses[key] = address
         for key, (operation, where) in operations.items():
             channel, channel_at = self.channel_of(operation, where)
             topic = topics[channel_at]
-            mode = Mode.SUBSCRIBE if operation["action"] == "send" else Mode.PUBLISH
-            if any(op.mode is mode for op in topic.operations):
-                raise AsyncAPIImportError(
-                    pointer([*where, "action"]),
-                    f"Channel {topic.name!r} already has a {operation['action']} operation; "
-                    "a topic has one operation per mode.",
-                )
-            topic.operations.append(self.operation(key, operation, where, channel, channel_at))
+            declared = self.operation(key, operation, where, channel, channel_at)
+            channel_key = channel_at.split("/")[-1].replace("~1", "/").replace("~0", "~")
+            if channel_key != topic.name:
+                declared.channel = channel_key
+            topic.operations.append(declared)
         for channel_at in topics:
+            if topics[channel_at].name != channel_at.split("/")[-1]:
+                continue  # another channel on the same address: see same_topic()
             channel, where = self.follow({"$ref": "#" + channel_at}, [])
             for name in channel.get("messages") or {}:
                 if name not in self.used.get(channel_at, ()):
                     self.warn([*where, "messages", name], "a message that no operation lists")
         if self.security_schemes:
             options["security_schemes"] = self.security_schemes
-        return ImportedAPI(options, list(topics.values()), self.warnings)
+        unique = list({id(topic): topic for topic in topics.values()}.values())
+        return ImportedAPI(options, unique, self.warnings)
 
     def servers(self) -> dict[str, Any]:
         """``public_url`` and ``prefix`` from a WebSocket server; security from all of them."""
@@ -110,6 +121,29 @@ class Reader3(DocumentReader):
                     "own WebSocket, SSE and HTTP servers",
                 )
         return self.server_security(options, requirements)
+
+    def same_topic(
+        self, first: DeclaredTopic, other: DeclaredTopic, where: list[str | int]
+    ) -> None:
+        """Join a channel to the topic of an earlier channel with the same address."""
+        if (other.channel, other.overflow, other.max_queue) != (
+            first.channel,
+            first.overflow,
+            first.max_queue,
+        ):
+            raise AsyncAPIImportError(
+                pointer([*where, "address"]),
+                f"Channel {other.name!r} has the address of channel {first.name!r} but another "
+                f"{EXTENSION}: channels on one address are one topic, with one broker channel.",
+            )
+        if other.parameter_docs != first.parameter_docs:
+            self.warn(
+                [*where, "parameters"],
+                f"parameters that differ from those of channel {first.name!r}, the first on "
+                "the same address",
+            )
+        first.channel_docs[other.name] = {"description": other.description}
+        self.channel_addresses[other.name] = first.address
 
     def channel_of(
         self, operation: dict[str, Any], where: list[str | int]
@@ -234,7 +268,7 @@ class Reader3(DocumentReader):
             self.warn([*at, "address"], "a reply address without a location")
         reply_channel_key = str(reply_at[1]) if pointer(reply_at) != channel_at else None
         messages = self.messages(reply.get("messages"), reply_channel, reply_at, at)
-        if reply_channel_key is not None and pointer(reply_at) not in self.operation_channels():
+        if reply_channel_key is not None and reply_channel_key not in self.channel_addresses:
             self.warn(
                 reply_at,
                 "a reply channel that no operation uses: the reply goes back on the "
@@ -247,8 +281,6 @@ class Reader3(DocumentReader):
             channel=reply_channel_key,
         )
 
-    def operation_channels(self) -> set[str]:
-        return {
-            self.channel_of(*self.follow(op, ["operations", key]))[1]
-            for key, op in (self.document.get("operations") or {}).items()
-        }
+
+def _channel_doc(channel: dict[str, Any]) -> dict[str, Any]:
+    return {"description": channel.get("description")}

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import TypeAdapter
 
-from ..topics import Mode, Operation, Topic
+from ..topics import Mode, Operation, OperationReply, Topic
 from .names import channel_key
 from .schemas import SchemaMode, parameter_schema, payload_schemas, resolve
 from .security import security_schemes_of
@@ -136,7 +136,9 @@ def describe_api(streaming: StreamingAPI, *, base_url: str | None = None) -> Api
     keys = _channel_keys(topics)
     payloads, schemas = _payloads(topics, keys)
     channels = [
-        _channel(topic, keys[topic.address], payloads, schemas, has_websub) for topic in topics
+        channel
+        for topic in topics
+        for channel in _channels(topic, keys[topic.address], payloads, schemas, has_websub)
     ]
     _place_replies(channels)
     scopes = list(
@@ -172,8 +174,8 @@ def _place_replies(channels: list[Channel]) -> None:
     for channel in channels:
         for operation in channel.operations:
             reply = operation.reply
-            if reply is None or reply.channel is None:
-                continue
+            if reply is None or reply.channel is None or not reply.found:
+                continue  # none, or already in its channel
             target = by_key.get(reply.channel)
             if target is None:
                 reply.channel = None
@@ -309,6 +311,9 @@ def _described(topic: Topic) -> list[tuple[str, Any, SchemaMode]]:
         found.append((operation.mode.value, _message_payload(topic, operation), schema_mode))
         if operation.reply is not None:
             found.append(("reply", operation.reply.payload, "serialization"))
+        for part in operation.parts:
+            if part.reply is not None:
+                found.append((f"reply {part.key}", part.reply.payload, "serialization"))
     return found
 
 
@@ -394,47 +399,111 @@ def _add_messages(into: dict[str, Message], found: list[Message], label: str) ->
     return keys
 
 
-def _channel(
+def _channels(
     topic: Topic,
     key: str,
     payloads: Payloads,
     schemas: dict[str, Any],
     has_websub: bool,
-) -> Channel:
-    messages: dict[str, Message] = {}
-    operations: list[OperationSpec] = []
+) -> list[Channel]:
+    """The topic's channel, and the other channels of its document on the same address."""
+    homes: dict[str, dict[str, Message]] = {key: {}}
+    for other in topic.channel_docs:
+        homes.setdefault(other, {})
+    operations: dict[str, list[OperationSpec]] = {home: [] for home in homes}
     for operation in (topic.subscribe, topic.publish):
         if operation is None:
             continue
         label = operation.mode.value
         payload, declared = payloads[(topic.address, label)]
         found = _messages(key, label, payload, declared, schemas)
-        reply = None
-        if operation.reply is not None:
-            reply_payload, reply_declared = payloads[(topic.address, "reply")]
-            replies = _messages(key, "reply", reply_payload, reply_declared, schemas)
-            reply = ReplySpec(
-                channel=operation.reply.channel,
-                messages=(
-                    _add_messages(messages, replies, "reply")
-                    if operation.reply.channel is None
-                    else []
-                ),
-                address=operation.reply.address,
-                found=replies,
+        if not operation.parts:
+            reply = _reply(topic, operation.reply, "reply", homes, key, payloads, schemas)
+            operations[key].append(
+                OperationSpec(
+                    key=operation.key or f"{label}_{key}",
+                    mode=operation.mode,
+                    messages=_add_messages(homes[key], found, label),
+                    summary=operation.summary,
+                    description=operation.description,
+                    scopes=operation.scopes,
+                    security=operation.security,
+                    reply=reply,
+                )
             )
-        operations.append(
-            OperationSpec(
-                key=operation.key or f"{label}_{key}",
-                mode=operation.mode,
-                messages=_add_messages(messages, found, label),
-                summary=operation.summary,
-                description=operation.description,
-                scopes=operation.scopes,
-                security=operation.security,
-                reply=reply,
+            continue
+        by_key = {message.key: message for message in found}
+        for part in operation.parts:
+            home = part.channel if part.channel in homes else key
+            assert home is not None
+            mine = [by_key[name] for name in part.messages if name in by_key]
+            label_of_reply = f"reply {part.key}"
+            reply = _reply(topic, part.reply, label_of_reply, homes, home, payloads, schemas)
+            operations[home].append(
+                OperationSpec(
+                    key=part.key or f"{label}_{key}",
+                    mode=operation.mode,
+                    messages=_add_messages(homes[home], mine, label),
+                    summary=part.summary,
+                    description=part.description,
+                    scopes=part.scopes,
+                    security=part.security,
+                    reply=reply,
+                )
             )
+    parameters = _parameters(topic)
+    extension: dict[str, Any] = {}
+    if topic.channel_is_explicit:
+        extension["channel"] = topic.channel
+    if topic.overflow is not None:
+        extension["overflow"] = topic.overflow.value
+    if topic.max_queue is not None:
+        extension["maxQueue"] = topic.max_queue
+    return [
+        Channel(
+            key=home,
+            address=asyncapi_address(topic.address),
+            parameters=parameters,
+            messages=homes[home],
+            operations=operations[home],
+            servers=_channel_servers(topic, has_websub),
+            description=(
+                topic.description
+                if home == key
+                else (topic.channel_docs.get(home) or {}).get("description")
+            ),
+            extension=extension if home == key else {},
         )
+        for home in homes
+    ]
+
+
+def _reply(
+    topic: Topic,
+    reply: OperationReply | None,
+    label: str,
+    homes: dict[str, dict[str, Message]],
+    home: str,
+    payloads: Payloads,
+    schemas: dict[str, Any],
+) -> ReplySpec | None:
+    """A reply, its messages in its channel: the operation's, another of the topic's, or
+    another topic's (placed later by :func:`_place_replies`)."""
+    if reply is None:
+        return None
+    payload, declared = payloads[(topic.address, label)]
+    replies = _messages(home, "reply", payload, declared, schemas)
+    target = home if reply.channel is None else reply.channel
+    if target in homes:
+        return ReplySpec(
+            channel=None if target == home else target,
+            messages=_add_messages(homes[target], replies, "reply"),
+            address=reply.address,
+        )
+    return ReplySpec(channel=reply.channel, messages=[], address=reply.address, found=replies)
+
+
+def _parameters(topic: Topic) -> list[Parameter]:
     parameters = []
     for name, convertor in topic.convertors.items():
         schema, wording = parameter_schema(convertor)
@@ -445,20 +514,4 @@ def _channel(
         else:
             docs = {}
         parameters.append(Parameter(name, schema, wording, docs))
-    extension: dict[str, Any] = {}
-    if topic.channel_is_explicit:
-        extension["channel"] = topic.channel
-    if topic.overflow is not None:
-        extension["overflow"] = topic.overflow.value
-    if topic.max_queue is not None:
-        extension["maxQueue"] = topic.max_queue
-    return Channel(
-        key=key,
-        address=asyncapi_address(topic.address),
-        parameters=parameters,
-        messages=messages,
-        operations=operations,
-        servers=_channel_servers(topic, has_websub),
-        description=topic.description,
-        extension=extension,
-    )
+    return parameters

@@ -6,6 +6,7 @@ sends (a subscribe-mode topic) and ``publish`` those it receives (a publish-mode
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from ..topics import Mode
@@ -42,7 +43,9 @@ def generate(spec: ApiSpec) -> v2.AsyncAPI:
             )
             for server in spec.servers
         },
-        channels={channel.address: _channel(channel, spec) for channel in spec.channels},
+        channels={
+            channel.address: _channel(channel, spec) for channel in _one_per_address(spec.channels)
+        },
         components=v2.Components(
             schemas=spec.schemas or None,
             securitySchemes={
@@ -51,6 +54,36 @@ def generate(spec: ApiSpec) -> v2.AsyncAPI:
             or None,
         ),
     )
+
+
+def _one_per_address(channels: list[Channel]) -> list[Channel]:
+    """2.x has one channel per address with one operation per mode: merge the others in.
+
+    Several 3.x channels or operations on one address (one socket, messages told apart by
+    content) become one channel whose operations take any of their messages.
+    """
+    merged: dict[str, Channel] = {}
+    for channel in channels:
+        first = merged.get(channel.address)
+        if first is None:
+            merged[channel.address] = replace(
+                channel, messages=dict(channel.messages), operations=[]
+            )
+            first = merged[channel.address]
+        for key, message in channel.messages.items():
+            first.messages.setdefault(key, message)
+        for operation in channel.operations:
+            same = next((op for op in first.operations if op.mode is operation.mode), None)
+            if same is None:
+                first.operations.append(replace(operation, reply=None))
+                continue
+            same.messages = list(dict.fromkeys([*same.messages, *operation.messages]))
+            same.scopes = tuple(dict.fromkeys([*same.scopes, *operation.scopes]))
+            if same.security is not None or operation.security is not None:
+                same.security = tuple(
+                    dict.fromkeys([*(same.security or ()), *(operation.security or ())])
+                )
+    return list(merged.values())
 
 
 def scheme_for_v2(scheme: dict[str, Any]) -> dict[str, Any]:

@@ -60,6 +60,15 @@ class JsonSchemaPayload:
             messages=payloads,
         )
 
+    @property
+    def alternatives(self) -> list[JsonSchemaPayload]:
+        """One payload per message: the several of :meth:`one_of`, or this one."""
+        return self.messages or [self]
+
+    def accepts(self, value: Any) -> bool:
+        """True when ``value`` matches the schema (to tell which message a value is)."""
+        return bool(self._validator.is_valid(value))
+
     def __repr__(self) -> str:
         return f"JsonSchemaPayload({self.schema!r})"
 

@@ -264,10 +264,6 @@ def break_payload_ref(document: dict[str, Any]) -> None:
     message["payload"] = {"$ref": "#/components/schemas/Missing"}
 
 
-def break_two_sends(document: dict[str, Any]) -> None:
-    document["operations"]["publish_orders"]["action"] = "send"
-
-
 def break_action(document: dict[str, Any]) -> None:
     document["operations"]["publish_orders"]["action"] = "shout"
 
@@ -292,7 +288,6 @@ BROKEN = [
     (v3_document, break_address, "/channels/orders/address"),
     (v3_document, break_schema, "/components/schemas/Order/properties/id/type"),
     (v3_document, break_payload_ref, "/channels/orders/messages/Order/payload/$ref"),
-    (v3_document, break_two_sends, "/operations/publish_orders/action"),
     (v3_document, break_action, "/operations/publish_orders/action"),
     (v2_document, break_v2_parameter, "/channels/~1stocks~1{symbol}/parameters/symbol/location"),
     (v2_document, break_v2_channels, "/channels"),

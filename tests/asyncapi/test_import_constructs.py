@@ -100,24 +100,122 @@ def test_a_channel_without_operation_after_another_is_not_silently_dropped() -> 
     assert topic is not None and topic.description == "The first."
 
 
-def test_two_channels_on_one_address_point_at_the_second_one() -> None:
-    message = {"payload": {"type": "object"}}
-    document = {
+def one_socket() -> dict[str, Any]:
+    """kraken (multiple channels): one socket, a channel per kind of message, all on ``/``."""
+
+    def message(event: str) -> dict[str, Any]:
+        return {
+            "name": event,
+            "payload": {
+                "type": "object",
+                "properties": {"event": {"const": event}, "reqid": {"type": "integer"}},
+                "required": ["event"],
+            },
+        }
+
+    return {
         "asyncapi": "3.0.0",
         "info": info(),
         "channels": {
-            "heartbeat": {"address": "/", "messages": {"heartbeat": message}},
-            "status": {"address": "/", "messages": {"status": message}},
+            name: {"address": "/", "messages": {name: message(name)}}
+            for name in ("ping", "pong", "heartbeat", "status", "subscribe", "subscribed")
         },
         "operations": {
+            "receivePing": {
+                "action": "receive",
+                "channel": {"$ref": "#/channels/ping"},
+                "reply": {"channel": {"$ref": "#/channels/pong"}},
+            },
+            "receiveSubscribe": {
+                "action": "receive",
+                "channel": {"$ref": "#/channels/subscribe"},
+                "reply": {"channel": {"$ref": "#/channels/subscribed"}},
+            },
             "heartbeat": {"action": "send", "channel": {"$ref": "#/channels/heartbeat"}},
             "status": {"action": "send", "channel": {"$ref": "#/channels/status"}},
         },
     }
+
+
+def test_several_channels_on_one_address_are_one_topic_and_stay_apart_in_the_document() -> None:
+    streaming = StreamingAPI.from_asyncapi(one_socket())
+    assert [topic.address for topic in streaming.topics] == ["/"]
+    document = get_asyncapi(streaming)
+    assert set(document["channels"]) == {
+        "ping",
+        "pong",
+        "heartbeat",
+        "status",
+        "subscribe",
+        "subscribed",
+    }
+    operations = document["operations"]
+    assert operations["heartbeat"]["channel"] == {"$ref": "#/channels/heartbeat"}
+    assert operations["receiveSubscribe"]["reply"]["channel"] == {"$ref": "#/channels/subscribed"}
+    assert operations["receiveSubscribe"]["reply"]["messages"] == [
+        {"$ref": "#/channels/subscribed/messages/subscribed"}
+    ]
+    assert get_asyncapi(StreamingAPI.from_asyncapi(document)) == document
+    # 2.6 has one channel per address and one operation per mode: they merge.
+    two_six = get_asyncapi(streaming, version="2.6.0")["channels"]["/"]
+    assert [m["name"] for m in two_six["publish"]["message"]["oneOf"]] == ["ping", "subscribe"]
+
+
+async def test_each_request_gets_the_reply_of_its_own_operation() -> None:
+    streaming = StreamingAPI.from_asyncapi(one_socket())
+
+    @streaming.publish("/")
+    async def answer(event: dict[str, Any]) -> dict[str, Any]:
+        kind = "pong" if event["event"] == "ping" else "subscribed"
+        return {"event": kind, "reqid": event.get("reqid")}
+
+    async with streaming.running() as runtime:
+        _, pong = await runtime.request("/", data={"event": "ping", "reqid": 1})
+        _, subscribed = await runtime.request("/", data={"event": "subscribe", "reqid": 2})
+        await streaming.emit("/", {"event": "heartbeat"})
+        await streaming.emit("/", {"event": "status"})
+    assert pong == b'{"event":"pong","reqid":1}'
+    assert subscribed == b'{"event":"subscribed","reqid":2}'
+
+
+def test_channels_on_one_address_with_different_broker_channels_are_refused() -> None:
+    document = one_socket()
+    document["channels"]["status"]["x-fastapi-streaming"] = {"channel": "status"}
     with pytest.raises(AsyncAPIImportError) as error:
         StreamingAPI.from_asyncapi(document)
     assert error.value.pointer == "/channels/status/address"
-    assert "'heartbeat'" in error.value.reason
+    assert "'ping'" in error.value.reason
+
+
+def test_several_operations_of_one_action_on_one_channel_are_kept() -> None:
+    """kraken (message filter in reply): two sends and two receives on one channel."""
+    document = one_socket()
+    document["channels"] = {
+        "exchange": {
+            "address": "/",
+            "messages": {
+                name: channel["messages"][name] for name, channel in document["channels"].items()
+            },
+        }
+    }
+    for operation in document["operations"].values():
+        name = operation["channel"]["$ref"].rsplit("/", 1)[-1]
+        operation["channel"] = {"$ref": "#/channels/exchange"}
+        operation["messages"] = [{"$ref": f"#/channels/exchange/messages/{name}"}]
+        if "reply" in operation:
+            answer = operation["reply"]["channel"]["$ref"].rsplit("/", 1)[-1]
+            operation["reply"] = {
+                "channel": {"$ref": "#/channels/exchange"},
+                "messages": [{"$ref": f"#/channels/exchange/messages/{answer}"}],
+            }
+    streaming = StreamingAPI.from_asyncapi(document)
+    topic = streaming.topics.get("/")
+    assert topic is not None and topic.subscribe is not None and topic.publish is not None
+    assert [part.key for part in topic.subscribe.parts] == ["heartbeat", "status"]
+    exported = get_asyncapi(streaming)
+    for key, operation in document["operations"].items():
+        assert exported["operations"][key]["messages"] == operation["messages"]
+        assert exported["operations"][key].get("reply") == operation.get("reply")
 
 
 # -- security ---------------------------------------------------------------------------------
