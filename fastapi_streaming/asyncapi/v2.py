@@ -10,11 +10,11 @@ from dataclasses import replace
 from typing import Any
 
 from ..topics import Mode
+from .description import ApiSpec, Channel, Message, OperationSpec
 from .models import v2
 from .models.common import ExternalDocs, MessageExample, Reference
 from .names import EXTENSION, SCOPES_EXTENSION
 from .security import SCOPED_SCHEME_TYPES
-from .spec import ApiSpec, Channel, Message, OperationSpec
 
 
 def generate(spec: ApiSpec) -> v2.AsyncAPI:

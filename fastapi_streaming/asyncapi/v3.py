@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from ..topics import Mode
+from .description import ApiSpec, Channel, OperationSpec
 from .models import v3
 from .models.common import ExternalDocs, MessageExample, Reference
 from .names import EXTENSION, SCOPES_EXTENSION
 from .security import SCOPED_SCHEME_TYPES
-from .spec import ApiSpec, Channel, OperationSpec
 
 
 def generate(spec: ApiSpec, version: str = "3.0.0") -> v3.AsyncAPI:
