@@ -29,7 +29,7 @@ else:  # pragma: no cover
     from typing_extensions import Self
 
 if TYPE_CHECKING:
-    from .asyncapi.reading import ImportWarning
+    from .asyncapi.reading import AsyncAPIImportWarning
     from .websub.hub import WebSubHub
     from .websub.settings import WebSubSettings
 
@@ -143,7 +143,7 @@ class StreamingAPI:
             else None
         )
         #: What ``from_asyncapi`` could not keep of its document (empty otherwise).
-        self.import_warnings: list[ImportWarning] = []
+        self.import_warnings: list[AsyncAPIImportWarning] = []
         self.asyncapi_version = check_version(asyncapi_version)
         self.asyncapi_url = asyncapi_url
         self.asyncapi_yaml_url = asyncapi_yaml_url

@@ -3,7 +3,8 @@
 - :func:`get_asyncapi` builds the document (3.0.0 by default, 3.1.0 and 2.6.0 on request) from
   a :class:`~fastapi_streaming.StreamingAPI` alone; ``StreamingAPI.asyncapi()`` caches it.
 - :func:`get_asyncapi_html` renders the docs page.
-- ``StreamingAPI.from_asyncapi(...)`` creates topics from a 3.x or 2.x document.
+- ``StreamingAPI.from_asyncapi(...)`` creates topics from a 3.x or 2.x document, and lists
+  what it does not keep as :class:`AsyncAPIImportWarning` s in ``import_warnings``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from .docs import get_asyncapi_html
 from .document import get_asyncapi, to_json, to_yaml
 from .errors import AsyncAPIImportError
+from .reading import AsyncAPIImportWarning
 from .validation import JsonSchemaPayload
 from .versions import DEFAULT_VERSION, SUPPORTED_VERSIONS, UnsupportedVersionError
 
@@ -18,6 +20,7 @@ __all__ = [
     "DEFAULT_VERSION",
     "SUPPORTED_VERSIONS",
     "AsyncAPIImportError",
+    "AsyncAPIImportWarning",
     "JsonSchemaPayload",
     "UnsupportedVersionError",
     "get_asyncapi",

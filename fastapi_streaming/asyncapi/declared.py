@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..topics import Mode
-from .reading import ImportWarning
+from .reading import AsyncAPIImportWarning
 
 
 @dataclass
@@ -54,4 +54,4 @@ class ImportedAPI:
 
     options: dict[str, Any]
     topics: list[DeclaredTopic]
-    warnings: list[ImportWarning] = field(default_factory=list)
+    warnings: list[AsyncAPIImportWarning] = field(default_factory=list)

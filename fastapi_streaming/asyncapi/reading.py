@@ -27,7 +27,7 @@ KEPT_MESSAGE_FIELDS = ("headers", "correlationId", "bindings", "tags", "external
 
 
 @dataclass(frozen=True)
-class ImportWarning:
+class AsyncAPIImportWarning:
     """Something of the document that the created API does not keep, and where it is."""
 
     pointer: str
@@ -47,7 +47,7 @@ class DocumentReader:
         components = document.get("components") or {}
         self.schemas: dict[str, Any] = components.get("schemas") or {}
         #: What the created API does not keep: listed on it as ``import_warnings``.
-        self.warnings: list[ImportWarning] = []
+        self.warnings: list[AsyncAPIImportWarning] = []
         self.security_schemes: dict[str, Any] = dict(components.get("securitySchemes") or {})
 
     def scheme_requirement(
@@ -79,7 +79,7 @@ class DocumentReader:
         return name, scopes
 
     def warn(self, where: list[str | int], reason: str) -> None:
-        self.warnings.append(ImportWarning(pointer(where) or "/", reason))
+        self.warnings.append(AsyncAPIImportWarning(pointer(where) or "/", reason))
 
     def with_traits(self, node: dict[str, Any], where: list[str | int]) -> dict[str, Any]:
         """``node`` with its traits applied: what a trait says, unless ``node`` says it too."""
