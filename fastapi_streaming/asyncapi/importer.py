@@ -109,6 +109,12 @@ def declare(api: ImportedAPI, streaming: StreamingAPI) -> None:
     streaming.topics.touch()
     for warning in api.warnings:
         logger.warning("AsyncAPI import of %r does not keep %s", streaming.title, warning)
+    if streaming.access.require_auth and not streaming.access.authorizers:
+        logger.warning(
+            "The AsyncAPI document of %r requires authentication and the API has no "
+            "authorizer: every client is refused. Pass authorizer=... to from_asyncapi.",
+            streaming.title,
+        )
 
 
 def _marker(operation: DeclaredOperation) -> JsonSchemaPayload:

@@ -25,6 +25,8 @@ class Reader2(DocumentReader):
         self.check_structure()
         document = self.document
         options = self.info_options(document["info"])
+        if document.get("id"):
+            self.warn(["id"], "the document's id")
         if document.get("tags"):
             options["tags"] = document["tags"]
         if document.get("externalDocs"):

@@ -33,6 +33,8 @@ class Reader3(DocumentReader):
         self.check_structure()
         document = self.document
         options = self.info_options(document["info"])
+        if document.get("id"):
+            self.warn(["id"], "the document's id")
         options.update(self.servers())
         operations = {
             key: self.follow(operation, ["operations", key])

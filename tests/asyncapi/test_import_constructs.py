@@ -262,9 +262,12 @@ def streetlights(version: str = "3.0.0") -> dict[str, Any]:
     }
 
 
-def test_server_security_makes_every_client_authenticate() -> None:
+def test_server_security_makes_every_client_authenticate(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     streaming = StreamingAPI.from_asyncapi(streetlights())
     assert streaming.access.require_auth is True
+    assert "requires authentication and the API has no authorizer" in caplog.text
     assert streaming.server_security == {"saslScram": []}
     document = get_asyncapi(streaming)
     for server in document["servers"].values():
