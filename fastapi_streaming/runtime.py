@@ -151,6 +151,8 @@ class StreamingRuntime:
         value = _validate(operation, json_data=json_data, data=data)
         reply = operation.reply_for(value)
         target = reply_address(reply, value, headers) if reply is not None else None
+        if target is not None and self.topics.resolve(target) is None:
+            raise TopicNotFound(target)  # before anything is published
         # Without a handler the event passes through, and a reply topic has nothing to answer.
         result = value if reply is None else None
         if operation.plan is not None:

@@ -9,6 +9,7 @@ import jwt
 import pytest
 
 from docs_src.asyncapi import app as generation
+from fastapi_streaming import TopicNotFound
 from fastapi_streaming.asyncapi import get_asyncapi
 from tests.support.asyncapi_parser import parse_documents
 from tests.support.clients import post, receive_json, send_json, sse_stream, websocket
@@ -158,3 +159,11 @@ def test_the_reply_is_documented_and_the_documents_are_valid() -> None:
     assert {name: found["errors"] for name, found in results.items()} == {
         version: [] for version in documents
     }
+
+
+async def test_a_reply_address_that_is_no_topic_is_refused_before_anything_is_published() -> None:
+    from docs_src.asyncapi import request_reply
+
+    async with request_reply.streaming.running() as runtime:
+        with pytest.raises(TopicNotFound):
+            await runtime.request("/sum", data={"numbers": [1], "reply_to": "/nowhere/at/all"})
