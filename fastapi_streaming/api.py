@@ -279,7 +279,7 @@ class StreamingAPI:
         and what the function returns is the reply, sent back to the client that sent the
         event (on the multiplexed WebSocket, correlated by the request's id) and, with
         ``reply_address="$message.payload#/replyTo"`` (or ``$message.header#/...``), also
-        published to the topic whose address the request names there.
+        published to the topic whose address the request names there, if it names one.
         """
 
         def decorator(handler: Handler) -> Handler:

@@ -32,7 +32,7 @@ class InvalidReply(StreamingError):
 def reply_address(
     reply: OperationReply, request: Any, headers: Mapping[str, Any] | None
 ) -> str | None:
-    """The topic address the request names for its reply, or None when the reply has none."""
+    """The topic address the request names for its reply; None when it names none."""
     if reply.address is None:
         return None
     if reply.address.startswith(PAYLOAD):
@@ -43,6 +43,8 @@ def reply_address(
     else:
         return None  # not a runtime expression: nothing in the request to read
     value = _at_pointer(source, fragment)
+    if value is None:
+        return None  # the request names no reply address: the reply goes to its sender only
     if not isinstance(value, str) or not value:
         raise MalformedMessage(
             f"This topic replies to the address the request names at {fragment or '/'} of "

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import httpx
 import jwt
 import pytest
 
 from docs_src.asyncapi import app as generation
-from fastapi_streaming import TopicNotFound
+from fastapi_streaming import StreamingAPI, TopicNotFound
 from fastapi_streaming.asyncapi import get_asyncapi
 from tests.support.asyncapi_parser import parse_documents
 from tests.support.clients import post, receive_json, send_json, sse_stream, websocket
@@ -167,3 +168,17 @@ async def test_a_reply_address_that_is_no_topic_is_refused_before_anything_is_pu
     async with request_reply.streaming.running() as runtime:
         with pytest.raises(TopicNotFound):
             await runtime.request("/sum", data={"numbers": [1], "reply_to": "/nowhere/at/all"})
+
+
+async def test_a_request_that_names_no_reply_address_gets_its_reply_only() -> None:
+    from docs_src.asyncapi import request_reply
+
+    streaming = StreamingAPI()
+
+    @streaming.publish("/sum", reply=request_reply.SumResult, reply_address="$message.header#/to")
+    async def add(event: dict[str, Any]) -> request_reply.SumResult:
+        return request_reply.SumResult(result=sum(event["numbers"]))
+
+    async with streaming.running() as runtime:
+        event, reply = await runtime.request("/sum", data={"numbers": [1, 2]})
+    assert event is not None and reply == b'{"result":3.0}'
