@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..topics import Mode
-from .description import ApiSpec, Channel, Message, OperationSpec
+from .description import ApiSpec, Channel, Message, OperationSpec, Parameter
 from .models import v2
 from .models.common import ExternalDocs, MessageExample, Reference
 from .names import EXTENSION, SCOPES_EXTENSION
@@ -129,11 +129,8 @@ def _channel(channel: Channel, spec: ApiSpec) -> v2.ChannelItem:
         servers=list(channel.servers),
         parameters={
             parameter.name: v2.Parameter.model_validate(
-                {
-                    **parameter.fields,
-                    "description": parameter.description,
-                    "schema": parameter.schema,
-                }
+                # 2.x parameters say ``enum``, ``default`` and ``examples`` in their schema.
+                {"description": parameter.description, "schema": parameter_schema(parameter)}
             )
             for parameter in channel.parameters
         }
@@ -145,6 +142,10 @@ def _channel(channel: Channel, spec: ApiSpec) -> v2.ChannelItem:
     if channel.extension:
         setattr(model_channel, EXTENSION, channel.extension)
     return model_channel
+
+
+def parameter_schema(parameter: Parameter) -> dict[str, Any]:
+    return {**parameter.schema, **parameter.fields}
 
 
 def _message(operation_key: str, message: Message) -> v2.Message:

@@ -583,3 +583,27 @@ async def test_without_a_handler_a_reply_topic_publishes_and_answers_nothing() -
     async with streaming.running() as runtime:
         event, reply = await runtime.request("/", data={"event": "ping"})
     assert event is not None and reply is None
+
+
+@pytest.mark.node
+def test_every_document_made_from_these_constructs_is_valid(tmp_path: Path) -> None:
+    from tests.support.asyncapi_parser import parse_documents
+
+    builders = {
+        "rpc": rpc_server,
+        "one-socket": one_socket,
+        "streetlights": streetlights,
+        "slack": slack_like,
+        "kraken": kraken_like,
+    }
+    apis = {name: StreamingAPI.from_asyncapi(build()) for name, build in builders.items()}
+    apis["split"] = StreamingAPI.from_asyncapi(write_split_document(tmp_path))
+    documents = {
+        f"{name}-{version}": get_asyncapi(api, version=version)
+        for name, api in apis.items()
+        for version in ("3.0.0", "3.1.0", "2.6.0")
+    }
+    results = parse_documents(documents)
+    assert {name: found["errors"] for name, found in results.items()} == {
+        name: [] for name in documents
+    }
