@@ -99,6 +99,12 @@ class Operation:
     description: str | None = None
     #: The type ``payload_adapter`` validates, kept so the AsyncAPI document can describe it.
     payload: Any = Any
+    #: Tags of the operation in the AsyncAPI document (from the operation and its routers).
+    tags: tuple[str, ...] = ()
+    #: Marked deprecated in the AsyncAPI document; clients may still use it.
+    deprecated: bool = False
+    #: False leaves the operation out of the AsyncAPI document; clients may still use it.
+    include_in_schema: bool = True
     #: The operation's name in the AsyncAPI document it came from (``operationId``).
     key: str | None = None
     #: The security schemes that grant access to this operation, by name; None: any of the

@@ -75,12 +75,24 @@ def _without_none(annotation: Any) -> Any:
 Payloads = dict[tuple[str, str], tuple[dict[str, Any], JsonSchemaPayload | None]]
 
 
+def documented_operations(topic: Topic) -> list[Operation]:
+    """The topic's operations the document shows: not those with ``include_in_schema=False``."""
+    return [
+        operation
+        for operation in (topic.subscribe, topic.publish)
+        if operation is not None and operation.include_in_schema
+    ]
+
+
+def documented(topic: Topic) -> bool:
+    """A topic is in the document when one of its operations is."""
+    return bool(documented_operations(topic))
+
+
 def _described(topic: Topic) -> list[tuple[str, Any, SchemaMode]]:
     """What each operation of ``topic`` (and a reply) carries, and how pydantic sees it."""
     found: list[tuple[str, Any, SchemaMode]] = []
-    for operation in (topic.subscribe, topic.publish):
-        if operation is None:
-            continue
+    for operation in documented_operations(topic):
         schema_mode: SchemaMode = (
             "serialization" if operation.mode is Mode.SUBSCRIBE else "validation"
         )
@@ -187,9 +199,7 @@ def channels_of(
     for other in topic.channel_docs:
         homes.setdefault(other, {})
     operations: dict[str, list[OperationSpec]] = {home: [] for home in homes}
-    for operation in (topic.subscribe, topic.publish):
-        if operation is None:
-            continue
+    for operation in documented_operations(topic):
         label = operation.mode.value
         payload, declared = payloads[(topic.address, label)]
         found = _messages(key, label, payload, declared, schemas)
@@ -205,6 +215,8 @@ def channels_of(
                     scopes=operation.scopes,
                     security=operation.security,
                     reply=reply,
+                    tags=operation.tags,
+                    deprecated=operation.deprecated,
                 )
             )
             continue
@@ -225,6 +237,8 @@ def channels_of(
                     scopes=part.scopes,
                     security=part.security,
                     reply=reply,
+                    tags=operation.tags,
+                    deprecated=operation.deprecated,
                 )
             )
     parameters = _parameters(topic)

@@ -69,6 +69,8 @@ class OperationSpec:
     #: The schemes that grant access, by name; None: every scheme of the API.
     security: tuple[str, ...] | None = None
     reply: ReplySpec | None = None
+    tags: tuple[str, ...] = ()
+    deprecated: bool = False
 
     @property
     def action(self) -> str:

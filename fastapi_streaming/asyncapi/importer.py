@@ -17,12 +17,13 @@ import logging
 from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import yaml
 from pydantic import TypeAdapter
 
-from ..topics import Mode, OperationPart, OperationReply
+from ..security.access import AccessControl
+from ..topics import Mode, OperationPart, OperationReply, Topic, TopicRegistry
 from .declared import DeclaredOperation, DeclaredReply, DeclaredTopic, ImportedAPI
 from .errors import AsyncAPIImportError
 from .read_v2 import Reader2
@@ -30,8 +31,30 @@ from .read_v3 import Reader3
 from .references import ReferenceBundler, Resolver, needs_bundling
 from .validation import JsonSchemaPayload, json_schema_payload, payload_type
 
-if TYPE_CHECKING:
-    from ..api import StreamingAPI
+
+class Declarer(Protocol):
+    """Where imported topics are declared: a streaming API (its ``add_operation``)."""
+
+    topics: TopicRegistry
+    title: str
+    access: AccessControl
+
+    def add_operation(
+        self,
+        mode: Mode,
+        address: str,
+        handler: None,
+        *,
+        scopes: tuple[str, ...] = (),
+        channel: str | None = None,
+        payload: Any = ...,
+        name: str | None = None,
+        summary: str | None = None,
+        description: str | None = None,
+        overflow: str | None = None,
+        max_queue: int | None = None,
+    ) -> Topic: ...
+
 
 logger = logging.getLogger("fastapi_streaming.asyncapi")
 
@@ -72,7 +95,7 @@ def load_document(
     return document  # type: ignore[no-any-return]
 
 
-def declare(api: ImportedAPI, streaming: StreamingAPI) -> None:
+def declare(api: ImportedAPI, streaming: Declarer) -> None:
     """Declare every topic of ``api`` on ``streaming``, without handlers."""
     for declared in api.topics:
         modes: dict[Mode, list[DeclaredOperation]] = {}

@@ -8,6 +8,8 @@ import re
 #: policy and the queue size of a topic.
 EXTENSION = "x-fastapi-streaming"
 SCOPES_EXTENSION = "x-scopes"
+#: AsyncAPI operations have no ``deprecated`` field; this extension marks them, as tools do.
+DEPRECATED_EXTENSION = "x-deprecated"
 
 
 def channel_key(address: str) -> str:

@@ -1,6 +1,6 @@
 """The version-neutral description of a streaming API, built from its topics alone.
 
-``describe_api`` reads a :class:`~fastapi_streaming.StreamingAPI` (its settings and its
+``describe_api`` reads an :class:`~.info.AsyncAPISource` (the API's info and its
 :class:`~fastapi_streaming.topics.TopicRegistry`) and says what the API offers: servers, one
 channel per topic, its messages and operations, and security. The generators of each AsyncAPI
 version (:mod:`.v3`, :mod:`.v2`) only translate this description into their version's words.
@@ -8,24 +8,23 @@ version (:mod:`.v3`, :mod:`.v2`) only translate this description into their vers
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ..topics import Topic
-from .channels import channels_of, payloads_of, place_replies
+from .channels import channels_of, documented, payloads_of, place_replies
 from .description import DEFAULT_BASE_URL, ApiSpec, Info, Server
+from .info import AsyncAPISource
 from .names import channel_key
 from .security import security_schemes_of
 
-if TYPE_CHECKING:
-    from ..api import StreamingAPI
 
-
-def describe_api(streaming: StreamingAPI, *, base_url: str | None = None) -> ApiSpec:
-    """Describe ``streaming`` as clients at ``base_url`` (``http://host:port/root``) see it."""
-    servers = _servers(streaming, base_url or DEFAULT_BASE_URL)
-    has_websub = getattr(streaming, "websub", None) is not None
-    topics = sorted(streaming.topics, key=lambda topic: topic.address)
+def describe_api(source: AsyncAPISource, *, base_url: str | None = None) -> ApiSpec:
+    """Describe ``source`` as clients at ``base_url`` (``http://host:port/root``) see it."""
+    servers = _servers(source, base_url or DEFAULT_BASE_URL)
+    has_websub = source.websub
+    topics = sorted(
+        (topic for topic in source.topics if documented(topic)), key=lambda topic: topic.address
+    )
     keys = _channel_keys(topics)
     payloads, schemas = payloads_of(topics, keys)
     channels = [
@@ -38,38 +37,39 @@ def describe_api(streaming: StreamingAPI, *, base_url: str | None = None) -> Api
         dict.fromkeys(scope for ch in channels for op in ch.operations for scope in op.scopes)
     )
     # ``require_auth`` comes with the authorizers (``StreamingAPI(require_auth=True)``).
-    require_auth = bool(getattr(getattr(streaming, "access", None), "require_auth", False))
+    require_auth = source.access.require_auth
+    info = source.info
     return ApiSpec(
         info=Info(
-            title=streaming.title,
-            version=streaming.version,
-            description=streaming.description,
-            terms_of_service=streaming.terms_of_service,
-            contact=streaming.contact,
-            license=streaming.license_info,
-            tags=streaming.tags,
-            external_docs=streaming.external_docs,
+            title=info.title,
+            version=info.version,
+            description=info.description,
+            terms_of_service=info.terms_of_service,
+            contact=info.contact,
+            license=info.license_info,
+            tags=info.tags,
+            external_docs=info.external_docs,
         ),
         servers=servers,
         channels=channels,
         schemas=dict(sorted(schemas.items())),
         security_schemes=security_schemes_of(
-            streaming, bool(scopes) or require_auth, base_url or DEFAULT_BASE_URL, scopes
+            source, bool(scopes) or require_auth, base_url or DEFAULT_BASE_URL, scopes
         ),
         require_auth=require_auth,
-        server_security=getattr(streaming, "server_security", None),
+        server_security=info.server_security,
     )
 
 
 # -- servers ---------------------------------------------------------------------------------
 
 
-def _servers(streaming: StreamingAPI, base_url: str) -> list[Server]:
+def _servers(source: AsyncAPISource, base_url: str) -> list[Server]:
     """One server per transport: where a client connects, and with which protocol."""
     parts = urlsplit(base_url if "://" in base_url else f"http://{base_url}")
     secure = parts.scheme in ("https", "wss")
     http, ws = ("https", "wss") if secure else ("http", "ws")
-    root = parts.path.rstrip("/") + streaming.prefix
+    root = parts.path.rstrip("/") + source.prefix
     host = parts.netloc
     servers = [
         Server(
@@ -103,7 +103,7 @@ def _servers(streaming: StreamingAPI, base_url: str) -> list[Server]:
             "202 with the event id, 422 for an invalid event, 413 for one too large.",
         ),
     ]
-    if getattr(streaming, "websub", None) is not None:
+    if source.websub:
         servers.append(
             Server(
                 "websub",

@@ -12,8 +12,8 @@ from typing import Any
 from ..topics import Mode
 from .description import ApiSpec, Channel, Message, OperationSpec, Parameter
 from .models import v2
-from .models.common import ExternalDocs, MessageExample, Reference
-from .names import EXTENSION, SCOPES_EXTENSION
+from .models.common import ExternalDocs, MessageExample, Reference, Tag
+from .names import DEPRECATED_EXTENSION, EXTENSION, SCOPES_EXTENSION
 from .security import SCOPED_SCHEME_TYPES
 
 
@@ -110,6 +110,7 @@ def _channel(channel: Channel, spec: ApiSpec) -> v2.ChannelItem:
             operationId=operation.key,
             summary=operation.summary,
             description=operation.description,
+            tags=[Tag(name=tag) for tag in operation.tags] or None,
             security=_operation_security(operation, spec),
             bindings={
                 "http": {
@@ -122,6 +123,8 @@ def _channel(channel: Channel, spec: ApiSpec) -> v2.ChannelItem:
         )
         if operation.scopes:
             setattr(model, SCOPES_EXTENSION, list(operation.scopes))
+        if operation.deprecated:
+            setattr(model, DEPRECATED_EXTENSION, True)
         operations[operation.mode.value] = model
     bindings: dict[str, Any] = {"ws": {"method": "GET", "bindingVersion": "0.1.0"}}
     model_channel = v2.ChannelItem(

@@ -12,8 +12,8 @@ from typing import Any
 from ..topics import Mode
 from .description import ApiSpec, Channel, OperationSpec
 from .models import v3
-from .models.common import ExternalDocs, MessageExample, Reference
-from .names import EXTENSION, SCOPES_EXTENSION
+from .models.common import ExternalDocs, MessageExample, Reference, Tag
+from .names import DEPRECATED_EXTENSION, EXTENSION, SCOPES_EXTENSION
 from .security import SCOPED_SCHEME_TYPES
 
 
@@ -121,6 +121,7 @@ def _operations(channel: Channel, spec: ApiSpec) -> list[tuple[Any, v3.Operation
             ],
             summary=operation.summary,
             description=operation.description,
+            tags=[Tag(name=tag) for tag in operation.tags] or None,
             security=_operation_security(operation, spec),
             reply=_reply(operation, channel),
             bindings={
@@ -132,6 +133,8 @@ def _operations(channel: Channel, spec: ApiSpec) -> list[tuple[Any, v3.Operation
         )
         if operation.scopes:
             setattr(model, SCOPES_EXTENSION, list(operation.scopes))
+        if operation.deprecated:
+            setattr(model, DEPRECATED_EXTENSION, True)
         result.append((operation, model))
     return result
 
