@@ -157,7 +157,9 @@ class StreamingAPI:
     ) -> None:
         if server_security and not require_auth:
             raise ValueError(
-                "server_security says every client must authenticate: pass require_auth=True."
+                "server_security says every client must authenticate: pass require_auth=True "
+                "(or, to drop what an AsyncAPI document's servers ask for, server_security=None "
+                "as well as require_auth=False)."
             )
         if authorizer is None:
             authenticators: Sequence[Authenticator] = ()

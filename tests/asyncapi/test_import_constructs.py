@@ -607,3 +607,11 @@ def test_every_document_made_from_these_constructs_is_valid(tmp_path: Path) -> N
     assert {name: found["errors"] for name, found in results.items()} == {
         name: [] for name in documents
     }
+
+
+def test_the_documents_server_security_can_be_dropped_only_explicitly() -> None:
+    with pytest.raises(ValueError, match="server_security=None"):
+        StreamingAPI.from_asyncapi(streetlights(), require_auth=False)
+    streaming = StreamingAPI.from_asyncapi(streetlights(), require_auth=False, server_security=None)
+    assert streaming.access.require_auth is False
+    assert "security" not in get_asyncapi(streaming)["servers"]["websocket"]
