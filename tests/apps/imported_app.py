@@ -3,7 +3,9 @@
 - ``/server``: rpc-server's construct (``{queue}`` declared before ``rpc_queue``, which the
   application receives on);
 - ``/client``: rpc-client's (the application sends on ``rpc_queue``);
-- ``/secure``: streetlights' (a server that requires credentials).
+- ``/secure``: streetlights' (a server that requires credentials);
+- ``/kraken``: kraken's (one socket, several receive operations each with its reply), with a
+  handler that answers them.
 """
 
 from __future__ import annotations
@@ -52,12 +54,58 @@ SECURE = {
     "components": {"securitySchemes": {"apiKey": {"type": "apiKey", "in": "user"}}},
 }
 
-app = FastAPI()
-for prefix, document in (
-    ("/server", rpc("server")),
-    ("/client", rpc("client")),
-    ("/secure", SECURE),
-):
-    StreamingAPI.from_asyncapi(
+
+def kraken() -> dict[str, Any]:
+    def message(event: str) -> dict[str, Any]:
+        properties = {"event": {"const": event}, "reqid": {"type": "integer"}}
+        return {"payload": {"type": "object", "properties": properties, "required": ["event"]}}
+
+    def receive(request: str, answer: str) -> dict[str, Any]:
+        return {
+            "action": "receive",
+            "channel": {"$ref": "#/channels/exchange"},
+            "messages": [{"$ref": f"#/channels/exchange/messages/{request}"}],
+            "reply": {
+                "channel": {"$ref": "#/channels/exchange"},
+                "messages": [{"$ref": f"#/channels/exchange/messages/{answer}"}],
+            },
+        }
+
+    events = ("ping", "pong", "subscribe", "subscriptionStatus")
+    return {
+        "asyncapi": "3.0.0",
+        "info": {"title": "Kraken-like", "version": "1.0.0"},
+        "channels": {
+            "exchange": {"address": "/", "messages": {name: message(name) for name in events}}
+        },
+        "operations": {
+            "receivePing": receive("ping", "pong"),
+            "receiveSubscribe": receive("subscribe", "subscriptionStatus"),
+        },
+    }
+
+
+def imported(prefix: str, document: dict[str, Any]) -> StreamingAPI:
+    return StreamingAPI.from_asyncapi(
         document, prefix=prefix, asyncapi_url=None, asyncapi_yaml_url=None, asyncapi_docs_url=None
-    ).init_app(app)
+    )
+
+
+one_socket = imported("/kraken", kraken())
+
+
+@one_socket.publish("/")
+async def answer(event: dict[str, Any]) -> dict[str, Any]:
+    """Answer each request with the reply its operation declares."""
+    kind = "pong" if event["event"] == "ping" else "subscriptionStatus"
+    return {"event": kind, "reqid": event.get("reqid")}
+
+
+app = FastAPI()
+for api in (
+    imported("/server", rpc("server")),
+    imported("/client", rpc("client")),
+    imported("/secure", SECURE),
+    one_socket,
+):
+    api.init_app(app)

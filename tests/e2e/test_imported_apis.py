@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.clients import post
+from tests.support.clients import post, receive_json, send_json, websocket
 from tests.support.server import ServerProcess
 
 
@@ -34,3 +34,21 @@ async def test_a_document_whose_servers_require_credentials_gets_an_api_that_doe
     response = await post(server.url, "/secure/publish/light/measured", json={"lumens": 3})
     assert response.status_code == 401, response.text
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+async def test_each_request_on_one_socket_gets_the_reply_its_operation_declares(
+    server: ServerProcess,
+) -> None:
+    async with websocket(f"{server.ws_url}/kraken/ws") as ws:
+        for request_id, event in (("a", "ping"), ("b", "subscribe")):
+            data = {"event": event, "reqid": 7}
+            await send_json(ws, {"type": "publish", "id": request_id, "topic": "/", "data": data})
+        received = [await receive_json(ws) for _ in range(4)]
+        await send_json(ws, {"type": "publish", "id": "c", "topic": "/", "data": {"event": "x"}})
+        error = await receive_json(ws)
+    replies = {m["id"]: m["data"] for m in received if m["type"] == "reply"}
+    assert replies == {
+        "a": {"event": "pong", "reqid": 7},
+        "b": {"event": "subscriptionStatus", "reqid": 7},
+    }
+    assert error["type"] == "error" and error["code"] == 422 and error["id"] == "c"
