@@ -23,7 +23,11 @@ if TYPE_CHECKING:
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused as soon as it is known to exceed ``limit`` bytes."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if (
+        declared is not None
+        and declared.isdigit()
+        and (len(declared) > 18 or int(declared) > limit)
+    ):
         raise PayloadTooLarge(limit)
     body = bytearray()
     async for chunk in request.stream():

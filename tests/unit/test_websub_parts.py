@@ -199,6 +199,23 @@ def test_addresses_are_made_canonical_and_leases_ignored_on_unsubscribe() -> Non
     assert intent.requested_lease is None
 
 
+def test_huge_numbers_in_hub_requests_are_bad_requests_not_crashes() -> None:
+    streaming = StreamingAPI()
+
+    @streaming.subscribe("/rooms/{room:int}")
+    async def rooms(event: dict[str, int], room: int) -> dict[str, int]:
+        return event
+
+    reader = IntentReader(WebSubSettings(), streaming.topics)
+    form = {"hub.mode": "subscribe", "hub.topic": "/rooms/7", "hub.callback": "http://x/"}
+    with pytest.raises(HubError) as refused:
+        reader.read({**form, "hub.lease_seconds": "9" * 5000}, "/streams/websub")
+    assert refused.value.status == 400
+    with pytest.raises(HubError) as refused:
+        reader.read({**form, "hub.topic": "/rooms/" + "1" * 5000}, "/streams/websub")
+    assert refused.value.status == 404
+
+
 def test_the_migration_command_creates_the_tables(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'hub.sqlite3'}"
     command = [sys.executable, "-m", "fastapi_streaming.websub.migrate", url]
