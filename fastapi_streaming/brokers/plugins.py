@@ -17,6 +17,7 @@ import pluggy
 from broadcaster import BroadcastBackend
 from pluggy import HookImpl
 
+from ..redact import scrub, secrets_in
 from ..security.plugins import register_builtin as register_authorizers
 from . import builtin, hookspecs
 from .hookspecs import PROJECT_NAME, BackendFactory
@@ -90,7 +91,10 @@ def create_backend(url: str, manager: pluggy.PluginManager | None = None) -> Bro
             "Other brokers come as plugin packages, for example "
             "`pip install fastapi-streaming-mqtt` for mqtt://."
         )
-    return info.factory(url)
+    try:
+        return info.factory(url)
+    except ValueError as exc:  # a bad option; the backend may have quoted the whole URL
+        raise ValueError(scrub(str(exc), secrets_in(url))) from None
 
 
 def _listing(backends: Mapping[str, BackendInfo]) -> str:
