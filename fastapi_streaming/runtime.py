@@ -176,13 +176,15 @@ class StreamingRuntime:
             ) from None
         return event
 
-    def health(self) -> dict[str, Any]:
-        """What a readiness probe needs: is the broker reachable, and how busy is the hub."""
+    async def health(self) -> dict[str, Any]:
+        """What a readiness probe needs: is the broker reachable (asked, not assumed), and how
+        busy is the hub."""
+        reachable = await self.broker.reachable()
         return {
-            "status": "ok" if self.broker.connected else "unavailable",
+            "status": "ok" if reachable else "unavailable",
             "broker": {
                 "url": self.broker.url_for_display,
-                "connected": self.broker.connected,
+                "connected": reachable,
                 "reconnects": self.broker.reconnects,
                 "channels": len(self.broker.channels),
             },

@@ -57,7 +57,7 @@ def add_routes(router: APIRouter, streaming: StreamingAPI) -> None:
 
     async def health() -> Response:
         """Readiness: 200 while the broker is reachable, 503 while it is being reconnected."""
-        report = streaming.runtime.health()
+        report = await streaming.runtime.health()
         return JSONResponse(report, 200 if report["status"] == "ok" else 503)
 
     router.add_api_route(
