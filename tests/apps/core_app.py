@@ -7,6 +7,7 @@ read the hub's counters, as an operator's code would.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from typing import Any
 
@@ -25,6 +26,10 @@ class Message(BaseModel):
     text: str = Field(max_length=10_000)
     author: str = "anonymous"
 
+
+if os.environ.get("LOG_LEVEL"):  # every record of every logger, for tests that read them all
+    logging.basicConfig(level=os.environ["LOG_LEVEL"], format="%(levelname)s %(name)s %(message)s")
+    logging.getLogger(__name__).debug("Logging every record from %s up", os.environ["LOG_LEVEL"])
 
 streaming = StreamingAPI(
     title="Core test app",

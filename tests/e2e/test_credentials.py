@@ -31,6 +31,8 @@ class Broker:
     restore: Callable[[], Awaitable[None]] | None = None
     #: The client library keeps publishes while it reconnects (nats-py): no 503 to see then.
     buffers: bool = False
+    #: What the log says once the loss is noticed (plugins reconnect on their own).
+    lost: str = "Lost the broker"
 
 
 def _redis(scheme: str) -> Callable[[], AsyncIterator[Broker]]:
@@ -51,7 +53,12 @@ def _redis(scheme: str) -> Callable[[], AsyncIterator[Broker]]:
 
 
 def _proxied(
-    port: int, url: str, secrets: tuple[str, ...] = (SECRET,), *, buffers: bool = False
+    port: int,
+    url: str,
+    secrets: tuple[str, ...] = (SECRET,),
+    *,
+    buffers: bool = False,
+    lost: str = "Lost the broker",
 ) -> Callable[[], AsyncIterator[Broker]]:
     """A shared broker behind a proxy this test cuts: the broker itself is never touched."""
 
@@ -59,7 +66,8 @@ def _proxied(
     async def proxied() -> AsyncIterator[Broker]:
         proxy = await TcpProxy(port).start()
         try:
-            yield Broker(url.format(port=proxy.port), secrets, proxy.cut, proxy.restore, buffers)
+            url_here = url.format(port=proxy.port)
+            yield Broker(url_here, secrets, proxy.cut, proxy.restore, buffers, lost)
         finally:
             await proxy.cut()
 
@@ -102,12 +110,22 @@ BROKERS: dict[str, tuple[Callable[[], AsyncIterator[Broker]], str | None]] = {
         "fastapi_streaming_mqtt",
     ),
     "nats": (
-        _proxied(4222, f"nats://streaming:{SECRET}@127.0.0.1:{{port}}", buffers=True),
+        _proxied(
+            4222,
+            f"nats://streaming:{SECRET}@127.0.0.1:{{port}}",
+            buffers=True,
+            lost="Lost the NATS connection",
+        ),
         "fastapi_streaming_nats",
     ),
     # RabbitMQ here knows guest/guest only: the password is "guest", so look for it as such.
     "amqp": (
-        _proxied(5672, "amqp://guest:guest@127.0.0.1:{port}/", (":guest@", "guest:guest")),
+        _proxied(
+            5672,
+            "amqp://guest:guest@127.0.0.1:{port}/",
+            (":guest@", "guest:guest"),
+            lost="closed. Reconnecting",
+        ),
         "fastapi_streaming_amqp",
     ),
 }
@@ -133,7 +151,7 @@ async def test_no_broker_secret_reaches_a_client_or_a_log(
         pytest.importorskip(need)
     bodies: list[str] = []
     async with factory() as broker:
-        env = {"BROKER_URL": broker.url, "CHANNEL_PREFIX": channel_prefix}
+        env = {"BROKER_URL": broker.url, "CHANNEL_PREFIX": channel_prefix, "LOG_LEVEL": "DEBUG"}
         server = ServerProcess("tests.apps.core_app:app", env=env)
         await asyncio.to_thread(server.start)  # the proxy runs in this loop meanwhile
         try:
@@ -167,7 +185,8 @@ async def test_no_broker_secret_reaches_a_client_or_a_log(
                         return healthy == 503 and (published == 503 or broker.buffers)
 
                     assert await _until(outage_seen, 60), "the outage was never reported"
-                    await _until(lambda: _logged(server, "Lost the broker"), 30)
+                    noticed = await _until(lambda: _logged(server, broker.lost), 30)
+                    assert noticed, f"{broker.lost!r} never logged"
                     await broker.restore()
 
                     async def recovered() -> bool:
@@ -178,6 +197,7 @@ async def test_no_broker_secret_reaches_a_client_or_a_log(
             await asyncio.to_thread(server.stop)
             output = server.output()
             server.log_path.unlink(missing_ok=True)
+    assert "Logging every record from DEBUG up" in output, "every record is captured"
     assert any('"unavailable"' in body for body in bodies) or broker.cut is None
     for secret in broker.secrets:
         leaks = [body for body in bodies if secret in body]
