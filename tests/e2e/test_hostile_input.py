@@ -3,6 +3,7 @@ came on (with its subscriptions) and every other client carry on."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +14,7 @@ from websockets.exceptions import InvalidStatus
 
 from fastapi_streaming import StreamingAPI
 from fastapi_streaming.errors import InvalidPayload
+from tests.conftest import REDIS_URL
 from tests.support.clients import post, receive_json, send_json, sse_stream, websocket
 from tests.support.server import ServerProcess
 
@@ -186,3 +188,25 @@ async def test_server_side_emit_of_nan_fails_clearly() -> None:
         with pytest.raises(InvalidPayload):
             await streaming.emit("/readings", {"value": float("inf")})
         assert (await streaming.emit("/readings", {"value": 1.5})).id
+
+
+@pytest.mark.redis
+async def test_nan_written_into_the_broker_by_another_system_is_never_relayed(
+    channel_prefix: str,
+) -> None:
+    from redis import asyncio as redis
+
+    env = {"BROKER_URL": REDIS_URL, "CHANNEL_PREFIX": channel_prefix}
+    with ServerProcess("tests.apps.core_app:app", env=env) as server:
+        async with sse_stream(server.url, "/streams/sse/alerts") as sse:
+            client = redis.Redis.from_url(REDIS_URL)
+            try:
+                for raw in ('{"level":NaN}', '{"level":Infinity}', '{"level":1}'):
+                    await client.publish(channel_prefix + "alerts", raw)
+            finally:
+                await client.aclose()
+            await sse.wait_for(1)
+            await asyncio.sleep(0.5)  # room for anything else that would (wrongly) come
+            assert sse.data() == [{"level": 1}]
+            assert all("NaN" not in e.data and "Infinity" not in e.data for e in sse.events)
+        assert "holds NaN or Infinity" in server.output()
