@@ -68,7 +68,10 @@ def topic_address(topic: str, topics_path: str, origin: str | None = None) -> st
     if topic.startswith("/"):
         path = topic
     else:
-        parts = urlsplit(topic)
+        try:
+            parts = urlsplit(topic)
+        except ValueError:  # "http://[": an unclosed IPv6 host
+            parts = urlsplit("")
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise HubError(
                 400, "hub.topic must be a topic URL (the rel=self link of a topic) or an address."

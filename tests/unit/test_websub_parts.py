@@ -199,7 +199,7 @@ def test_addresses_are_made_canonical_and_leases_ignored_on_unsubscribe() -> Non
     assert intent.requested_lease is None
 
 
-def test_huge_numbers_in_hub_requests_are_bad_requests_not_crashes() -> None:
+def test_unparsable_hub_requests_are_bad_requests_not_crashes() -> None:
     streaming = StreamingAPI()
 
     @streaming.subscribe("/rooms/{room:int}")
@@ -214,6 +214,9 @@ def test_huge_numbers_in_hub_requests_are_bad_requests_not_crashes() -> None:
     with pytest.raises(HubError) as refused:
         reader.read({**form, "hub.topic": "/rooms/" + "1" * 5000}, "/streams/websub")
     assert refused.value.status == 404
+    with pytest.raises(HubError) as refused:
+        reader.read({**form, "hub.topic": "http://[::1/streams/websub/rooms/7"}, "/streams/websub")
+    assert refused.value.status == 400
 
 
 def test_the_migration_command_creates_the_tables(tmp_path: Path) -> None:
