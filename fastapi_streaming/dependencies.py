@@ -28,16 +28,21 @@ import anyio.to_thread
 from fastapi import params as fastapi_params
 from starlette.requests import HTTPConnection
 
-from .security.principal import Principal
-
 
 class HandlerDefinitionError(TypeError):
     """A handler has a parameter that fastapi-streaming cannot provide."""
 
 
 #: Annotations that name an object of the connection context rather than the payload.
-#: The security layer adds its ``Principal`` here.
-CONTEXT_TYPES: list[type] = [HTTPConnection, Principal]
+class ConnectionContext:
+    """Base of the objects a connection carries that handlers ask for by annotation.
+
+    The security layer's ``Principal`` is one; this module sits below security, so it knows
+    them by this base rather than by name.
+    """
+
+
+CONTEXT_TYPES: list[type] = [HTTPConnection, ConnectionContext]
 
 
 @dataclass(frozen=True)
@@ -52,12 +57,17 @@ class HandlerPlan:
     event_type: Any = Any
     return_type: Any = Any
     kind: str = field(default="function")
+    #: Dependencies that run before the call without giving it a value (a router's
+    #: ``dependencies=[Depends(...)]``), as ``(plan, use_cache)``.
+    side_dependencies: tuple[tuple[HandlerPlan, bool], ...] = ()
 
     @property
     def needs_cleanup(self) -> bool:
         """True when a generator dependency must be closed after the call."""
-        return self.kind in ("asyncgen", "generator") or any(
-            sub.needs_cleanup for _, sub, _ in self.dependencies
+        return (
+            self.kind in ("asyncgen", "generator")
+            or any(sub.needs_cleanup for _, sub, _ in self.dependencies)
+            or any(sub.needs_cleanup for sub, _ in self.side_dependencies)
         )
 
 
@@ -132,8 +142,13 @@ def plan_handler(
     allow_event: bool = True,
     allow_context: bool = True,
     where: str = "",
+    extra_dependencies: Sequence[fastapi_params.Depends] = (),
 ) -> HandlerPlan:
-    """Work out how to call ``call``; raise :class:`HandlerDefinitionError` if it cannot be."""
+    """Work out how to call ``call``; raise :class:`HandlerDefinitionError` if it cannot be.
+
+    ``extra_dependencies`` run before every call, and their values are not passed to it (as the
+    ``dependencies=`` of a FastAPI route or router).
+    """
     where = where or getattr(call, "__qualname__", repr(call))
     signature = inspect.signature(call)
     target = call if inspect.isroutine(call) or inspect.isclass(call) else type(call).__call__
@@ -182,6 +197,21 @@ def plan_handler(
                 "dependencies, and the connection or principal by annotation."
             )
 
+    side: list[tuple[HandlerPlan, bool]] = []
+    for depends in extra_dependencies:
+        if depends.dependency is None:
+            raise HandlerDefinitionError(
+                f"{where}: Depends() in dependencies=[...] needs a callable."
+            )
+        sub = plan_handler(
+            depends.dependency,
+            path_params=path_params,
+            allow_event=False,
+            allow_context=allow_context,
+            where=where,
+        )
+        side.append((sub, depends.use_cache))
+
     return_type = hints.get("return", signature.return_annotation)
     if return_type is inspect.Parameter.empty:
         return_type = Any
@@ -194,6 +224,7 @@ def plan_handler(
         event_type=event_type,
         return_type=return_type,
         kind=_kind(call),
+        side_dependencies=tuple(side),
     )
 
 
@@ -208,6 +239,14 @@ async def solve(
 ) -> Any:
     """Call ``plan.call`` with every parameter filled; return what it returns (or yields)."""
     cache = {} if cache is None else cache
+    for sub, use_cache in plan.side_dependencies:
+        if use_cache and sub.call in cache:
+            continue
+        value = await solve(
+            sub, event=None, params=params, context=context, stack=stack, cache=cache
+        )
+        if use_cache:
+            cache[sub.call] = value
     kwargs: dict[str, Any] = {name: params[name] for name in plan.path_params}
     for name, wanted in plan.context_params:
         kwargs[name] = _find_context(wanted, context, name)

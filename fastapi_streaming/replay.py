@@ -21,24 +21,10 @@ from __future__ import annotations
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
-from typing import Protocol, runtime_checkable
 
-from broadcaster import Event as BrokerMessage
-
+# Re-exported: the protocol lives with the brokers, and callers knew it from here.
+from .brokers.extensions import HistoryBackend as HistoryBackend
 from .events import EncodedEvent
-
-
-@runtime_checkable
-class HistoryBackend(Protocol):
-    """A broker backend that can read back what was published on a channel."""
-
-    async def history(self, channel: str, since_ms: int) -> tuple[list[BrokerMessage], bool]:
-        """Messages of ``channel`` stored at or after ``since_ms`` (Unix time in milliseconds).
-
-        The flag says whether the broker still holds everything since then (False when its
-        retention already dropped some of it).
-        """
-        ...
 
 
 def uuid7_millis(event_id: str) -> int | None:

@@ -3,14 +3,13 @@
 The runtime exists between the app's lifespan startup and shutdown. Transports call it with
 concrete addresses and payloads; it finds the topic, runs the handlers, talks to the broker
 through one :class:`~fastapi_streaming.brokers.connection.BrokerConnection`, and feeds clients
-through the :class:`~fastapi_streaming.fanout.FanoutHub`.
+through the :class:`~fastapi_streaming.fanout.Fanout`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import weakref
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from broadcaster import Event as BrokerMessage
 from pydantic import ValidationError
 
 from .brokers.connection import BrokerConnection, BrokerUnavailable
+from .brokers.extensions import HistoryBackend
 from .dependencies import call_handler
 from .errors import (
     InvalidPayload,
@@ -31,9 +31,9 @@ from .errors import (
     Unavailable,
 )
 from .events import EncodedEvent, Event, decode_message
-from .fanout import SHUTDOWN, ClientQueue, CloseReason, FanoutHub, Prepare, Reply
+from .fanout import SHUTDOWN, ClientQueue, CloseReason, Fanout, Prepare, Reply
 from .jsonwire import NonStandardNumber, check_standard, dumps
-from .replay import HistoryBackend, events_after, uuid7_millis
+from .replay import events_after, uuid7_millis
 from .topics import Mode, Operation, OverflowPolicy, Topic, TopicRegistry
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def _json_safe(value: Any) -> Any:
 
 
 class StreamingRuntime:
-    """The broker connection and the fan-out hub of one running streaming API."""
+    """The broker connection and the fan-out of one running streaming API."""
 
     #: Runtimes started in this process, so a server can end their streams before it stops.
     running: ClassVar[weakref.WeakSet[StreamingRuntime]] = weakref.WeakSet()
@@ -79,13 +79,13 @@ class StreamingRuntime:
         self.publish_timeout = publish_timeout
         self.heartbeat = heartbeat
         self.broker = BrokerConnection(backend, url=broker_url)
-        self.hub = FanoutHub(self.broker)
+        self.fanout = Fanout(self.broker)
         self.default_overflow = default_overflow
 
     async def start(self) -> None:
         await self.broker.connect()
         self._heartbeats = asyncio.create_task(
-            self.hub.run_heartbeats(self.heartbeat), name="fastapi-streaming heartbeats"
+            self.fanout.run_heartbeats(self.heartbeat), name="fastapi-streaming heartbeats"
         )
         StreamingRuntime.running.add(self)
 
@@ -95,20 +95,20 @@ class StreamingRuntime:
         with contextlib.suppress(asyncio.CancelledError):
             await self._heartbeats
         self.close_clients()
-        for stream in tuple(self.hub.streams.values()):
+        for stream in tuple(self.fanout.streams.values()):
             await stream.stop()
-        self.hub.streams.clear()
+        self.fanout.streams.clear()
         await self.broker.disconnect()
 
     def close_clients(self) -> None:
         """End every client stream: SSE streams finish, sockets close with 1001."""
-        self.hub.close_all(CloseReason(SHUTDOWN, "the server is shutting down"))
+        self.fanout.close_all(CloseReason(SHUTDOWN, "the server is shutting down"))
 
     async def end_streams(self, grace: float = 5.0) -> None:
         """Close every client stream and wait (up to ``grace`` seconds) for transports to end."""
         self.close_clients()
         with anyio.move_on_after(grace):
-            while self.hub.queues:  # noqa: ASYNC110 - transports leave on their own schedule
+            while self.fanout.queues:  # noqa: ASYNC110 - transports leave on their own schedule
                 await anyio.sleep(0.01)
 
     # -- looking things up -------------------------------------------------------------------
@@ -178,7 +178,7 @@ class StreamingRuntime:
 
     async def health(self) -> dict[str, Any]:
         """What a readiness probe needs: is the broker reachable (asked, not assumed), and how
-        busy is the hub."""
+        busy is the fan-out."""
         reachable = await self.broker.reachable()
         return {
             "status": "ok" if reachable else "unavailable",
@@ -188,8 +188,8 @@ class StreamingRuntime:
                 "reconnects": self.broker.reconnects,
                 "channels": len(self.broker.channels),
             },
-            "clients": len(self.hub.queues),
-            "streams": len(self.hub.streams),
+            "clients": len(self.fanout.queues),
+            "streams": len(self.fanout.streams),
         }
 
     # -- broker to client -------------------------------------------------------------------
@@ -207,7 +207,7 @@ class StreamingRuntime:
         if last_event_id:
             queue.hold()  # live events wait behind the missed ones
         try:
-            await self.hub.join(
+            await self.fanout.join(
                 queue,
                 address=address,
                 channel=channel,
@@ -238,20 +238,20 @@ class StreamingRuntime:
         """The events of ``address`` after ``last_event_id``, from the broker if it keeps them."""
         since = uuid7_millis(last_event_id)
         backend = self.broker.backend
-        stream = self.hub.streams.get(address)
+        stream = self.fanout.streams.get(address)
         if since is not None and isinstance(backend, HistoryBackend) and stream is not None:
             messages, reaches_back = await backend.history(channel, since)
             prepared = [await stream.prepare(message) for message in messages]
             found = [encoded for encoded in prepared if encoded is not None]
             missed, certain = events_after(found, last_event_id)
             return missed, certain or reaches_back
-        return events_after(self.hub.replay.recent(address), last_event_id)
+        return events_after(self.fanout.replay.recent(address), last_event_id)
 
     async def unsubscribe(self, queue: ClientQueue, address: str) -> None:
-        await self.hub.leave(queue, address)
+        await self.fanout.leave(queue, address)
 
     async def disconnect(self, queue: ClientQueue, addresses: Sequence[str]) -> None:
-        await self.hub.leave_all(queue, addresses)
+        await self.fanout.leave_all(queue, addresses)
 
     def _preparer(
         self, topic: Topic, operation: Operation, params: dict[str, Any], address: str
@@ -286,11 +286,9 @@ class StreamingRuntime:
 
 
 def gap_notice(address: str, last_event_id: str, detail: str) -> Reply:
-    """The ``gap`` signal a resuming client gets, for sockets and for event streams."""
+    """The ``gap`` signal a resuming client gets; each transport writes it its own way."""
     body = {"topic": address, "last_event_id": last_event_id, "detail": detail}
-    data = json.dumps(body, separators=(",", ":"))
-    text = json.dumps({"type": "gap", **body}, separators=(",", ":"))
-    return Reply(text, sse=b"event: gap\ndata: " + data.encode() + b"\n\n")
+    return Reply(signal="gap", body=body)
 
 
 def _validate(operation: Operation, *, json_data: str | bytes | None, data: Any) -> Any:

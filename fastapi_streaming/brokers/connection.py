@@ -22,6 +22,7 @@ from broadcaster import BroadcastBackend
 from broadcaster import Event as BrokerMessage
 
 from ..redact import redact_url, scrub, secrets_in
+from .extensions import DirectDelivery, PingableBackend
 
 logger = logging.getLogger("fastapi_streaming.broker")
 
@@ -65,7 +66,7 @@ class BrokerConnection:
             ) from None
         self.connected = True
         self.reconnects = 0
-        if hasattr(self.backend, "deliver"):
+        if isinstance(self.backend, DirectDelivery):
             # An in-process backend hands messages over in the publisher's step: no listener.
             self.backend.deliver = self._dispatch
         else:
@@ -99,11 +100,10 @@ class BrokerConnection:
         """
         if not self.connected:
             return False
-        ping = getattr(self.backend, "ping", None)
-        if ping is None:
+        if not isinstance(self.backend, PingableBackend):
             return True
         try:
-            await asyncio.wait_for(ping(), PING_TIMEOUT)
+            await asyncio.wait_for(self.backend.ping(), PING_TIMEOUT)
         except Exception as exc:
             logger.info(
                 "The broker at %s does not answer (%s)", self.url_for_display, self._describe(exc)

@@ -38,11 +38,13 @@ import logging
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from broadcaster import BroadcastBackend, Event
+from broadcaster import BroadcastBackend
 from redis import asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
+
+from .hookspecs import BrokerMessage
 
 logger = logging.getLogger("fastapi_streaming.broker.redis_stream")
 
@@ -84,7 +86,7 @@ class RedisStreamBackend(BroadcastBackend):
         #: Positions kept from before a disconnect, to continue from on resubscribe.
         self._resume: dict[str, EntryId] = {}
         self._changed = asyncio.Event()
-        self._queue: asyncio.Queue[Event | _Lost] = asyncio.Queue(QUEUE_SIZE)
+        self._queue: asyncio.Queue[BrokerMessage | _Lost] = asyncio.Queue(QUEUE_SIZE)
         self._task: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
@@ -147,13 +149,13 @@ class RedisStreamBackend(BroadcastBackend):
             channel, {FIELD: message}, maxlen=self.maxlen or None, approximate=True
         )
 
-    async def next_published(self) -> Event:
+    async def next_published(self) -> BrokerMessage:
         item = await self._queue.get()
         if isinstance(item, _Lost):
             raise ConnectionError(f"lost the Redis connection: {item.error!r}")
         return item
 
-    async def history(self, channel: str, since_ms: int) -> tuple[list[Event], bool]:
+    async def history(self, channel: str, since_ms: int) -> tuple[list[BrokerMessage], bool]:
         """Entries of ``channel`` from ``since_ms`` (less the clock-skew margin), oldest first.
 
         The flag is True when the stream provably still holds everything since then: the read
@@ -266,7 +268,7 @@ class RedisStreamBackend(BroadcastBackend):
         self._reader = self._client = None
 
 
-def _event(channel: str, raw_id: bytes | str, fields: dict[Any, Any]) -> Event | None:
+def _event(channel: str, raw_id: bytes | str, fields: dict[Any, Any]) -> BrokerMessage | None:
     data = fields.get(FIELD)
     if data is None:
         logger.warning("Skipped entry %s of Redis stream %r: no %r field", raw_id, channel, FIELD)
@@ -276,7 +278,7 @@ def _event(channel: str, raw_id: bytes | str, fields: dict[Any, Any]) -> Event |
     except UnicodeDecodeError:
         logger.warning("Skipped entry %s of Redis stream %r that is not UTF-8", raw_id, channel)
         return None
-    return Event(channel=channel, message=text)
+    return BrokerMessage(channel=channel, message=text)
 
 
 def _parse_id(raw: bytes | str) -> EntryId:

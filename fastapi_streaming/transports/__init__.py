@@ -13,10 +13,10 @@ from starlette.routing import BaseRoute
 from . import http, sse, websocket
 
 if TYPE_CHECKING:
-    from ..api import StreamingAPI
+    from ..context import StreamingContext
 
 
-def stream_routes(streaming: StreamingAPI) -> list[BaseRoute]:
+def stream_routes(streaming: StreamingContext) -> list[BaseRoute]:
     """The SSE and WebSocket routes: plain ASGI endpoints, for the app's own router.
 
     Added as they are rather than through ``include_router``, which wraps every request of an
@@ -29,7 +29,7 @@ def stream_routes(streaming: StreamingAPI) -> list[BaseRoute]:
     return routes
 
 
-def build_router(streaming: StreamingAPI) -> APIRouter:
+def build_router(streaming: StreamingContext) -> APIRouter:
     """The HTTP routes (publish, health), documented in the app's OpenAPI schema."""
     router = APIRouter()
     http.add_routes(router, streaming)

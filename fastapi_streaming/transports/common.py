@@ -18,11 +18,11 @@ from ..security.principal import Principal
 from ..topics import Mode, Topic
 
 if TYPE_CHECKING:
-    from ..api import StreamingAPI
+    from ..context import StreamingContext
 
 
 async def authorize(
-    streaming: StreamingAPI,
+    streaming: StreamingContext,
     connection: HTTPConnection,
     accesses: Sequence[tuple[Topic, Mode]],
 ) -> list[object]:

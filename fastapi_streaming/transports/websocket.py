@@ -27,7 +27,7 @@ from ..topics import Mode, Topic
 from .common import authorize, concrete_address, deny, end_at_expiry, error_text, expiry
 
 if TYPE_CHECKING:
-    from ..api import StreamingAPI
+    from ..context import StreamingContext
     from ..events import EncodedEvent
 
 logger = logging.getLogger("fastapi_streaming.websocket")
@@ -42,7 +42,7 @@ class SocketSession:
 
     def __init__(
         self,
-        streaming: StreamingAPI,
+        streaming: StreamingContext,
         websocket: WebSocket,
         queue: ClientQueue,
         render: Callable[[EncodedEvent], str],
@@ -84,7 +84,7 @@ class SocketSession:
             if not queue.ready:
                 await queue.waiter()
             for item in queue.take():
-                text = item.text if isinstance(item, Reply) else render(item)
+                text = ws_reply(item) if isinstance(item, Reply) else render(item)
                 await send({"type": "websocket.send", "text": text})
             if queue.closed is not None and not queue.items:
                 scope.cancel()
@@ -136,7 +136,7 @@ class SocketSession:
         return await runtime.publish(address, json_data=text, data=data, context=self.context)
 
 
-async def serve_one_topic(streaming: StreamingAPI, websocket: WebSocket, address: str) -> None:
+async def serve_one_topic(streaming: StreamingContext, websocket: WebSocket, address: str) -> None:
     runtime = streaming.runtime
     try:
         found = streaming.topics.resolve(address)
@@ -170,7 +170,7 @@ async def serve_one_topic(streaming: StreamingAPI, websocket: WebSocket, address
     await session.run(on_message)
 
 
-async def serve_multiplexed(streaming: StreamingAPI, websocket: WebSocket) -> None:
+async def serve_multiplexed(streaming: StreamingContext, websocket: WebSocket) -> None:
     try:
         context = await authorize(streaming, websocket, [])
     except StreamingError as error:
@@ -244,12 +244,34 @@ async def _handle_control(session: SocketSession, message: dict[str, Any]) -> No
     session.reply(ack)
 
 
+def ws_text_frame(encoded: EncodedEvent) -> str:
+    """The text frame of an event on a socket of one topic: the event's data."""
+    return encoded.data_json.decode()
+
+
+def ws_envelope_frame(encoded: EncodedEvent) -> str:
+    """The text frame of an event on the multiplexed socket: an ``event`` message."""
+    event = encoded.event
+    head = json.dumps(
+        {"type": "event", "topic": event.topic, "id": event.id, "time": event.time},
+        separators=(",", ":"),
+    )
+    return head[:-1] + ',"data":' + encoded.frame(ws_text_frame) + "}"
+
+
+def ws_reply(reply: Reply) -> str:
+    """A reply to this socket's client: its own text, or a signal of the core as a message."""
+    if reply.text is not None:
+        return reply.text
+    return json.dumps({"type": reply.signal, **reply.body}, separators=(",", ":"))
+
+
 def _render_data(event: EncodedEvent) -> str:
-    return event.ws_text
+    return event.frame(ws_text_frame)
 
 
 def _render_envelope(event: EncodedEvent) -> str:
-    return event.ws_envelope
+    return event.frame(ws_envelope_frame)
 
 
 def _internal_error(what: str) -> StreamingError:
@@ -269,7 +291,7 @@ def _from_http_exception(exc: HTTPException) -> StreamingError:
 class SocketEndpoint:
     """The WebSocket routes as plain ASGI apps: nothing wraps the socket's sends."""
 
-    def __init__(self, streaming: StreamingAPI, *, many: bool) -> None:
+    def __init__(self, streaming: StreamingContext, *, many: bool) -> None:
         self.streaming = streaming
         self.many = many
 
@@ -282,7 +304,7 @@ class SocketEndpoint:
             await serve_one_topic(self.streaming, websocket, address)
 
 
-def add_routes(routes: list[BaseRoute], streaming: StreamingAPI) -> None:
+def add_routes(routes: list[BaseRoute], streaming: StreamingContext) -> None:
     prefix = streaming.prefix
     routes.append(WebSocketRoute(prefix + "/ws", SocketEndpoint(streaming, many=True)))
     routes.append(

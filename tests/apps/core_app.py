@@ -1,7 +1,7 @@
 """The app the end-to-end tests run: one topic per behaviour under test.
 
 The broker comes from ``BROKER_URL``; ``/test/...`` routes let tests drive server-side emits and
-read the hub's counters, as an operator's code would.
+read the fan-out's counters, as an operator's code would.
 """
 
 from __future__ import annotations
@@ -118,4 +118,4 @@ async def burst(address: str, count: int, size: int = 100) -> dict[str, int]:
 
 @app.get("/test/stats")
 async def stats() -> dict[str, Any]:
-    return {"calls": calls, "hub": streaming.runtime.hub.stats()}
+    return {"calls": calls, "fanout": streaming.runtime.fanout.stats()}

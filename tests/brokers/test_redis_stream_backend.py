@@ -9,12 +9,12 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from broadcaster import Event
 from redis.asyncio import Redis
 
-from fastapi_streaming.brokers.plugins import create_backend
+from fastapi_streaming.brokers.extensions import HistoryBackend
+from fastapi_streaming.brokers.hookspecs import BrokerMessage
 from fastapi_streaming.brokers.redis_stream import BLOCK_MS, RedisStreamBackend
-from fastapi_streaming.replay import HistoryBackend
+from fastapi_streaming.plugins import create_backend
 from tests.support.redis_control import RedisControl, private_redis
 
 pytestmark = pytest.mark.redis
@@ -23,7 +23,7 @@ REDIS_URL = "redis://127.0.0.1:6379"
 STREAM_URL = "redis-stream://127.0.0.1:6379"
 
 
-async def next_event(backend: RedisStreamBackend, timeout: float = 5) -> Event:
+async def next_event(backend: RedisStreamBackend, timeout: float = 5) -> BrokerMessage:
     return await asyncio.wait_for(backend.next_published(), timeout)
 
 

@@ -66,7 +66,7 @@ def closed_by_server(sock: socket.socket, timeout: float = 20) -> bool:
 
 async def stats(server: ServerProcess) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=server.url) as http:
-        return (await http.get("/test/stats")).json()["hub"]  # type: ignore[no-any-return]
+        return (await http.get("/test/stats")).json()["fanout"]  # type: ignore[no-any-return]
 
 
 async def wait_clients(server: ServerProcess, address: str, count: int) -> None:

@@ -22,7 +22,8 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
-from broadcaster import BroadcastBackend, Event
+from broadcaster import BroadcastBackend
+from fastapi_streaming.brokers.hookspecs import BrokerMessage
 
 from fastapi_streaming_amqp.options import AMQPOptions
 
@@ -103,7 +104,7 @@ class AMQPBackend(BroadcastBackend):
         if connection is None or connection.is_closed or not connection.connected.is_set():
             raise ConnectionError("not connected to the AMQP broker")
 
-    async def next_published(self) -> Event:
+    async def next_published(self) -> BrokerMessage:
         while True:
             message = await self._inbox.get()
             key = message.routing_key
@@ -118,7 +119,7 @@ class AMQPBackend(BroadcastBackend):
                     key,
                 )
                 continue
-            return Event(channel=key, message=text)
+            return BrokerMessage(channel=key, message=text)
 
     async def _deliver(self, message: AbstractIncomingMessage) -> None:
         self._inbox.put_nowait(message)

@@ -14,7 +14,8 @@ from typing import Any
 
 import nats
 import nats.js.errors
-from broadcaster import BroadcastBackend, Event
+from broadcaster import BroadcastBackend
+from fastapi_streaming.brokers.hookspecs import BrokerMessage
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -125,7 +126,7 @@ class NATSBackend(BroadcastBackend):
             raise ConnectionError("not connected to NATS")
         await self._nc.flush(timeout=2)
 
-    async def next_published(self) -> Event:
+    async def next_published(self) -> BrokerMessage:
         while True:
             msg = await self._inbox.get()
             if msg is None:
@@ -142,7 +143,7 @@ class NATSBackend(BroadcastBackend):
                     msg.subject,
                 )
                 continue
-            return Event(channel=channel, message=text)
+            return BrokerMessage(channel=channel, message=text)
 
     async def _deliver(self, msg: Msg) -> None:
         self._inbox.put_nowait(msg)
