@@ -92,6 +92,12 @@ async def strict(event: dict[str, Any], kind: str) -> dict[str, Any]:
     return event
 
 
+@streaming.publish("/faulty", channel=PREFIX + "faulty")
+async def faulty(event: dict[str, Any]) -> dict[str, Any]:
+    """A handler with a bug: every event makes it raise."""
+    raise RuntimeError("a bug in the publish handler")
+
+
 app = FastAPI()
 streaming.init_app(app)
 

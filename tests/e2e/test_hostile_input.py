@@ -210,3 +210,22 @@ async def test_nan_written_into_the_broker_by_another_system_is_never_relayed(
             assert sse.data() == [{"level": 1}]
             assert all("NaN" not in e.data and "Infinity" not in e.data for e in sse.events)
         assert "holds NaN or Infinity" in server.output()
+
+
+async def test_a_failing_handler_is_answered_and_the_sockets_carry_on(
+    server: ServerProcess,
+) -> None:
+    async with websocket(server.ws_url + "/streams/ws") as ws:
+        await subscribed_socket(server, ws, 15)
+        await send_json(ws, {"type": "publish", "id": 9, "topic": "/faulty", "data": {}})
+        answer = await receive_json(ws)
+        assert (answer["type"], answer["id"], answer["code"]) == ("error", 9, 500)
+        assert answer["error"] == "internal_error"
+        await still_subscribed(server, ws, 15)
+    async with websocket(server.ws_url + "/streams/ws/faulty") as one:
+        await one.send("{}")
+        answer = await receive_json(one)
+        assert (answer["type"], answer["code"]) == ("error", 500)
+        await one.send("{}")
+        assert (await receive_json(one))["code"] == 500, "the socket is still served"
+    assert "a bug in the publish handler" in server.output(), "the bug is logged for its owner"
