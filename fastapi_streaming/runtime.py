@@ -200,7 +200,9 @@ class StreamingRuntime:
         """Send the events of ``address`` to ``queue`` from now on.
 
         With ``last_event_id``, first the events after it that history still holds, preceded
-        by a ``gap`` notice when history cannot say it holds all of them.
+        by a ``gap`` notice when history cannot say it holds all of them. When the broker that
+        keeps that history cannot be read, :class:`~fastapi_streaming.errors.Unavailable` is
+        raised (503, ``Retry-After``) and ``queue`` is not subscribed to ``address``.
         """
         topic, operation, params = self.resolve(address, Mode.SUBSCRIBE)
         channel = topic.channel_for(params)
@@ -215,7 +217,11 @@ class StreamingRuntime:
                 policy=topic.overflow or self.default_overflow,
             )
             if last_event_id:
-                await self._resume(queue, address, channel, last_event_id)
+                try:
+                    await self._resume(queue, address, channel, last_event_id)
+                except BaseException:
+                    await asyncio.shield(self.fanout.leave(queue, address))
+                    raise
         finally:
             if last_event_id:
                 queue.release()
@@ -240,12 +246,40 @@ class StreamingRuntime:
         backend = self.broker.backend
         stream = self.fanout.streams.get(address)
         if since is not None and isinstance(backend, HistoryBackend) and stream is not None:
-            messages, reaches_back = await backend.history(channel, since)
+            messages, reaches_back = await self._read_history(backend, channel, since)
             prepared = [await stream.prepare(message) for message in messages]
             found = [encoded for encoded in prepared if encoded is not None]
             missed, certain = events_after(found, last_event_id)
             return missed, certain or reaches_back
         return events_after(self.fanout.replay.recent(address), last_event_id)
+
+    async def _read_history(
+        self, backend: HistoryBackend, channel: str, since: int
+    ) -> tuple[list[BrokerMessage], bool]:
+        """The broker's history, or :class:`Unavailable` while the broker cannot be read.
+
+        A resume must not go ahead without the history it asked for (that would skip events
+        without a ``gap``), nor fail as a server error: the client is told to retry shortly.
+        """
+        retry = {"Retry-After": "1"}
+        if not self.broker.connected:
+            raise Unavailable(
+                "The broker that keeps this topic's history is unreachable, so the stream "
+                "cannot be resumed right now; retry shortly.",
+                headers=retry,
+            )
+        try:
+            with anyio.fail_after(self.publish_timeout):
+                return await backend.history(channel, since)
+        except Exception as exc:
+            logger.warning(
+                "Could not read the history of channel %r: %s", channel, type(exc).__name__
+            )
+            raise Unavailable(
+                "The broker could not read this topic's history, so the stream cannot be "
+                "resumed right now; retry shortly.",
+                headers=retry,
+            ) from None
 
     async def unsubscribe(self, queue: ClientQueue, address: str) -> None:
         await self.fanout.leave(queue, address)

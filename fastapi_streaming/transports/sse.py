@@ -15,6 +15,7 @@ from starlette.types import Receive, Scope, Send
 from ..errors import MalformedMessage, StreamingError
 from ..fanout import SLOW_CLIENT, ClientQueue, CloseReason, Reply
 from ..topics import Mode
+from .abort import SLOW_CLIENT_GRACE, connection_control, last_words
 from .common import authorize, concrete_address, end_at_expiry, error_response, expiry
 
 if TYPE_CHECKING:
@@ -91,6 +92,8 @@ class EventStream:
                 if task is not None:
                     task.cancel()
             await asyncio.shield(self.runtime.disconnect(queue, self.addresses))
+        if queue.closed is not None and queue.closed.code == SLOW_CLIENT:
+            await end_slow_stream(scope, send, queue.closed)
 
     async def _watch_disconnect(self, receive: Receive, writer: asyncio.Task[None]) -> None:
         while (await receive())["type"] != "http.disconnect":
@@ -165,6 +168,25 @@ def abandon_if_slow(writer: asyncio.Task[None], reason: CloseReason) -> None:
         writer.cancel()
 
 
+async def end_slow_stream(scope: Scope, send: Send, reason: CloseReason) -> None:
+    """End the stream of a client dropped for not reading, within a bounded time.
+
+    It gets a last ``close`` event if it takes it within :data:`SLOW_CLIENT_GRACE` seconds, and
+    then the connection closes; otherwise the connection is aborted. (A graceful close would
+    wait for a client that does not read: the connection, and what was written to it, would
+    stay for as long as the client lives.) Under a server without the connection extension,
+    the server decides.
+    """
+
+    async def send_close_event() -> None:
+        await send({"type": "http.response.body", "body": _final_frame(reason)})
+
+    if await last_words(scope, send_close_event, SLOW_CLIENT_GRACE):
+        control = connection_control(scope)
+        if control is not None:
+            control["close"]()  # not kept alive for a next request: the client was dropped
+
+
 def _final_frame(reason: CloseReason) -> bytes:
     """A last ``close`` event, so clients can tell a deliberate end from a dropped connection."""
     data = json.dumps({"reason": reason.code, "detail": reason.message}, separators=(",", ":"))
@@ -197,8 +219,10 @@ async def open_stream(
         for address in addresses:
             await runtime.subscribe(queue, address, last_event_id=last_event_id)
             joined.append(address)
-    except BaseException:
+    except BaseException as exc:
         await asyncio.shield(runtime.disconnect(queue, joined))
+        if isinstance(exc, StreamingError):  # e.g. 503: the history to resume from is unreachable
+            return error_response(exc)
         raise
     return EventStream(runtime, queue, joined, named=named, expires_at=expiry(context))
 

@@ -24,6 +24,7 @@ from ..errors import InvalidPayload, MalformedMessage, StreamingError, TopicNotF
 from ..fanout import SHUTDOWN, SLOW_CLIENT, TOKEN_EXPIRED, ClientQueue, CloseReason, Reply
 from ..jsonwire import NonStandardNumber, loads
 from ..topics import Mode, Topic
+from .abort import SLOW_CLIENT_GRACE, last_words
 from .common import authorize, concrete_address, deny, end_at_expiry, error_text, expiry
 
 if TYPE_CHECKING:
@@ -110,9 +111,14 @@ class SocketSession:
         if reason is None or reason is CLIENT_GONE:
             return
         code = CLOSE_CODES.get(reason.code, 1011)
-        # A client that does not read may never acknowledge the close; do not wait for it.
-        with anyio.move_on_after(1):
+
+        async def send_close() -> None:
             await self.websocket.close(code=code, reason=reason.message[:120])
+
+        # A client that does not read may never take the close frame, let alone acknowledge it:
+        # past the grace period its connection is aborted.
+        grace = SLOW_CLIENT_GRACE if reason.code == SLOW_CLIENT else 1.0
+        await last_words(self.websocket.scope, send_close, grace)
 
     def reply_error(self, error: StreamingError, request_id: Any = None) -> None:
         self.queue.reply(error_text(error, request_id))
@@ -154,7 +160,14 @@ async def serve_one_topic(streaming: StreamingContext, websocket: WebSocket, add
     session._allowed.add((topic.address, first))
     if topic.subscribe is not None:
         last_event_id = websocket.query_params.get("last_event_id")
-        await runtime.subscribe(queue, address, last_event_id=last_event_id)
+        try:
+            await runtime.subscribe(queue, address, last_event_id=last_event_id)
+        except StreamingError as error:
+            # The socket has nothing else to do: close it, 1013 "try again later" for a 503.
+            await runtime.disconnect(queue, [])
+            code = 1013 if error.status_code == 503 else 1011
+            await websocket.close(code=code, reason=str(error.detail)[:120])
+            return
         session.subscriptions.append(address)
 
     async def on_message(data: str | bytes) -> None:

@@ -125,3 +125,10 @@ async def burst(address: str, count: int, size: int = 100) -> dict[str, int]:
 @app.get("/test/stats")
 async def stats() -> dict[str, Any]:
     return {"calls": calls, "fanout": streaming.runtime.fanout.stats()}
+
+
+@app.post("/test/emit-all")
+async def emit_all(items: list[dict[str, Any]]) -> list[str]:
+    """Emit to several addresses one right after the other (usually in one millisecond), as a
+    feed that publishes several symbols at once does."""
+    return [(await streaming.emit(item["address"], item["payload"])).id for item in items]
