@@ -447,6 +447,7 @@ class StreamingAPI:
         from .plugins import create_backend
 
         backend = create_backend(self.broker_url, self.plugin_manager)
+        install_redaction()  # again: the backend's client library may have made its loggers now
         runtime = StreamingRuntime(
             self.topics,
             backend,

@@ -191,9 +191,13 @@ class Topic:
         found = self.regex.match(address)
         if found is None:
             return None
-        return {
-            name: self.convertors[name].convert(value) for name, value in found.groupdict().items()
-        }
+        try:
+            return {
+                name: self.convertors[name].convert(value)
+                for name, value in found.groupdict().items()
+            }
+        except Exception:  # a value its convertor cannot take (a 5,000-digit int): no such topic
+            return None
 
     def channel_for(self, params: Mapping[str, Any]) -> str:
         """The broker channel that carries the events of one concrete address."""
