@@ -247,7 +247,8 @@ def break_content_type(document: dict[str, Any]) -> None:
 
 
 def break_reply(document: dict[str, Any]) -> None:
-    document["operations"]["publish_orders"]["reply"] = {"channel": {"$ref": "#/channels/orders"}}
+    # The application replies to what it receives, not to what it sends.
+    document["operations"]["subscribe_orders"]["reply"] = {"channel": {"$ref": "#/channels/orders"}}
 
 
 def break_address(document: dict[str, Any]) -> None:
@@ -261,10 +262,6 @@ def break_schema(document: dict[str, Any]) -> None:
 def break_payload_ref(document: dict[str, Any]) -> None:
     message = document["channels"]["orders"]["messages"]["Order"]
     message["payload"] = {"$ref": "#/components/schemas/Missing"}
-
-
-def break_two_sends(document: dict[str, Any]) -> None:
-    document["operations"]["publish_orders"]["action"] = "send"
 
 
 def break_action(document: dict[str, Any]) -> None:
@@ -287,11 +284,10 @@ BROKEN = [
     (v3_document, break_external_ref, "/operations/publish_orders/channel/$ref"),
     (v3_document, break_schema_format, "/channels/orders/messages/Order/payload"),
     (v3_document, break_content_type, "/channels/orders/messages/Order/contentType"),
-    (v3_document, break_reply, "/operations/publish_orders/reply"),
+    (v3_document, break_reply, "/operations/subscribe_orders/reply"),
     (v3_document, break_address, "/channels/orders/address"),
     (v3_document, break_schema, "/components/schemas/Order/properties/id/type"),
     (v3_document, break_payload_ref, "/channels/orders/messages/Order/payload/$ref"),
-    (v3_document, break_two_sends, "/operations/publish_orders/action"),
     (v3_document, break_action, "/operations/publish_orders/action"),
     (v2_document, break_v2_parameter, "/channels/~1stocks~1{symbol}/parameters/symbol/location"),
     (v2_document, break_v2_channels, "/channels"),
