@@ -151,6 +151,8 @@ class StreamingAPI:
         self.access = AccessControl(authorizers, require_auth=require_auth)
         self.topics = TopicRegistry()
         self._runtime: StreamingRuntime | None = None
+        #: The app whose ``dependency_overrides`` apply to handlers (set by ``init_app``).
+        self.dependency_overrides_provider: Any = None
         self._asyncapi_cache: DocumentCache[dict[str, Any]] = DocumentCache()
         #: The WebSub hub (webhooks), when enabled with ``websub=WebSubSettings(...)`` or True.
         self.websub: WebSubHub | None = _websub_hub(self, websub)
@@ -369,6 +371,7 @@ class StreamingAPI:
             broker_url=self.broker_url,
             default_overflow=self.overflow,
             heartbeat=self.heartbeat,
+            dependency_overrides_provider=self.dependency_overrides_provider,
         )
         await runtime.start()
         self._runtime = runtime
@@ -437,6 +440,7 @@ class StreamingAPI:
 
         app.router.lifespan_context = lifespan
         app.state.fastapi_streaming = self
+        self.dependency_overrides_provider = app
 
 
 def _websub_hub(streaming: StreamingAPI, websub: WebSubSettings | bool | None) -> WebSubHub | None:

@@ -22,7 +22,7 @@ from broadcaster import Event as BrokerMessage
 from pydantic import ValidationError
 
 from .brokers.connection import BrokerConnection, BrokerUnavailable
-from .dependencies import call_handler
+from .dependencies import Overrides, call_handler
 from .errors import (
     InvalidPayload,
     MalformedMessage,
@@ -41,10 +41,21 @@ if TYPE_CHECKING:
 logger = logging.getLogger("fastapi_streaming")
 
 
-def validation_detail(exc: ValidationError) -> list[dict[str, Any]]:
-    """pydantic's error list in the JSON-safe form FastAPI answers 422 with."""
+def validation_detail(exc: ValidationError, loc: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """pydantic's error list in the JSON-safe form FastAPI answers 422 with.
+
+    ``loc`` goes in front of each error's location: ``("body",)`` for what a client sent, as
+    FastAPI reports errors in request bodies (``["body", "price"]``).
+    """
     errors = exc.errors(include_url=False)
-    return [{key: value for key, value in error.items() if key != "ctx"} for error in errors]
+    return [
+        {
+            key: [*loc, *value] if key == "loc" else value
+            for key, value in error.items()
+            if key != "ctx"
+        }
+        for error in errors
+    ]
 
 
 class StreamingRuntime:
@@ -62,8 +73,11 @@ class StreamingRuntime:
         default_overflow: OverflowPolicy,
         publish_timeout: float = 5.0,
         heartbeat: float = 15.0,
+        dependency_overrides_provider: Any = None,
     ) -> None:
         self.topics = topics
+        #: The app whose ``dependency_overrides`` handlers' dependencies honour (as in FastAPI).
+        self.dependency_overrides_provider = dependency_overrides_provider
         self.publish_timeout = publish_timeout
         self.heartbeat = heartbeat
         self.broker = BrokerConnection(backend, url=broker_url)
@@ -99,6 +113,11 @@ class StreamingRuntime:
             while self.hub.queues:  # noqa: ASYNC110 - transports leave on their own schedule
                 await anyio.sleep(0.01)
 
+    @property
+    def dependency_overrides(self) -> Overrides | None:
+        """The overrides in force now: read on each call, as tests set them at any time."""
+        return getattr(self.dependency_overrides_provider, "dependency_overrides", None)
+
     # -- looking things up -------------------------------------------------------------------
 
     def resolve(self, address: str, mode: Mode) -> tuple[Topic, Operation, dict[str, Any]]:
@@ -129,7 +148,13 @@ class StreamingRuntime:
         topic, operation, params = self.resolve(address, Mode.PUBLISH)
         value = _validate(operation, json_data=json_data, data=data)
         if operation.plan is not None:
-            value = await call_handler(operation.plan, event=value, params=params, context=context)
+            value = await call_handler(
+                operation.plan,
+                event=value,
+                params=params,
+                context=context,
+                overrides=self.dependency_overrides,
+            )
         if value is None:
             return None
         return await self._publish(topic, params, address, value)
@@ -143,7 +168,7 @@ class StreamingRuntime:
         try:
             value = topic.payload_adapter.validate_python(payload)
         except ValidationError as exc:
-            raise InvalidPayload(validation_detail(exc)) from None
+            raise InvalidPayload(validation_detail(exc, ("body",))) from None
         return await self._publish(topic, params, address, value)
 
     async def _publish(
@@ -256,7 +281,13 @@ class StreamingRuntime:
                 )
                 return None
             if plan is not None:
-                value = await call_handler(plan, event=value, params=params, context=())
+                value = await call_handler(
+                    plan,
+                    event=value,
+                    params=params,
+                    context=(),
+                    overrides=self.dependency_overrides,
+                )
                 if value is None:
                     return None
             return EncodedEvent(event, pydantic_core.to_json(value))
@@ -282,4 +313,4 @@ def _validate(operation: Operation, *, json_data: str | bytes | None, data: Any)
         errors = exc.errors(include_url=False)
         if json_data is not None and errors and errors[0]["type"] == "json_invalid":
             raise MalformedMessage(f"The body is not valid JSON: {errors[0]['msg']}") from None
-        raise InvalidPayload(validation_detail(exc)) from None
+        raise InvalidPayload(validation_detail(exc, ("body",))) from None
