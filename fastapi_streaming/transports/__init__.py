@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter
 from starlette.routing import BaseRoute
 
-from . import http, sse, websocket
+from . import http, openapi, sse, websocket
 
 if TYPE_CHECKING:
     from ..api import StreamingAPI
@@ -30,7 +30,8 @@ def stream_routes(streaming: StreamingAPI) -> list[BaseRoute]:
 
 
 def build_router(streaming: StreamingAPI) -> APIRouter:
-    """The HTTP routes (publish, health), documented in the app's OpenAPI schema."""
+    """The HTTP routes (publish, health), and each publish topic in the app's OpenAPI schema."""
     router = APIRouter()
     http.add_routes(router, streaming)
+    openapi.add_publish_docs(router, streaming)  # after the catch-all route that serves them
     return router
