@@ -183,7 +183,7 @@ def plan_handler(
             dependency = depends.dependency or annotation
             scopes = tuple(security_scopes)
             if isinstance(depends, fastapi_params.Security):
-                scopes = tuple(dict.fromkeys([*scopes, *depends.scopes]))
+                scopes = tuple(dict.fromkeys([*scopes, *(depends.scopes or ())]))
             sub = plan_handler(
                 dependency,
                 path_params=path_params,

@@ -50,7 +50,7 @@ def validation_detail(exc: ValidationError, loc: tuple[str, ...] = ()) -> list[d
     errors = exc.errors(include_url=False)
     return [
         {
-            key: [*loc, *value] if key == "loc" else value
+            key: [*loc, *error["loc"]] if key == "loc" else value
             for key, value in error.items()
             if key != "ctx"
         }

@@ -1,9 +1,10 @@
 """Test helpers for fastapi-streaming and its broker plugins; imported by test code only.
 
 ``stream_events`` reads a Server-Sent Events topic in process beside FastAPI's ``TestClient``
-(which already drives HTTP publish and WebSockets). ``BackendConformance`` is the suite every broker backend passes against its real server: a
-plugin's tests subclass it (see :mod:`fastapi_streaming.testing.conformance`). Importing
-``fastapi_streaming`` never imports this package, so applications do not need pytest.
+(which already drives HTTP publish and WebSockets). ``BackendConformance`` is the suite every
+broker backend passes against its real server: a plugin's tests subclass it (see
+:mod:`fastapi_streaming.testing.conformance`). Importing ``fastapi_streaming`` never imports
+this package, so applications do not need pytest.
 """
 
 from __future__ import annotations
