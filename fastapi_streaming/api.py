@@ -339,7 +339,6 @@ class StreamingAPI:
             topic.publish = operation
         if name is not None:
             topic.name = name
-        topic.description = topic.description or operation.description
         self.topics.touch()
         return topic
 
@@ -486,7 +485,6 @@ def _attach_handler(
     operation.scopes = tuple(dict.fromkeys([*operation.scopes, *scopes]))
     operation.summary = summary or operation.summary
     operation.description = description or operation.description or inspect.getdoc(handler)
-    topic.description = topic.description or operation.description
 
 
 def _learn_payload(topic: Topic, mode: Mode, event_type: Any, return_type: Any) -> None:

@@ -29,6 +29,16 @@ CONTENT_TYPE = "application/json"
 #: policy and the queue size of a topic.
 EXTENSION = "x-fastapi-streaming"
 SCOPES_EXTENSION = "x-scopes"
+_INLINE_CODE = re.compile(r"`([^`]*)`")
+
+
+def plain_text(text: str | None) -> str | None:
+    """A summary without Markdown's inline-code backticks.
+
+    AsyncAPI reads descriptions as CommonMark but summaries as plain text, and the docs page
+    shows a summary's backticks literally.
+    """
+    return _INLINE_CODE.sub(r"\1", text) if text else text
 
 
 @dataclass
@@ -313,7 +323,7 @@ def _message(
             payload=payload,
             name=meta.get("name"),
             title=meta.get("title"),
-            summary=meta.get("summary"),
+            summary=plain_text(meta.get("summary")),
             description=meta.get("description"),
             examples=list(meta.get("examples") or []),
             content_type=meta.get("contentType") or CONTENT_TYPE,
@@ -355,7 +365,7 @@ def _channel(
                 key=f"{operation.mode.value}_{key}",
                 mode=operation.mode,
                 message=message.key,
-                summary=operation.summary,
+                summary=plain_text(operation.summary),
                 description=operation.description,
                 scopes=operation.scopes,
             )
