@@ -22,6 +22,7 @@ from .security.access import AccessControl
 from .security.authorizer import Authorizer
 from .security.redaction import install_redaction
 from .topics import Mode, Operation, OverflowPolicy, Topic, TopicRegistry
+from .uvicorn_support import end_streams_on_shutdown
 
 if sys.version_info >= (3, 11):
     from typing import Self
@@ -412,6 +413,7 @@ class StreamingAPI:
 
         # Browsers send tokens in the URL (?access_token=); servers log URLs.
         install_redaction()
+        end_streams_on_shutdown()  # under plain uvicorn too
         if not self.access.authorizers and any(
             operation.scopes
             for topic in self.topics
