@@ -4,8 +4,9 @@
 and an event stream never ends by itself: stopping the server would wait for the whole
 ``--timeout-graceful-shutdown`` (forever without one), then cancel the streams, each cancelled
 task logged with a traceback. :func:`end_streams_on_shutdown` wraps ``uvicorn.Server.shutdown``
-so that every running streaming API ends its streams first (SSE gets a final ``close`` event,
-sockets close with 1001), as :class:`~fastapi_streaming.server.StreamingServer` does. It wraps
+so that the streaming APIs of the app it serves end their streams first (SSE gets a final
+``close`` event, sockets close with 1001), as :class:`~fastapi_streaming.server.StreamingServer`
+does. It wraps
 the method rather than catching signals: the server decides when it stops, whatever stopped it.
 
 **Refused sockets.** A socket refused before its handshake gets an HTTP answer through the ASGI
@@ -56,9 +57,26 @@ def end_streams_on_shutdown() -> None:
     async def shutdown(self: uvicorn.Server, sockets: Any = None) -> None:
         from .runtime import StreamingRuntime
 
+        served = served_apps(self.config)
         for runtime in list(StreamingRuntime.running):
-            await runtime.end_streams()
+            if any(runtime.dependency_overrides_provider is app for app in served):
+                await runtime.end_streams()
         await original(self, sockets=sockets)
 
     shutdown.ends_streams = True  # type: ignore[attr-defined]
     uvicorn.Server.shutdown = shutdown  # type: ignore[method-assign]
+
+
+def served_apps(config: Any) -> list[object]:
+    """The app a uvicorn server serves, and every middleware around it.
+
+    Only the streaming APIs of this server's app end their streams: a test may run several
+    servers in one process (an app and a webhook receiver), and stopping one must leave the
+    others' streams alone.
+    """
+    found: list[object] = []
+    app = getattr(config, "loaded_app", None)
+    while app is not None and not any(app is seen for seen in found) and len(found) < 50:
+        found.append(app)
+        app = getattr(app, "app", None)
+    return found

@@ -91,3 +91,23 @@ async def test_a_refused_websocket_is_not_logged_as_an_error() -> None:
     output = server.output()
     assert '"WebSocket /streams/ws/nowhere" 404' in output
     assert "ERROR" not in output and "without completing handshake" not in output, output
+
+
+async def test_stopping_another_server_in_the_process_leaves_these_streams_alone() -> None:
+    """An app and a webhook receiver often share a test process: stopping the receiver's
+    uvicorn server must not end the app's streams."""
+    from fastapi import FastAPI
+
+    from docs_src.getting_started.app import app
+    from tests.support.websub import running_app
+
+    async with running_app(app) as base:
+        async with sse_stream(base, "/streams/sse/stocks/AAPL") as sse:
+            async with running_app(FastAPI()):
+                pass  # started and stopped while the stream is open
+            async with httpx.AsyncClient(base_url=base) as http:
+                quote = {"symbol": "AAPL", "price": 1.5}
+                await http.post("/streams/publish/stocks/AAPL", json=quote)
+            await asyncio.wait_for(sse.arrived.wait(), 10)
+            assert not sse.ended.is_set()
+    assert sse.events[0].data == '{"symbol":"AAPL","price":1.5}'
