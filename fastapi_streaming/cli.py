@@ -118,7 +118,7 @@ def add_backends(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def backends_command(arguments: argparse.Namespace) -> int:
     from .brokers.builtin import missing_driver
-    from .brokers.plugins import available_backends
+    from .plugins import available_backends
 
     backends = sorted(available_backends().values(), key=lambda info: info.scheme)
     rows = [("SCHEME", "PROVIDED BY", "")] + [

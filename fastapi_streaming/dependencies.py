@@ -31,16 +31,21 @@ from fastapi import params as fastapi_params
 from fastapi.security import SecurityScopes
 from starlette.requests import HTTPConnection, Request
 
-from .security.principal import Principal
-
 
 class HandlerDefinitionError(TypeError):
     """A handler has a parameter that fastapi-streaming cannot provide."""
 
 
 #: Annotations that name an object of the connection context rather than the payload.
-#: The security layer adds its ``Principal`` here.
-CONTEXT_TYPES: list[type] = [HTTPConnection, Principal]
+class ConnectionContext:
+    """Base of the objects a connection carries that handlers ask for by annotation.
+
+    The security layer's ``Principal`` is one; this module sits below security, so it knows
+    them by this base rather than by name.
+    """
+
+
+CONTEXT_TYPES: list[type] = [HTTPConnection, ConnectionContext]
 
 #: ``app.dependency_overrides``: a dependency's function -> the function to call instead.
 Overrides = Mapping[Callable[..., Any], Callable[..., Any]]
@@ -58,6 +63,9 @@ class HandlerPlan:
     event_type: Any = Any
     return_type: Any = Any
     kind: str = field(default="function")
+    #: Dependencies that run before the call without giving it a value (a router's
+    #: ``dependencies=[Depends(...)]``), as ``(plan, use_cache)``.
+    side_dependencies: tuple[tuple[HandlerPlan, bool], ...] = ()
     #: The parameter that gets a ``SecurityScopes``, and the scopes it gets.
     security_scopes_param: str | None = None
     security_scopes: tuple[str, ...] = ()
@@ -72,8 +80,10 @@ class HandlerPlan:
     @property
     def needs_cleanup(self) -> bool:
         """True when a generator dependency must be closed after the call."""
-        return self.kind in ("asyncgen", "generator") or any(
-            sub.needs_cleanup for _, sub, _ in self.dependencies
+        return (
+            self.kind in ("asyncgen", "generator")
+            or any(sub.needs_cleanup for _, sub, _ in self.dependencies)
+            or any(sub.needs_cleanup for sub, _ in self.side_dependencies)
         )
 
 
@@ -155,11 +165,14 @@ def plan_handler(
     allow_event: bool = True,
     allow_context: bool = True,
     where: str = "",
+    extra_dependencies: Sequence[fastapi_params.Depends] = (),
     security_scopes: Sequence[str] = (),
 ) -> HandlerPlan:
     """Work out how to call ``call``; raise :class:`HandlerDefinitionError` if it cannot be.
 
-    ``security_scopes`` are the scopes of the ``Security(...)`` declarations above ``call``.
+    ``extra_dependencies`` run before every call, and their values are not passed to it (as the
+    ``dependencies=`` of a FastAPI route or router). ``security_scopes`` are the scopes of the
+    ``Security(...)`` declarations above ``call``.
     """
     where = where or getattr(call, "__qualname__", repr(call))
     signature = inspect.signature(call)
@@ -181,16 +194,13 @@ def plan_handler(
         annotation, depends = _depends_of(annotation, parameter.default)
         if depends is not None:
             dependency = depends.dependency or annotation
-            scopes = tuple(security_scopes)
-            if isinstance(depends, fastapi_params.Security):
-                scopes = tuple(dict.fromkeys([*scopes, *(depends.scopes or ())]))
             sub = plan_handler(
                 dependency,
                 path_params=path_params,
                 allow_event=False,
                 allow_context=allow_context,
                 where=where,
-                security_scopes=scopes,
+                security_scopes=_scopes_below(security_scopes, depends),
             )
             dependencies.append((name, sub, depends.use_cache))
         elif inspect.isclass(annotation) and issubclass(annotation, SecurityScopes):
@@ -216,6 +226,22 @@ def plan_handler(
                 "dependencies, and the connection or principal by annotation."
             )
 
+    side: list[tuple[HandlerPlan, bool]] = []
+    for depends in extra_dependencies:
+        if depends.dependency is None:
+            raise HandlerDefinitionError(
+                f"{where}: Depends() in dependencies=[...] needs a callable."
+            )
+        sub = plan_handler(
+            depends.dependency,
+            path_params=path_params,
+            allow_event=False,
+            allow_context=allow_context,
+            where=where,
+            security_scopes=_scopes_below(security_scopes, depends),
+        )
+        side.append((sub, depends.use_cache))
+
     return_type = hints.get("return", signature.return_annotation)
     if return_type is inspect.Parameter.empty:
         return_type = Any
@@ -228,11 +254,19 @@ def plan_handler(
         event_type=event_type,
         return_type=return_type,
         kind=_kind(call),
+        side_dependencies=tuple(side),
         security_scopes_param=scopes_param,
         security_scopes=tuple(security_scopes),
         available_params=tuple(path_params),
         allow_context=allow_context,
     )
+
+
+def _scopes_below(scopes: Sequence[str], depends: fastapi_params.Depends) -> tuple[str, ...]:
+    """The ``SecurityScopes`` of a dependency: those above it, plus its own ``Security``'s."""
+    if isinstance(depends, fastapi_params.Security):
+        return tuple(dict.fromkeys([*scopes, *(depends.scopes or ())]))
+    return tuple(scopes)
 
 
 def _overridden(plan: HandlerPlan, overrides: Overrides | None) -> HandlerPlan:
@@ -269,17 +303,12 @@ async def solve(
 ) -> Any:
     """Call ``plan.call`` with every parameter filled; return what it returns (or yields)."""
     cache = {} if cache is None else cache
-    kwargs: dict[str, Any] = {name: params[name] for name in plan.path_params}
-    for name, wanted in plan.context_params:
-        kwargs[name] = _find_context(wanted, context, name)
-    if plan.security_scopes_param is not None:
-        kwargs[plan.security_scopes_param] = SecurityScopes(list(plan.security_scopes))
-    for name, declared, use_cache in plan.dependencies:
+
+    async def dependency(declared: HandlerPlan, use_cache: bool) -> Any:
         sub = _overridden(declared, overrides)
         key = (sub.call, sub.security_scopes)
         if use_cache and key in cache:
-            kwargs[name] = cache[key]
-            continue
+            return cache[key]
         value = await solve(
             sub,
             event=None,
@@ -291,7 +320,17 @@ async def solve(
         )
         if use_cache:
             cache[key] = value
-        kwargs[name] = value
+        return value
+
+    for declared, use_cache in plan.side_dependencies:
+        await dependency(declared, use_cache)
+    kwargs: dict[str, Any] = {name: params[name] for name in plan.path_params}
+    for name, wanted in plan.context_params:
+        kwargs[name] = _find_context(wanted, context, name)
+    if plan.security_scopes_param is not None:
+        kwargs[plan.security_scopes_param] = SecurityScopes(list(plan.security_scopes))
+    for name, declared, use_cache in plan.dependencies:
+        kwargs[name] = await dependency(declared, use_cache)
     if plan.event_param is not None:
         kwargs[plan.event_param] = event
     return await _call(plan, kwargs, stack)

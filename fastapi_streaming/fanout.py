@@ -1,4 +1,4 @@
-"""The per-process fan-out hub: one broker subscription per channel, one queue per client.
+"""The per-process fan-out: one broker subscription per channel, one queue per client.
 
 Events flow one way: broker -> :class:`TopicStream` (the topic's subscribe handler runs here,
 once per event, and the result is encoded once) -> every client's :class:`ClientQueue` -> the
@@ -31,13 +31,13 @@ Prepare = Callable[[BrokerMessage], Awaitable[EncodedEvent | None]]
 #: How many broker messages may wait for a slow subscribe handler before the oldest is dropped.
 INBOUND_LIMIT = 10_000
 
-#: In a burst, the hub hands the event loop to the transports' writers this often.
+#: In a burst, the fan-out hands the event loop to the transports' writers this often.
 YIELD_EVERY = 64
 
 
 @dataclass(frozen=True)
 class CloseReason:
-    """Why the hub ended a client's stream; transports turn it into a close code or last frame."""
+    """Why the fan-out ended a client's stream; transports make it a close code or last frame."""
 
     code: str
     message: str
@@ -50,16 +50,24 @@ TOKEN_EXPIRED = "token_expired"
 
 
 class Reply:
-    """A message for one client only (an ``ack``, ``error`` or ``gap``), queued in order.
+    """A message for one client only, queued in order among its events.
 
-    ``text`` is what a socket sends; ``sse`` the frame an event stream sends, if any.
+    Either ``text`` a socket made itself (an ``ack`` or ``error``), or a ``signal`` of the core
+    (``gap``) with its ``body``, which each transport writes in its own format.
     """
 
-    __slots__ = ("sse", "text")
+    __slots__ = ("body", "signal", "text")
 
-    def __init__(self, text: str, sse: bytes | None = None) -> None:
+    def __init__(
+        self,
+        text: str | None = None,
+        *,
+        signal: str | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> None:
         self.text = text
-        self.sse = sse
+        self.signal = signal
+        self.body = body or {}
 
 
 class _Slot:
@@ -109,7 +117,7 @@ class ClientQueue:
         self.dropped = 0
         self.delivered = 0
         self._held = 0
-        #: Set by the hub's heartbeat ticker when the stream has been idle for a while.
+        #: Set by the fan-out's heartbeat ticker when the stream has been idle for a while.
         self.heartbeat_due = False
         self._sent_since_ping = False
         #: Called when the queue closes, so a transport stuck writing to a client that does not
@@ -341,7 +349,7 @@ class TopicStream:
                     await asyncio.sleep(0)
 
 
-class FanoutHub:
+class Fanout:
     """All the topic streams of one process, created on the first client, ended with the last."""
 
     def __init__(self, broker: BrokerConnection, replay: ReplayBuffers | None = None) -> None:

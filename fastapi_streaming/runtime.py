@@ -3,14 +3,13 @@
 The runtime exists between the app's lifespan startup and shutdown. Transports call it with
 concrete addresses and payloads; it finds the topic, runs the handlers, talks to the broker
 through one :class:`~fastapi_streaming.brokers.connection.BrokerConnection`, and feeds clients
-through the :class:`~fastapi_streaming.fanout.FanoutHub`.
+through the :class:`~fastapi_streaming.fanout.Fanout`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import weakref
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from broadcaster import Event as BrokerMessage
 from pydantic import ValidationError
 
 from .brokers.connection import BrokerConnection, BrokerUnavailable
+from .brokers.extensions import HistoryBackend
 from .dependencies import Overrides, call_handler
 from .errors import (
     InvalidPayload,
@@ -31,8 +31,8 @@ from .errors import (
     Unavailable,
 )
 from .events import EncodedEvent, Event, decode_message
-from .fanout import SHUTDOWN, ClientQueue, CloseReason, FanoutHub, Prepare, Reply
-from .replay import HistoryBackend, events_after, uuid7_millis
+from .fanout import SHUTDOWN, ClientQueue, CloseReason, Fanout, Prepare, Reply
+from .replay import events_after, uuid7_millis
 from .topics import Mode, Operation, OverflowPolicy, Topic, TopicRegistry
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ def validation_detail(exc: ValidationError, loc: tuple[str, ...] = ()) -> list[d
 
 
 class StreamingRuntime:
-    """The broker connection and the fan-out hub of one running streaming API."""
+    """The broker connection and the fan-out of one running streaming API."""
 
     #: Runtimes started in this process, so a server can end their streams before it stops.
     running: ClassVar[weakref.WeakSet[StreamingRuntime]] = weakref.WeakSet()
@@ -81,13 +81,13 @@ class StreamingRuntime:
         self.publish_timeout = publish_timeout
         self.heartbeat = heartbeat
         self.broker = BrokerConnection(backend, url=broker_url)
-        self.hub = FanoutHub(self.broker)
+        self.fanout = Fanout(self.broker)
         self.default_overflow = default_overflow
 
     async def start(self) -> None:
         await self.broker.connect()
         self._heartbeats = asyncio.create_task(
-            self.hub.run_heartbeats(self.heartbeat), name="fastapi-streaming heartbeats"
+            self.fanout.run_heartbeats(self.heartbeat), name="fastapi-streaming heartbeats"
         )
         StreamingRuntime.running.add(self)
 
@@ -97,20 +97,20 @@ class StreamingRuntime:
         with contextlib.suppress(asyncio.CancelledError):
             await self._heartbeats
         self.close_clients()
-        for stream in tuple(self.hub.streams.values()):
+        for stream in tuple(self.fanout.streams.values()):
             await stream.stop()
-        self.hub.streams.clear()
+        self.fanout.streams.clear()
         await self.broker.disconnect()
 
     def close_clients(self) -> None:
         """End every client stream: SSE streams finish, sockets close with 1001."""
-        self.hub.close_all(CloseReason(SHUTDOWN, "the server is shutting down"))
+        self.fanout.close_all(CloseReason(SHUTDOWN, "the server is shutting down"))
 
     async def end_streams(self, grace: float = 5.0) -> None:
         """Close every client stream and wait (up to ``grace`` seconds) for transports to end."""
         self.close_clients()
         with anyio.move_on_after(grace):
-            while self.hub.queues:  # noqa: ASYNC110 - transports leave on their own schedule
+            while self.fanout.queues:  # noqa: ASYNC110 - transports leave on their own schedule
                 await anyio.sleep(0.01)
 
     @property
@@ -187,7 +187,7 @@ class StreamingRuntime:
         return event
 
     def health(self) -> dict[str, Any]:
-        """What a readiness probe needs: is the broker reachable, and how busy is the hub."""
+        """What a readiness probe needs: is the broker reachable, and how busy is the fan-out."""
         return {
             "status": "ok" if self.broker.connected else "unavailable",
             "broker": {
@@ -196,8 +196,8 @@ class StreamingRuntime:
                 "reconnects": self.broker.reconnects,
                 "channels": len(self.broker.channels),
             },
-            "clients": len(self.hub.queues),
-            "streams": len(self.hub.streams),
+            "clients": len(self.fanout.queues),
+            "streams": len(self.fanout.streams),
         }
 
     # -- broker to client -------------------------------------------------------------------
@@ -208,14 +208,16 @@ class StreamingRuntime:
         """Send the events of ``address`` to ``queue`` from now on.
 
         With ``last_event_id``, first the events after it that history still holds, preceded
-        by a ``gap`` notice when history cannot say it holds all of them.
+        by a ``gap`` notice when history cannot say it holds all of them. When the broker that
+        keeps that history cannot be read, :class:`~fastapi_streaming.errors.Unavailable` is
+        raised (503, ``Retry-After``) and ``queue`` is not subscribed to ``address``.
         """
         topic, operation, params = self.resolve(address, Mode.SUBSCRIBE)
         channel = topic.channel_for(params)
         if last_event_id:
             queue.hold()  # live events wait behind the missed ones
         try:
-            await self.hub.join(
+            await self.fanout.join(
                 queue,
                 address=address,
                 channel=channel,
@@ -223,7 +225,11 @@ class StreamingRuntime:
                 policy=topic.overflow or self.default_overflow,
             )
             if last_event_id:
-                await self._resume(queue, address, channel, last_event_id)
+                try:
+                    await self._resume(queue, address, channel, last_event_id)
+                except BaseException:
+                    await asyncio.shield(self.fanout.leave(queue, address))
+                    raise
         finally:
             if last_event_id:
                 queue.release()
@@ -246,20 +252,48 @@ class StreamingRuntime:
         """The events of ``address`` after ``last_event_id``, from the broker if it keeps them."""
         since = uuid7_millis(last_event_id)
         backend = self.broker.backend
-        stream = self.hub.streams.get(address)
+        stream = self.fanout.streams.get(address)
         if since is not None and isinstance(backend, HistoryBackend) and stream is not None:
-            messages, reaches_back = await backend.history(channel, since)
+            messages, reaches_back = await self._read_history(backend, channel, since)
             prepared = [await stream.prepare(message) for message in messages]
             found = [encoded for encoded in prepared if encoded is not None]
             missed, certain = events_after(found, last_event_id)
             return missed, certain or reaches_back
-        return events_after(self.hub.replay.recent(address), last_event_id)
+        return events_after(self.fanout.replay.recent(address), last_event_id)
+
+    async def _read_history(
+        self, backend: HistoryBackend, channel: str, since: int
+    ) -> tuple[list[BrokerMessage], bool]:
+        """The broker's history, or :class:`Unavailable` while the broker cannot be read.
+
+        A resume must not go ahead without the history it asked for (that would skip events
+        without a ``gap``), nor fail as a server error: the client is told to retry shortly.
+        """
+        retry = {"Retry-After": "1"}
+        if not self.broker.connected:
+            raise Unavailable(
+                "The broker that keeps this topic's history is unreachable, so the stream "
+                "cannot be resumed right now; retry shortly.",
+                headers=retry,
+            )
+        try:
+            with anyio.fail_after(self.publish_timeout):
+                return await backend.history(channel, since)
+        except Exception as exc:
+            logger.warning(
+                "Could not read the history of channel %r: %s", channel, type(exc).__name__
+            )
+            raise Unavailable(
+                "The broker could not read this topic's history, so the stream cannot be "
+                "resumed right now; retry shortly.",
+                headers=retry,
+            ) from None
 
     async def unsubscribe(self, queue: ClientQueue, address: str) -> None:
-        await self.hub.leave(queue, address)
+        await self.fanout.leave(queue, address)
 
     async def disconnect(self, queue: ClientQueue, addresses: Sequence[str]) -> None:
-        await self.hub.leave_all(queue, addresses)
+        await self.fanout.leave_all(queue, addresses)
 
     def _preparer(
         self, topic: Topic, operation: Operation, params: dict[str, Any], address: str
@@ -296,11 +330,9 @@ class StreamingRuntime:
 
 
 def gap_notice(address: str, last_event_id: str, detail: str) -> Reply:
-    """The ``gap`` signal a resuming client gets, for sockets and for event streams."""
+    """The ``gap`` signal a resuming client gets; each transport writes it its own way."""
     body = {"topic": address, "last_event_id": last_event_id, "detail": detail}
-    data = json.dumps(body, separators=(",", ":"))
-    text = json.dumps({"type": "gap", **body}, separators=(",", ":"))
-    return Reply(text, sse=b"event: gap\ndata: " + data.encode() + b"\n\n")
+    return Reply(signal="gap", body=body)
 
 
 def _validate(operation: Operation, *, json_data: str | bytes | None, data: Any) -> Any:

@@ -56,6 +56,12 @@ class Operation:
     description: str | None = None
     #: The type ``payload_adapter`` validates, kept so the AsyncAPI document can describe it.
     payload: Any = Any
+    #: Tags of the operation in the AsyncAPI document (from the operation and its routers).
+    tags: tuple[str, ...] = ()
+    #: Marked deprecated in the AsyncAPI document; clients may still use it.
+    deprecated: bool = False
+    #: False leaves the operation out of the AsyncAPI document; clients may still use it.
+    include_in_schema: bool = True
 
     @property
     def handler(self) -> Callable[..., Any] | None:

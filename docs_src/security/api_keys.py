@@ -8,7 +8,7 @@ from fastapi_streaming.security import Principal, invalid_token
 KEYS = {"key-of-the-dashboard": ("dashboard", frozenset({"stocks:read"}))}
 
 
-class APIKeyAuthorizer:
+class APIKeyAuthenticator:
     """Clients send ``X-API-Key``; each key stands for a client with fixed scopes."""
 
     async def authenticate(self, connection: HTTPConnection) -> Principal | None:
@@ -21,7 +21,7 @@ class APIKeyAuthorizer:
         return Principal(subject=subject, scopes=scopes)
 
 
-streaming = StreamingAPI(authorizer=APIKeyAuthorizer())
+streaming = StreamingAPI(authorizer=APIKeyAuthenticator())
 
 
 @streaming.subscribe("/stocks/{symbol}", scopes=["stocks:read"])

@@ -1,11 +1,11 @@
 # in the plugin package, registered under [project.entry-points.fastapi_streaming]
 from starlette.requests import HTTPConnection
 
-from fastapi_streaming.brokers.hookspecs import hookimpl
-from fastapi_streaming.security import BearerAuthorizer, Principal
+from fastapi_streaming import hookimpl
+from fastapi_streaming.security import BearerAuthenticator, Principal
 
 
-class KeycloakAuthorizer(BearerAuthorizer):
+class KeycloakAuthorizer(BearerAuthenticator):
     def __init__(self, *, realm: str, server_url: str) -> None:
         self.issuer = f"{server_url}/realms/{realm}"
 

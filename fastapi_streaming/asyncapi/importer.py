@@ -16,11 +16,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import yaml
 
-from ..topics import Mode
+from ..topics import Mode, Topic, TopicRegistry
 from .errors import AsyncAPIImportError, pointer
 from .models import v2, v3
 from .reading import DocumentReader
@@ -28,8 +28,27 @@ from .spec import channel_key
 from .v2 import scheme_from_v2
 from .validation import JsonSchemaPayload, payload_type
 
-if TYPE_CHECKING:
-    from ..api import StreamingAPI
+
+class Declarer(Protocol):
+    """Where imported topics are declared: a streaming API (its ``add_operation``)."""
+
+    topics: TopicRegistry
+
+    def add_operation(
+        self,
+        mode: Mode,
+        address: str,
+        handler: None,
+        *,
+        scopes: tuple[str, ...] = (),
+        channel: str | None = None,
+        payload: Any = ...,
+        name: str | None = None,
+        summary: str | None = None,
+        description: str | None = None,
+        overflow: str | None = None,
+        max_queue: int | None = None,
+    ) -> Topic: ...
 
 
 @dataclass
@@ -59,7 +78,7 @@ class ImportedAPI:
     options: dict[str, Any]
     topics: list[DeclaredTopic]
 
-    def declare(self, streaming: StreamingAPI) -> None:
+    def declare(self, streaming: Declarer) -> None:
         """Declare every topic on ``streaming``, without handlers."""
         for declared in self.topics:
             # The channel's own type is what the application sends: declare that first.

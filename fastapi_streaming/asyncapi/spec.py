@@ -1,6 +1,6 @@
 """The version-neutral description of a streaming API, built from its topics alone.
 
-``describe_api`` reads a :class:`~fastapi_streaming.StreamingAPI` (its settings and its
+``describe_api`` reads an :class:`~.info.AsyncAPISource` (the API's info and its
 :class:`~fastapi_streaming.topics.TopicRegistry`) and says what the API offers: servers, one
 channel per topic, its messages and operations, and security. The generators of each AsyncAPI
 version (:mod:`.v3`, :mod:`.v2`) only translate this description into their version's words.
@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import TypeAdapter
 
 from ..topics import Mode, Operation, Topic
+from .info import AsyncAPISource
 from .schemas import SchemaMode, parameter_schema, payload_schemas, resolve
 from .security import security_schemes_of
 from .validation import JsonSchemaPayload, json_schema_payload
-
-if TYPE_CHECKING:
-    from ..api import StreamingAPI
 
 DEFAULT_BASE_URL = "http://localhost:8000"
 CONTENT_TYPE = "application/json"
@@ -29,6 +27,8 @@ CONTENT_TYPE = "application/json"
 #: policy and the queue size of a topic.
 EXTENSION = "x-fastapi-streaming"
 SCOPES_EXTENSION = "x-scopes"
+#: AsyncAPI operations have no ``deprecated`` field; this extension marks them, as tools do.
+DEPRECATED_EXTENSION = "x-deprecated"
 _INLINE_CODE = re.compile(r"`([^`]*)`")
 
 
@@ -78,6 +78,8 @@ class OperationSpec:
     summary: str | None = None
     description: str | None = None
     scopes: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    deprecated: bool = False
 
     @property
     def action(self) -> str:
@@ -121,11 +123,13 @@ class ApiSpec:
     require_auth: bool = False
 
 
-def describe_api(streaming: StreamingAPI, *, base_url: str | None = None) -> ApiSpec:
-    """Describe ``streaming`` as clients at ``base_url`` (``http://host:port/root``) see it."""
-    servers = _servers(streaming, base_url or DEFAULT_BASE_URL)
-    has_websub = getattr(streaming, "websub", None) is not None
-    topics = sorted(streaming.topics, key=lambda topic: topic.address)
+def describe_api(source: AsyncAPISource, *, base_url: str | None = None) -> ApiSpec:
+    """Describe ``source`` as clients at ``base_url`` (``http://host:port/root``) see it."""
+    servers = _servers(source, base_url or DEFAULT_BASE_URL)
+    has_websub = source.websub
+    topics = sorted(
+        (topic for topic in source.topics if _documented(topic)), key=lambda topic: topic.address
+    )
     keys = _channel_keys(topics)
     payloads, schemas = _payloads(topics, keys)
     channels = [
@@ -135,23 +139,24 @@ def describe_api(streaming: StreamingAPI, *, base_url: str | None = None) -> Api
         dict.fromkeys(scope for ch in channels for op in ch.operations for scope in op.scopes)
     )
     # ``require_auth`` comes with the authorizers (``StreamingAPI(require_auth=True)``).
-    require_auth = bool(getattr(getattr(streaming, "access", None), "require_auth", False))
+    require_auth = source.access.require_auth
+    info = source.info
     return ApiSpec(
         info=Info(
-            title=streaming.title,
-            version=streaming.version,
-            description=streaming.description,
-            terms_of_service=streaming.terms_of_service,
-            contact=streaming.contact,
-            license=streaming.license_info,
-            tags=streaming.tags,
-            external_docs=streaming.external_docs,
+            title=info.title,
+            version=info.version,
+            description=info.description,
+            terms_of_service=info.terms_of_service,
+            contact=info.contact,
+            license=info.license_info,
+            tags=info.tags,
+            external_docs=info.external_docs,
         ),
         servers=servers,
         channels=channels,
         schemas=dict(sorted(schemas.items())),
         security_schemes=security_schemes_of(
-            streaming, bool(scopes) or require_auth, base_url or DEFAULT_BASE_URL, scopes
+            source, bool(scopes) or require_auth, base_url or DEFAULT_BASE_URL, scopes
         ),
         require_auth=require_auth,
     )
@@ -160,12 +165,12 @@ def describe_api(streaming: StreamingAPI, *, base_url: str | None = None) -> Api
 # -- servers ---------------------------------------------------------------------------------
 
 
-def _servers(streaming: StreamingAPI, base_url: str) -> list[Server]:
+def _servers(source: AsyncAPISource, base_url: str) -> list[Server]:
     """One server per transport: where a client connects, and with which protocol."""
     parts = urlsplit(base_url if "://" in base_url else f"http://{base_url}")
     secure = parts.scheme in ("https", "wss")
     http, ws = ("https", "wss") if secure else ("http", "ws")
-    root = parts.path.rstrip("/") + streaming.prefix
+    root = parts.path.rstrip("/") + source.prefix
     host = parts.netloc
     servers = [
         Server(
@@ -201,7 +206,7 @@ def _servers(streaming: StreamingAPI, base_url: str) -> list[Server]:
             "202 with the event id, 422 for an invalid event, 413 for one too large.",
         ),
     ]
-    if getattr(streaming, "websub", None) is not None:
+    if source.websub:
         servers.append(
             Server(
                 "websub",
@@ -250,6 +255,20 @@ def _channel_keys(topics: list[Topic]) -> dict[str, str]:
     return keys
 
 
+def _documented_operations(topic: Topic) -> list[Operation]:
+    """The topic's operations the document shows: not those with ``include_in_schema=False``."""
+    return [
+        operation
+        for operation in (topic.subscribe, topic.publish)
+        if operation is not None and operation.include_in_schema
+    ]
+
+
+def _documented(topic: Topic) -> bool:
+    """A topic is in the document when one of its operations is."""
+    return bool(_documented_operations(topic))
+
+
 def asyncapi_address(address: str) -> str:
     """The address without Starlette convertors: ``/rooms/{room:int}`` -> ``/rooms/{room}``."""
     return re.sub(r"{([A-Za-z_][A-Za-z0-9_]*):[^}]*}", r"{\1}", address)
@@ -284,9 +303,7 @@ def _payloads(
     inputs: list[tuple[str, SchemaMode, TypeAdapter[Any]]] = []
     declared: dict[tuple[str, Mode], JsonSchemaPayload] = {}
     for topic in topics:
-        for operation in (topic.subscribe, topic.publish):
-            if operation is None:
-                continue
+        for operation in _documented_operations(topic):
             payload = _message_payload(topic, operation)
             marker = json_schema_payload(payload)
             if marker is not None:
@@ -300,7 +317,7 @@ def _payloads(
     generated, schemas = payload_schemas(inputs)
     result: dict[tuple[str, Mode], tuple[dict[str, Any], JsonSchemaPayload | None]] = {}
     for topic in topics:
-        for mode in topic.modes:
+        for mode in (operation.mode for operation in _documented_operations(topic)):
             found = declared.get((topic.address, mode))
             if found is not None:
                 for name, schema in found.components.items():
@@ -353,9 +370,7 @@ def _channel(
 ) -> Channel:
     messages: dict[str, Message] = {}
     operations: list[OperationSpec] = []
-    for operation in (topic.subscribe, topic.publish):
-        if operation is None:
-            continue
+    for operation in _documented_operations(topic):
         payload, declared = payloads[(topic.address, operation.mode)]
         message = _message(key, operation.mode, payload, declared, schemas)
         same = messages.get(message.key)
@@ -370,6 +385,8 @@ def _channel(
                 summary=plain_text(operation.summary),
                 description=operation.description,
                 scopes=operation.scopes,
+                tags=operation.tags,
+                deprecated=operation.deprecated,
             )
         )
     parameters = []

@@ -10,9 +10,9 @@ from typing import Any
 
 from ..topics import Mode
 from .models import v2
-from .models.common import ExternalDocs, MessageExample
+from .models.common import ExternalDocs, MessageExample, Tag
 from .security import SCOPED_SCHEME_TYPES
-from .spec import EXTENSION, SCOPES_EXTENSION, ApiSpec, Channel
+from .spec import DEPRECATED_EXTENSION, EXTENSION, SCOPES_EXTENSION, ApiSpec, Channel
 
 
 def generate(spec: ApiSpec) -> v2.AsyncAPI:
@@ -85,6 +85,7 @@ def _channel(channel: Channel, spec: ApiSpec) -> v2.ChannelItem:
             operationId=operation.key,
             summary=operation.summary,
             description=operation.description,
+            tags=[Tag(name=tag) for tag in operation.tags] or None,
             security=(
                 _security(operation.scopes, spec) if operation.scopes or spec.require_auth else None
             ),
@@ -109,6 +110,8 @@ def _channel(channel: Channel, spec: ApiSpec) -> v2.ChannelItem:
         )
         if operation.scopes:
             setattr(model, SCOPES_EXTENSION, list(operation.scopes))
+        if operation.deprecated:
+            setattr(model, DEPRECATED_EXTENSION, True)
         operations[operation.mode.value] = model
     bindings: dict[str, Any] = {"ws": {"method": "GET", "bindingVersion": "0.1.0"}}
     model_channel = v2.ChannelItem(

@@ -11,9 +11,9 @@ from typing import Any
 
 from ..topics import Mode
 from .models import v3
-from .models.common import ExternalDocs, MessageExample, Reference
+from .models.common import ExternalDocs, MessageExample, Reference, Tag
 from .security import SCOPED_SCHEME_TYPES
-from .spec import EXTENSION, SCOPES_EXTENSION, ApiSpec, Channel
+from .spec import DEPRECATED_EXTENSION, EXTENSION, SCOPES_EXTENSION, ApiSpec, Channel
 
 
 def generate(spec: ApiSpec, version: str = "3.0.0") -> v3.AsyncAPI:
@@ -107,6 +107,7 @@ def _operations(channel: Channel, spec: ApiSpec) -> list[tuple[Any, v3.Operation
             messages=[Reference.to(f"#/channels/{channel.key}/messages/{operation.message}")],
             summary=operation.summary,
             description=operation.description,
+            tags=[Tag(name=tag) for tag in operation.tags] or None,
             security=(
                 _security(operation.scopes, spec) if operation.scopes or spec.require_auth else None
             ),
@@ -119,6 +120,8 @@ def _operations(channel: Channel, spec: ApiSpec) -> list[tuple[Any, v3.Operation
         )
         if operation.scopes:
             setattr(model, SCOPES_EXTENSION, list(operation.scopes))
+        if operation.deprecated:
+            setattr(model, DEPRECATED_EXTENSION, True)
         result.append((operation, model))
     return result
 

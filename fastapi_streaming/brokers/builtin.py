@@ -12,7 +12,8 @@ from collections.abc import Callable, Mapping
 
 from broadcaster import BroadcastBackend
 
-from .hookspecs import BackendFactory, hookimpl
+from ..hooks import hookimpl
+from .hookspecs import BackendFactory
 
 
 class MissingDependencyError(ImportError):

@@ -22,6 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 from broadcaster import BroadcastBackend
 from broadcaster import Event as BrokerMessage
 
+from .extensions import DirectDelivery
+
 logger = logging.getLogger("fastapi_streaming.broker")
 
 #: Called, in the listener task, with every message of a channel it listens to. It must not block.
@@ -54,7 +56,7 @@ class BrokerConnection:
         await self.backend.connect()
         self.connected = True
         self.reconnects = 0
-        if hasattr(self.backend, "deliver"):
+        if isinstance(self.backend, DirectDelivery):
             # An in-process backend hands messages over in the publisher's step: no listener.
             self.backend.deliver = self._dispatch
         else:

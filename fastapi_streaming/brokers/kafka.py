@@ -34,7 +34,9 @@ from urllib.parse import parse_qsl, urlsplit
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import MessageSizeTooLargeError
-from broadcaster import BroadcastBackend, Event
+from broadcaster import BroadcastBackend
+
+from .hookspecs import BrokerMessage
 
 logger = logging.getLogger("fastapi_streaming.broker.kafka")
 
@@ -77,7 +79,7 @@ class KafkaBackend(BroadcastBackend):
         #: Positions kept from before a disconnect, to continue from on resubscribe.
         self._resume: dict[TopicPartition, int] = {}
         self._lock = asyncio.Lock()
-        self._queue: asyncio.Queue[Event | _Lost] = asyncio.Queue()
+        self._queue: asyncio.Queue[BrokerMessage | _Lost] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def connect(self) -> None:
@@ -160,13 +162,13 @@ class KafkaBackend(BroadcastBackend):
                 f"broker's message.max.bytes): {exc}"
             ) from exc
 
-    async def next_published(self) -> Event:
+    async def next_published(self) -> BrokerMessage:
         item = await self._queue.get()
         if isinstance(item, _Lost):
             raise ConnectionError(f"lost the Kafka broker at {self._servers}: {item.reason}")
         return item
 
-    async def history(self, channel: str, since_ms: int) -> tuple[list[Event], bool]:
+    async def history(self, channel: str, since_ms: int) -> tuple[list[BrokerMessage], bool]:
         """Messages of ``channel`` with a timestamp at or after ``since_ms``, oldest first.
 
         The flag is True when the broker provably still holds everything since then: nothing
@@ -250,7 +252,7 @@ class KafkaBackend(BroadcastBackend):
         if text is None:
             logger.warning("Skipped a message on Kafka topic %r that is not UTF-8", partition.topic)
             return
-        self._queue.put_nowait(Event(channel=partition.topic, message=text))
+        self._queue.put_nowait(BrokerMessage(channel=partition.topic, message=text))
 
     async def _probe(self) -> None:
         """Ask the broker about the cluster every few seconds; silence means it is gone."""
@@ -300,7 +302,7 @@ async def _read_since(
     reader: AIOKafkaConsumer,
     partitions: list[TopicPartition],
     since_ms: int,
-) -> tuple[list[Event], bool]:
+) -> tuple[list[BrokerMessage], bool]:
     """Read ``partitions`` from ``since_ms`` to their current end."""
     begins = await offsets.beginning_offsets(partitions)
     ends = await offsets.end_offsets(partitions)
@@ -334,7 +336,9 @@ async def _read_since(
                 pending.discard(partition)
     if len(partitions) > 1:  # merge partitions by time; within one, offsets are the order
         records.sort(key=lambda r: (r[0], r[1].partition, r[2]))
-    events = [Event(channel=partition.topic, message=text) for _, partition, _, text in records]
+    events = [
+        BrokerMessage(channel=partition.topic, message=text) for _, partition, _, text in records
+    ]
     return events, all(complete.values())
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import HTTPConnection
 
 from ..errors import StreamingError, Unauthorized, Unavailable
-from .authorizer import Authorizer
+from .authorizer import Authenticator
 from .challenges import insufficient_scope, invalid_token, missing_credentials
 from .principal import Principal
 
@@ -47,7 +47,7 @@ class AccessControl:
 
     def __init__(
         self,
-        authorizers: Sequence[Authorizer],
+        authorizers: Sequence[Authenticator],
         *,
         require_auth: bool = False,
         realm: str | None = None,

@@ -19,11 +19,11 @@ from ..topics import Mode, Topic
 from ..uvicorn_support import refused_on_purpose
 
 if TYPE_CHECKING:
-    from ..api import StreamingAPI
+    from ..context import StreamingContext
 
 
 async def authorize(
-    streaming: StreamingAPI,
+    streaming: StreamingContext,
     connection: HTTPConnection,
     accesses: Sequence[tuple[Topic, Mode]],
 ) -> list[object]:

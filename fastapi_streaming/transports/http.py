@@ -17,7 +17,7 @@ from ..topics import Mode
 from .common import authorize, concrete_address, error_response
 
 if TYPE_CHECKING:
-    from ..api import StreamingAPI
+    from ..context import StreamingContext
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -33,7 +33,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-async def publish_over_http(streaming: StreamingAPI, request: Request, address: str) -> Response:
+async def publish_over_http(
+    streaming: StreamingContext, request: Request, address: str
+) -> Response:
     runtime = streaming.runtime
     try:
         topic = runtime.resolve(address, Mode.PUBLISH)[0]
@@ -47,7 +49,7 @@ async def publish_over_http(streaming: StreamingAPI, request: Request, address: 
     return JSONResponse({"id": event.id, "topic": address, "published": True}, 202)
 
 
-def add_routes(router: APIRouter, streaming: StreamingAPI) -> None:
+def add_routes(router: APIRouter, streaming: StreamingContext) -> None:
     async def http_publish(request: Request, address: str) -> Response:
         return await publish_over_http(streaming, request, concrete_address(address))
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from ..topics import Topic
 
 if TYPE_CHECKING:
-    from ..api import StreamingAPI
+    from ..context import StreamingContext
 
 #: The Python types of Starlette's path convertors, for the documented path parameters.
 CONVERTOR_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "path": str}
@@ -41,11 +41,14 @@ class ErrorDetail(BaseModel):
     detail: str
 
 
-def add_publish_docs(router: APIRouter, streaming: StreamingAPI) -> None:
-    """Document every publish topic as ``POST {prefix}/publish{address}``."""
+def add_publish_docs(
+    router: APIRouter, streaming: StreamingContext, *, asyncapi_docs_url: str | None = None
+) -> None:
+    """Document every publish topic as ``POST {prefix}/publish{address}``; each links to the
+    AsyncAPI page at ``asyncapi_docs_url`` for the ways to subscribe."""
     for topic in streaming.topics:
         operation = topic.publish
-        if operation is None:
+        if operation is None or not operation.include_in_schema:
             continue
         responses: dict[int | str, dict[str, Any]] = {
             404: {"model": ErrorDetail, "description": "No topic at this address"},
@@ -56,11 +59,11 @@ def add_publish_docs(router: APIRouter, streaming: StreamingAPI) -> None:
             responses[401] = {"model": ErrorDetail, "description": "No or invalid credentials"}
             responses[403] = {"model": ErrorDetail, "description": "Missing scopes"}
         description = operation.description or ""
-        if streaming.asyncapi_docs_url:
+        if asyncapi_docs_url:
             description += (
                 f"\n\nPublishes one event to the topic `{topic.address}`. Subscribe to it over "
                 f"WebSocket or Server-Sent Events: see the [AsyncAPI document]"
-                f"({streaming.asyncapi_docs_url})."
+                f"({asyncapi_docs_url})."
             )
         router.add_api_route(
             streaming.prefix + "/publish" + _openapi_path(topic.address),
@@ -71,7 +74,8 @@ def add_publish_docs(router: APIRouter, streaming: StreamingAPI) -> None:
             responses=responses,
             summary=operation.summary or f"Publish to {topic.address}",
             description=description.strip(),
-            tags=["streaming"],
+            tags=list(operation.tags) or ["streaming"],
+            deprecated=operation.deprecated or None,
             operation_id=f"publish_{_identifier(topic.name or topic.address)}",
         )
 

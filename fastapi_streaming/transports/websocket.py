@@ -26,10 +26,11 @@ from starlette.websockets import WebSocket
 from ..errors import MalformedMessage, StreamingError, TopicNotFound
 from ..fanout import SHUTDOWN, SLOW_CLIENT, TOKEN_EXPIRED, ClientQueue, CloseReason, Reply
 from ..topics import Mode, Topic
+from .abort import SLOW_CLIENT_GRACE, last_words
 from .common import authorize, concrete_address, deny, end_at_expiry, error_text, expiry
 
 if TYPE_CHECKING:
-    from ..api import StreamingAPI
+    from ..context import StreamingContext
     from ..events import EncodedEvent
 
 CLIENT_GONE = CloseReason("client_gone", "the client disconnected")
@@ -42,7 +43,7 @@ class SocketSession:
 
     def __init__(
         self,
-        streaming: StreamingAPI,
+        streaming: StreamingContext,
         websocket: WebSocket,
         queue: ClientQueue,
         render: Callable[[EncodedEvent], str],
@@ -84,7 +85,7 @@ class SocketSession:
             if not queue.ready:
                 await queue.waiter()
             for item in queue.take():
-                text = item.text if isinstance(item, Reply) else render(item)
+                text = ws_reply(item) if isinstance(item, Reply) else render(item)
                 await send({"type": "websocket.send", "text": text})
             if queue.closed is not None and not queue.items:
                 scope.cancel()
@@ -110,9 +111,14 @@ class SocketSession:
         if reason is None or reason is CLIENT_GONE:
             return
         code = CLOSE_CODES.get(reason.code, 1011)
-        # A client that does not read may never acknowledge the close; do not wait for it.
-        with anyio.move_on_after(1):
+
+        async def send_close() -> None:
             await self.websocket.close(code=code, reason=reason.message[:120])
+
+        # A client that does not read may never take the close frame, let alone acknowledge it:
+        # past the grace period its connection is aborted.
+        grace = SLOW_CLIENT_GRACE if reason.code == SLOW_CLIENT else 1.0
+        await last_words(self.websocket.scope, send_close, grace)
 
     def reply_error(self, error: StreamingError, request_id: Any = None) -> None:
         self.queue.reply(error_text(error, request_id))
@@ -136,7 +142,7 @@ class SocketSession:
         return await runtime.publish(address, json_data=text, data=data, context=self.context)
 
 
-async def serve_one_topic(streaming: StreamingAPI, websocket: WebSocket, address: str) -> None:
+async def serve_one_topic(streaming: StreamingContext, websocket: WebSocket, address: str) -> None:
     runtime = streaming.runtime
     try:
         found = streaming.topics.resolve(address)
@@ -156,7 +162,14 @@ async def serve_one_topic(streaming: StreamingAPI, websocket: WebSocket, address
     session._allowed.add((topic.address, first))
     if topic.subscribe is not None:
         last_event_id = websocket.query_params.get("last_event_id")
-        await runtime.subscribe(queue, address, last_event_id=last_event_id)
+        try:
+            await runtime.subscribe(queue, address, last_event_id=last_event_id)
+        except StreamingError as error:
+            # The socket has nothing else to do: close it, 1013 "try again later" for a 503.
+            await runtime.disconnect(queue, [])
+            code = 1013 if error.status_code == 503 else 1011
+            await websocket.close(code=code, reason=str(error.detail)[:120])
+            return
         session.subscriptions.append(address)
 
     async def on_message(data: str | bytes) -> None:
@@ -170,7 +183,7 @@ async def serve_one_topic(streaming: StreamingAPI, websocket: WebSocket, address
     await session.run(on_message)
 
 
-async def serve_multiplexed(streaming: StreamingAPI, websocket: WebSocket) -> None:
+async def serve_multiplexed(streaming: StreamingContext, websocket: WebSocket) -> None:
     try:
         context = await authorize(streaming, websocket, [])
     except StreamingError as error:
@@ -240,12 +253,34 @@ async def _handle_control(session: SocketSession, message: dict[str, Any]) -> No
     session.reply(ack)
 
 
+def ws_text_frame(encoded: EncodedEvent) -> str:
+    """The text frame of an event on a socket of one topic: the event's data."""
+    return encoded.data_json.decode()
+
+
+def ws_envelope_frame(encoded: EncodedEvent) -> str:
+    """The text frame of an event on the multiplexed socket: an ``event`` message."""
+    event = encoded.event
+    head = json.dumps(
+        {"type": "event", "topic": event.topic, "id": event.id, "time": event.time},
+        separators=(",", ":"),
+    )
+    return head[:-1] + ',"data":' + encoded.frame(ws_text_frame) + "}"
+
+
+def ws_reply(reply: Reply) -> str:
+    """A reply to this socket's client: its own text, or a signal of the core as a message."""
+    if reply.text is not None:
+        return reply.text
+    return json.dumps({"type": reply.signal, **reply.body}, separators=(",", ":"))
+
+
 def _render_data(event: EncodedEvent) -> str:
-    return event.ws_text
+    return event.frame(ws_text_frame)
 
 
 def _render_envelope(event: EncodedEvent) -> str:
-    return event.ws_envelope
+    return event.frame(ws_envelope_frame)
 
 
 def _from_http_exception(exc: HTTPException) -> StreamingError:
@@ -257,7 +292,7 @@ def _from_http_exception(exc: HTTPException) -> StreamingError:
 class SocketEndpoint:
     """The WebSocket routes as plain ASGI apps: nothing wraps the socket's sends."""
 
-    def __init__(self, streaming: StreamingAPI, *, many: bool) -> None:
+    def __init__(self, streaming: StreamingContext, *, many: bool) -> None:
         self.streaming = streaming
         self.many = many
 
@@ -270,7 +305,7 @@ class SocketEndpoint:
             await serve_one_topic(self.streaming, websocket, address)
 
 
-def add_routes(routes: list[BaseRoute], streaming: StreamingAPI) -> None:
+def add_routes(routes: list[BaseRoute], streaming: StreamingContext) -> None:
     prefix = streaming.prefix
     routes.append(WebSocketRoute(prefix + "/ws", SocketEndpoint(streaming, many=True)))
     routes.append(

@@ -1,7 +1,7 @@
 """The app the end-to-end tests run: one topic per behaviour under test.
 
 The broker comes from ``BROKER_URL``; ``/test/...`` routes let tests drive server-side emits and
-read the hub's counters, as an operator's code would.
+read the fan-out's counters, as an operator's code would.
 """
 
 from __future__ import annotations
@@ -113,4 +113,11 @@ async def burst(address: str, count: int, size: int = 100) -> dict[str, int]:
 
 @app.get("/test/stats")
 async def stats() -> dict[str, Any]:
-    return {"calls": calls, "hub": streaming.runtime.hub.stats()}
+    return {"calls": calls, "fanout": streaming.runtime.fanout.stats()}
+
+
+@app.post("/test/emit-all")
+async def emit_all(items: list[dict[str, Any]]) -> list[str]:
+    """Emit to several addresses one right after the other (usually in one millisecond), as a
+    feed that publishes several symbols at once does."""
+    return [(await streaming.emit(item["address"], item["payload"])).id for item in items]

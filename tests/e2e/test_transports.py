@@ -104,7 +104,7 @@ async def test_subscribe_handler_runs_once_per_event_whatever_the_clients(
         async with httpx.AsyncClient(base_url=server.url) as http:
             stats = (await http.get("/test/stats")).json()
     assert stats["calls"]["quotes"] == 5
-    assert stats["hub"]["streams"]["/stocks/IBM"]["clients"] == 4
+    assert stats["fanout"]["streams"]["/stocks/IBM"]["clients"] == 4
 
 
 async def test_server_side_emit_reaches_subscribers(server: ServerProcess) -> None:
@@ -122,10 +122,10 @@ async def test_broker_subscription_is_released_with_the_last_client(
 ) -> None:
     async with httpx.AsyncClient(base_url=server.url) as http:
         async with sse_stream(server.url, "/streams/sse/stocks/ORCL"):
-            streams = (await http.get("/test/stats")).json()["hub"]["streams"]
+            streams = (await http.get("/test/stats")).json()["fanout"]["streams"]
             assert "/stocks/ORCL" in streams
         for _ in range(50):
-            streams = (await http.get("/test/stats")).json()["hub"]["streams"]
+            streams = (await http.get("/test/stats")).json()["fanout"]["streams"]
             if "/stocks/ORCL" not in streams:
                 break
             await asyncio.sleep(0.05)

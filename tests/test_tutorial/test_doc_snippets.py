@@ -25,9 +25,9 @@ from docs_src.transports import ws_client
 from docs_src.websub import networks
 from docs_src.websub import settings as websub_settings
 from fastapi_streaming.asyncapi.docs import CDN_JS_URL
-from fastapi_streaming.brokers import plugins as broker_plugins
-from fastapi_streaming.brokers.plugins import UnknownBackendError
-from fastapi_streaming.security import BearerAuthorizer
+from fastapi_streaming.plugins import UnknownBackendError
+from fastapi_streaming.security import BearerAuthenticator
+from fastapi_streaming.security import plugins as security_plugins
 from fastapi_streaming.testing import BackendConformance, stream_events
 from tests.support.server import ServerProcess
 
@@ -129,20 +129,20 @@ def test_the_fastapi_users_wiring() -> None:
 
 def test_a_plugin_authorizer_is_picked_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
     """The plugin is registered as its entry point would register it once installed."""
-    make_manager = broker_plugins.get_plugin_manager
+    make_manager = security_plugins._authorizer_manager
 
     def manager_with_the_plugin() -> pluggy.PluginManager:
         manager = make_manager()
         manager.register(keycloak_plugin)
         return manager
 
-    monkeypatch.setattr(broker_plugins, "get_plugin_manager", manager_with_the_plugin)
+    monkeypatch.setattr(security_plugins, "_authorizer_manager", manager_with_the_plugin)
     sys.modules.pop("docs_src.security.keycloak_app", None)
     from docs_src.security import keycloak_app
 
     authorizer = keycloak_app.authorizer
     assert isinstance(authorizer, keycloak_plugin.KeycloakAuthorizer)
-    assert isinstance(authorizer, BearerAuthorizer)
+    assert isinstance(authorizer, BearerAuthenticator)
     assert authorizer.issuer == "https://sso.example.com/realms/market"
 
 

@@ -7,17 +7,18 @@ from collections.abc import Mapping
 import pluggy
 import pytest
 
-from fastapi_streaming.brokers.hookspecs import BackendFactory, hookimpl
+from fastapi_streaming import hookimpl
+from fastapi_streaming.brokers.hookspecs import BackendFactory
 from fastapi_streaming.brokers.memory import MemoryBackend
-from fastapi_streaming.brokers.plugins import (
+from fastapi_streaming.brokers.redis import RedisBackend
+from fastapi_streaming.cli import main
+from fastapi_streaming.plugins import (
     BackendConflictError,
     UnknownBackendError,
     available_backends,
     create_backend,
     get_plugin_manager,
 )
-from fastapi_streaming.brokers.redis import RedisBackend
-from fastapi_streaming.cli import main
 
 
 class CarrierPigeonPlugin:

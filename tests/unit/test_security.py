@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 from starlette.requests import HTTPConnection
 
-from fastapi_streaming import Forbidden, Mode, StreamingAPI, Unauthorized
-from fastapi_streaming.brokers.hookspecs import hookimpl
-from fastapi_streaming.brokers.plugins import get_plugin_manager
+from fastapi_streaming import Forbidden, Mode, StreamingAPI, Unauthorized, hookimpl
+from fastapi_streaming.plugins import get_plugin_manager
 from fastapi_streaming.security import (
     AccessControl,
     InvalidRequest,
@@ -199,3 +198,15 @@ def test_authorizers_come_from_the_plugin_hook() -> None:
     assert isinstance(static, StaticAuthorizer) and static.scopes == {"a"}
     with pytest.raises(UnknownAuthorizerError, match="installed: fastapi-users, jwt, static"):
         create_authorizer("keycloak", manager)
+
+
+def test_the_former_names_of_the_authenticator_classes_still_work() -> None:
+    from fastapi_streaming.security import (
+        Authenticator,
+        Authorizer,
+        BearerAuthenticator,
+        BearerAuthorizer,
+    )
+
+    assert Authorizer is Authenticator
+    assert BearerAuthorizer is BearerAuthenticator

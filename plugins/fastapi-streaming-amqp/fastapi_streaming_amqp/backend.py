@@ -22,7 +22,8 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
-from broadcaster import BroadcastBackend, Event
+from broadcaster import BroadcastBackend
+from fastapi_streaming.brokers.hookspecs import BrokerMessage
 
 from fastapi_streaming_amqp.options import AMQPOptions
 
@@ -97,7 +98,7 @@ class AMQPBackend(BroadcastBackend):
         # With publisher confirms, this returns once the broker has taken the message.
         await self._publishing.publish(body, routing_key=self.options.routing_key(channel))
 
-    async def next_published(self) -> Event:
+    async def next_published(self) -> BrokerMessage:
         while True:
             message = await self._inbox.get()
             key = message.routing_key
@@ -112,7 +113,7 @@ class AMQPBackend(BroadcastBackend):
                     key,
                 )
                 continue
-            return Event(channel=key, message=text)
+            return BrokerMessage(channel=key, message=text)
 
     async def _deliver(self, message: AbstractIncomingMessage) -> None:
         self._inbox.put_nowait(message)

@@ -14,7 +14,8 @@ from typing import Any
 
 import nats
 import nats.js.errors
-from broadcaster import BroadcastBackend, Event
+from broadcaster import BroadcastBackend
+from fastapi_streaming.brokers.hookspecs import BrokerMessage
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -119,7 +120,7 @@ class NATSBackend(BroadcastBackend):
                 f"{self.options.stream!r} does not capture it or JetStream is unavailable"
             ) from None
 
-    async def next_published(self) -> Event:
+    async def next_published(self) -> BrokerMessage:
         while True:
             msg = await self._inbox.get()
             if msg is None:
@@ -136,7 +137,7 @@ class NATSBackend(BroadcastBackend):
                     msg.subject,
                 )
                 continue
-            return Event(channel=channel, message=text)
+            return BrokerMessage(channel=channel, message=text)
 
     async def _deliver(self, msg: Msg) -> None:
         self._inbox.put_nowait(msg)

@@ -1,6 +1,7 @@
-"""Finding broker backends: a pluggy plugin manager and the lookup by URL scheme.
+"""The plugin manager: broker backends by URL scheme and authorizers by name, from plugins.
 
-The built-in backends register through the same hook as separately installed plugins, which
+It sits at the package root, above the brokers and security it loads hooks for. The built-in
+backends and authorizers register through the same hook as separately installed plugins, which
 announce themselves in the ``fastapi_streaming`` entry-point group. Entry points are loaded when
 a manager is built, never at import time.
 """
@@ -17,9 +18,11 @@ import pluggy
 from broadcaster import BroadcastBackend
 from pluggy import HookImpl
 
-from ..security.plugins import register_builtin as register_authorizers
-from . import builtin, hookspecs
-from .hookspecs import PROJECT_NAME, BackendFactory
+from .brokers import builtin, hookspecs
+from .brokers.hookspecs import BackendFactory
+from .hooks import PROJECT_NAME, hookimpl
+from .security.plugins import UnknownAuthorizerError, available_authorizers, create_authorizer
+from .security.plugins import register_builtin as register_authorizers
 
 OWN_DISTRIBUTION = "fastapi-streaming"
 
@@ -120,10 +123,15 @@ def _own_provider() -> str:
 
 
 __all__ = [
+    "PROJECT_NAME",
     "BackendConflictError",
     "BackendInfo",
+    "UnknownAuthorizerError",
     "UnknownBackendError",
+    "available_authorizers",
     "available_backends",
+    "create_authorizer",
     "create_backend",
     "get_plugin_manager",
+    "hookimpl",
 ]
