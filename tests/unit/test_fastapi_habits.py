@@ -116,3 +116,27 @@ def test_security_dependencies_read_the_socket_headers() -> None:
     event = next(reply for reply in replies if reply["type"] == "event")
     assert event["data"] == {"text": "x", "author": "ann"}
     assert refused["type"] == "error" and refused["code"] == 401
+
+
+def test_overrides_reach_a_routers_dependencies() -> None:
+    from fastapi_streaming import StreamingRouter
+
+    calls: list[str] = []
+
+    def audit() -> None:
+        calls.append("real")
+
+    router = StreamingRouter(dependencies=[Depends(audit)])
+
+    @router.publish("/notes")
+    async def write(event: dict[str, str]) -> dict[str, str]:
+        return event
+
+    streaming = StreamingAPI()
+    streaming.include_router(router)
+    app = FastAPI()
+    streaming.init_app(app)
+    app.dependency_overrides[audit] = lambda: calls.append("override")
+    with TestClient(app) as client:
+        assert client.post("/streams/publish/notes", json={"a": "b"}).status_code == 202
+    assert calls == ["override"]
