@@ -33,6 +33,7 @@ from .security.access import AccessControl
 from .security.authorizer import Authenticator
 from .security.redaction import install_redaction
 from .topics import Mode, OverflowPolicy, Topic, TopicRegistry
+from .uvicorn_support import end_streams_on_shutdown
 
 if sys.version_info >= (3, 11):
     from typing import Self
@@ -213,6 +214,8 @@ class StreamingAPI:
         self.overflow = OverflowPolicy(overflow)
         self.heartbeat = heartbeat
         self.plugin_manager = plugin_manager
+        #: The app whose ``dependency_overrides`` apply to handlers (set by ``init_app``).
+        self.dependency_overrides_provider: Any = None
         #: The WebSub hub (webhooks), when enabled with ``websub=WebSubSettings(...)`` or True.
         self.websub: WebSubHub | None = _websub_hub(self.context, websub)
         #: What the AsyncAPI document is built from (and its cache).
@@ -454,6 +457,7 @@ class StreamingAPI:
             broker_url=self.broker_url,
             default_overflow=self.overflow,
             heartbeat=self.heartbeat,
+            dependency_overrides_provider=self.dependency_overrides_provider,
         )
         await runtime.start()
         self.context.attach(runtime)
@@ -490,6 +494,7 @@ class StreamingAPI:
 
         # Browsers send tokens in the URL (?access_token=); servers log URLs.
         install_redaction()
+        end_streams_on_shutdown()  # under plain uvicorn too
         if not self.access.authorizers and any(
             operation.scopes
             for topic in self.topics
@@ -502,7 +507,8 @@ class StreamingAPI:
                 self.title,
             )
         app.router.routes.extend(stream_routes(self.context))
-        app.include_router(build_router(self.context))
+        docs_url = self.asyncapi_docs_url if self.asyncapi_url or self.asyncapi_yaml_url else None
+        app.include_router(build_router(self.context, asyncapi_docs_url=docs_url))
         if self.websub is not None:
             from .websub.routes import build_router as build_websub_router
 
@@ -517,6 +523,7 @@ class StreamingAPI:
 
         app.router.lifespan_context = lifespan
         app.state.fastapi_streaming = self
+        self.dependency_overrides_provider = app
 
 
 def _websub_hub(

@@ -170,7 +170,8 @@ def declare(registry: TopicRegistry, declaration: OperationDeclaration) -> Topic
         topic.publish = operation
     if name is not None:
         topic.name = name
-    topic.description = topic.description or operation.description
+    # A handler's docstring describes its operation; the topic (the AsyncAPI channel, shared
+    # by both modes) is described only where it is declared (an imported document).
     registry.touch()
     return topic
 
@@ -219,7 +220,6 @@ def _attach_handler(
     operation.tags = tuple(dict.fromkeys([*operation.tags, *declaration.tags]))
     operation.deprecated = operation.deprecated or bool(declaration.deprecated)
     operation.include_in_schema = operation.include_in_schema and declaration.include_in_schema
-    topic.description = topic.description or operation.description
 
 
 def _learn_payload(topic: Topic, mode: Mode, event_type: Any, return_type: Any) -> None:

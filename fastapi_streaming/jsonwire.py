@@ -31,7 +31,7 @@ class NonStandardNumber(ValueError):
 
     def detail(self) -> list[dict[str, Any]]:
         """The 422 detail, shaped like pydantic's error list."""
-        return [{"type": "non_standard_number", "loc": [], "msg": NON_STANDARD_NUMBER}]
+        return [{"type": "non_standard_number", "loc": ["body"], "msg": NON_STANDARD_NUMBER}]
 
 
 def _refuse_constant(name: str) -> Any:

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from .brokers.connection import BrokerConnection, BrokerUnavailable
 from .brokers.extensions import HistoryBackend
-from .dependencies import call_handler
+from .dependencies import Overrides, call_handler
 from .errors import (
     InvalidPayload,
     MalformedMessage,
@@ -43,11 +43,20 @@ if TYPE_CHECKING:
 logger = logging.getLogger("fastapi_streaming")
 
 
-def validation_detail(exc: ValidationError) -> list[dict[str, Any]]:
-    """pydantic's error list in the JSON-safe form FastAPI answers 422 with."""
+def validation_detail(exc: ValidationError, loc: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """pydantic's error list in the JSON-safe form FastAPI answers 422 with.
+
+    ``loc`` goes in front of each error's location: ``("body",)`` for what a client sent, as
+    FastAPI reports errors in request bodies (``["body", "price"]``).
+    """
     errors = exc.errors(include_url=False)
     return [
-        {key: _json_safe(value) for key, value in error.items() if key != "ctx"} for error in errors
+        {
+            key: [*loc, *error["loc"]] if key == "loc" else _json_safe(value)
+            for key, value in error.items()
+            if key != "ctx"
+        }
+        for error in errors
     ]
 
 
@@ -75,8 +84,11 @@ class StreamingRuntime:
         default_overflow: OverflowPolicy,
         publish_timeout: float = 5.0,
         heartbeat: float = 15.0,
+        dependency_overrides_provider: Any = None,
     ) -> None:
         self.topics = topics
+        #: The app whose ``dependency_overrides`` handlers' dependencies honour (as in FastAPI).
+        self.dependency_overrides_provider = dependency_overrides_provider
         self.publish_timeout = publish_timeout
         self.heartbeat = heartbeat
         self.broker = BrokerConnection(backend, url=broker_url)
@@ -111,6 +123,11 @@ class StreamingRuntime:
         with anyio.move_on_after(grace):
             while self.fanout.queues:  # noqa: ASYNC110 - transports leave on their own schedule
                 await anyio.sleep(0.01)
+
+    @property
+    def dependency_overrides(self) -> Overrides | None:
+        """The overrides in force now: read on each call, as tests set them at any time."""
+        return getattr(self.dependency_overrides_provider, "dependency_overrides", None)
 
     # -- looking things up -------------------------------------------------------------------
 
@@ -168,7 +185,13 @@ class StreamingRuntime:
         # Without a handler the event passes through, and a reply topic has nothing to answer.
         result = value if reply is None else None
         if operation.plan is not None:
-            result = await call_handler(operation.plan, event=value, params=params, context=context)
+            result = await call_handler(
+                operation.plan,
+                event=value,
+                params=params,
+                context=context,
+                overrides=self.dependency_overrides,
+            )
         if reply is None:
             if result is None:
                 return None, None
@@ -190,7 +213,7 @@ class StreamingRuntime:
         try:
             value = topic.payload_adapter.validate_python(payload)
         except ValidationError as exc:
-            raise InvalidPayload(validation_detail(exc)) from None
+            raise InvalidPayload(validation_detail(exc, ("body",))) from None
         return await self._publish(topic, params, address, value)
 
     async def _publish(
@@ -342,7 +365,13 @@ class StreamingRuntime:
                 )
                 return None
             if plan is not None:
-                value = await call_handler(plan, event=value, params=params, context=())
+                value = await call_handler(
+                    plan,
+                    event=value,
+                    params=params,
+                    context=(),
+                    overrides=self.dependency_overrides,
+                )
                 if value is None:
                     return None
             try:
@@ -379,4 +408,4 @@ def _validate(operation: Operation, *, json_data: str | bytes | None, data: Any)
                 check_standard(json_data)  # a NaN that failed validation is refused as a NaN
             except NonStandardNumber as refused:
                 raise InvalidPayload(refused.detail()) from None
-        raise InvalidPayload(validation_detail(exc)) from None
+        raise InvalidPayload(validation_detail(exc, ("body",))) from None

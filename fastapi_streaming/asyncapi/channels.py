@@ -14,6 +14,17 @@ from .description import CONTENT_TYPE, Channel, Message, OperationSpec, Paramete
 from .schemas import SchemaMode, parameter_schema, payload_schemas, resolve
 from .validation import JsonSchemaPayload, json_schema_payload
 
+_INLINE_CODE = re.compile(r"`([^`]*)`")
+
+
+def plain_text(text: str | None) -> str | None:
+    """A summary without Markdown's inline-code backticks.
+
+    AsyncAPI reads descriptions as CommonMark but summaries as plain text, and the docs page
+    shows a summary's backticks literally.
+    """
+    return _INLINE_CODE.sub(r"\1", text) if text else text
+
 
 def place_replies(channels: list[Channel]) -> None:
     """Put each reply's messages into the channel it is described on (another topic's)."""
@@ -152,7 +163,7 @@ def _messages(
                 payload=payload,
                 name=meta.get("name"),
                 title=meta.get("title"),
-                summary=meta.get("summary"),
+                summary=plain_text(meta.get("summary")),
                 description=meta.get("description"),
                 examples=list(meta.get("examples") or []),
                 content_type=meta.get("contentType") or CONTENT_TYPE,
@@ -210,7 +221,7 @@ def channels_of(
                     key=operation.key or f"{label}_{key}",
                     mode=operation.mode,
                     messages=_add_messages(homes[key], found, label),
-                    summary=operation.summary,
+                    summary=plain_text(operation.summary),
                     description=operation.description,
                     scopes=operation.scopes,
                     security=operation.security,
@@ -232,7 +243,7 @@ def channels_of(
                     key=part.key or f"{label}_{key}",
                     mode=operation.mode,
                     messages=_add_messages(homes[home], mine, label),
-                    summary=part.summary,
+                    summary=plain_text(part.summary),
                     description=part.description,
                     scopes=part.scopes,
                     security=part.security,

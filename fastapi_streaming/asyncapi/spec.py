@@ -79,7 +79,9 @@ def _servers(source: AsyncAPISource, base_url: str) -> list[Server]:
             root + "/ws",
             "WebSocket",
             "One topic per socket at `{address}` below this path (the server sends each event "
-            "as a JSON text frame; on a publish topic the client sends JSON text frames), or "
+            "as a JSON text frame, wrapped with its `id` with `?envelope=true`, which "
+            "`?last_event_id=` resumes after; on a publish topic the client sends JSON text "
+            "frames), or "
             "many topics on one socket at this path with `subscribe`, `unsubscribe` and "
             "`publish` control messages.",
         ),

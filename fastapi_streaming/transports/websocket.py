@@ -1,5 +1,9 @@
 """WebSocket: one topic at ``WS {prefix}/ws/{address}``, many at ``WS {prefix}/ws``.
 
+A socket of one topic sends each event's data as it is; with ``?envelope=true`` it sends the
+multiplexed socket's ``event`` message instead (``type``, ``topic``, ``id``, ``time``,
+``data``), whose ``id`` a client passes back as ``?last_event_id=`` to resume.
+
 One task per socket writes everything the client gets (events and replies, in order) from its
 bounded queue; the socket's own task reads what the client sends. Close codes: 1001 when the
 server shuts down, 1008 when the client is too slow for its queue, 1009 for an oversized
@@ -167,7 +171,9 @@ async def serve_one_topic(streaming: StreamingContext, websocket: WebSocket, add
         return
     await websocket.accept()
     queue = ClientQueue(topic.max_queue or streaming.max_queue)
-    session = SocketSession(streaming, websocket, queue, _render_data, context)
+    envelope = websocket.query_params.get("envelope", "").lower() in ("1", "true", "yes")
+    render = _render_envelope if envelope else _render_data
+    session = SocketSession(streaming, websocket, queue, render, context)
     session._allowed.add((topic.address, first))
     if topic.subscribe is not None:
         last_event_id = websocket.query_params.get("last_event_id")

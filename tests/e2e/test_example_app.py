@@ -19,7 +19,11 @@ from tests.support.server import ServerProcess
 
 
 async def test_page_quotes_and_orders_work_on_the_embedded_default(tmp_path: Path) -> None:
-    env = {"FEED_INTERVAL": "0.05", "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/users.db"}
+    env = {
+        "FEED_INTERVAL": "0.05",
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/users.db",
+        "WEBSUB_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/websub.db",
+    }
     with ServerProcess("example_app.main:app", env=env) as server:
         async with httpx.AsyncClient(base_url=server.url) as http:
             page = await http.get("/")
@@ -61,7 +65,10 @@ async def test_page_quotes_and_orders_work_on_the_embedded_default(tmp_path: Pat
             await send_json(ws, {"type": "publish", "id": 3, "topic": "/orders", "data": bad})
             error = await receive_json(ws)
             assert (error["type"], error["id"], error["code"]) == ("error", 3, 422)
-            assert {tuple(e["loc"]) for e in error["detail"]} == {("side",), ("quantity",)}
+            assert {tuple(e["loc"]) for e in error["detail"]} == {
+                ("body", "side"),
+                ("body", "quantity"),
+            }
 
 
 @pytest.mark.redis
@@ -71,6 +78,7 @@ async def test_two_workers_on_redis_emit_each_quote_once(tmp_path: Path) -> None
         "BROKER_URL": REDIS_URL,
         "FEED_INTERVAL": str(interval),
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/users.db",
+        "WEBSUB_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/websub.db",
     }
     with ServerProcess("example_app.main:app", env=env, workers=2) as server:
         token = Account(server.url).login(("stocks:read",))

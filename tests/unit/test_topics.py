@@ -140,7 +140,9 @@ def test_decorators_record_modes_scopes_docstrings_and_payload() -> None:
     assert topic.payload is Quote
     assert topic.subscribe is not None and topic.subscribe.scopes == ("stocks:read",)
     assert topic.publish is not None and topic.publish.scopes == ("stocks:write",)
-    assert topic.description == "Live quotes."
+    assert topic.subscribe.description == "Live quotes."
+    # A handler's docstring describes its operation, not the topic (both modes share it).
+    assert topic.description is None and topic.publish.description is None
     assert topic.subscribe.handler is quotes
 
 
