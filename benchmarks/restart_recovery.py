@@ -29,7 +29,7 @@ from typing import Any
 from broadcaster import Event as BrokerMessage
 
 from fastapi_streaming.brokers.connection import BrokerConnection, BrokerUnavailable
-from fastapi_streaming.brokers.plugins import create_backend
+from fastapi_streaming.plugins import create_backend
 from fastapi_streaming.testing.private_brokers import (
     NotInstalled,
     private_mosquitto,
