@@ -14,16 +14,24 @@ from tests.support.server import free_port
 class RedisProcess:
     """A private redis-server that keeps nothing on disk."""
 
-    def __init__(self, *, host: str = "127.0.0.1", launcher: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        password: str | None = None,
+        *,
+        host: str = "127.0.0.1",
+        launcher: Sequence[str] = (),
+    ) -> None:
         """``launcher`` goes before the command, e.g. ``ip netns exec NAME`` for another host."""
         self.host = host
         self.launcher = list(launcher)
         self.port = free_port()
+        self.password = password
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}"
+        userinfo = f":{self.password}@" if self.password else ""
+        return f"redis://{userinfo}{self.host}:{self.port}"
 
     def start(self) -> RedisProcess:
         binary = shutil.which("redis-server")
@@ -40,6 +48,7 @@ class RedisProcess:
                 "",
                 "--appendonly",
                 "no",
+                *(["--requirepass", self.password] if self.password else []),
                 # Reached from other (namespaced) hosts on a private test network only.
                 "--protected-mode",
                 "yes" if self.host == "127.0.0.1" else "no",
@@ -56,8 +65,12 @@ class RedisProcess:
                 time.sleep(0.05)
         raise RuntimeError("redis-server did not start")
 
-    def stop(self) -> None:
+    def stop(self, *, kill: bool = False) -> None:
+        """Shut down cleanly (SIGTERM), or die of SIGKILL as in a crash when ``kill``."""
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
+            if kill:
+                self.process.kill()
+            else:
+                self.process.terminate()
             self.process.wait(10)
         self.process = None

@@ -104,6 +104,11 @@ class NATSBackend(BroadcastBackend):
         subject = self.options.subject(channel)
         payload = message.encode("utf-8")
         nc = self._connected()
+        if not nc.is_connected:
+            # The client would buffer the message until it reconnects, and a JetStream publish
+            # would wait for an acknowledgement that cannot come: say so at once instead, so
+            # the publisher learns of the outage (fastapi-streaming answers 503).
+            raise ConnectionError(f"NATS at {self.options.server} is unreachable; reconnecting")
         if len(payload) > nc.max_payload:
             raise ValueError(
                 f"a message of {len(payload)} bytes exceeds the NATS server's max_payload size "
@@ -119,6 +124,12 @@ class NATSBackend(BroadcastBackend):
                 f"no JetStream stream stored subject {subject!r}: stream "
                 f"{self.options.stream!r} does not capture it or JetStream is unavailable"
             ) from None
+
+    async def ping(self) -> None:
+        """A round trip to the server (health checks): ``flush`` waits for its PONG."""
+        if self._nc is None or not self._nc.is_connected:
+            raise ConnectionError("not connected to NATS")
+        await self._nc.flush(timeout=2)
 
     async def next_published(self) -> BrokerMessage:
         while True:
