@@ -1,9 +1,10 @@
 """Schemathesis over the example app's OpenAPI document, on a real server.
 
-The publish routes are what this is about: once the document lists them (any operation under
-``/streams/publish/``), only they are fuzzed. Until then every operation the document has is
-(the example app's sign-up and login routes), so the harness runs and keeps running. The one
-check is the one that matters here: no input makes the server answer 5xx.
+The publish routes are what this is about: when the document lists them (any operation under
+``/streams/publish/``), only they are fuzzed, half the time with a token that has every scope;
+a document without them has its other operations fuzzed instead (the example app's sign-up
+and login routes). The one check is the one that matters here: no input makes the server
+answer 5xx.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
+from tests.support.auth import Account
 from tests.support.server import ServerProcess
 
 PUBLISH_ROUTES = r"^/streams/publish/"
@@ -44,11 +46,21 @@ def fuzzed_operations(example_server: ServerProcess) -> list[Any]:
     return found
 
 
-@settings(max_examples=30)  # signing up hashes a password: ~0.5 s per example
+@pytest.fixture(scope="module")
+def token(example_server: ServerProcess) -> str:
+    """A token with every scope of the example, so publishes get past authentication."""
+    return Account(example_server.url).login()
+
+
+@settings(max_examples=40)  # signing up (if fuzzed) hashes a password: ~0.5 s per example
 @given(data=st.data())
 def test_no_input_to_the_example_apps_routes_gives_5xx(
-    example_server: ServerProcess, fuzzed_operations: list[Any], data: st.DataObject
+    example_server: ServerProcess, fuzzed_operations: list[Any], token: str, data: st.DataObject
 ) -> None:
     operation = data.draw(st.sampled_from(fuzzed_operations), label="operation")
     case = data.draw(operation.as_strategy(), label="case")
-    case.call_and_validate(base_url=example_server.url, checks=[not_a_server_error])
+    signed_in = data.draw(st.booleans(), label="signed in")
+    headers = {"Authorization": f"Bearer {token}"} if signed_in else {}
+    case.call_and_validate(
+        base_url=example_server.url, headers=headers, checks=[not_a_server_error]
+    )
