@@ -17,7 +17,7 @@ from fastapi import params as fastapi_params
 from pydantic import TypeAdapter
 
 from .dependencies import plan_handler
-from .topics import Mode, Operation, OverflowPolicy, Topic, TopicRegistry
+from .topics import Derived, Mode, Operation, OverflowPolicy, Topic, TopicRegistry
 
 #: The default of ``payload=``: work the payload type out from the handler.
 NOT_GIVEN: Any = object()
@@ -42,6 +42,8 @@ class OperationDeclaration:
     dependencies: tuple[fastapi_params.Depends, ...] = ()
     deprecated: bool | None = None
     include_in_schema: bool = True
+    #: A derived topic's computation (``router.derive``); its sources move with the prefix.
+    derivation: Derived | None = None
 
     def under(
         self,
@@ -59,8 +61,12 @@ class OperationDeclaration:
         deprecated when it or any router it passes through says so, and left out of the
         schema when it or any of them says so (as with FastAPI's routers).
         """
+        derivation = self.derivation
+        if derivation is not None and prefix:
+            derivation = derivation.under(prefix)
         return replace(
             self,
+            derivation=derivation,
             address=join_address(prefix, self.address),
             tags=tuple(dict.fromkeys([*tags, *self.tags])),
             dependencies=(*dependencies, *self.dependencies),
@@ -92,6 +98,8 @@ def declare(registry: TopicRegistry, declaration: OperationDeclaration) -> Topic
     """Add one declared mode to its topic in ``registry``, creating the topic on first use."""
     mode, address, handler = declaration.mode, declaration.address, declaration.handler
     channel, name = declaration.channel, declaration.name
+    if declaration.derivation is not None:
+        _check_cycle(registry, address, declaration.derivation)
     topic = registry.get(address)
     if topic is None:
         topic = Topic(address, channel=channel, name=name)
@@ -142,6 +150,7 @@ def declare(registry: TopicRegistry, declaration: OperationDeclaration) -> Topic
     )
     if mode is Mode.SUBSCRIBE:
         topic.subscribe = operation
+        topic.derivation = declaration.derivation
         _set_queue(topic, declaration)
     else:
         topic.publish = operation
@@ -150,6 +159,28 @@ def declare(registry: TopicRegistry, declaration: OperationDeclaration) -> Topic
     topic.description = topic.description or operation.description
     registry.touch()
     return topic
+
+
+def _check_cycle(registry: TopicRegistry, address: str, derivation: Derived) -> None:
+    """Refuse a derived topic that would, through other derived topics, read itself."""
+    path = [address]
+
+    def visit(sources: tuple[str, ...]) -> None:
+        for source in sources:
+            if source == address:
+                chain = " -> ".join([*path, source])
+                raise ValueError(
+                    f"Derived topics form a cycle ({chain}): a derived topic cannot read, "
+                    "directly or through others, what it produces. Derive one of them from "
+                    "a topic outside the cycle."
+                )
+            found = registry.get(source)
+            if found is not None and found.derivation is not None and source not in path:
+                path.append(source)
+                visit(found.derivation.sources)
+                path.pop()
+
+    visit(derivation.sources)
 
 
 def _set_queue(topic: Topic, declaration: OperationDeclaration) -> None:

@@ -388,6 +388,8 @@ def _channel(
         extension["overflow"] = topic.overflow.value
     if topic.max_queue is not None:
         extension["maxQueue"] = topic.max_queue
+    if topic.derivation is not None:
+        extension["derivedFrom"] = topic.derivation.describe()
     return Channel(
         key=key,
         address=asyncapi_address(topic.address),

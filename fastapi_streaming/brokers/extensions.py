@@ -44,4 +44,22 @@ class HistoryBackend(Protocol):
         ...
 
 
-__all__ = ["DirectDelivery", "HistoryBackend"]
+@runtime_checkable
+class PatternSubscription(Protocol):
+    """A backend that delivers the messages of every channel matching a glob pattern.
+
+    Derived topics read all the concrete channels of a source topic (``clicks.*`` for
+    ``/clicks/{page}``) without knowing them in advance. ``deliver`` is called with each
+    matching message, in the backend's own task; it must not block.
+    """
+
+    async def subscribe_pattern(
+        self, pattern: str, deliver: Callable[[BrokerMessage], None]
+    ) -> None: ...
+
+    async def unsubscribe_pattern(
+        self, pattern: str, deliver: Callable[[BrokerMessage], None]
+    ) -> None: ...
+
+
+__all__ = ["DirectDelivery", "HistoryBackend", "PatternSubscription"]

@@ -1,0 +1,103 @@
+"""Running every derived topic of a streaming API, each in exactly one process.
+
+:class:`Processing` is made when the API starts. It checks that every source exists (they may
+be declared after the derived topic, or on a router included later, so this is the first moment
+all are known), then, for each derived topic, keeps trying to take its lease; the process that
+holds it runs the topic's :class:`~.pipeline.Pipeline`, renews the lease every third of its
+lifetime, and stops computing at once if a renewal fails. When the owner dies its lease expires
+and another process takes over within a lease lifetime.
+
+What a takeover loses depends on the broker: on pub/sub brokers (``memory://`` is one process
+anyway; ``redis://``) the new owner starts from the events published after it took over, so the
+windows open at that moment miss the events the old owner had folded in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from ..runtime import StreamingRuntime
+from ..topics import TopicRegistry
+from .lease import DEFAULT_TTL_MS, Lease, lease_for
+from .pipeline import Pipeline
+
+logger = logging.getLogger("fastapi_streaming.processing")
+
+
+class Processing:
+    """The derived topics of one running API: their pipelines, leases and owner loops."""
+
+    def __init__(
+        self,
+        topics: TopicRegistry,
+        runtime: StreamingRuntime,
+        *,
+        broker_url: str,
+        lease_ttl_ms: int = DEFAULT_TTL_MS,
+    ) -> None:
+        self.runtime = runtime
+        #: The pipeline of every derived topic, by address (running or not).
+        self.pipelines = {
+            topic.address: Pipeline(topic, topics, runtime)
+            for topic in topics
+            if topic.derivation is not None
+        }
+        self.leases: dict[str, Lease] = {
+            address: lease_for(broker_url, pipeline.topic.channel or address, lease_ttl_ms)
+            for address, pipeline in self.pipelines.items()
+        }
+        #: The derived topics this process computes right now.
+        self.owned: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        for address in self.pipelines:
+            self._tasks.append(
+                asyncio.create_task(self._own(address), name=f"fastapi-streaming owner {address}")
+            )
+
+    async def stop(self) -> None:
+        owned = set(self.owned)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        for address, lease in self.leases.items():
+            with contextlib.suppress(Exception):
+                if address in owned:
+                    await lease.release()  # the next owner need not wait for it to expire
+                await lease.close()
+
+    async def _own(self, address: str) -> None:
+        """Take the lease when free, compute while it is held, let go when it is lost."""
+        pipeline, lease = self.pipelines[address], self.leases[address]
+        interval = lease.ttl_ms / 3000
+        while True:
+            try:
+                held = await lease.acquire()
+            except Exception as exc:
+                logger.warning("Could not ask for the lease of %s: %r", address, exc)
+                held = False
+            if not held:
+                await asyncio.sleep(interval)
+                continue
+            logger.info("This process now computes derived topic %s", address)
+            self.owned.add(address)
+            try:
+                await pipeline.start()
+                while True:
+                    await asyncio.sleep(interval)
+                    try:
+                        if not await lease.renew():
+                            logger.warning("Lost the lease of derived topic %s", address)
+                            break
+                    except Exception as exc:
+                        logger.warning("Could not renew the lease of %s: %r", address, exc)
+                        break
+            finally:
+                self.owned.discard(address)
+                await asyncio.shield(pipeline.stop())
