@@ -213,6 +213,8 @@ class StreamingAPI:
         self.plugin_manager = plugin_manager
         #: The WebSub hub (webhooks), when enabled with ``websub=WebSubSettings(...)`` or True.
         self.websub: WebSubHub | None = _websub_hub(self.context, websub)
+        #: The derived topics' pipelines and leases, while the API runs.
+        self.processing: Processing | None = None
         #: What the AsyncAPI document is built from (and its cache).
         self.asyncapi_source = AsyncAPISource(
             self.info,
@@ -435,7 +437,9 @@ class StreamingAPI:
             default_overflow=self.overflow,
             heartbeat=self.heartbeat,
         )
-        processing = Processing(self.topics, runtime, broker_url=self.broker_url)
+        self.processing = processing = Processing(
+            self.topics, runtime, broker_url=self.broker_url
+        )
         await runtime.start()
         self.context.attach(runtime)
         try:
@@ -445,6 +449,7 @@ class StreamingAPI:
             yield runtime
         finally:
             await processing.stop()
+            self.processing = None
             if self.websub is not None:
                 await self.websub.stop()
             self.context.attach(None)

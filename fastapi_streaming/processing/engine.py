@@ -176,7 +176,7 @@ class WindowEngine:
         elif current is not None or time + gap <= self.watermark:
             return None  # before the open session, or its gap has passed: late
         slot = Slot(self.aggregate.initial(), time, time, ident=time)
-        slots[time] = slot
+        self._slots.setdefault(key, {})[time] = slot  # closing may have dropped the old dict
         self._push(time + gap, key, time)
         return slot
 

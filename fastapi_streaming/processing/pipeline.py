@@ -163,12 +163,12 @@ class Pipeline:
 
     async def process(self, index: int, message: BrokerMessage) -> None:
         """Handle one source message (the pipeline's work, exposed for tests and benchmarks)."""
-        self.stats.received += 1
-        self._last_arrival = time.monotonic()
         source = self.sources[index]
         params = self.readers[index].params(message.channel)
         if params is None:
-            return
+            return  # a channel of another topic that the pattern matches too
+        self.stats.received += 1
+        self._last_arrival = time.monotonic()
         address = source.address_for(params)
         try:
             event = decode_message(message.message, topic=address, channel=message.channel)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 from ..runtime import StreamingRuntime
 from ..topics import TopicRegistry
@@ -53,9 +54,17 @@ class Processing:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        for address in self.pipelines:
+        """Try each lease once now, so that a process that owns a derived topic computes it
+        from the moment the API runs (a startup emit is not missed); then keep trying.
+        """
+        for address, lease in self.leases.items():
+            held = await self._try(address, lease.acquire)
+            if held:
+                await self._begin(address)
             self._tasks.append(
-                asyncio.create_task(self._own(address), name=f"fastapi-streaming owner {address}")
+                asyncio.create_task(
+                    self._own(address, held), name=f"fastapi-streaming owner {address}"
+                )
             )
 
     async def stop(self) -> None:
@@ -72,32 +81,35 @@ class Processing:
                     await lease.release()  # the next owner need not wait for it to expire
                 await lease.close()
 
-    async def _own(self, address: str) -> None:
+    async def _own(self, address: str, held: bool) -> None:
         """Take the lease when free, compute while it is held, let go when it is lost."""
-        pipeline, lease = self.pipelines[address], self.leases[address]
+        lease = self.leases[address]
         interval = lease.ttl_ms / 3000
         while True:
-            try:
-                held = await lease.acquire()
-            except Exception as exc:
-                logger.warning("Could not ask for the lease of %s: %r", address, exc)
-                held = False
             if not held:
                 await asyncio.sleep(interval)
-                continue
-            logger.info("This process now computes derived topic %s", address)
-            self.owned.add(address)
+                held = await self._try(address, lease.acquire)
+                if not held:
+                    continue
+                await self._begin(address)
             try:
-                await pipeline.start()
-                while True:
+                while held:
                     await asyncio.sleep(interval)
-                    try:
-                        if not await lease.renew():
-                            logger.warning("Lost the lease of derived topic %s", address)
-                            break
-                    except Exception as exc:
-                        logger.warning("Could not renew the lease of %s: %r", address, exc)
-                        break
+                    held = await self._try(address, lease.renew)
+                    if not held:
+                        logger.warning("Lost the lease of derived topic %s", address)
             finally:
                 self.owned.discard(address)
-                await asyncio.shield(pipeline.stop())
+                await asyncio.shield(self.pipelines[address].stop())
+
+    async def _begin(self, address: str) -> None:
+        logger.info("This process now computes derived topic %s", address)
+        self.owned.add(address)
+        await self.pipelines[address].start()
+
+    async def _try(self, address: str, step: Callable[[], Awaitable[bool]]) -> bool:
+        try:
+            return await step()
+        except Exception as exc:
+            logger.warning("Could not hold the lease of %s: %r", address, exc)
+            return False
