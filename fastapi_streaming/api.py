@@ -437,9 +437,7 @@ class StreamingAPI:
             default_overflow=self.overflow,
             heartbeat=self.heartbeat,
         )
-        self.processing = processing = Processing(
-            self.topics, runtime, broker_url=self.broker_url
-        )
+        self.processing = processing = Processing(self.topics, runtime, broker_url=self.broker_url)
         await runtime.start()
         self.context.attach(runtime)
         try:

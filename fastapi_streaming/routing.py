@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 from fastapi import params as fastapi_params
 
 from .declarations import NOT_GIVEN, OperationDeclaration, check_prefix, declare
-from .processing.declaration import Derivation
 from .processing.aggregates import Aggregate
+from .processing.declaration import Derivation
 from .processing.engine import EmitPolicy, LatePolicy
 from .processing.timing import TimeSpec
 from .processing.windows import WindowSpec

@@ -71,7 +71,8 @@ class Sum:
         return 0
 
     def add(self, accumulator: float, event: Any) -> float:
-        return accumulator + pick(event, self.field)
+        total: float = accumulator + pick(event, self.field)
+        return total
 
     def result(self, accumulator: float) -> float:
         return accumulator

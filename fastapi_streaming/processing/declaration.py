@@ -81,9 +81,7 @@ class Derivation:
         if not self.sources:
             raise ValueError(f"{where} needs at least one source: source='/some/topic'.")
         if address in self.sources:
-            raise ValueError(
-                f"{where} is its own source, a cycle: derive it from another topic."
-            )
+            raise ValueError(f"{where} is its own source, a cycle: derive it from another topic.")
         if self.window is None and self.aggregate is not None:
             raise ValueError(
                 f"{where} has an aggregate but no window: add window=Tumbling(seconds=...) "

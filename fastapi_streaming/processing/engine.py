@@ -123,9 +123,7 @@ class WindowEngine:
             slot = self._session_slot(key, time, out)
         else:
             slot = None
-        bounds = (
-            [(slot.start, slot.end)] if slot is not None else self._time_windows(time)
-        )
+        bounds = [(slot.start, slot.end)] if slot is not None else self._time_windows(time)
         for start, end in bounds:
             target = slot or self._window_slot(key, start, end)
             if target is None:

@@ -94,17 +94,21 @@ class RedisLease:
         if taken:
             return True
         holder = await self._client.get(self.key)
-        return holder is not None and holder.decode() == self.token
+        return holder is not None and _text(holder) == self.token
 
     async def renew(self) -> bool:
-        renewed = await self._client.eval(_RENEW, 1, self.key, self.token, self.ttl_ms)  # type: ignore[misc]
+        renewed = await self._client.eval(_RENEW, 1, self.key, self.token, self.ttl_ms)
         return bool(renewed)
 
     async def release(self) -> None:
-        await self._client.eval(_RELEASE, 1, self.key, self.token)  # type: ignore[misc]
+        await self._client.eval(_RELEASE, 1, self.key, self.token)
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def lease_for(broker_url: str, name: str, ttl_ms: int = DEFAULT_TTL_MS) -> Lease:

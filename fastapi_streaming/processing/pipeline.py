@@ -216,9 +216,7 @@ class Pipeline:
 
     def _skip(self, why: str) -> None:
         self.stats.bad_input += 1
-        self._bad_input.warning(
-            "Derived topic %s skipped an event: %s", self.topic.address, why
-        )
+        self._bad_input.warning("Derived topic %s skipped an event: %s", self.topic.address, why)
 
     async def _map(self, event: Event, params: dict[str, Any]) -> None:
         shape = self.derivation.shape
@@ -293,9 +291,7 @@ class Pipeline:
             )
         except Exception as exc:
             self.stats.publish_errors += 1
-            self._failures.warning(
-                "Derived topic %s could not publish an event: %r", address, exc
-            )
+            self._failures.warning("Derived topic %s could not publish an event: %r", address, exc)
             return
         self.stats.published += 1
 

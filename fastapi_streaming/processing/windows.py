@@ -2,7 +2,8 @@
 
 Time windows (:class:`Tumbling`, :class:`Hopping`) place an event by its time alone, so the
 engine can tell which windows exist without keeping any event. :class:`Session` windows grow
-with a key's activity and end after a gap; :class:`CountWindow` windows hold a fixed number of events.
+with a key's activity and end after a gap; a :class:`CountWindow` holds a fixed number of
+events.
 A window of zero (or negative) length is refused when it is made, with what to write instead.
 """
 

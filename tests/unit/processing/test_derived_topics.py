@@ -93,8 +93,11 @@ async def test_fan_in_and_chaining_of_derived_topics() -> None:
 
     # A derived topic as the source of another: summed per desk and second.
     @streaming.derive(
-        "/activity/{desk}/volume", source="/activity/{desk}", window=Tumbling(seconds=1),
-        aggregate=Sum("size"), time="ts",
+        "/activity/{desk}/volume",
+        source="/activity/{desk}",
+        window=Tumbling(seconds=1),
+        aggregate=Sum("size"),
+        time="ts",
     )
     def volume(window: Window[float], desk: str) -> dict[str, Any]:
         return {"desk": desk, "start": window.start, "volume": window.value}
@@ -117,16 +120,23 @@ async def test_events_without_a_usable_time_are_skipped_counted_and_logged(
     async def raw(event: dict[str, Any], room: str) -> dict[str, Any]:
         return event
 
-    @streaming.derive("/raw/{room}/count", source="/raw/{room}", window=Tumbling(seconds=1),
-                      time="ts")
+    @streaming.derive(
+        "/raw/{room}/count", source="/raw/{room}", window=Tumbling(seconds=1), time="ts"
+    )
     def count(window: Window[int], room: str) -> dict[str, Any]:
         return {"count": window.value}
 
     async with streaming.running() as runtime:
         async with Subscriber(runtime, "/raw/r1/count") as counts:
             with caplog.at_level(logging.WARNING, "fastapi_streaming.processing"):
-                for data in [{"ts": 5.1}, {"no": "time"}, {"ts": "yesterday"}, {"ts": [1]},
-                             {"ts": "1970-01-01T00:00:05.5Z"}, {"ts": 6.2}]:
+                for data in [
+                    {"ts": 5.1},
+                    {"no": "time"},
+                    {"ts": "yesterday"},
+                    {"ts": [1]},
+                    {"ts": "1970-01-01T00:00:05.5Z"},
+                    {"ts": 6.2},
+                ]:
                     await runtime.publish("/raw/r1", data=data)
                 assert await counts.wait_for(1) == [{"count": 2}]
         processing = streaming_processing(streaming)
@@ -149,8 +159,9 @@ async def test_window_results_have_deterministic_ids_per_topic_key_and_window() 
     for _ in range(2):  # two owners computing the same input, one after the other
         streaming = orders_api()
 
-        @streaming.derive("/orders/{desk}/count", source="/orders/{desk}",
-                          window=Tumbling(seconds=1), time="ts")
+        @streaming.derive(
+            "/orders/{desk}/count", source="/orders/{desk}", window=Tumbling(seconds=1), time="ts"
+        )
         def counted(window: Window[int], desk: str) -> int:
             return window.value
 

@@ -42,7 +42,7 @@ def test_tumbling_windows_close_when_the_watermark_passes_their_end() -> None:
 
 
 def test_zero_or_negative_windows_are_refused_with_what_to_write() -> None:
-    with pytest.raises(ValueError, match="longer than zero.*Tumbling\\(seconds=1\\)"):
+    with pytest.raises(ValueError, match=r"longer than zero.*Tumbling\(seconds=1\)"):
         Tumbling(seconds=0)
     with pytest.raises(ValueError, match="longer than zero"):
         Hopping(seconds=10, every_seconds=0)
@@ -50,7 +50,7 @@ def test_zero_or_negative_windows_are_refused_with_what_to_write() -> None:
         Session(seconds=-1)
     with pytest.raises(ValueError, match="at least one event"):
         CountWindow(0)
-    with pytest.raises(ValueError, match="step .* longer than the window"):
+    with pytest.raises(ValueError, match=r"step .* longer than the window"):
         Hopping(seconds=1, every_seconds=2)
 
 
