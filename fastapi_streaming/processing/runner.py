@@ -19,6 +19,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from ..brokers.extensions import PatternSubscription
 from ..runtime import StreamingRuntime
 from ..topics import TopicRegistry
 from .lease import DEFAULT_TTL_MS, Lease, lease_for
@@ -45,6 +46,12 @@ class Processing:
             for topic in topics
             if topic.derivation is not None
         }
+        if self.pipelines and not isinstance(runtime.broker.backend, PatternSubscription):
+            raise RuntimeError(
+                f"Derived topics ({', '.join(self.pipelines)}) read every channel of their "
+                f"sources, and the broker {runtime.broker.url_for_display} cannot subscribe to "
+                "channel patterns yet: use memory:// or redis:// for this streaming API."
+            )
         self.leases: dict[str, Lease] = {
             address: lease_for(broker_url, pipeline.topic.channel or address, lease_ttl_ms)
             for address, pipeline in self.pipelines.items()

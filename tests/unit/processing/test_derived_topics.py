@@ -224,3 +224,16 @@ async def test_a_router_prefix_applies_to_the_derived_topic_and_its_sources() ->
         async with Subscriber(runtime, "/v1/shop/orders/x/ids") as out:
             await runtime.publish("/v1/shop/orders/x", data={"id": 7, "size": 1})
             assert await out.wait_for(1) == [7]
+
+
+async def test_a_broker_without_pattern_subscriptions_is_refused_at_start() -> None:
+    streaming = orders_api()
+    streaming.broker_url = "redis-stream://127.0.0.1:6379"
+
+    @streaming.derive("/orders/{desk}/ids", source="/orders/{desk}")
+    def ids(order: Order) -> int:
+        return order.id
+
+    with pytest.raises(RuntimeError, match="cannot subscribe to channel patterns yet"):
+        async with streaming.running():
+            pass
