@@ -164,12 +164,12 @@ class Pipeline:
     async def process(self, index: int, message: BrokerMessage) -> None:
         """Handle one source message (the pipeline's work, exposed for tests and benchmarks)."""
         source = self.sources[index]
-        params = self.readers[index].params(message.channel)
-        if params is None:
+        found = self.readers[index].read(message.channel)
+        if found is None:
             return  # a channel of another topic that the pattern matches too
+        params, address = found
         self.stats.received += 1
         self._last_arrival = time.monotonic()
-        address = source.address_for(params)
         try:
             event = decode_message(message.message, topic=address, channel=message.channel)
         except UndecodableMessage as exc:

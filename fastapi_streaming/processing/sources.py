@@ -16,7 +16,7 @@ from typing import Any
 from ..topics import Topic
 
 _GLOB_SPECIAL = re.compile(r"([*?\[\]])")
-#: Channels whose owner topic a reader remembers.
+#: Channels a reader remembers the parameters of.
 DECISIONS = 10_000
 
 
@@ -62,21 +62,29 @@ class ChannelReader:
             for other in others
             if other is not topic and other.channel and _fixed_length(other.channel) > own
         ]
-        self._decided: OrderedDict[str, bool] = OrderedDict()
+        #: The recent channels' parameters and address (None: not this topic's), bounded.
+        self._known: OrderedDict[str, tuple[dict[str, Any], str] | None] = OrderedDict()
 
-    def _is_mine(self, channel: str) -> bool:
-        mine = self._decided.get(channel)
-        if mine is None:
-            mine = not any(other.match(channel) for other in self._others)
-            self._decided[channel] = mine
-            if len(self._decided) > DECISIONS:
-                self._decided.popitem(last=False)
-        return mine
+    def read(self, channel: str) -> tuple[dict[str, Any], str] | None:
+        """The converted parameters and the concrete address of ``channel``, or None when the
+        channel is not one of the topic's. Remembered for the most recent channels, since a
+        topic's channels come back again and again.
+        """
+        try:
+            return self._known[channel]
+        except KeyError:
+            pass
+        params = self.params(channel)
+        found = (params, self.topic.address_for(params)) if params is not None else None
+        self._known[channel] = found
+        if len(self._known) > DECISIONS:
+            self._known.popitem(last=False)
+        return found
 
     def params(self, channel: str) -> dict[str, Any] | None:
         """The converted parameters, or None when the channel is not one of the topic's."""
         found = self._regex.match(channel)
-        if found is None or (self._others and not self._is_mine(channel)):
+        if found is None or any(other.match(channel) for other in self._others):
             return None
         try:
             return {
