@@ -78,7 +78,7 @@ async def test_the_owner_is_killed_and_another_process_takes_over_within_seconds
         await clicks(survivors[1], second + 1)  # closes `second`, computed by the new owner
 
         async def counted() -> None:
-            while not any(c["start"] == second for c in counts(watcher)):
+            while not any(c["start"] == second for c in counts(watcher)):  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
 
         await asyncio.wait_for(counted(), 10)

@@ -91,7 +91,7 @@ async def test_two_processes_compute_a_derived_topic_once_and_hand_it_over(
             assert other.processing is not None
 
             async def taken_over() -> None:
-                while not (other.processing and other.processing.owned):
+                while not (other.processing and other.processing.owned):  # noqa: ASYNC110
                     await asyncio.sleep(0.05)
 
             await asyncio.wait_for(taken_over(), 5)
