@@ -237,3 +237,82 @@ async def test_a_broker_without_pattern_subscriptions_is_refused_at_start() -> N
     with pytest.raises(RuntimeError, match="cannot subscribe to channel patterns yet"):
         async with streaming.running():
             pass
+
+
+async def test_updates_keys_by_field_async_handlers_and_failing_handlers() -> None:
+    streaming = StreamingAPI(broker="memory://")
+
+    @streaming.publish("/trades")
+    async def trade(event: dict[str, Any]) -> dict[str, Any]:
+        return event
+
+    @streaming.derive(
+        "/trades/{symbol}/volume",
+        source="/trades",
+        key="symbol",
+        window=Tumbling(seconds=60),
+        aggregate=Sum("qty"),
+        time="ts",
+        emit="updates",
+        min_interval=0.0,
+    )
+    async def volume(window: Window[float], symbol: str) -> dict[str, Any]:
+        if window.value > 1000:
+            raise RuntimeError("too big to report")
+        return {"symbol": symbol, "volume": window.value, "final": window.final}
+
+    async with streaming.running() as runtime:
+        async with Subscriber(runtime, "/trades/ACME/volume") as acme:
+            for data in [
+                {"symbol": "ACME", "qty": 5, "ts": 1.0},
+                {"symbol": "OTHER", "qty": 7, "ts": 2.0},
+                {"symbol": "ACME", "qty": 2000, "ts": 3.0},  # the handler fails: logged
+                {"symbol": "ACME", "qty": -1995, "ts": 4.0},
+                {"qty": 1, "ts": 5.0},  # no key field: skipped and counted
+            ]:
+                await runtime.publish("/trades", data=data)
+            assert await acme.wait_for(2) == [
+                {"symbol": "ACME", "volume": 5, "final": False},
+                {"symbol": "ACME", "volume": 10, "final": False},
+            ]
+        pipeline = streaming_processing(streaming)
+        assert pipeline.stats.handler_errors == 1
+        assert pipeline.stats.bad_input == 1
+
+
+async def test_processing_time_windows_close_with_the_clock() -> None:
+    streaming = orders_api()
+
+    @streaming.derive("/orders/{desk}/rate", source="/orders/{desk}", window=Tumbling(seconds=0.2))
+    def rate(window: Window[int], desk: str) -> int:
+        return window.value
+
+    async with streaming.running() as runtime:
+        async with Subscriber(runtime, "/orders/fx/rate") as out:
+            for i in range(3):
+                await runtime.publish("/orders/fx", data={"id": i, "size": 1})
+            counted = await out.wait_for(1)
+    assert sum(counted) >= 1
+
+
+async def test_a_derived_topic_has_scopes_and_resumes_like_any_topic() -> None:
+    streaming = orders_api()
+
+    @streaming.derive("/orders/{desk}/ids", source="/orders/{desk}", scopes=["ids:read"])
+    def ids(order: Order) -> int:
+        return order.id
+
+    topic = streaming.topics.get("/orders/{desk}/ids")
+    assert topic is not None and topic.subscribe is not None
+    assert topic.subscribe.scopes == ("ids:read",)
+    async with streaming.running() as runtime:
+        async with Subscriber(runtime, "/orders/fx/ids") as first:
+            for i in range(3):
+                await runtime.publish("/orders/fx", data={"id": i, "size": 1})
+            await first.wait_for(3)
+        resumed = Subscriber(runtime, "/orders/fx/ids")
+        await runtime.subscribe(
+            resumed.queue, "/orders/fx/ids", last_event_id=first.events[0].event.id
+        )
+        assert await resumed.wait_for(2) == [1, 2]
+        await runtime.unsubscribe(resumed.queue, "/orders/fx/ids")
