@@ -126,8 +126,8 @@ def decode_message(message: str | bytes, *, topic: str, channel: str) -> Event:
     """
     try:
         document = json.loads(message)
-    except ValueError as exc:
-        raise UndecodableMessage(f"message on channel {channel!r} is not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise UndecodableMessage(f"message on channel {channel!r} is not JSON: {exc!r}") from None
     if (
         isinstance(document, dict)
         and document.get("specversion") == SPECVERSION

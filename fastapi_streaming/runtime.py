@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio
@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from .brokers.connection import BrokerConnection, BrokerUnavailable
 from .brokers.extensions import HistoryBackend
-from .dependencies import call_handler
+from .dependencies import Overrides, call_handler
 from .errors import (
     InvalidPayload,
     MalformedMessage,
@@ -32,7 +32,9 @@ from .errors import (
 )
 from .events import EncodedEvent, Event, decode_message
 from .fanout import SHUTDOWN, ClientQueue, CloseReason, Fanout, Prepare, Reply
+from .jsonwire import NonStandardNumber, check_standard, dumps
 from .replay import events_after, uuid7_millis
+from .replies import encode_reply, reply_address
 from .topics import Mode, Operation, OverflowPolicy, Topic, TopicRegistry
 
 if TYPE_CHECKING:
@@ -41,10 +43,30 @@ if TYPE_CHECKING:
 logger = logging.getLogger("fastapi_streaming")
 
 
-def validation_detail(exc: ValidationError) -> list[dict[str, Any]]:
-    """pydantic's error list in the JSON-safe form FastAPI answers 422 with."""
+def validation_detail(exc: ValidationError, loc: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """pydantic's error list in the JSON-safe form FastAPI answers 422 with.
+
+    ``loc`` goes in front of each error's location: ``("body",)`` for what a client sent, as
+    FastAPI reports errors in request bodies (``["body", "price"]``).
+    """
     errors = exc.errors(include_url=False)
-    return [{key: value for key, value in error.items() if key != "ctx"} for error in errors]
+    return [
+        {
+            key: [*loc, *error["loc"]] if key == "loc" else _json_safe(value)
+            for key, value in error.items()
+            if key != "ctx"
+        }
+        for error in errors
+    ]
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` if standard JSON can carry it, else its ``repr`` (an input of NaN, say)."""
+    try:
+        dumps(value)
+    except (NonStandardNumber, pydantic_core.PydanticSerializationError):
+        return repr(value)
+    return value
 
 
 class StreamingRuntime:
@@ -62,8 +84,11 @@ class StreamingRuntime:
         default_overflow: OverflowPolicy,
         publish_timeout: float = 5.0,
         heartbeat: float = 15.0,
+        dependency_overrides_provider: Any = None,
     ) -> None:
         self.topics = topics
+        #: The app whose ``dependency_overrides`` handlers' dependencies honour (as in FastAPI).
+        self.dependency_overrides_provider = dependency_overrides_provider
         self.publish_timeout = publish_timeout
         self.heartbeat = heartbeat
         self.broker = BrokerConnection(backend, url=broker_url)
@@ -99,6 +124,11 @@ class StreamingRuntime:
             while self.fanout.queues:  # noqa: ASYNC110 - transports leave on their own schedule
                 await anyio.sleep(0.01)
 
+    @property
+    def dependency_overrides(self) -> Overrides | None:
+        """The overrides in force now: read on each call, as tests set them at any time."""
+        return getattr(self.dependency_overrides_provider, "dependency_overrides", None)
+
     # -- looking things up -------------------------------------------------------------------
 
     def resolve(self, address: str, mode: Mode) -> tuple[Topic, Operation, dict[str, Any]]:
@@ -125,14 +155,54 @@ class StreamingRuntime:
         """Validate a client's event, run the publish handler, and hand it to the broker.
 
         Returns the event, or None when the handler returned None (the event is dropped).
+        On a topic with a reply, the reply is computed (and sent to its address) but not
+        returned: see :meth:`request`.
+        """
+        event, _ = await self.request(address, json_data=json_data, data=data, context=context)
+        return event
+
+    async def request(
+        self,
+        address: str,
+        *,
+        json_data: str | bytes | None = None,
+        data: Any = None,
+        context: Sequence[object] = (),
+        headers: Mapping[str, Any] | None = None,
+    ) -> tuple[Event | None, bytes | None]:
+        """:meth:`publish`, and the JSON of the reply when the topic has one.
+
+        On a topic with a reply the handler's return value is the reply (None: no reply)
+        and the request itself goes to the broker; when the reply has an address, the reply
+        is also published to the topic the request names there.
         """
         topic, operation, params = self.resolve(address, Mode.PUBLISH)
         value = _validate(operation, json_data=json_data, data=data)
+        reply = operation.reply_for(value)
+        target = reply_address(reply, value, headers) if reply is not None else None
+        if target is not None and self.topics.resolve(target) is None:
+            raise TopicNotFound(target)  # before anything is published
+        # Without a handler the event passes through, and a reply topic has nothing to answer.
+        result = value if reply is None else None
         if operation.plan is not None:
-            value = await call_handler(operation.plan, event=value, params=params, context=context)
-        if value is None:
-            return None
-        return await self._publish(topic, params, address, value)
+            result = await call_handler(
+                operation.plan,
+                event=value,
+                params=params,
+                context=context,
+                overrides=self.dependency_overrides,
+            )
+        if reply is None:
+            if result is None:
+                return None, None
+            return await self._publish(topic, params, address, result), None
+        event = await self._publish(topic, params, address, value)
+        if result is None:
+            return event, None
+        answer, encoded = encode_reply(reply, result)
+        if target is not None:
+            await self.emit(target, answer)
+        return event, encoded
 
     async def emit(self, address: str, payload: Any) -> Event:
         """Publish from server-side code: validated against the topic, no handler runs."""
@@ -143,13 +213,16 @@ class StreamingRuntime:
         try:
             value = topic.payload_adapter.validate_python(payload)
         except ValidationError as exc:
-            raise InvalidPayload(validation_detail(exc)) from None
+            raise InvalidPayload(validation_detail(exc, ("body",))) from None
         return await self._publish(topic, params, address, value)
 
     async def _publish(
         self, topic: Topic, params: dict[str, Any], address: str, value: Any
     ) -> Event:
-        data_json = pydantic_core.to_json(value)
+        try:
+            data_json = dumps(value)
+        except NonStandardNumber as exc:
+            raise InvalidPayload(exc.detail()) from None
         event = Event.create(address, None)
         try:
             with anyio.fail_after(self.publish_timeout):
@@ -161,13 +234,15 @@ class StreamingRuntime:
             ) from None
         return event
 
-    def health(self) -> dict[str, Any]:
-        """What a readiness probe needs: is the broker reachable, and how busy is the fan-out."""
+    async def health(self) -> dict[str, Any]:
+        """What a readiness probe needs: is the broker reachable (asked, not assumed), and how
+        busy is the fan-out."""
+        reachable = await self.broker.reachable()
         return {
-            "status": "ok" if self.broker.connected else "unavailable",
+            "status": "ok" if reachable else "unavailable",
             "broker": {
                 "url": self.broker.url_for_display,
-                "connected": self.broker.connected,
+                "connected": reachable,
                 "reconnects": self.broker.reconnects,
                 "channels": len(self.broker.channels),
             },
@@ -290,10 +365,20 @@ class StreamingRuntime:
                 )
                 return None
             if plan is not None:
-                value = await call_handler(plan, event=value, params=params, context=())
+                value = await call_handler(
+                    plan,
+                    event=value,
+                    params=params,
+                    context=(),
+                    overrides=self.dependency_overrides,
+                )
                 if value is None:
                     return None
-            return EncodedEvent(event, pydantic_core.to_json(value))
+            try:
+                return EncodedEvent(event, dumps(value))
+            except NonStandardNumber:
+                logger.warning("Dropped an event on %s that holds NaN or Infinity", address)
+                return None
 
         return prepare
 
@@ -308,10 +393,19 @@ def _validate(operation: Operation, *, json_data: str | bytes | None, data: Any)
     adapter = operation.payload_adapter
     try:
         if json_data is not None:
-            return adapter.validate_json(json_data)
+            value = adapter.validate_json(json_data)
+            check_standard(json_data)
+            return value
         return adapter.validate_python(data)
+    except NonStandardNumber as exc:
+        raise InvalidPayload(exc.detail()) from None
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
         if json_data is not None and errors and errors[0]["type"] == "json_invalid":
             raise MalformedMessage(f"The body is not valid JSON: {errors[0]['msg']}") from None
-        raise InvalidPayload(validation_detail(exc)) from None
+        if json_data is not None:
+            try:
+                check_standard(json_data)  # a NaN that failed validation is refused as a NaN
+            except NonStandardNumber as refused:
+                raise InvalidPayload(refused.detail()) from None
+        raise InvalidPayload(validation_detail(exc, ("body",))) from None

@@ -72,8 +72,18 @@ def run(app: Any, **options: Any) -> None:
 
     With ``workers=N`` the parent binds the socket, starts N worker processes that share it,
     and passes SIGINT/SIGTERM on to them as SIGTERM, so each worker ends its streams cleanly.
+    With ``reload=True``, uvicorn's reloader restarts a :class:`StreamingServer` process
+    whenever the code changes.
     """
     config = uvicorn.Config(app, **options)
+    if config.should_reload:
+        if not isinstance(app, str):
+            raise ValueError("Reloading needs the app as an import string: 'module:app'.")
+        from uvicorn.supervisors import ChangeReload
+
+        sock = config.bind_socket()
+        ChangeReload(config, target=StreamingServer(config).run, sockets=[sock]).run()
+        return
     if config.workers <= 1:
         _serve(config, None)
         return

@@ -198,6 +198,10 @@ class RedisStreamBackend(BroadcastBackend):
             return events, False
         return events, await self._holds_since(channel, start)
 
+    async def ping(self) -> None:
+        """Ask Redis for an answer (health checks), whether or not any stream is read."""
+        await self._connected().ping()
+
     # -- internals ---------------------------------------------------------------------------
 
     def _new_reader(self) -> aioredis.Redis:
