@@ -109,7 +109,10 @@ class Derivation:
         if self.window is not None and aggregate is None:
             aggregate = Count()
         checked = replace(self, aggregate=aggregate)
-        names = own if self.window is not None else _common_parameters(self.sources)
+        if self.window is not None:
+            names = own + ((self.key,) if self.key and self.key not in own else ())
+        else:
+            names = _common_parameters(self.sources)
         object.__setattr__(checked, "shape", shape_of(self.handler, names, self.windowed, where))
         return checked
 

@@ -316,3 +316,32 @@ async def test_a_derived_topic_has_scopes_and_resumes_like_any_topic() -> None:
         )
         assert await resumed.wait_for(2) == [1, 2]
         await runtime.unsubscribe(resumed.queue, "/orders/fx/ids")
+
+
+async def test_a_windowed_handler_may_take_the_key_field_by_name() -> None:
+    streaming = StreamingAPI(broker="memory://")
+
+    @streaming.publish("/readings/{site}")
+    async def reading(event: dict[str, Any], site: str) -> dict[str, Any]:
+        return event
+
+    @streaming.derive(
+        "/readings/{site}/max",
+        source="/readings/{site}",
+        key="sensor",
+        window=Tumbling(seconds=1),
+        aggregate=Sum("v"),
+        time="ts",
+    )
+    def peak(window: Window[float], site: str, sensor: str) -> dict[str, Any]:
+        return {"site": site, "sensor": sensor, "sum": window.value}
+
+    async with streaming.running() as runtime:
+        async with Subscriber(runtime, "/readings/north/max") as out:
+            for sensor, v, ts in [("a", 1, 0.1), ("b", 2, 0.2), ("a", 3, 0.3), ("a", 0, 1.5)]:
+                await runtime.publish("/readings/north", data={"sensor": sensor, "v": v, "ts": ts})
+            got = await out.wait_for(2)
+    assert sorted(got, key=lambda r: r["sensor"]) == [
+        {"site": "north", "sensor": "a", "sum": 4},
+        {"site": "north", "sensor": "b", "sum": 2},
+    ]
