@@ -109,6 +109,28 @@ class WindowEngine:
     def watermark(self) -> float:
         return self.max_time - self.allowed_lateness
 
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The engine's state (open windows, watermark), for a checkpoint; not a copy."""
+        return {
+            "slots": self._slots,
+            "ends": self._ends,
+            "tie": self._tie,
+            "sequences": self._sequences,
+            "max_time": self.max_time,
+            "closed_until": self.closed_until,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`snapshot` (a new owner taking over)."""
+        self._slots = state["slots"]
+        self._ends = state["ends"]
+        self._tie = state["tie"]
+        self._sequences = state["sequences"]
+        self.max_time = state["max_time"]
+        self.closed_until = state["closed_until"]
+
     # -- input -------------------------------------------------------------------------------
 
     def add(self, key: Key, time: float, event: Any, *, now: float = 0.0) -> list[Result]:

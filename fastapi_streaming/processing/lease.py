@@ -111,16 +111,24 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+REDIS_SCHEMES = ("redis", "rediss", "redis-stream", "rediss-stream")
+
+
+def redis_url(broker_url: str) -> str:
+    """The plain Redis URL of a ``redis://`` or ``redis-stream://`` broker URL."""
+    parts = urlsplit(broker_url)
+    plain = "rediss" if parts.scheme.startswith("rediss") else "redis"
+    return urlunsplit(parts._replace(scheme=plain, query=""))
+
+
 def lease_for(broker_url: str, name: str, ttl_ms: int = DEFAULT_TTL_MS) -> Lease:
     """The lease that elects one owner of ``name`` among the processes sharing the broker."""
     parts = urlsplit(broker_url)
     scheme = parts.scheme
     if scheme == "memory":
         return LocalLease(name, ttl_ms)
-    if scheme in ("redis", "rediss", "redis-stream", "rediss-stream"):
-        plain = "rediss" if scheme.startswith("rediss") else "redis"
-        url = urlunsplit(parts._replace(scheme=plain, query=""))
-        return RedisLease(url, name, ttl_ms)
+    if scheme in REDIS_SCHEMES:
+        return RedisLease(redis_url(broker_url), name, ttl_ms)
     raise ValueError(
         f"Derived topics need a lease so that one process computes each of them, and the "
         f"broker {scheme}:// has none yet. Use memory://, redis:// or redis-stream:// for the "

@@ -30,6 +30,7 @@ from .declaration import Derivation, Window
 from .engine import Key, Result, WindowEngine
 from .ids import mapped_event_id, window_event_id
 from .sources import ChannelReader, channel_pattern
+from .stream_feed import LostLease, StreamFeed
 from .timing import BadTime, RateLimitedLog, event_time
 
 logger = logging.getLogger("fastapi_streaming.processing")
@@ -68,6 +69,11 @@ class Pipeline:
         self._inbox: asyncio.Queue[tuple[int, BrokerMessage]] = asyncio.Queue(INBOX_SIZE)
         self._delivers = [self._deliverer(index) for index in range(len(self.sources))]
         self._tasks: list[asyncio.Task[None]] = []
+        #: With a feed (Redis Streams), events made wait here for the next atomic commit.
+        self._feed: StreamFeed | None = None
+        self._outbox: list[tuple[str, str]] = []
+        self._lock = asyncio.Lock()
+        self._stream_sources: dict[str, int | None] = {}
         self._last_arrival = time.monotonic()
         self._bad_input = RateLimitedLog(logger)
         self._bad_time = RateLimitedLog(logger)
@@ -89,10 +95,24 @@ class Pipeline:
 
     # -- running -----------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Subscribe to the sources and compute, from a fresh state (a new owner's)."""
+    async def start(self, feed: StreamFeed | None = None) -> None:
+        """Subscribe to the sources and compute, from a fresh state (a new owner's), or,
+        with a ``feed``, from its last checkpoint.
+        """
         self.engine = self._new_engine()
         self._inbox = asyncio.Queue(INBOX_SIZE)
+        self._outbox = []
+        self._feed = feed
+        name = f"fastapi-streaming derive {self.topic.address}"
+        if feed is not None:
+            checkpoint = await feed.load()
+            if checkpoint.engine is not None and self.engine is not None:
+                self.engine.restore(checkpoint.engine)
+            self._tasks = [
+                asyncio.create_task(self._read_feed(feed), name=name),
+                asyncio.create_task(self._tick(), name=f"{name} ticks"),
+            ]
+            return
         backend = self.runtime.broker.backend
         if not isinstance(backend, PatternSubscription):
             raise RuntimeError(
@@ -100,7 +120,6 @@ class Pipeline:
                 f"{self.runtime.broker.url_for_display} cannot subscribe to channel patterns. "
                 "Use memory:// or redis:// for now."
             )
-        name = f"fastapi-streaming derive {self.topic.address}"
         self._tasks = [
             asyncio.create_task(self._work(), name=name),
             asyncio.create_task(self._tick(), name=f"{name} ticks"),
@@ -120,6 +139,42 @@ class Pipeline:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if self._feed is not None:
+            with contextlib.suppress(Exception):
+                await self._feed.close()
+            self._feed = None
+
+    def source_of(self, channel: str) -> int | None:
+        """Which source a channel (a stream) belongs to, if any."""
+        if channel not in self._stream_sources:
+            found = (i for i, reader in enumerate(self.readers) if reader.read(channel))
+            self._stream_sources[channel] = next(found, None)
+        return self._stream_sources[channel]
+
+    async def _read_feed(self, feed: StreamFeed) -> None:
+        """Process each batch of source entries, then commit its output and checkpoint."""
+        try:
+            async for batch in feed.batches():
+                async with self._lock:
+                    for channel, text in batch:
+                        index = self.source_of(channel)
+                        if index is None:
+                            continue
+                        try:
+                            await self.process(index, BrokerMessage(channel=channel, message=text))
+                        except Exception:
+                            logger.exception(
+                                "Derived topic %s failed on an event", self.topic.address
+                            )
+                    await self._commit(feed)
+        except LostLease as exc:
+            logger.warning("Derived topic %s stopped: %s", self.topic.address, exc)
+
+    async def _commit(self, feed: StreamFeed) -> None:
+        outputs, self._outbox = self._outbox, []
+        state = self.engine.snapshot() if self.engine is not None else None
+        await feed.commit(state, outputs)
+        self.stats.published += len(outputs)
 
     def _deliverer(self, index: int) -> Any:
         def deliver(message: BrokerMessage) -> None:
@@ -145,8 +200,16 @@ class Pipeline:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(TICK)
-            if self.engine is not None:
+            if self.engine is None:
+                continue
+            async with self._lock:
                 await self._publish_results(self._on_tick(self.engine))
+                if self._feed is not None and self._outbox:
+                    try:
+                        await self._commit(self._feed)
+                    except LostLease as exc:
+                        logger.warning("Derived topic %s stopped: %s", self.topic.address, exc)
+                        return
 
     def _on_tick(self, engine: WindowEngine) -> list[Result]:
         derivation = self.derivation
@@ -286,6 +349,9 @@ class Pipeline:
         try:
             data = pydantic_core.to_json(output)
             message = Event(id=event_id, topic=address, time=utc_now(), data=None)
+            if self._feed is not None:
+                self._outbox.append((self.topic.channel_for(params), message.to_message(data)))
+                return
             await self.runtime.broker.publish(
                 self.topic.channel_for(params), message.to_message(data)
             )

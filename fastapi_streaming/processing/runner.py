@@ -22,8 +22,10 @@ from collections.abc import Awaitable, Callable
 from ..brokers.extensions import PatternSubscription
 from ..runtime import StreamingRuntime
 from ..topics import TopicRegistry
-from .lease import DEFAULT_TTL_MS, Lease, lease_for
+from .lease import DEFAULT_TTL_MS, Lease, RedisLease, lease_for, redis_url
 from .pipeline import Pipeline
+from .sources import channel_pattern
+from .stream_feed import StreamFeed
 
 logger = logging.getLogger("fastapi_streaming.processing")
 
@@ -46,11 +48,16 @@ class Processing:
             for topic in topics
             if topic.derivation is not None
         }
-        if self.pipelines and not isinstance(runtime.broker.backend, PatternSubscription):
+        scheme = broker_url.partition(":")[0]
+        #: On Redis Streams the owners replay from checkpoints and commit atomically.
+        self.streams = scheme in ("redis-stream", "rediss-stream")
+        self.broker_url = broker_url
+        pattern_capable = isinstance(runtime.broker.backend, PatternSubscription)
+        if self.pipelines and not (pattern_capable or self.streams):
             raise RuntimeError(
                 f"Derived topics ({', '.join(self.pipelines)}) read every channel of their "
                 f"sources, and the broker {runtime.broker.url_for_display} cannot subscribe to "
-                "channel patterns yet: use memory:// or redis:// for this streaming API."
+                "channel patterns yet: use memory://, redis:// or redis-stream://."
             )
         self.leases: dict[str, Lease] = {
             address: lease_for(broker_url, pipeline.topic.channel or address, lease_ttl_ms)
@@ -112,7 +119,17 @@ class Processing:
     async def _begin(self, address: str) -> None:
         logger.info("This process now computes derived topic %s", address)
         self.owned.add(address)
-        await self.pipelines[address].start()
+        pipeline, lease = self.pipelines[address], self.leases[address]
+        feed = None
+        if self.streams:
+            assert isinstance(lease, RedisLease)
+            feed = StreamFeed(
+                redis_url(self.broker_url),
+                lease,
+                [channel_pattern(source) for source in pipeline.sources],
+                accepts=lambda channel: pipeline.source_of(channel) is not None,
+            )
+        await pipeline.start(feed)
 
     async def _try(self, address: str, step: Callable[[], Awaitable[bool]]) -> bool:
         try:

@@ -101,3 +101,35 @@ async def test_two_processes_compute_a_derived_topic_once_and_hand_it_over(
             await asyncio.sleep(0.3)  # nobody else emits it
             assert len(counts.events) == 2
     assert second[1] == {"page": "home", "by": other.title, "start": 20.0, "count": 2}
+
+
+async def test_on_redis_streams_a_new_owner_continues_from_the_checkpoint(
+    channel_prefix: str,
+) -> None:
+    """The owner stops mid-window; the next one restores its state and the window's count
+    includes the events of both."""
+    url = REDIS_URL.replace("redis://", "redis-stream://")
+    one, two = clicks_api(channel_prefix, "one"), clicks_api(channel_prefix, "two")
+    one.broker_url = two.broker_url = url
+    async with one.running() as runtime_one:
+        assert one.processing is not None and one.processing.owned
+        async with Subscriber(runtime_one, "/clicks/home/per-second") as counts:
+            for ts in (10.1, 10.5):
+                await runtime_one.publish("/clicks/home", data={"user": "u", "ts": ts})
+            (pipeline,) = one.processing.pipelines.values()
+
+            async def processed(count: int) -> None:
+                while pipeline.stats.received < count:  # noqa: ASYNC110 - the reader decides
+                    await asyncio.sleep(0.05)
+
+            await asyncio.wait_for(processed(2), 5)
+            await asyncio.sleep(0.3)  # the batch is committed right after it is processed
+            await one.processing.stop()  # mid-window: [10, 11) holds two clicks
+            async with two.running() as runtime_two:
+                assert two.processing is not None and two.processing.owned
+                for ts in (10.7, 11.2):  # one more in the window, then one that closes it
+                    await runtime_two.publish("/clicks/home", data={"user": "u", "ts": ts})
+                got = await counts.wait_for(1)
+                await asyncio.sleep(0.5)
+    assert got == [{"page": "home", "by": "two", "start": 10.0, "count": 3}]
+    assert len(counts.events) == 1

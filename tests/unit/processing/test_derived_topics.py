@@ -228,7 +228,7 @@ async def test_a_router_prefix_applies_to_the_derived_topic_and_its_sources() ->
 
 async def test_a_broker_without_pattern_subscriptions_is_refused_at_start() -> None:
     streaming = orders_api()
-    streaming.broker_url = "redis-stream://127.0.0.1:6379"
+    streaming.broker_url = "postgres://postgres@127.0.0.1:5432/test"
 
     @streaming.derive("/orders/{desk}/ids", source="/orders/{desk}")
     def ids(order: Order) -> int:
