@@ -7,9 +7,10 @@ holds it runs the topic's :class:`~.pipeline.Pipeline`, renews the lease every t
 lifetime, and stops computing at once if a renewal fails. When the owner dies its lease expires
 and another process takes over within a lease lifetime.
 
-What a takeover loses depends on the broker: on pub/sub brokers (``memory://`` is one process
-anyway; ``redis://``) the new owner starts from the events published after it took over, so the
-windows open at that moment miss the events the old owner had folded in.
+What a takeover loses depends on the broker. On ``redis-stream://`` nothing: owners read the
+sources' history from a checkpoint and commit output and checkpoint atomically
+(:mod:`.stream_feed`). On ``redis://`` (pub/sub) the new owner starts from the events published
+after it took over, so the windows open at that moment miss what the old owner had folded in.
 """
 
 from __future__ import annotations

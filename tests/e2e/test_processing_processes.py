@@ -4,6 +4,7 @@ owner is killed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import time
@@ -92,3 +93,55 @@ async def test_the_owner_is_killed_and_another_process_takes_over_within_seconds
     assert len(starts) == len(set(starts))  # no window emitted twice
     (last,) = [c for c in results if c["start"] == second]
     assert last == {"page": "home", "start": second, "count": 2, "by": new_owners.pop()}
+
+
+async def test_on_redis_streams_the_owner_killed_mid_window_loses_nothing(
+    channel_prefix: str,
+) -> None:
+    """SIGKILL the owner in the middle of a window: the window's result is emitted once, by
+    the new owner, and counts every click, those the old owner had seen included."""
+    env = {
+        "BROKER_URL": REDIS_URL.replace("redis://", "redis-stream://"),
+        "CHANNEL_PREFIX": channel_prefix,
+    }
+    base = float(int(time.time()) - 1000)
+    with (
+        ServerProcess("tests.apps.processing_app:app", env=env) as a,
+        ServerProcess("tests.apps.processing_app:app", env=env) as b,
+        ServerProcess("tests.apps.processing_app:app", env=env) as c,
+    ):
+        servers = [a, b, c]
+        async with contextlib.AsyncExitStack() as stack:
+            clients = [
+                await stack.enter_async_context(sse_stream(server.url, ADDRESS))
+                for server in servers
+            ]
+            await clicks(a, base)
+            await clicks(b, base + 1)  # closes the first second: it names the owner
+            await clients[2].wait_for(1)
+            (first,) = counts(clients[2])
+            assert first["count"] == 2
+            (owner,) = [server for server in servers if server.pid == first["by"]]
+            survivors = [server for server in servers if server is not owner]
+            watcher = clients[servers.index(survivors[0])]
+
+            # The second window [base + 1, base + 2) holds two clicks; one more comes after
+            # the kill. Give the owner time to read (and commit) the first two.
+            await asyncio.sleep(1.0)
+            owner.stop(signal.SIGKILL)
+            await clicks(survivors[0], base + 1.5)  # two more in the same window
+            await clicks(survivors[1], base + 2)  # and the next second, which closes it
+
+            async def counted() -> None:
+                while not any(c["start"] == base + 1 for c in counts(watcher)):  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+
+            await asyncio.wait_for(counted(), 20)  # lease of 3 s, tried every second
+            await asyncio.sleep(1.0)  # time for a duplicate, if there were one
+            results = counts(watcher)
+    starts = [c["start"] for c in results]
+    assert len(starts) == len(set(starts))  # no window emitted twice
+    second = [c for c in results if c["start"] == base + 1]
+    assert len(second) == 1
+    assert second[0]["count"] == 4  # and correct: two before the kill, two after
+    assert second[0]["by"] != owner.pid
