@@ -39,6 +39,8 @@ logger = logging.getLogger("fastapi_streaming.processing")
 INBOX_SIZE = 100_000
 #: Seconds between the ticks that close idle windows and flush rate-limited updates.
 TICK = 0.1
+#: Seconds before a pipeline reading Redis Streams tries again after Redis failed.
+FEED_RETRY = 1.0
 
 
 @dataclass
@@ -105,9 +107,7 @@ class Pipeline:
         self._feed = feed
         name = f"fastapi-streaming derive {self.topic.address}"
         if feed is not None:
-            checkpoint = await feed.load()
-            if checkpoint.engine is not None and self.engine is not None:
-                self.engine.restore(checkpoint.engine)
+            await self._restore(feed)
             self._tasks = [
                 asyncio.create_task(self._read_feed(feed), name=name),
                 asyncio.create_task(self._tick(), name=f"{name} ticks"),
@@ -152,23 +152,50 @@ class Pipeline:
         return self._stream_sources[channel]
 
     async def _read_feed(self, feed: StreamFeed) -> None:
-        """Process each batch of source entries, then commit its output and checkpoint."""
-        try:
-            async for batch in feed.batches():
-                async with self._lock:
-                    for channel, text in batch:
-                        index = self.source_of(channel)
-                        if index is None:
-                            continue
-                        try:
-                            await self.process(index, BrokerMessage(channel=channel, message=text))
-                        except Exception:
-                            logger.exception(
-                                "Derived topic %s failed on an event", self.topic.address
-                            )
-                    await self._commit(feed)
-        except LostLease as exc:
-            logger.warning("Derived topic %s stopped: %s", self.topic.address, exc)
+        """Process each batch of source entries, then commit its output and checkpoint.
+
+        When Redis fails (a read, a commit), what was processed since the last commit is
+        thrown away and the pipeline starts again from the last checkpoint once Redis answers:
+        nothing is lost, and nothing is emitted twice.
+        """
+        while True:
+            try:
+                async for batch, positions in feed.batches():
+                    async with self._lock:
+                        await self._process_batch(batch)
+                        feed.advance(positions)
+                        await self._commit(feed)
+            except LostLease as exc:
+                logger.warning("Derived topic %s stopped: %s", self.topic.address, exc)
+                return
+            except Exception as exc:
+                logger.warning(
+                    "Derived topic %s lost Redis (%r); resuming from its last checkpoint",
+                    self.topic.address,
+                    exc,
+                )
+                await asyncio.sleep(FEED_RETRY)
+                with contextlib.suppress(Exception):
+                    async with self._lock:
+                        await self._restore(feed)
+
+    async def _process_batch(self, batch: list[tuple[str, str]]) -> None:
+        for channel, text in batch:
+            index = self.source_of(channel)
+            if index is None:
+                continue
+            try:
+                await self.process(index, BrokerMessage(channel=channel, message=text))
+            except Exception:
+                logger.exception("Derived topic %s failed on an event", self.topic.address)
+
+    async def _restore(self, feed: StreamFeed) -> None:
+        """Go back to the last committed checkpoint (at start, and after a failure)."""
+        checkpoint = await feed.load()
+        self.engine = self._new_engine()
+        self._outbox = []
+        if checkpoint.engine is not None and self.engine is not None:
+            self.engine.restore(checkpoint.engine)
 
     async def _commit(self, feed: StreamFeed) -> None:
         outputs, self._outbox = self._outbox, []
@@ -204,12 +231,21 @@ class Pipeline:
                 continue
             async with self._lock:
                 await self._publish_results(self._on_tick(self.engine))
-                if self._feed is not None and self._outbox:
+                feed = self._feed
+                if feed is not None and self._outbox:
                     try:
-                        await self._commit(self._feed)
+                        await self._commit(feed)
                     except LostLease as exc:
                         logger.warning("Derived topic %s stopped: %s", self.topic.address, exc)
                         return
+                    except Exception as exc:
+                        logger.warning(
+                            "Derived topic %s could not commit (%r); back to its checkpoint",
+                            self.topic.address,
+                            exc,
+                        )
+                        with contextlib.suppress(Exception):
+                            await self._restore(feed)
 
     def _on_tick(self, engine: WindowEngine) -> list[Result]:
         derivation = self.derivation

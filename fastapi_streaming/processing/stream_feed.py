@@ -95,10 +95,15 @@ class StreamFeed:
             self.checkpoint = Checkpoint(origin_ms=int(seconds) * 1000 + int(micros) // 1000)
         return self.checkpoint
 
-    async def batches(self) -> AsyncIterator[list[tuple[str, str]]]:
-        """Batches of (stream, message) entries after the checkpoint's positions, for ever.
+    async def batches(
+        self,
+    ) -> AsyncIterator[tuple[list[tuple[str, str]], dict[str, str]]]:
+        """Batches of (stream, message) entries after the checkpoint's positions, for ever,
+        each with the positions after it.
 
-        The positions move on as batches are handed out; they are saved by :meth:`commit`.
+        The checkpoint's positions move only when the caller, having processed a batch, calls
+        :meth:`advance` and :meth:`commit`: a commit in between (of windows closed by the
+        clock) must not claim entries that were read but not yet processed.
         """
         loop = asyncio.get_running_loop()
         next_look = 0.0
@@ -106,7 +111,7 @@ class StreamFeed:
             if loop.time() >= next_look:
                 await self._discover()
                 next_look = loop.time() + DISCOVER_EVERY
-            positions = self.checkpoint.positions
+            positions = dict(self.checkpoint.positions)
             if not positions:
                 await asyncio.sleep(BLOCK_MS / 1000)
                 continue
@@ -125,7 +130,11 @@ class StreamFeed:
                     except UnicodeDecodeError:
                         logger.warning("Skipped an entry of %r that is not UTF-8", name)
             if reply:
-                yield batch
+                yield batch, positions
+
+    def advance(self, positions: dict[str, str]) -> None:
+        """Record that the entries up to ``positions`` are processed (saved by the next commit)."""
+        self.checkpoint.positions.update(positions)
 
     async def commit(self, state: dict[str, Any] | None, outputs: list[tuple[str, str]]) -> None:
         """Publish ``outputs`` (channel, message) and save the checkpoint, atomically."""
