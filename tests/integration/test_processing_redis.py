@@ -133,3 +133,47 @@ async def test_on_redis_streams_a_new_owner_continues_from_the_checkpoint(
                 await asyncio.sleep(0.5)
     assert got == [{"page": "home", "by": "two", "start": 10.0, "count": 3}]
     assert len(counts.events) == 1
+
+
+async def test_on_redis_streams_lost_connections_resume_from_the_checkpoint() -> None:
+    """Every connection to Redis is cut mid-window: the owner goes back to its checkpoint and
+    the window is still emitted once, with every click."""
+    from redis import asyncio as aioredis
+
+    from fastapi_streaming.errors import Unavailable
+    from tests.support.redis_control import private_redis
+
+    with private_redis("redis-stream") as control:
+        streaming = clicks_api("", "only")
+        streaming.broker_url = control.url
+        async with streaming.running() as runtime:
+            assert streaming.processing is not None
+            (pipeline,) = streaming.processing.pipelines.values()
+
+            async def publish(ts: float) -> None:
+                for _ in range(100):
+                    try:
+                        await runtime.publish("/clicks/home", data={"user": "u", "ts": ts})
+                        return
+                    except Unavailable:
+                        await asyncio.sleep(0.1)  # the broker connection is coming back
+                raise AssertionError("the broker never came back")
+
+            async with Subscriber(runtime, "/clicks/home/per-second") as counts:
+                for ts in (10.1, 10.2):
+                    await publish(ts)
+
+                async def processed(count: int) -> None:
+                    while pipeline.stats.received < count:  # noqa: ASYNC110
+                        await asyncio.sleep(0.05)
+
+                await asyncio.wait_for(processed(2), 5)
+                admin = aioredis.Redis.from_url(control.url.replace("redis-stream", "redis"))
+                await admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+                await admin.aclose()
+                for ts in (10.3, 10.4, 11.5):
+                    await publish(ts)
+                got = await counts.wait_for(1, timeout=20)
+                await asyncio.sleep(1.0)
+    assert got == [{"page": "home", "by": "only", "start": 10.0, "count": 4}]
+    assert len(counts.events) == 1
