@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qsl, urlsplit
 
 from ..brokers.extensions import PatternSubscription
 from ..runtime import StreamingRuntime
@@ -26,7 +27,7 @@ from ..topics import TopicRegistry
 from .lease import DEFAULT_TTL_MS, Lease, RedisLease, lease_for, redis_url
 from .pipeline import Pipeline
 from .sources import channel_pattern
-from .stream_feed import StreamFeed
+from .stream_feed import MAXLEN, StreamFeed
 
 logger = logging.getLogger("fastapi_streaming.processing")
 
@@ -129,6 +130,7 @@ class Processing:
                 lease,
                 [channel_pattern(source) for source in pipeline.sources],
                 accepts=lambda channel: pipeline.source_of(channel) is not None,
+                maxlen=stream_maxlen(self.broker_url),
             )
         await pipeline.start(feed)
 
@@ -138,3 +140,12 @@ class Processing:
         except Exception as exc:
             logger.warning("Could not hold the lease of %s: %r", address, exc)
             return False
+
+
+def stream_maxlen(broker_url: str) -> int:
+    """The ``maxlen`` option of a ``redis-stream://`` URL (what its backend trims streams to)."""
+    options = dict(parse_qsl(urlsplit(broker_url).query))
+    try:
+        return max(int(options.get("maxlen", MAXLEN)), 0)
+    except ValueError:
+        return MAXLEN

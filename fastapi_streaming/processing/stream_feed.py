@@ -39,14 +39,20 @@ BATCH = 500
 BLOCK_MS = 500
 #: Seconds between looks for new source streams.
 DISCOVER_EVERY = 1.0
-#: Approximate length the derived streams are trimmed to (as the backend does).
+#: Approximate length the derived streams are trimmed to, unless the broker URL's ``maxlen``
+#: says otherwise (as the backend does; 0 never trims).
 MAXLEN = 10_000
 
 _COMMIT = """
 if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('set', KEYS[2], ARGV[2])
 for i = 4, #KEYS do
-  local id = redis.call('xadd', KEYS[i], 'MAXLEN', '~', ARGV[3], '*', 'message', ARGV[i])
+  local id
+  if ARGV[3] == '0' then
+    id = redis.call('xadd', KEYS[i], '*', 'message', ARGV[i])
+  else
+    id = redis.call('xadd', KEYS[i], 'MAXLEN', '~', ARGV[3], '*', 'message', ARGV[i])
+  end
   local ms = string.match(id, '^(%d+)')
   redis.call('hsetnx', KEYS[3], 'stream:' .. KEYS[i], ms)
 end
@@ -76,7 +82,9 @@ class StreamFeed:
         lease: RedisLease,
         patterns: list[str],
         accepts: Callable[[str], bool] = lambda stream: True,
+        maxlen: int = MAXLEN,
     ) -> None:
+        self.maxlen = maxlen
         self.url = url
         self.lease = lease
         self.patterns = patterns
@@ -141,7 +149,7 @@ class StreamFeed:
         self.checkpoint.engine = state
         blob = pickle.dumps(self.checkpoint)
         keys = [self.lease.key, self.key, EPOCHS_KEY, *(channel for channel, _ in outputs)]
-        args: list[bytes | str | int] = [self.lease.token, blob, MAXLEN]
+        args: list[bytes | str | int] = [self.lease.token, blob, self.maxlen]
         args += [message for _, message in outputs]
         done = await self._client.eval(_COMMIT, len(keys), *keys, *args)
         if not done:

@@ -108,7 +108,7 @@ async def test_on_redis_streams_a_new_owner_continues_from_the_checkpoint(
 ) -> None:
     """The owner stops mid-window; the next one restores its state and the window's count
     includes the events of both."""
-    url = REDIS_URL.replace("redis://", "redis-stream://")
+    url = REDIS_URL.replace("redis://", "redis-stream://") + "/0?maxlen=0"  # never trimmed
     one, two = clicks_api(channel_prefix, "one"), clicks_api(channel_prefix, "two")
     one.broker_url = two.broker_url = url
     async with one.running() as runtime_one:
@@ -177,3 +177,11 @@ async def test_on_redis_streams_lost_connections_resume_from_the_checkpoint() ->
                 await asyncio.sleep(1.0)
     assert got == [{"page": "home", "by": "only", "start": 10.0, "count": 4}]
     assert len(counts.events) == 1
+
+
+def test_derived_streams_are_trimmed_as_the_broker_url_says() -> None:
+    from fastapi_streaming.processing.runner import stream_maxlen
+
+    assert stream_maxlen("redis-stream://127.0.0.1:6379/0?maxlen=500") == 500
+    assert stream_maxlen("redis-stream://127.0.0.1:6379/0?maxlen=0") == 0
+    assert stream_maxlen("redis-stream://127.0.0.1:6379/0") == 10_000
