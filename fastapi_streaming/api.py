@@ -29,6 +29,8 @@ else:  # pragma: no cover
     from typing_extensions import Self
 
 if TYPE_CHECKING:
+    from .cdc.capture import Source
+    from .cdc.producers import Producers
     from .websub.hub import WebSubHub
     from .websub.settings import WebSubSettings
 
@@ -150,6 +152,8 @@ class StreamingAPI:
             authorizers = (authorizer,)
         self.access = AccessControl(authorizers, require_auth=require_auth)
         self.topics = TopicRegistry()
+        #: What feeds topics from outside (database changes); runs with the API.
+        self.producers = _producers()
         self._runtime: StreamingRuntime | None = None
         self._asyncapi_cache: DocumentCache[dict[str, Any]] = DocumentCache()
         #: The WebSub hub (webhooks), when enabled with ``websub=WebSubSettings(...)`` or True.
@@ -259,6 +263,51 @@ class StreamingAPI:
                 name=name,
                 summary=summary,
                 description=description,
+            )
+            return handler
+
+        return decorator
+
+    def changes(
+        self,
+        address: str,
+        *,
+        source: Source,
+        scopes: Iterable[str] = (),
+        channel: str | None = None,
+        payload: Any = _NOT_GIVEN,
+        name: str | None = None,
+        summary: str | None = None,
+        description: str | None = None,
+        exclude: Sequence[str] = (),
+        mask: Sequence[str] = (),
+    ) -> Callable[[Handler], Handler]:
+        """Declare a subscribe topic that carries a database table's committed changes.
+
+        ``source`` (such as ``PostgresChanges(dsn, table="public.orders")``) is captured once
+        per deployment; the decorated function runs once per change with the ``Change`` and
+        the address parameters (taken from the row's columns) and returns what clients get
+        (``None`` drops it). ``exclude`` and ``mask`` name columns that never leave the
+        process, or leave it masked. See the change data capture guide.
+        """
+        from .cdc.declare import declare_changes
+
+        def decorator(handler: Handler) -> Handler:
+            declare_changes(
+                self.add_operation,
+                self.producers,
+                self.topics.touch,
+                address,
+                handler,
+                source=source,
+                scopes=scopes,
+                channel=channel,
+                name=name,
+                summary=summary,
+                description=description,
+                exclude=exclude,
+                mask=mask,
+                **({} if payload is _NOT_GIVEN else {"payload": payload}),
             )
             return handler
 
@@ -375,7 +424,14 @@ class StreamingAPI:
         try:
             if self.websub is not None:
                 await self.websub.start(runtime)
-            yield runtime
+            if len(self.producers):
+                runtime.health_sections["sources"] = self.producers.health
+            # Raises what is misconfigured (a database not set up for capture) at startup.
+            await self.producers.start(runtime.broker.publish)
+            try:
+                yield runtime
+            finally:
+                await self.producers.stop()
         finally:
             if self.websub is not None:
                 await self.websub.stop()
@@ -437,6 +493,12 @@ class StreamingAPI:
 
         app.router.lifespan_context = lifespan
         app.state.fastapi_streaming = self
+
+
+def _producers() -> Producers:
+    from .cdc.producers import Producers
+
+    return Producers()
 
 
 def _websub_hub(streaming: StreamingAPI, websub: WebSubSettings | bool | None) -> WebSubHub | None:

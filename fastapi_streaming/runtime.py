@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio
@@ -69,6 +69,8 @@ class StreamingRuntime:
         self.broker = BrokerConnection(backend, url=broker_url)
         self.hub = FanoutHub(self.broker)
         self.default_overflow = default_overflow
+        #: More sections of :meth:`health`, each made by its callable (producers add theirs).
+        self.health_sections: dict[str, Callable[[], Any]] = {}
 
     async def start(self) -> None:
         await self.broker.connect()
@@ -173,6 +175,7 @@ class StreamingRuntime:
             },
             "clients": len(self.hub.queues),
             "streams": len(self.hub.streams),
+            **{name: section() for name, section in self.health_sections.items()},
         }
 
     # -- broker to client -------------------------------------------------------------------
