@@ -52,7 +52,7 @@ class AdvisoryLease:
         try:
             connection.autocommit = True
             cursor = connection.cursor()
-            while not await asyncio.to_thread(self._try, cursor):
+            while not await asyncio.to_thread(self._try, cursor):  # noqa: ASYNC110 - polls the server
                 await asyncio.sleep(self.retry)
             self.held = True
             logger.info("This process holds the capture lease of %s.", self.name)

@@ -55,7 +55,7 @@ class Commit:
 
 
 #: A tuple's values in text format; ``UNCHANGED`` marks a TOASTed value the update left as is.
-Values = tuple["str | None | Unchanged", ...]
+Values = tuple["str | Unchanged | None", ...]
 
 
 class Unchanged:

@@ -201,7 +201,7 @@ class ReplicationThread:
     ) -> dict[str, Any]:
         converters = {column.name: column.convert for column in self.table.columns}
         row: dict[str, Any] = {}
-        for column, value in zip(relation.columns, values):
+        for column, value in zip(relation.columns, values, strict=False):
             if value is pgoutput.UNCHANGED:
                 if previous is not None and column.name in previous:
                     row[column.name] = previous[column.name]

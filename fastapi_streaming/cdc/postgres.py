@@ -214,7 +214,7 @@ class PostgresChanges:
                 for values in rows:
                     row = {
                         name: None if value is None else convert(value)
-                        for name, convert, value in zip(names, converters, values)
+                        for name, convert, value in zip(names, converters, values, strict=True)
                     }
                     identity = json.dumps([row.get(name) for name in key], default=str)
                     batch.append(

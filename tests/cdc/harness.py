@@ -53,7 +53,7 @@ async def wait_until_capturing(streaming: StreamingAPI, timeout: float = 20) -> 
     """Until every source holds its lease and streams (the slot exists from then on)."""
 
     async def ready() -> None:
-        while not all(
+        while not all(  # noqa: ASYNC110 - health is polled
             report["state"] == "capturing" and report.get("streaming")
             for report in streaming.producers.health().values()
         ):

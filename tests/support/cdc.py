@@ -20,7 +20,7 @@ def execute(sql: str, params: Sequence[Any] = (), *, dsn: str = DSN) -> list[tup
     try:
         connection.autocommit = True
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(sql, params or None)
             return cursor.fetchall() if cursor.description else []
     finally:
         connection.close()
