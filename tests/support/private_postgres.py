@@ -56,10 +56,14 @@ class PrivatePostgres:
         self.process = subprocess.Popen(
             [
                 str(BIN / "postgres"),
-                "-D", str(data),
-                "-p", str(self.port),
-                "-c", "listen_addresses=127.0.0.1",
-                "-c", f"unix_socket_directories={self.directory}",
+                "-D",
+                str(data),
+                "-p",
+                str(self.port),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                f"unix_socket_directories={self.directory}",
                 *options,
             ],  # fmt: skip
             stdout=subprocess.DEVNULL,
