@@ -81,7 +81,7 @@ async def test_one_process_captures_and_another_takes_over_after_sigkill(
         killed_at = time.monotonic()
         # Committed while nobody captures: still delivered, once someone does.
         execute(f"INSERT INTO {orders} (customer_id, item) VALUES (2, 'during')")
-        (successor,) = await holders(others)
+        (_successor,) = await holders(others)
         takeover = time.monotonic() - killed_at
         execute(f"INSERT INTO {orders} (customer_id, item) VALUES (3, 'after')")
         await client.wait_for(3, timeout=20)

@@ -46,7 +46,7 @@ async def test_no_row_is_lost_or_doubled_at_the_snapshot_boundary(orders: str) -
     writer = Writer(orders)
     writer.start()
     try:
-        while writer.count < 50:  # writes are under way before capture starts
+        while writer.count < 50:  # noqa: ASYNC110 - writes are under way before capture starts
             await asyncio.sleep(0.01)
         streaming = StreamingAPI(broker="memory://")
         streaming.changes("/tables/orders", source=PostgresChanges(DSN, table=f"public.{orders}"))(
@@ -56,7 +56,7 @@ async def test_no_row_is_lost_or_doubled_at_the_snapshot_boundary(orders: str) -
             await wait_until_capturing(streaming)
             started = writer.count
             deadline = time.monotonic() + 10
-            while writer.count < started + 100 and time.monotonic() < deadline:
+            while writer.count < started + 100 and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
             writer.stop_event.set()
             await asyncio.to_thread(writer.join)

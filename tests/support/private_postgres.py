@@ -53,19 +53,10 @@ class PrivatePostgres:
             **as_postgres,  # type: ignore[call-overload]
         )
         options = [f"-c{key}={value}" for key, value in self.settings.items()]
+        command = [str(BIN / "postgres"), "-D", str(data), "-p", str(self.port)]
+        command += ["-clisten_addresses=127.0.0.1", f"-cunix_socket_directories={self.directory}"]
         self.process = subprocess.Popen(
-            [
-                str(BIN / "postgres"),
-                "-D",
-                str(data),
-                "-p",
-                str(self.port),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                f"unix_socket_directories={self.directory}",
-                *options,
-            ],  # fmt: skip
+            [*command, *options],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             **as_postgres,  # type: ignore[call-overload]
