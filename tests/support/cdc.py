@@ -35,24 +35,28 @@ def logical_wal_or_skip() -> None:
         pytest.skip("PostgreSQL runs without wal_level = logical (.ci/run turns it on)")
 
 
-def drop_capture(slot: str, *, publication: str | None = None, table: str | None = None) -> None:
+def drop_capture(
+    slot: str, *, publication: str | None = None, table: str | None = None, dsn: str = DSN
+) -> None:
     """Drop the slot (waiting until no walsender uses it), the publication and the table."""
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        rows = execute("SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+        rows = execute(
+            "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,), dsn=dsn
+        )
         if not rows:
             break
         if rows[0][0] is not None:
-            execute("SELECT pg_terminate_backend(%s)", (rows[0][0],))
+            execute("SELECT pg_terminate_backend(%s)", (rows[0][0],), dsn=dsn)
             time.sleep(0.2)
             continue
         try:
-            execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+            execute("SELECT pg_drop_replication_slot(%s)", (slot,), dsn=dsn)
         except psycopg2.errors.ObjectInUse:
             time.sleep(0.2)
-    execute(f'DROP PUBLICATION IF EXISTS "{publication or slot}"')
+    execute(f'DROP PUBLICATION IF EXISTS "{publication or slot}"', dsn=dsn)
     if table is not None:
-        execute(f"DROP TABLE IF EXISTS {table}")
+        execute(f"DROP TABLE IF EXISTS {table}", dsn=dsn)
 
 
 @contextmanager
