@@ -82,12 +82,13 @@ def declare_changes(
     def learn_columns(table: TableInfo) -> None:
         if given:
             return
+        # The reflected columns describe the topic; events are still checked as plain
+        # changes, so a column added or dropped while capture runs does not stop delivery.
         row: Any = table.row_model(exclude=exclude, mask=mask)
         reflected: Any = Change[row]
-        adapter: TypeAdapter[Any] = TypeAdapter(reflected)
-        topic.payload, topic.payload_adapter = reflected, adapter
+        topic.payload = reflected
         if topic.subscribe is not None:
-            topic.subscribe.payload, topic.subscribe.payload_adapter = reflected, adapter
+            topic.subscribe.payload = reflected
         touch()
 
     capture = TableCapture(
