@@ -3,7 +3,7 @@
 psycopg2 is the one maintained Python client that speaks the streaming replication protocol
 (see the design decisions); it blocks, so the connection lives in one thread, which decodes
 ``pgoutput`` into :class:`CapturedChange` items and hands them to the event loop in batches
-through a bounded queue (a slow broker slows the reading down; nothing piles up). The thread is
+through a bounded hand-over (a slow broker slows the reading down; nothing piles up). The thread is
 also the only one that talks to the connection, so the event loop passes the confirmed position
 through an attribute and the thread sends it as replication feedback.
 """
@@ -15,7 +15,6 @@ import logging
 import select
 import threading
 from collections.abc import Callable
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,7 +60,7 @@ class ReplicationThread:
         create_slot: bool,
         table: TableInfo,
         loop: asyncio.AbstractEventLoop,
-        queue: asyncio.Queue[Any],
+        max_batches: int = 8,
     ) -> None:
         self.connect = connect
         self.slot = slot
@@ -69,7 +68,10 @@ class ReplicationThread:
         self.create_slot = create_slot
         self.table = table
         self.loop = loop
-        self.queue = queue
+        # Bounded by the semaphore, not by the queue: the thread never waits for the event loop
+        # to take an item, only for it to make room.
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._room = threading.Semaphore(max_batches)
         self.stop_event = threading.Event()
         self.snapshot_taken = threading.Event()
         #: The position the event loop confirmed: every change before it is in the broker.
@@ -78,6 +80,8 @@ class ReplicationThread:
         #: True once the server streams changes (after the snapshot, if one was taken).
         self.streaming = False
         self._relations: dict[int, pgoutput.Relation] = {}
+        #: Per relation, each column's name and converter, in the order values arrive.
+        self._converters: dict[int, list[tuple[str, Callable[[str], Any]]]] = {}
         self._thread = threading.Thread(target=self._main, name=f"cdc {slot}", daemon=True)
 
     def start(self) -> None:
@@ -151,6 +155,10 @@ class ReplicationThread:
                     shipped, in_transaction = decoded.end_lsn, False
                 elif isinstance(decoded, pgoutput.Relation):
                     self._relations[decoded.oid] = decoded
+                    known = {column.name: column.convert for column in self.table.columns}
+                    self._converters[decoded.oid] = [
+                        (column.name, known.get(column.name, str)) for column in decoded.columns
+                    ]
                 elif begin is not None and not isinstance(decoded, pgoutput.Other):
                     for change in self._changes(decoded, begin, message.data_start, index):
                         batch.append(change)
@@ -199,17 +207,15 @@ class ReplicationThread:
         values: pgoutput.Values,
         previous: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        converters = {column.name: column.convert for column in self.table.columns}
         row: dict[str, Any] = {}
-        for column, value in zip(relation.columns, values, strict=False):
-            if value is pgoutput.UNCHANGED:
-                if previous is not None and column.name in previous:
-                    row[column.name] = previous[column.name]
-                continue  # a TOASTed value the update did not touch: not resent
-            if value is None or isinstance(value, pgoutput.Unchanged):
-                row[column.name] = None
-            else:
-                row[column.name] = converters.get(column.name, str)(value)
+        for (name, convert), value in zip(self._converters[relation.oid], values, strict=False):
+            if value.__class__ is str:
+                row[name] = convert(value)
+            elif value is None:
+                row[name] = None
+            elif previous is not None and name in previous:
+                row[name] = previous[name]  # a TOASTed value the update did not touch
+            # else: not resent by PostgreSQL and unknown here: left out
         return row
 
     def _change(
@@ -242,15 +248,20 @@ class ReplicationThread:
         )
 
     def _put(self, item: Any, *, stopping: bool = True) -> None:
-        """Hand ``item`` to the event loop, waiting while the queue is full."""
-        future = asyncio.run_coroutine_threadsafe(self.queue.put(item), self.loop)
-        while True:
-            try:
-                future.result(timeout=0.5)
-                return
-            except FutureTimeout:
-                if stopping and self.stop_event.is_set():
-                    future.cancel()
-                    raise Stopped from None
-            except RuntimeError:  # the event loop is gone
-                raise Stopped from None
+        """Hand ``item`` to the event loop, waiting while it holds too many already."""
+        while not self._room.acquire(timeout=0.5):
+            if stopping and self.stop_event.is_set():
+                raise Stopped
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+        except RuntimeError:  # the event loop is gone
+            raise Stopped from None
+
+    async def next_item(self, timeout: float) -> Any:
+        """The next item the thread handed over, or None after ``timeout`` seconds."""
+        try:
+            item = await asyncio.wait_for(self.queue.get(), timeout)
+        except asyncio.TimeoutError:
+            return None
+        self._room.release()
+        return item

@@ -98,7 +98,6 @@ class PostgresChanges:
     async def changes(self) -> AsyncIterator[Sequence[CapturedChange | Checkpoint]]:
         assert self.table is not None, "check() runs first"
         create = await asyncio.to_thread(self._prepare_slot)
-        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=8)
         thread = ReplicationThread(
             partial(_replication_connection, self.dsn),
             slot=self.slot,
@@ -106,16 +105,14 @@ class PostgresChanges:
             create_slot=create,
             table=self.table,
             loop=asyncio.get_running_loop(),
-            queue=queue,
         )
         self._thread = thread
         thread.confirmed = self._confirmed
         thread.start()
         try:
             while True:
-                try:
-                    item = await asyncio.wait_for(queue.get(), 1.0)
-                except asyncio.TimeoutError:
+                item = await thread.next_item(1.0)
+                if item is None:
                     yield []
                     continue
                 if isinstance(item, BaseException):
