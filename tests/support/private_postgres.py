@@ -45,33 +45,43 @@ class PrivatePostgres:
         as_postgres = self._as_postgres()
         if as_postgres:
             shutil.chown(self.directory, "postgres", "postgres")
-        data = self.directory / "data"
+        self.data = self.directory / "data"
         subprocess.run(
-            [str(BIN / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"],
+            [str(BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust"],
             check=True,
             capture_output=True,
             **as_postgres,  # type: ignore[call-overload]
         )
+        self._run(timeout)
+        return self
+
+    def _run(self, timeout: float) -> None:
+        """Start the server on the existing data directory and wait until it answers."""
         options = [f"-c{key}={value}" for key, value in self.settings.items()]
-        command = [str(BIN / "postgres"), "-D", str(data), "-p", str(self.port)]
+        command = [str(BIN / "postgres"), "-D", str(self.data), "-p", str(self.port)]
         command += ["-clisten_addresses=127.0.0.1", f"-cunix_socket_directories={self.directory}"]
         self.process = subprocess.Popen(
             [*command, *options],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            **as_postgres,  # type: ignore[call-overload]
+            **self._as_postgres(),  # type: ignore[call-overload]
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
                 psycopg2.connect(self.dsn, connect_timeout=1).close()
-                return self
+                return
             except psycopg2.OperationalError:
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError("the private PostgreSQL server did not start")
 
-    def stop(self) -> None:
+    def restart(self, timeout: float = 30) -> None:
+        """Stop the server (fast shutdown: connections end) and start it again."""
+        self._halt()
+        self._run(timeout)
+
+    def _halt(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)  # fast shutdown
             try:
@@ -79,6 +89,9 @@ class PrivatePostgres:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+    def stop(self) -> None:
+        self._halt()
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def __enter__(self) -> PrivatePostgres:
