@@ -14,6 +14,7 @@ import asyncio
 import logging
 import select
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,8 @@ from .table import TableInfo
 logger = logging.getLogger("fastapi_streaming.cdc")
 
 BATCH = 1000
+#: Seconds between confirmations sent to the server while changes keep coming.
+FEEDBACK_INTERVAL = 0.1
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,7 @@ class ReplicationThread:
     def _stream(self, cursor: Any) -> None:
         in_transaction = False
         shipped = 0  # the end of the last transaction handed to the event loop
-        sent = -1
+        sent, sent_at = -1, 0.0
         begin: pgoutput.Begin | None = None
         index = 0
         batch: list[CapturedChange | Checkpoint] = []
@@ -166,18 +169,21 @@ class ReplicationThread:
                 if len(batch) < BATCH:
                     continue
             self.server_lsn = max(self.server_lsn, cursor.wal_end)
+            idle = not batch
             if batch:
                 self._put(batch)
                 batch = []
-                continue
             flush = self.confirmed
-            if not in_transaction and shipped <= flush:
+            if idle and not in_transaction and shipped <= flush:
                 # Caught up: WAL of other tables up to the server's position is ours to free.
                 flush = max(flush, cursor.wal_end)
-            if flush != sent:
-                cursor.send_feedback(write_lsn=flush, flush_lsn=flush, apply_lsn=flush)
-                sent = flush
-            select.select([cursor], [], [], 0.5)
+            now = time.monotonic()
+            if flush > sent and (idle or now - sent_at >= FEEDBACK_INTERVAL):
+                # Promptly: what is not confirmed is sent again after a crash.
+                cursor.send_feedback(write_lsn=flush, flush_lsn=flush, apply_lsn=flush, force=True)
+                sent, sent_at = flush, now
+            if idle:
+                select.select([cursor], [], [], FEEDBACK_INTERVAL)
 
     def _changes(
         self, message: pgoutput.Message, begin: pgoutput.Begin, lsn: int, index: int
