@@ -16,7 +16,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -72,7 +72,7 @@ class Source(Protocol):
         """Hold the one capture lease of this source; yields whether it is still held."""
         ...
 
-    def changes(self) -> AsyncIterator[Sequence[CapturedChange | Checkpoint]]:
+    def changes(self) -> AsyncGenerator[Sequence[CapturedChange | Checkpoint], None]:
         """Snapshot rows, then live changes, in batches; an empty batch while idle."""
         ...
 
@@ -111,6 +111,7 @@ class TableCapture:
         self.error: str | None = None
         self.published = 0
         self.dropped = 0
+        self.failed = 0
         self._pending_since: int | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -149,6 +150,7 @@ class TableCapture:
             "error": self.error,
             "published": self.published,
             "dropped": self.dropped,
+            "failed": self.failed,
             "lag_seconds": round(lag, 3),
             **self.source.health(),
         }
@@ -158,10 +160,13 @@ class TableCapture:
         while True:
             try:
                 self.state = "waiting for the lease"
-                async with self.source.lease() as held:
+                async with (
+                    self.source.lease() as held,
+                    contextlib.aclosing(self.source.changes()) as changes,
+                ):
                     self.state, self.error = "capturing", None
                     logger.info("Capturing %s into %s", self.source.name, self.topic.address)
-                    async for batch in self.source.changes():
+                    async for batch in changes:
                         if not held():
                             raise LeaseLost(f"lost the capture lease of {self.source.name}")
                         await self._handle(batch, publish)
@@ -183,7 +188,17 @@ class TableCapture:
                 continue
             if self._pending_since is None:
                 self._pending_since = item.commit_ms
-            routed = await self._prepare(item)
+            try:
+                routed = await self._prepare(item)
+            except Exception:
+                # One change that cannot be handled must not stop every later one.
+                logger.exception(
+                    "Dropped the change at %s of %s: its handler or routing failed",
+                    item.position,
+                    self.source.name,
+                )
+                self.failed += 1
+                routed = None
             if routed is None:
                 self.dropped += 1
                 continue

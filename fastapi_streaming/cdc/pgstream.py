@@ -80,6 +80,8 @@ class ReplicationThread:
         #: The position the event loop confirmed: every change before it is in the broker.
         self.confirmed = 0
         self.server_lsn = 0
+        #: The position last sent to the server as flushed.
+        self.flushed = 0
         #: True once the server streams changes (after the snapshot, if one was taken).
         self.streaming = False
         self._relations: dict[int, pgoutput.Relation] = {}
@@ -99,7 +101,8 @@ class ReplicationThread:
 
     @property
     def lag_bytes(self) -> int:
-        return max(0, self.server_lsn - self.confirmed) if self.confirmed else 0
+        """WAL the server has beyond what this capture told it is done with."""
+        return max(0, self.server_lsn - self.flushed) if self.flushed else 0
 
     # -- the thread ------------------------------------------------------------------------
 
@@ -182,6 +185,7 @@ class ReplicationThread:
                 # Promptly: what is not confirmed is sent again after a crash.
                 cursor.send_feedback(write_lsn=flush, flush_lsn=flush, apply_lsn=flush, force=True)
                 sent, sent_at = flush, now
+                self.flushed = flush
             if idle:
                 select.select([cursor], [], [], FEEDBACK_INTERVAL)
 

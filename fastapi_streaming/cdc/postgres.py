@@ -16,7 +16,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -95,7 +95,7 @@ class PostgresChanges:
 
     # -- capture ---------------------------------------------------------------------------
 
-    async def changes(self) -> AsyncIterator[Sequence[CapturedChange | Checkpoint]]:
+    async def changes(self) -> AsyncGenerator[Sequence[CapturedChange | Checkpoint], None]:
         assert self.table is not None, "check() runs first"
         create = await asyncio.to_thread(self._prepare_slot)
         thread = ReplicationThread(
