@@ -70,12 +70,16 @@ async def measure(dsn: str, rows: int, batch: int) -> dict[str, float]:
             elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     finally:
         slot = source.slot
-        for _ in range(50):
+        for _ in range(50):  # the replication connection ends with the API; wait for it
             cursor = admin.cursor()
-            cursor.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+            cursor.execute(
+                "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+            )
             found = cursor.fetchone()
-            if found is None or not found[0]:
+            if found is None or found[0] is None:
                 break
+            if _ > 20:
+                cursor.execute("SELECT pg_terminate_backend(%s)", (found[0],))
             await asyncio.sleep(0.1)
         admin.cursor().execute(
             "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
