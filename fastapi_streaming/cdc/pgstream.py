@@ -268,10 +268,18 @@ class ReplicationThread:
             raise Stopped from None
 
     async def next_item(self, timeout: float) -> Any:
-        """The next item the thread handed over, or None after ``timeout`` seconds."""
+        """The next item the thread handed over, or None after ``timeout`` seconds.
+
+        Not ``asyncio.wait_for``: on Python 3.11 a cancellation that meets an item arriving
+        from the thread can be lost, and capture would then never stop.
+        """
+        getter = asyncio.ensure_future(self.queue.get())
         try:
-            item = await asyncio.wait_for(self.queue.get(), timeout)
-        except asyncio.TimeoutError:
+            await asyncio.wait({getter}, timeout=timeout)
+        finally:
+            if not getter.done():
+                getter.cancel()
+        if getter.cancelled() or not getter.done():
             return None
         self._room.release()
-        return item
+        return getter.result()

@@ -60,3 +60,24 @@ async def test_a_change_that_cannot_be_routed_is_dropped_and_later_ones_flow(
         report = streaming.producers.health()[source.name]
     assert [data["after"]["item"] for data in inbox.data()] == ["ok"]
     assert report["failed"] == 1
+
+
+async def test_capture_stops_promptly_while_changes_are_arriving(orders: str) -> None:
+    """Stopping while the replication thread hands changes over must not hang shutdown."""
+    for round_ in range(8):
+        streaming = StreamingAPI(broker="memory://")
+        source = PostgresChanges(DSN, table=f"public.{orders}")
+        streaming.changes("/tables/orders", source=source)(lambda change: change)
+        async with capturing(streaming, ["tables.orders"]) as (_, inbox):
+            await wait_until_capturing(streaming)
+            writing = asyncio.create_task(
+                asyncio.to_thread(
+                    execute,
+                    f"INSERT INTO {orders} (customer_id, item) "
+                    "SELECT g, 'x' FROM generate_series(1, 2000) AS g",
+                )
+            )
+            await writing
+            await inbox.wait_for(2000)  # stop right as the last change arrives
+            stopping = asyncio.get_running_loop().time()
+        assert asyncio.get_running_loop().time() - stopping < 10, f"round {round_}"
