@@ -81,3 +81,26 @@ async def test_capture_stops_promptly_while_changes_are_arriving(orders: str) ->
             await inbox.wait_for(2000)  # stop right as the last change arrives
             stopping = asyncio.get_running_loop().time()
         assert asyncio.get_running_loop().time() - stopping < 10, f"round {round_}"
+
+
+async def test_an_idle_table_does_not_make_the_slot_hold_other_tables_wal(orders: str) -> None:
+    source = PostgresChanges(DSN, table=f"public.{orders}")
+    streaming = StreamingAPI(broker="memory://")
+    streaming.changes("/tables/orders", source=source)(lambda change: change)
+    other = f"{orders}_other"
+    execute(f"CREATE TABLE {other} (n int)")
+    try:
+        async with capturing(streaming, ["tables.orders"]):
+            await wait_until_capturing(streaming)
+            execute(f"INSERT INTO {other} SELECT g FROM generate_series(1, 5000) AS g")
+            (written,) = execute("SELECT pg_current_wal_lsn()")[0]
+            query = (
+                "SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots "
+                "WHERE slot_name = %s"
+            )
+            deadline = asyncio.get_running_loop().time() + 20
+            while not execute(query, (written, source.slot))[0][0]:
+                assert asyncio.get_running_loop().time() < deadline, "the slot holds WAL"
+                await asyncio.sleep(0.1)
+    finally:
+        execute(f"DROP TABLE {other}")
