@@ -58,6 +58,15 @@ class Checkpoint:
     token: Any
 
 
+@dataclass(frozen=True, slots=True)
+class TableChanged:
+    """The table's columns changed while streaming (a column added, dropped or retyped)."""
+
+
+#: What a source hands over, in order.
+Item = CapturedChange | Checkpoint | TableChanged
+
+
 class Source(Protocol):
     """A database table's changes. :class:`~fastapi_streaming.cdc.PostgresChanges` is one."""
 
@@ -68,11 +77,15 @@ class Source(Protocol):
         :class:`CaptureConfigurationError` naming the fix if not."""
         ...
 
+    async def reflect(self) -> TableInfo:
+        """The table's columns as they are now (after a :class:`TableChanged`)."""
+        ...
+
     def lease(self) -> AbstractAsyncContextManager[Callable[[], bool]]:
         """Hold the one capture lease of this source; yields whether it is still held."""
         ...
 
-    def changes(self) -> AsyncGenerator[Sequence[CapturedChange | Checkpoint], None]:
+    def changes(self) -> AsyncGenerator[Sequence[Item], None]:
         """Snapshot rows, then live changes, in batches; an empty batch while idle."""
         ...
 
@@ -180,8 +193,11 @@ class TableCapture:
             await asyncio.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 2, 5.0)
 
-    async def _handle(self, batch: Sequence[CapturedChange | Checkpoint], publish: Publish) -> None:
+    async def _handle(self, batch: Sequence[Item], publish: Publish) -> None:
         for item in batch:
+            if isinstance(item, TableChanged):
+                await self._table_changed()
+                continue
             if isinstance(item, Checkpoint):
                 await self.source.confirm(item.token)
                 self._pending_since = None
@@ -204,6 +220,17 @@ class TableCapture:
                 continue
             await _publish_until_accepted(publish, *routed)
             self.published += 1
+
+    async def _table_changed(self) -> None:
+        """Describe the topic with the table's new columns; capture itself goes on as is."""
+        try:
+            self.table = await self.source.reflect()
+        except Exception as exc:
+            logger.warning("Could not read the new columns of %s: %s", self.source.name, exc)
+            return
+        logger.info("The columns of %s changed; the topic follows.", self.source.name)
+        if self.on_table is not None:
+            self.on_table(self.table)
 
     async def _prepare(self, change: CapturedChange) -> tuple[str, str] | None:
         """The channel and broker message of a change, or None when it is dropped."""

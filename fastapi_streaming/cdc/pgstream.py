@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import pgoutput
-from .capture import CapturedChange, Checkpoint
+from .capture import CapturedChange, Checkpoint, Item, TableChanged
+from .pgtypes import converter_for_oid
 from .table import TableInfo
 
 logger = logging.getLogger("fastapi_streaming.cdc")
@@ -149,7 +150,7 @@ class ReplicationThread:
         sent, sent_at = -1, 0.0
         begin: pgoutput.Begin | None = None
         index = 0
-        batch: list[CapturedChange | Checkpoint] = []
+        batch: list[Item] = []
         while not self.stop_event.is_set():
             message = cursor.read_message()
             if message is not None:
@@ -160,11 +161,9 @@ class ReplicationThread:
                     batch.append(Checkpoint(decoded.end_lsn))
                     shipped, in_transaction = decoded.end_lsn, False
                 elif isinstance(decoded, pgoutput.Relation):
+                    if self._columns_changed(decoded):
+                        batch.append(TableChanged())
                     self._relations[decoded.oid] = decoded
-                    known = {column.name: column.convert for column in self.table.columns}
-                    self._converters[decoded.oid] = [
-                        (column.name, known.get(column.name, str)) for column in decoded.columns
-                    ]
                 elif begin is not None and not isinstance(decoded, pgoutput.Other):
                     for change in self._changes(decoded, begin, message.data_start, index):
                         batch.append(change)
@@ -188,6 +187,25 @@ class ReplicationThread:
                 self.flushed = flush
             if idle:
                 select.select([cursor], [], [], FEEDBACK_INTERVAL)
+
+    def _columns_changed(self, relation: pgoutput.Relation) -> bool:
+        """Learn a relation's converters; True if its columns differ from what was known.
+
+        A column known since startup keeps its reflected converter; one added (or retyped)
+        while streaming gets the converter of its type OID.
+        """
+        known = {column.name: column.convert for column in self.table.columns}
+        previous = self._relations.get(relation.oid)
+        kept = set(previous.columns) if previous is not None else None
+        converters = []
+        for column in relation.columns:
+            same = column.name in known and (kept is None or column in kept)
+            convert = known[column.name] if same else converter_for_oid(column.type_oid)
+            converters.append((column.name, convert))
+        self._converters[relation.oid] = converters
+        if previous is None:
+            return [c.name for c in relation.columns] != [c.name for c in self.table.columns]
+        return relation.columns != previous.columns
 
     def _changes(
         self, message: pgoutput.Message, begin: pgoutput.Begin, lsn: int, index: int

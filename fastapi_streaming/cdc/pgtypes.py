@@ -65,3 +65,16 @@ def column_type(name: str, type_name: str, type_kind: str, table: str) -> tuple[
         type_name,
     )
     return str, str
+
+
+#: The built-in types with a non-text JSON form, by OID (stable across PostgreSQL versions).
+_BUILTIN_OIDS = {
+    16: "bool", 20: "int8", 21: "int2", 23: "int4", 26: "oid",
+    700: "float4", 701: "float8", 114: "json", 3802: "jsonb",
+}  # fmt: skip
+
+
+def converter_for_oid(type_oid: int) -> Converter:
+    """The converter of a column known only from a Relation message (added while streaming)."""
+    name = _BUILTIN_OIDS.get(type_oid)
+    return _NUMERIC[name][1] if name is not None else str

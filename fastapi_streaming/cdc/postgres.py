@@ -20,7 +20,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from functools import partial
 from typing import Any
 
-from .capture import CapturedChange, Checkpoint
+from .capture import CapturedChange, Item
 from .errors import CaptureConfigurationError
 from .lease import AdvisoryLease
 from .pgcheck import check_routing, check_server, connect, ensure_publication, reflect
@@ -90,12 +90,24 @@ class PostgresChanges:
         finally:
             connection.close()
 
+    async def reflect(self) -> TableInfo:
+        self.table = await asyncio.to_thread(self._reflect)
+        return self.table
+
+    def _reflect(self) -> TableInfo:
+        connection = connect(self.dsn)
+        try:
+            connection.autocommit = True
+            return reflect(connection.cursor(), self.table_name)[0]
+        finally:
+            connection.close()
+
     def lease(self) -> contextlib.AbstractAsyncContextManager[Callable[[], bool]]:
         return AdvisoryLease(partial(connect, self.dsn), f"postgresql {self.slot}").hold()
 
     # -- capture ---------------------------------------------------------------------------
 
-    async def changes(self) -> AsyncGenerator[Sequence[CapturedChange | Checkpoint], None]:
+    async def changes(self) -> AsyncGenerator[Sequence[Item], None]:
         assert self.table is not None, "check() runs first"
         create = await asyncio.to_thread(self._prepare_slot)
         thread = ReplicationThread(
