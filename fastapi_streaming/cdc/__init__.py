@@ -7,6 +7,7 @@ any other subscribe topic. See the change data capture guide.
 
 from .capture import CapturedChange, Checkpoint, Source, TableCapture
 from .change import Change, ChangeSource, change_event_id
+from .debezium import DebeziumChanges
 from .declare import declare_changes
 from .errors import CaptureConfigurationError, LeaseLost
 from .postgres import PostgresChanges
@@ -18,6 +19,7 @@ __all__ = [
     "Change",
     "ChangeSource",
     "Checkpoint",
+    "DebeziumChanges",
     "LeaseLost",
     "PostgresChanges",
     "Producers",

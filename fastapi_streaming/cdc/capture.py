@@ -132,13 +132,14 @@ class TableCapture:
         """Check the source (raising what is misconfigured), then capture in the background."""
         self.state = "checking"
         self.table = await self.source.check(self.topic.parameters)
-        unknown = (self.exclude | self.mask) - {column.name for column in self.table.columns}
-        if unknown:
+        columns = {column.name for column in self.table.columns}
+        unknown = (self.exclude | self.mask) - columns
+        if columns and unknown:  # no columns: a source that learns them from its changes
             raise CaptureConfigurationError(
                 f"exclude/mask name {sorted(unknown)}, which are not columns of "
                 f"{self.table.qualified_name}."
             )
-        if self.on_table is not None:
+        if self.on_table is not None and self.table.columns:
             self.on_table(self.table)
         self._task = asyncio.create_task(
             self._run(publish), name=f"fastapi-streaming capture {self.source.name}"
@@ -229,7 +230,7 @@ class TableCapture:
             logger.warning("Could not read the new columns of %s: %s", self.source.name, exc)
             return
         logger.info("The columns of %s changed; the topic follows.", self.source.name)
-        if self.on_table is not None:
+        if self.on_table is not None and self.table.columns:
             self.on_table(self.table)
 
     async def _prepare(self, change: CapturedChange) -> tuple[str, str] | None:

@@ -31,7 +31,8 @@ class ChangeSource(BaseModel):
     change in the database's log; ``ts_ms`` is the commit time of its transaction.
     """
 
-    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+    # Debezium's other fields (sequence, xmin, gtid, query...) are kept as they come.
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True, extra="allow")
 
     version: str = "1"
     connector: str

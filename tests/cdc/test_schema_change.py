@@ -3,9 +3,8 @@ AsyncAPI payload follows the table's columns."""
 
 from __future__ import annotations
 
-import pytest
-
 import httpx
+import pytest
 
 from tests.support.cdc import DSN, execute
 from tests.support.clients import sse_stream
