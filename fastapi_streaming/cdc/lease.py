@@ -1,4 +1,7 @@
-"""One capture per source in a deployment: a PostgreSQL advisory lock on the source database.
+"""One capture per source in a deployment: a lock on the source database itself.
+
+PostgreSQL's session advisory lock (``pg_try_advisory_lock``) and MySQL/MariaDB's named lock
+(``GET_LOCK``) behave alike: held by a connection, released when it ends.
 
 The lock lives on the source database, not the broker, so it works with every broker (the
 memory broker too) and needs nothing more than the connection capture needs anyway. It is a
@@ -33,14 +36,26 @@ def lock_key(name: str) -> int:
 
 
 class AdvisoryLease:
-    """Holds ``pg_try_advisory_lock(key)`` on a connection of its own while capture runs."""
+    """Holds a database lock on a connection of its own while capture runs.
+
+    ``connect`` returns a connection in autocommit mode; ``statement`` takes the lock without
+    waiting and returns a true value when it got it (PostgreSQL's by default).
+    """
 
     def __init__(
-        self, connect: Callable[..., Any], name: str, *, retry: float = 1.0, check: float = 1.0
+        self,
+        connect: Callable[[], Any],
+        name: str,
+        *,
+        statement: str = "SELECT pg_try_advisory_lock(%s)",
+        key: Any = None,
+        retry: float = 1.0,
+        check: float = 1.0,
     ) -> None:
         self.connect = connect
         self.name = name
-        self.key = lock_key(name)
+        self.statement = statement
+        self.key = lock_key(name) if key is None else key
         self.retry = retry
         self.check = check
         self.held = False
@@ -48,9 +63,8 @@ class AdvisoryLease:
     @contextlib.asynccontextmanager
     async def hold(self) -> AsyncIterator[Callable[[], bool]]:
         """Wait until this process holds the lease; yield a function saying if it still does."""
-        connection = await asyncio.to_thread(self.connect, **KEEPALIVES)
+        connection = await asyncio.to_thread(self.connect)
         try:
-            connection.autocommit = True
             cursor = connection.cursor()
             while not await asyncio.to_thread(self._try, cursor):  # noqa: ASYNC110 - polls the server
                 await asyncio.sleep(self.retry)
@@ -68,7 +82,7 @@ class AdvisoryLease:
             await asyncio.to_thread(connection.close)
 
     def _try(self, cursor: Any) -> bool:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", (self.key,))
+        cursor.execute(self.statement, (self.key,))
         return bool(cursor.fetchone()[0])
 
     async def _watch(self, cursor: Any) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from .capture import CapturedChange, Item
 from .errors import CaptureConfigurationError
-from .lease import AdvisoryLease
+from .lease import KEEPALIVES, AdvisoryLease
 from .pgcheck import check_routing, check_server, connect, ensure_publication, reflect
 from .pgstream import ReplicationThread, SlotCreated, format_lsn
 from .table import TableInfo
@@ -103,7 +103,7 @@ class PostgresChanges:
             connection.close()
 
     def lease(self) -> contextlib.AbstractAsyncContextManager[Callable[[], bool]]:
-        return AdvisoryLease(partial(connect, self.dsn), f"postgresql {self.slot}").hold()
+        return AdvisoryLease(partial(_lease_connection, self.dsn), f"postgresql {self.slot}").hold()
 
     # -- capture ---------------------------------------------------------------------------
 
@@ -275,3 +275,9 @@ def _replication_connection(dsn: str) -> Any:
     from psycopg2.extras import LogicalReplicationConnection
 
     return connect(dsn, connection_factory=LogicalReplicationConnection)
+
+
+def _lease_connection(dsn: str) -> Any:
+    connection = connect(dsn, **KEEPALIVES)
+    connection.autocommit = True
+    return connection
