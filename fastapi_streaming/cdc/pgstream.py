@@ -21,6 +21,7 @@ from typing import Any
 
 from . import pgoutput
 from .capture import CapturedChange, Checkpoint, Item, TableChanged
+from .handover import Handover, Stopped
 from .pgtypes import converter_for_oid
 from .table import TableInfo
 
@@ -37,10 +38,6 @@ class SlotCreated:
 
     consistent_lsn: int
     snapshot_name: str
-
-
-class Stopped(Exception):
-    """The stream was asked to stop."""
 
 
 def format_lsn(lsn: int) -> str:
@@ -72,11 +69,8 @@ class ReplicationThread:
         self.create_slot = create_slot
         self.table = table
         self.loop = loop
-        # Bounded by the semaphore, not by the queue: the thread never waits for the event loop
-        # to take an item, only for it to make room.
-        self.queue: asyncio.Queue[Any] = asyncio.Queue()
-        self._room = threading.Semaphore(max_batches)
         self.stop_event = threading.Event()
+        self.handover = Handover(loop, self.stop_event, max_batches)
         self.snapshot_taken = threading.Event()
         #: The position the event loop confirmed: every change before it is in the broker.
         self.confirmed = 0
@@ -276,28 +270,8 @@ class ReplicationThread:
         )
 
     def _put(self, item: Any, *, stopping: bool = True) -> None:
-        """Hand ``item`` to the event loop, waiting while it holds too many already."""
-        while not self._room.acquire(timeout=0.5):
-            if stopping and self.stop_event.is_set():
-                raise Stopped
-        try:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
-        except RuntimeError:  # the event loop is gone
-            raise Stopped from None
+        self.handover.put(item, stopping=stopping)
 
     async def next_item(self, timeout: float) -> Any:
-        """The next item the thread handed over, or None after ``timeout`` seconds.
-
-        Not ``asyncio.wait_for``: on Python 3.11 a cancellation that meets an item arriving
-        from the thread can be lost, and capture would then never stop.
-        """
-        getter = asyncio.ensure_future(self.queue.get())
-        try:
-            await asyncio.wait({getter}, timeout=timeout)
-        finally:
-            if not getter.done():
-                getter.cancel()
-        if getter.cancelled() or not getter.done():
-            return None
-        self._room.release()
-        return getter.result()
+        """The next item the thread handed over, or None after ``timeout`` seconds."""
+        return await self.handover.get(timeout)
