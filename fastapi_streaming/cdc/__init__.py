@@ -10,6 +10,7 @@ from .change import Change, ChangeSource, change_event_id
 from .debezium import DebeziumChanges
 from .declare import declare_changes
 from .errors import CaptureConfigurationError, LeaseLost
+from .mysql import MySQLChanges
 from .postgres import PostgresChanges
 from .producers import Producers
 
@@ -21,6 +22,7 @@ __all__ = [
     "Checkpoint",
     "DebeziumChanges",
     "LeaseLost",
+    "MySQLChanges",
     "PostgresChanges",
     "Producers",
     "Source",
