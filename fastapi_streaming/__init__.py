@@ -14,6 +14,8 @@ from .errors import (
     Unavailable,
 )
 from .events import Event
+from .hooks import hookimpl
+from .routing import StreamingRouter
 from .topics import Mode, OverflowPolicy, Topic
 from .websub.settings import WebSubSettings
 
@@ -32,10 +34,12 @@ __all__ = [
     "PayloadTooLarge",
     "StreamingAPI",
     "StreamingError",
+    "StreamingRouter",
     "Topic",
     "TopicNotFound",
     "Unauthorized",
     "Unavailable",
     "WebSubSettings",
     "__version__",
+    "hookimpl",
 ]

@@ -1,27 +1,39 @@
-"""``StreamingAPI``: the registry of topics, its decorators, and how it joins a FastAPI app."""
+"""``StreamingAPI``: the configuration of a streaming API, and how it joins and runs in an app.
+
+Topics are declared on a :class:`~fastapi_streaming.routing.StreamingRouter`; the API has one of
+its own (``@streaming.subscribe``) and includes others (``streaming.include_router``). What
+the transports, the WebSub hub and the AsyncAPI document get from it are narrow objects: a
+:class:`~fastapi_streaming.context.StreamingContext` and an
+:class:`~fastapi_streaming.asyncapi.info.AsyncAPISource`.
+"""
 
 from __future__ import annotations
 
-import inspect
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from os import PathLike
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import pluggy
 from fastapi import FastAPI
-from pydantic import TypeAdapter
+from fastapi import params as fastapi_params
 from starlette.requests import HTTPConnection
 
-from .dependencies import plan_handler
+from .asyncapi.document import cached_document
+from .asyncapi.info import ApiInfo, AsyncAPISource
+from .asyncapi.versions import check_version
+from .context import NotRunningError, StreamingContext
+from .declarations import NOT_GIVEN
 from .events import Event
+from .routing import StreamingRouter
 from .runtime import StreamingRuntime
 from .security.access import AccessControl
-from .security.authorizer import Authorizer
+from .security.authorizer import Authenticator
 from .security.redaction import install_redaction
-from .topics import Mode, Operation, OverflowPolicy, Topic, TopicRegistry
+from .topics import Mode, OverflowPolicy, Topic, TopicRegistry
+from .uvicorn_support import end_streams_on_shutdown
 
 if sys.version_info >= (3, 11):
     from typing import Self
@@ -29,28 +41,55 @@ else:  # pragma: no cover
     from typing_extensions import Self
 
 if TYPE_CHECKING:
+    from .asyncapi.reading import AsyncAPIImportWarning
     from .cdc.capture import Source
     from .cdc.producers import Producers
     from .websub.hub import WebSubHub
     from .websub.settings import WebSubSettings
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
-
-_NOT_GIVEN: Any = object()
+T = TypeVar("T")
 
 logger = logging.getLogger("fastapi_streaming")
 
+__all__ = ["NotRunningError", "StreamingAPI"]
 
-class NotRunningError(RuntimeError):
-    """The streaming API was used outside the app's lifespan."""
+
+class _Setting(Generic[T]):
+    """An attribute of the API that lives on the narrow objects it hands out (the document's
+    :class:`ApiInfo`, the transports' :class:`StreamingContext`...), so changing it on the API
+    changes what they see. Read from the first owner, written to every one.
+    """
+
+    def __init__(self, *owners: str) -> None:
+        self.owner = owners[0]
+        self.owners = owners
+
+    def __set_name__(self, cls: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, api: None, cls: type) -> _Setting[T]: ...
+    @overload
+    def __get__(self, api: StreamingAPI, cls: type) -> T: ...
+    def __get__(self, api: StreamingAPI | None, cls: type) -> T | _Setting[T]:
+        if api is None:
+            return self
+        value: T = getattr(getattr(api, self.owner), self.name)
+        return value
+
+    def __set__(self, api: StreamingAPI, value: T) -> None:
+        for owner in self.owners:
+            setattr(getattr(api, owner), self.name, value)
 
 
 class StreamingAPI:
     """A Streaming API: topics that clients subscribe and publish to over the web.
 
-    Declare topics with :meth:`subscribe` and :meth:`publish`, then call :meth:`init_app` to add
-    the WebSocket, SSE and HTTP routes to a FastAPI app and to connect to the broker during the
-    app's lifespan.
+    Declare topics with :meth:`subscribe` and :meth:`publish`, or on a
+    :class:`~fastapi_streaming.StreamingRouter` added with :meth:`include_router`; then call
+    :meth:`init_app` to add the WebSocket, SSE and HTTP routes to a FastAPI app and to connect
+    to the broker during the app's lifespan.
 
     Args:
         title, version, description: what the API's documentation shows.
@@ -62,11 +101,12 @@ class StreamingAPI:
         heartbeat: seconds between comment lines on idle SSE streams.
         plugin_manager: a pluggy manager to find backends with (default: one with every
             installed plugin).
-        authorizer: who clients are: an authorizer (``JWTAuthorizer``,
+        authorizer: who clients are: an authenticator (``JWTAuthorizer``,
             ``FastAPIUsersAuthorizer``, a plugin's) or several, tried in order. Topics with
             scopes need one; see the security guide.
         require_auth: refuse clients without valid credentials everywhere, even on topics
             that require no scope.
+        dependencies: ``Depends(...)`` run before every handler of the API (as FastAPI's).
         websub: enable the WebSub hub (webhooks): ``WebSubSettings(...)``, or True for the
             defaults (a SQLite file in the working directory). Needs the ``websub`` extra.
 
@@ -77,6 +117,8 @@ class StreamingAPI:
             document's servers; without it, the host of the request that asked for it.
         security_schemes: the security schemes to describe, instead of HTTP bearer and the
             ``access_token`` query parameter.
+        server_security: the security requirements of every server, ``{scheme: [scopes]}``
+            (what a document's servers ask for); needs ``require_auth=True``.
         asyncapi_version: the version served by default (``3.0.0``; ``3.1.0``, ``2.6.0``).
         asyncapi_url, asyncapi_yaml_url, asyncapi_docs_url: where the document and its docs
             page are served; ``None`` turns one off.
@@ -97,8 +139,9 @@ class StreamingAPI:
         max_message_size: int = 1024 * 1024,
         heartbeat: float = 15.0,
         plugin_manager: pluggy.PluginManager | None = None,
-        authorizer: Authorizer | Sequence[Authorizer] | None = None,
+        authorizer: Authenticator | Sequence[Authenticator] | None = None,
         require_auth: bool = False,
+        dependencies: Sequence[fastapi_params.Depends] | None = None,
         websub: WebSubSettings | bool | None = None,
         terms_of_service: str | None = None,
         contact: Mapping[str, Any] | None = None,
@@ -107,6 +150,7 @@ class StreamingAPI:
         external_docs: Mapping[str, Any] | None = None,
         public_url: str | None = None,
         security_schemes: Mapping[str, Mapping[str, Any]] | None = None,
+        server_security: Mapping[str, Sequence[str]] | None = None,
         asyncapi_version: str = "3.0.0",
         asyncapi_url: str | None = "/asyncapi.json",
         asyncapi_yaml_url: str | None = "/asyncapi.yaml",
@@ -114,54 +158,108 @@ class StreamingAPI:
         asyncapi_js_url: str | None = None,
         asyncapi_css_url: str | None = None,
     ) -> None:
-        from .asyncapi.document import DocumentCache
-        from .asyncapi.versions import check_version
-
-        self.title = title
-        self.version = version
-        self.description = description
-        self.terms_of_service = terms_of_service
-        self.contact = dict(contact) if contact else None
-        self.license_info = dict(license_info) if license_info else None
-        self.tags = [dict(tag) for tag in tags] if tags else None
-        self.external_docs = dict(external_docs) if external_docs else None
-        self.public_url = public_url.rstrip("/") if public_url else None
-        self.security_schemes = (
-            {name: dict(scheme) for name, scheme in security_schemes.items()}
-            if security_schemes
-            else None
+        if server_security and not require_auth:
+            raise ValueError(
+                "server_security says every client must authenticate: pass require_auth=True "
+                "(or, to drop what an AsyncAPI document's servers ask for, server_security=None "
+                "as well as require_auth=False)."
+            )
+        if authorizer is None:
+            authenticators: Sequence[Authenticator] = ()
+        elif isinstance(authorizer, Sequence):
+            authenticators = authorizer
+        else:
+            authenticators = (authorizer,)
+        self.topics = TopicRegistry()
+        #: The API's own router: ``@streaming.subscribe`` declares on it.
+        self.router = StreamingRouter(dependencies=dependencies, topics=self.topics)
+        #: What the transports and the WebSub hub use: topics, access control, limits, runtime.
+        self.context = StreamingContext(
+            topics=self.topics,
+            access=AccessControl(authenticators, require_auth=require_auth),
+            prefix=prefix.rstrip("/"),
+            max_queue=max_queue,
+            max_message_size=max_message_size,
+            public_url=public_url.rstrip("/") if public_url else None,
         )
-        self.asyncapi_version = check_version(asyncapi_version)
-        self.asyncapi_url = asyncapi_url
-        self.asyncapi_yaml_url = asyncapi_yaml_url
-        self.asyncapi_docs_url = asyncapi_docs_url
-        self.asyncapi_js_url = asyncapi_js_url
-        self.asyncapi_css_url = asyncapi_css_url
+        #: The document's words and where it is served.
+        self.info = ApiInfo(
+            title=title,
+            version=version,
+            description=description,
+            terms_of_service=terms_of_service,
+            contact=dict(contact) if contact else None,
+            license_info=dict(license_info) if license_info else None,
+            tags=[dict(tag) for tag in tags] if tags else None,
+            external_docs=dict(external_docs) if external_docs else None,
+            public_url=public_url.rstrip("/") if public_url else None,
+            security_schemes=(
+                {name: dict(scheme) for name, scheme in security_schemes.items()}
+                if security_schemes
+                else None
+            ),
+            server_security=(
+                {name: list(scopes) for name, scopes in server_security.items()}
+                if server_security
+                else None
+            ),
+            asyncapi_version=check_version(asyncapi_version),
+            asyncapi_url=asyncapi_url,
+            asyncapi_yaml_url=asyncapi_yaml_url,
+            asyncapi_docs_url=asyncapi_docs_url,
+            asyncapi_js_url=asyncapi_js_url,
+            asyncapi_css_url=asyncapi_css_url,
+        )
+        #: What ``from_asyncapi`` could not keep of its document (empty otherwise).
+        self.import_warnings: list[AsyncAPIImportWarning] = []
         self.broker_url = broker
-        self.prefix = prefix.rstrip("/")
-        self.max_queue = max_queue
         self.overflow = OverflowPolicy(overflow)
-        self.max_message_size = max_message_size
         self.heartbeat = heartbeat
         self.plugin_manager = plugin_manager
-        if authorizer is None:
-            authorizers: Sequence[Authorizer] = ()
-        elif isinstance(authorizer, Sequence):
-            authorizers = authorizer
-        else:
-            authorizers = (authorizer,)
-        self.access = AccessControl(authorizers, require_auth=require_auth)
-        self.topics = TopicRegistry()
-        #: What feeds topics from outside (database changes); runs with the API.
-        self.producers = _producers()
-        self._runtime: StreamingRuntime | None = None
-        self._asyncapi_cache: DocumentCache[dict[str, Any]] = DocumentCache()
+        #: The app whose ``dependency_overrides`` apply to handlers (set by ``init_app``).
+        self.dependency_overrides_provider: Any = None
         #: The WebSub hub (webhooks), when enabled with ``websub=WebSubSettings(...)`` or True.
-        self.websub: WebSubHub | None = _websub_hub(self, websub)
+        self.websub: WebSubHub | None = _websub_hub(self.context, websub)
+        #: What the AsyncAPI document is built from (and its cache).
+        self.asyncapi_source = AsyncAPISource(
+            self.info,
+            self.topics,
+            self.context.access,
+            prefix=self.context.prefix,
+            websub=self.websub is not None,
+        )
+
+    title = _Setting[str]("info")
+    version = _Setting[str]("info")
+    description = _Setting["str | None"]("info")
+    terms_of_service = _Setting["str | None"]("info")
+    contact = _Setting["dict[str, Any] | None"]("info")
+    license_info = _Setting["dict[str, Any] | None"]("info")
+    tags = _Setting["list[dict[str, Any]] | None"]("info")
+    external_docs = _Setting["dict[str, Any] | None"]("info")
+    public_url = _Setting["str | None"]("info", "context")
+    security_schemes = _Setting["dict[str, dict[str, Any]] | None"]("info")
+    server_security = _Setting["dict[str, list[str]] | None"]("info")
+    asyncapi_version = _Setting[str]("info")
+    asyncapi_url = _Setting["str | None"]("info")
+    asyncapi_yaml_url = _Setting["str | None"]("info")
+    asyncapi_docs_url = _Setting["str | None"]("info")
+    asyncapi_js_url = _Setting["str | None"]("info")
+    asyncapi_css_url = _Setting["str | None"]("info")
+    prefix = _Setting[str]("context", "asyncapi_source")
+    max_queue = _Setting[int]("context")
+    max_message_size = _Setting[int]("context")
+
+    #: Who clients are and what they may touch, for every transport and the document.
+    access = _Setting[AccessControl]("context", "asyncapi_source")
 
     @classmethod
     def from_asyncapi(
-        cls, document: str | PathLike[str] | Mapping[str, Any], **options: Any
+        cls,
+        document: str | PathLike[str] | Mapping[str, Any],
+        *,
+        resolver: Callable[[str], Any] | None = None,
+        **options: Any,
     ) -> Self:
         """Create a streaming API whose topics come from an AsyncAPI 3.x or 2.x document.
 
@@ -170,12 +268,19 @@ class StreamingAPI:
         schemas (incoming events are validated against them); ``options`` are passed on to
         the constructor and win over what the document says. Attach handlers afterwards with
         the usual decorators.
-        """
-        from .asyncapi.importer import load_document, read_document
 
-        api = read_document(load_document(document))
+        References to other files are resolved against the document's location; remote ones
+        (``https://...``) only through ``resolver``, a function of the URL that returns the
+        parsed document. What the API does not keep of the document is listed in
+        ``import_warnings`` (and logged). Servers that ask for security make every client
+        authenticate (``require_auth=True``): pass ``authorizer=...``.
+        """
+        from .asyncapi.importer import declare, load_document, read_document
+
+        api = read_document(load_document(document, resolver))
         streaming = cls(**{**api.options, **options})
-        api.declare(streaming)
+        declare(api, streaming)
+        streaming.import_warnings = list(api.warnings)
         return streaming
 
     def asyncapi(
@@ -185,17 +290,9 @@ class StreamingAPI:
 
         Built once per version and server URL, and again only when the topics change.
         """
-        from .asyncapi.document import get_asyncapi
+        return cached_document(self.asyncapi_source, version, base_url=base_url)
 
-        version = version or self.asyncapi_version
-        base_url = self.public_url or base_url
-        return self._asyncapi_cache.get(
-            self.topics.revision,
-            (version, base_url),
-            lambda: get_asyncapi(self, version=version, base_url=base_url),
-        )
-
-    # -- declaring topics -------------------------------------------------------------------
+    # -- declaring topics (delegated to the API's own router) -------------------------------
 
     def subscribe(
         self,
@@ -203,37 +300,35 @@ class StreamingAPI:
         *,
         scopes: Iterable[str] = (),
         channel: str | None = None,
-        payload: Any = _NOT_GIVEN,
+        payload: Any = NOT_GIVEN,
         name: str | None = None,
         summary: str | None = None,
         description: str | None = None,
         overflow: OverflowPolicy | str | None = None,
         max_queue: int | None = None,
+        tags: Sequence[str] | None = None,
+        dependencies: Sequence[fastapi_params.Depends] | None = None,
+        deprecated: bool | None = None,
+        include_in_schema: bool = True,
     ) -> Callable[[Handler], Handler]:
-        """Declare that clients may receive the events of ``address``.
-
-        The decorated function runs once per event (not once per client) with the validated
-        event and the address parameters; what it returns is sent to every subscribed client,
-        and ``None`` drops the event.
+        """Declare that clients may receive the events of ``address``
+        (see :meth:`StreamingRouter.subscribe <fastapi_streaming.StreamingRouter.subscribe>`).
         """
-
-        def decorator(handler: Handler) -> Handler:
-            self.add_operation(
-                Mode.SUBSCRIBE,
-                address,
-                handler,
-                scopes=scopes,
-                channel=channel,
-                payload=payload,
-                name=name,
-                summary=summary,
-                description=description,
-                overflow=overflow,
-                max_queue=max_queue,
-            )
-            return handler
-
-        return decorator
+        return self.router.subscribe(
+            address,
+            scopes=scopes,
+            channel=channel,
+            payload=payload,
+            name=name,
+            summary=summary,
+            description=description,
+            overflow=overflow,
+            max_queue=max_queue,
+            tags=tags,
+            dependencies=dependencies,
+            deprecated=deprecated,
+            include_in_schema=include_in_schema,
+        )
 
     def publish(
         self,
@@ -241,32 +336,36 @@ class StreamingAPI:
         *,
         scopes: Iterable[str] = (),
         channel: str | None = None,
-        payload: Any = _NOT_GIVEN,
+        payload: Any = NOT_GIVEN,
         name: str | None = None,
         summary: str | None = None,
         description: str | None = None,
+        tags: Sequence[str] | None = None,
+        dependencies: Sequence[fastapi_params.Depends] | None = None,
+        deprecated: bool | None = None,
+        include_in_schema: bool = True,
+        reply: Any = None,
+        reply_address: str | None = None,
     ) -> Callable[[Handler], Handler]:
-        """Declare that clients may send events into ``address``.
-
-        The decorated function runs for each event a client sends, after validation, with its
-        dependencies resolved; what it returns goes to the broker, and ``None`` drops the event.
+        """Declare that clients may send events into ``address``
+        (see :meth:`StreamingRouter.publish <fastapi_streaming.StreamingRouter.publish>`;
+        ``reply=`` makes it request/reply).
         """
-
-        def decorator(handler: Handler) -> Handler:
-            self.add_operation(
-                Mode.PUBLISH,
-                address,
-                handler,
-                scopes=scopes,
-                channel=channel,
-                payload=payload,
-                name=name,
-                summary=summary,
-                description=description,
-            )
-            return handler
-
-        return decorator
+        return self.router.publish(
+            address,
+            scopes=scopes,
+            channel=channel,
+            payload=payload,
+            name=name,
+            summary=summary,
+            description=description,
+            tags=tags,
+            dependencies=dependencies,
+            deprecated=deprecated,
+            include_in_schema=include_in_schema,
+            reply=reply,
+            reply_address=reply_address,
+        )
 
     def changes(
         self,
@@ -275,43 +374,32 @@ class StreamingAPI:
         source: Source,
         scopes: Iterable[str] = (),
         channel: str | None = None,
-        payload: Any = _NOT_GIVEN,
+        payload: Any = NOT_GIVEN,
         name: str | None = None,
         summary: str | None = None,
         description: str | None = None,
         exclude: Sequence[str] = (),
         mask: Sequence[str] = (),
     ) -> Callable[[Handler], Handler]:
-        """Declare a subscribe topic that carries a database table's committed changes.
+        """Declare a subscribe topic that carries a database table's committed changes
+        (see :meth:`StreamingRouter.changes` and the change data capture guide)."""
+        return self.router.changes(
+            address,
+            source=source,
+            scopes=scopes,
+            channel=channel,
+            payload=payload,
+            name=name,
+            summary=summary,
+            description=description,
+            exclude=exclude,
+            mask=mask,
+        )
 
-        ``source`` (such as ``PostgresChanges(dsn, table="public.orders")``) is captured once
-        per deployment; the decorated function runs once per change with the ``Change`` and
-        the address parameters (taken from the row's columns) and returns what clients get
-        (``None`` drops it). ``exclude`` and ``mask`` name columns that never leave the
-        process, or leave it masked. See the change data capture guide.
-        """
-        from .cdc.declare import declare_changes
-
-        def decorator(handler: Handler) -> Handler:
-            declare_changes(
-                self.add_operation,
-                self.producers,
-                self.topics.touch,
-                address,
-                handler,
-                source=source,
-                scopes=scopes,
-                channel=channel,
-                name=name,
-                summary=summary,
-                description=description,
-                exclude=exclude,
-                mask=mask,
-                **({} if payload is _NOT_GIVEN else {"payload": payload}),
-            )
-            return handler
-
-        return decorator
+    @property
+    def producers(self) -> Producers:
+        """What feeds topics from outside (database changes); runs with the API."""
+        return self.router.producers
 
     def add_operation(
         self,
@@ -321,135 +409,119 @@ class StreamingAPI:
         *,
         scopes: Iterable[str] = (),
         channel: str | None = None,
-        payload: Any = _NOT_GIVEN,
+        payload: Any = NOT_GIVEN,
         name: str | None = None,
         summary: str | None = None,
         description: str | None = None,
         overflow: OverflowPolicy | str | None = None,
         max_queue: int | None = None,
+        tags: Sequence[str] | None = None,
+        dependencies: Sequence[fastapi_params.Depends] | None = None,
+        deprecated: bool | None = None,
+        include_in_schema: bool = True,
+        reply: Any = None,
+        reply_address: str | None = None,
     ) -> Topic:
         """Add one mode to a topic, creating the topic on first use (what the decorators call)."""
-        topic = self.topics.get(address)
-        if topic is None:
-            topic = Topic(address, channel=channel, name=name)
-            self.topics.add(topic)
-        elif channel is not None and not topic.channel_is_explicit:
-            topic.set_channel(channel)
-        elif channel is not None and channel != topic.channel:
-            raise ValueError(
-                f"Topic {address!r} is already mapped to channel {topic.channel!r}, "
-                f"not {channel!r}; give the channel once, or the same one on both modes."
-            )
-        existing = topic.operation(mode)
-        if existing is not None and existing.plan is None and handler is not None:
-            # Declared without a handler (from an AsyncAPI document): the handler joins it.
-            _attach_handler(topic, existing, handler, scopes, summary, description)
-            if overflow is not None:
-                topic.overflow = OverflowPolicy(overflow)
-            if max_queue is not None:
-                topic.max_queue = max_queue
-            self.topics.touch()
-            return topic
-        if existing is not None:
-            raise ValueError(f"Topic {address!r} already has a {mode.value} operation.")
-        plan = None
-        if handler is not None:
-            plan = plan_handler(
-                handler,
-                path_params=topic.parameters,
-                allow_context=mode is Mode.PUBLISH,
-                where=f"{mode.value} handler {getattr(handler, '__qualname__', handler)!r}",
-            )
-        event_type = payload
-        if event_type is _NOT_GIVEN:
-            has_event = plan is not None and plan.event_param is not None
-            event_type = plan.event_type if plan is not None and has_event else topic.payload
-        _learn_payload(topic, mode, event_type, plan.return_type if plan else Any)
-        operation = Operation(
-            mode=mode,
-            plan=plan,
-            payload_adapter=(
-                topic.payload_adapter if event_type == topic.payload else TypeAdapter(event_type)
-            ),
-            scopes=tuple(scopes),
+        topic = self.router.add_operation(
+            mode,
+            address,
+            handler,
+            scopes=scopes,
+            channel=channel,
+            payload=payload,
+            name=name,
             summary=summary,
-            description=description or (inspect.getdoc(handler) if handler else None),
-            payload=event_type,
+            description=description,
+            overflow=overflow,
+            max_queue=max_queue,
+            tags=tags,
+            dependencies=dependencies,
+            deprecated=deprecated,
+            include_in_schema=include_in_schema,
+            reply=reply,
+            reply_address=reply_address,
         )
-        if mode is Mode.SUBSCRIBE:
-            topic.subscribe = operation
-            if overflow is not None:
-                topic.overflow = OverflowPolicy(overflow)
-            if max_queue is not None:
-                topic.max_queue = max_queue
-        else:
-            topic.publish = operation
-        if name is not None:
-            topic.name = name
-        topic.description = topic.description or operation.description
-        self.topics.touch()
+        assert topic is not None  # the API's router declares into the API's registry
         return topic
+
+    def include_router(
+        self,
+        router: StreamingRouter,
+        *,
+        prefix: str = "",
+        tags: Sequence[str] | None = None,
+        dependencies: Sequence[fastapi_params.Depends] | None = None,
+        scopes: Iterable[str] = (),
+        deprecated: bool | None = None,
+        include_in_schema: bool = True,
+    ) -> None:
+        """Add the topics of ``router`` to this API, under ``prefix``, with these ``tags``,
+        ``dependencies`` and ``scopes`` added to each (as ``FastAPI.include_router``).
+        """
+        self.router.include_router(
+            router,
+            prefix=prefix,
+            tags=tags,
+            dependencies=dependencies,
+            scopes=scopes,
+            deprecated=deprecated,
+            include_in_schema=include_in_schema,
+        )
 
     # -- running ----------------------------------------------------------------------------
 
     @property
     def runtime(self) -> StreamingRuntime:
         """The running parts; only between the app's startup and shutdown."""
-        if self._runtime is None:
-            raise NotRunningError(
-                "The streaming API is not running. It runs during the lifespan of the app "
-                "it was added to with init_app(app), or inside `async with streaming.running()`."
-            )
-        return self._runtime
+        return self.context.runtime
 
     @property
     def is_running(self) -> bool:
-        return self._runtime is not None
+        return self.context.is_running
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[StreamingRuntime]:
         """Connect to the broker for the duration of the block (the app lifespan uses this)."""
-        from .brokers.plugins import create_backend
+        from .plugins import create_backend
 
         backend = create_backend(self.broker_url, self.plugin_manager)
+        install_redaction()  # again: the backend's client library may have made its loggers now
         runtime = StreamingRuntime(
             self.topics,
             backend,
             broker_url=self.broker_url,
             default_overflow=self.overflow,
             heartbeat=self.heartbeat,
+            dependency_overrides_provider=self.dependency_overrides_provider,
         )
         await runtime.start()
-        self._runtime = runtime
+        self.context.attach(runtime)
         try:
             if self.websub is not None:
                 await self.websub.start(runtime)
-            if len(self.producers):
-                runtime.health_sections["sources"] = self.producers.health
+            producers = self.router.producers
+            if len(producers):
+                runtime.health_sections["sources"] = producers.health
             # Raises what is misconfigured (a database not set up for capture) at startup.
-            await self.producers.start(runtime.broker.publish)
+            await producers.start(runtime.broker.publish)
             try:
                 yield runtime
             finally:
-                await self.producers.stop()
+                await producers.stop()
         finally:
             if self.websub is not None:
                 await self.websub.stop()
-            self._runtime = None
+            self.context.attach(None)
             await runtime.stop()
 
     async def authorize(
         self, connection: HTTPConnection, accesses: Sequence[tuple[Topic, Mode]]
     ) -> list[object]:
-        """Decide whether ``connection`` may use every (topic, mode) in ``accesses``.
-
-        Returns objects handlers may ask for by annotation (such as the client's principal), or
-        raises :class:`~fastapi_streaming.errors.Unauthorized` or
-        :class:`~fastapi_streaming.errors.Forbidden`. A topic mode without scopes is open
-        (unless ``require_auth``); one with scopes needs a principal holding all of them.
+        """Decide whether ``connection`` may use every (topic, mode) in ``accesses``; see
+        :meth:`fastapi_streaming.context.StreamingContext.authorize`.
         """
-        principal = await self.access.check(connection, accesses)
-        return [principal] if principal is not None else []
+        return await self.context.authorize(connection, accesses)
 
     async def emit(self, address: str, payload: Any) -> Event:
         """Publish an event from server-side code (a feed, a background task, a REST route)."""
@@ -466,6 +538,7 @@ class StreamingAPI:
 
         # Browsers send tokens in the URL (?access_token=); servers log URLs.
         install_redaction()
+        end_streams_on_shutdown()  # under plain uvicorn too
         if not self.access.authorizers and any(
             operation.scopes
             for topic in self.topics
@@ -477,13 +550,14 @@ class StreamingAPI:
                 "client is refused on them. Pass authorizer=... to StreamingAPI.",
                 self.title,
             )
-        app.router.routes.extend(stream_routes(self))
-        app.include_router(build_router(self))
+        app.router.routes.extend(stream_routes(self.context))
+        docs_url = self.asyncapi_docs_url if self.asyncapi_url or self.asyncapi_yaml_url else None
+        app.include_router(build_router(self.context, asyncapi_docs_url=docs_url))
         if self.websub is not None:
             from .websub.routes import build_router as build_websub_router
 
             app.include_router(build_websub_router(self.websub))
-        add_asyncapi_routes(app, self)
+        add_asyncapi_routes(app, self.asyncapi_source)
         original = app.router.lifespan_context
 
         @asynccontextmanager
@@ -493,82 +567,16 @@ class StreamingAPI:
 
         app.router.lifespan_context = lifespan
         app.state.fastapi_streaming = self
+        self.dependency_overrides_provider = app
 
 
-def _producers() -> Producers:
-    from .cdc.producers import Producers
-
-    return Producers()
-
-
-def _websub_hub(streaming: StreamingAPI, websub: WebSubSettings | bool | None) -> WebSubHub | None:
+def _websub_hub(
+    context: StreamingContext, websub: WebSubSettings | bool | None
+) -> WebSubHub | None:
     """The WebSub hub for ``websub=``; imported only when enabled (it needs the extra)."""
     if websub is None or websub is False:
         return None
     from .websub.hub import WebSubHub
     from .websub.settings import WebSubSettings
 
-    return WebSubHub(streaming, WebSubSettings() if websub is True else websub)
-
-
-def _attach_handler(
-    topic: Topic,
-    operation: Operation,
-    handler: Callable[..., Any],
-    scopes: Iterable[str],
-    summary: str | None,
-    description: str | None,
-) -> None:
-    """Give a declared operation its handler; the declared payload and scopes still apply.
-
-    A declared payload such as ``Annotated[Any, JsonSchemaPayload(...)]`` is narrowed to the
-    handler's event type (``Annotated[Quote, JsonSchemaPayload(...)]``), so an event is checked
-    against the document's schema and then converted to what the handler asks for.
-    """
-    plan = plan_handler(
-        handler,
-        path_params=topic.parameters,
-        allow_context=operation.mode is Mode.PUBLISH,
-        where=f"{operation.mode.value} handler {getattr(handler, '__qualname__', handler)!r}",
-    )
-    payload = operation.payload
-    wanted = plan.event_type if plan.event_param is not None else Any
-    if wanted is not Any and get_origin(payload) is Annotated and get_args(payload)[0] is Any:
-        payload = Annotated.__class_getitem__((wanted, *payload.__metadata__))
-        operation.payload_adapter = TypeAdapter(payload)
-    elif wanted is not Any and payload is Any:
-        payload = wanted
-        operation.payload_adapter = TypeAdapter(payload)
-    operation.payload = payload
-    operation.plan = plan
-    operation.scopes = tuple(dict.fromkeys([*operation.scopes, *scopes]))
-    operation.summary = summary or operation.summary
-    operation.description = description or operation.description or inspect.getdoc(handler)
-    topic.description = topic.description or operation.description
-
-
-def _learn_payload(topic: Topic, mode: Mode, event_type: Any, return_type: Any) -> None:
-    """Work out the type of the events on the topic's channel from what the handlers declare.
-
-    A subscribe handler's event is what the channel carries; so is what a publish handler
-    returns. The first definite type wins; ``Any`` says nothing.
-    """
-    if topic.payload is not Any:
-        return
-    if mode is Mode.SUBSCRIBE:
-        candidate = event_type
-    else:
-        candidate = _without_none(return_type)
-        if candidate is Any:
-            candidate = event_type
-    if candidate is not Any:
-        topic.payload = candidate
-        topic.payload_adapter = TypeAdapter(candidate)
-
-
-def _without_none(annotation: Any) -> Any:
-    args = getattr(annotation, "__args__", None)
-    if args and type(None) in args:
-        rest = [arg for arg in args if arg is not type(None)]
-        return rest[0] if len(rest) == 1 else Any
-    return annotation
+    return WebSubHub(context, WebSubSettings() if websub is True else websub)

@@ -1,11 +1,12 @@
-"""The event envelope, and the encoded frames every transport writes.
+"""The event envelope, and the encoded event whose frames the transports write.
 
 On the broker an event travels as a CloudEvents 1.0 JSON document (structured mode): the id is
 made once, by whoever publishes, so every worker process that receives the event sees the same
 id, and a client that reconnects to another worker can say where it stopped. Systems that write
 plain JSON into a channel are welcome too: their message is the event's data.
 
-Towards clients an event is encoded once per format and the same bytes go to every client.
+Towards clients an event is encoded once per format and the same bytes go to every client; the
+formats belong to the transports (see :meth:`EncodedEvent.frame`).
 """
 
 from __future__ import annotations
@@ -13,24 +14,68 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 SPECVERSION = "1.0"
 SOURCE = "fastapi-streaming"
 EVENT_TYPE = "fastapi_streaming.event"
 
+F = TypeVar("F")
 
-def new_event_id() -> str:
-    """A time-ordered, globally unique id (UUID version 7 layout)."""
-    millis = time.time_ns() // 1_000_000
-    value = (millis & (2**48 - 1)) << 80 | int.from_bytes(os.urandom(10), "big")
-    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
-    return str(uuid.UUID(int=value))
+
+#: Bits of the per-millisecond counter: 12 in ``rand_a`` and 30 at the top of ``rand_b``.
+COUNTER_BITS = 42
+_LOW_BITS = 30
+
+
+class EventIds:
+    """Time-ordered, globally unique ids: UUID version 7 with a counter (RFC 9562, 6.2 method 1).
+
+    Ids made by one process are strictly increasing, also within one millisecond, so "after
+    this id" means "published after this event" for every topic of the process: a client that
+    resumes a stream of several topics from the id of one topic's event gets the other topics'
+    events of the same millisecond too. Each new millisecond seeds the counter at random with
+    its top bit clear (room for 2**41 more ids in that millisecond); if it still runs out, the
+    ids borrow the next millisecond, and a clock that steps back does not reorder them either.
+    32 random bits end every id, so ids of different processes do not collide.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # server code may publish from threads too
+        self._millis = 0
+        self._counter = 0
+
+    def __call__(self) -> str:
+        with self._lock:
+            millis = time.time_ns() // 1_000_000
+            if millis > self._millis:
+                self._millis = millis
+                self._counter = int.from_bytes(os.urandom(6), "big") >> (48 - COUNTER_BITS + 1)
+            else:
+                self._counter += 1
+                if self._counter >> COUNTER_BITS:
+                    self._millis += 1
+                    self._counter = 0
+            millis, counter = self._millis, self._counter
+        value = (
+            (millis & (2**48 - 1)) << 80
+            | 0x7 << 76  # version 7
+            | (counter >> _LOW_BITS) << 64
+            | 0x2 << 62  # RFC 9562 variant
+            | (counter & (2**_LOW_BITS - 1)) << 32
+            | int.from_bytes(os.urandom(4), "big")
+        )
+        return str(uuid.UUID(int=value))
+
+
+#: The id of every event this process publishes.
+new_event_id = EventIds()
 
 
 def utc_now() -> str:
@@ -81,8 +126,8 @@ def decode_message(message: str | bytes, *, topic: str, channel: str) -> Event:
     """
     try:
         document = json.loads(message)
-    except ValueError as exc:
-        raise UndecodableMessage(f"message on channel {channel!r} is not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise UndecodableMessage(f"message on channel {channel!r} is not JSON: {exc!r}") from None
     if (
         isinstance(document, dict)
         and document.get("specversion") == SPECVERSION
@@ -101,67 +146,30 @@ def decode_message(message: str | bytes, *, topic: str, channel: str) -> Event:
 
 
 class EncodedEvent:
-    """An event after its topic's subscribe handler: its JSON, and each wire format made once.
+    """An event after its topic's subscribe handler: its JSON, and its frame in each wire format.
 
-    One instance is shared by every client queue of the topic, so the transports' frames are
-    computed on first use and then reused for every client.
+    One instance is shared by every client queue of the topic. A transport writes it with
+    :meth:`frame` and an encoder of its own (``sse_frame``, ``ws_text_frame``...): the frame is
+    made on first use and then reused for every client, so each format is encoded once per
+    event, and a new transport brings its encoders without changing this class.
     """
 
-    __slots__ = ("_sse", "_sse_named", "_ws_envelope", "_ws_text", "data_json", "event")
+    __slots__ = ("_frames", "data_json", "event")
 
     def __init__(self, event: Event, data_json: bytes) -> None:
         self.event = event
         self.data_json = data_json
-        self._sse: bytes | None = None
-        self._sse_named: bytes | None = None
-        self._ws_text: str | None = None
-        self._ws_envelope: str | None = None
+        self._frames: dict[Callable[[EncodedEvent], Any], Any] = {}
 
     @property
     def topic(self) -> str:
         return self.event.topic
 
-    @property
-    def sse(self) -> bytes:
-        """Server-Sent Events frame for a stream of one topic: ``id`` and ``data``."""
-        if self._sse is None:
-            self._sse = b"id: " + self.event.id.encode() + b"\ndata: " + self.data_json + b"\n\n"
-        return self._sse
-
-    @property
-    def sse_named(self) -> bytes:
-        """Server-Sent Events frame for a multi-topic stream: ``event`` names the topic."""
-        if self._sse_named is None:
-            self._sse_named = (
-                b"id: "
-                + self.event.id.encode()
-                + b"\nevent: "
-                + self.event.topic.encode()
-                + b"\ndata: "
-                + self.data_json
-                + b"\n\n"
-            )
-        return self._sse_named
-
-    @property
-    def ws_text(self) -> str:
-        """WebSocket text frame for a socket of one topic: the event's data."""
-        if self._ws_text is None:
-            self._ws_text = self.data_json.decode()
-        return self._ws_text
-
-    @property
-    def ws_envelope(self) -> str:
-        """WebSocket text frame for the multiplexed socket: an ``event`` message."""
-        if self._ws_envelope is None:
-            head = json.dumps(
-                {
-                    "type": "event",
-                    "topic": self.event.topic,
-                    "id": self.event.id,
-                    "time": self.event.time,
-                },
-                separators=(",", ":"),
-            )
-            self._ws_envelope = head[:-1] + ',"data":' + self.ws_text + "}"
-        return self._ws_envelope
+    def frame(self, encoder: Callable[[EncodedEvent], F]) -> F:
+        """This event as ``encoder`` writes it (never None), encoded once and shared by every
+        client.
+        """
+        found: F | None = self._frames.get(encoder)
+        if found is None:
+            found = self._frames[encoder] = encoder(self)
+        return found

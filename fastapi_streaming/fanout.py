@@ -1,4 +1,4 @@
-"""The per-process fan-out hub: one broker subscription per channel, one queue per client.
+"""The per-process fan-out: one broker subscription per channel, one queue per client.
 
 Events flow one way: broker -> :class:`TopicStream` (the topic's subscribe handler runs here,
 once per event, and the result is encoded once) -> every client's :class:`ClientQueue` -> the
@@ -31,13 +31,13 @@ Prepare = Callable[[BrokerMessage], Awaitable[EncodedEvent | None]]
 #: How many broker messages may wait for a slow subscribe handler before the oldest is dropped.
 INBOUND_LIMIT = 10_000
 
-#: In a burst, the hub hands the event loop to the transports' writers this often.
+#: In a burst, the fan-out hands the event loop to the transports' writers this often.
 YIELD_EVERY = 64
 
 
 @dataclass(frozen=True)
 class CloseReason:
-    """Why the hub ended a client's stream; transports turn it into a close code or last frame."""
+    """Why the fan-out ended a client's stream; transports make it a close code or last frame."""
 
     code: str
     message: str
@@ -50,16 +50,24 @@ TOKEN_EXPIRED = "token_expired"
 
 
 class Reply:
-    """A message for one client only (an ``ack``, ``error`` or ``gap``), queued in order.
+    """A message for one client only, queued in order among its events.
 
-    ``text`` is what a socket sends; ``sse`` the frame an event stream sends, if any.
+    Either ``text`` a socket made itself (an ``ack`` or ``error``), or a ``signal`` of the core
+    (``gap``) with its ``body``, which each transport writes in its own format.
     """
 
-    __slots__ = ("sse", "text")
+    __slots__ = ("body", "signal", "text")
 
-    def __init__(self, text: str, sse: bytes | None = None) -> None:
+    def __init__(
+        self,
+        text: str | None = None,
+        *,
+        signal: str | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> None:
         self.text = text
-        self.sse = sse
+        self.signal = signal
+        self.body = body or {}
 
 
 class _Slot:
@@ -84,6 +92,7 @@ class ClientQueue:
     """
 
     __slots__ = (
+        "_front",
         "_held",
         "_latest",
         "_sent_since_ping",
@@ -109,7 +118,10 @@ class ClientQueue:
         self.dropped = 0
         self.delivered = 0
         self._held = 0
-        #: Set by the hub's heartbeat ticker when the stream has been idle for a while.
+        #: While held: how many items were pending when the hold began. What must come first
+        #: (an ``ack``, replayed events) goes there: after them, before what came since.
+        self._front = 0
+        #: Set by the fan-out's heartbeat ticker when the stream has been idle for a while.
         self.heartbeat_due = False
         self._sent_since_ping = False
         #: Called when the queue closes, so a transport stuck writing to a client that does not
@@ -164,8 +176,9 @@ class ClientQueue:
     def reply(self, text: str, *, first: bool = False) -> None:
         """Queue a message for this client alone; it counts against the same bound.
 
-        ``first`` puts it before everything pending (a subscription's ``ack`` precedes the
-        events it brought).
+        ``first`` puts it before everything queued since the queue was held (a subscription's
+        ``ack`` precedes the events it brought) but after what was pending before: replies
+        keep the order of the requests they answer.
         """
         if self.closed is not None:
             return
@@ -173,13 +186,14 @@ class ClientQueue:
             self.close(CloseReason(SLOW_CLIENT, "client too slow: it does not read its replies"))
             return
         if first:
-            self.items.insert(0, Reply(text))
+            self.items.insert(self._front if self._held else 0, Reply(text))
         else:
             self.items.append(Reply(text))
         self._wake()
 
     def replay(self, events: list[EncodedEvent], notice: Reply | None = None) -> None:
-        """Put missed events (and a notice such as a ``gap``) before everything pending.
+        """Put missed events (and a notice such as a ``gap``) before everything queued since the
+        queue was held (before everything pending, if it is not held).
 
         Events already pending are not repeated; at most ``maxsize`` events are replayed (the
         newest), so a resume cannot grow the queue past twice its bound.
@@ -192,11 +206,14 @@ class ClientQueue:
         if notice is not None:
             fresh.insert(0, notice)
         if fresh:
-            self.items[:0] = fresh
+            front = self._front if self._held else 0
+            self.items[front:front] = fresh
             self._wake()
 
     def _drop_oldest(self) -> None:
         oldest = self.items.pop(0)
+        if self._front:
+            self._front -= 1
         if isinstance(oldest, _Slot) and self._latest is not None:
             del self._latest[oldest.topic]
         self.dropped += 1
@@ -221,6 +238,8 @@ class ClientQueue:
 
     def hold(self) -> None:
         """Keep pending items back (while missed events are looked up) until :meth:`release`."""
+        if not self._held:
+            self._front = len(self.items)
         self._held += 1
 
     def release(self) -> None:
@@ -341,7 +360,7 @@ class TopicStream:
                     await asyncio.sleep(0)
 
 
-class FanoutHub:
+class Fanout:
     """All the topic streams of one process, created on the first client, ended with the last."""
 
     def __init__(self, broker: BrokerConnection, replay: ReplayBuffers | None = None) -> None:

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from broadcaster import BroadcastBackend
 from broadcaster._backends.memory import MemoryBackend
 
-from fastapi_streaming.brokers.hookspecs import BackendFactory, hookimpl
+from fastapi_streaming import hookimpl
+from fastapi_streaming.brokers.hookspecs import BackendFactory
 
 
 class LocalBackend(MemoryBackend):

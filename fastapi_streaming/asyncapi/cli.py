@@ -11,13 +11,11 @@ import importlib
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .document import render
+from .document import cached_document, render
+from .info import AsyncAPISource
 from .versions import DEFAULT_VERSION, SUPPORTED_VERSIONS
-
-if TYPE_CHECKING:
-    from ..api import StreamingAPI
 
 
 class CommandError(Exception):
@@ -56,8 +54,8 @@ def add_asyncapi_command(subparsers: Any) -> argparse.ArgumentParser:
 
 def run_asyncapi_command(args: argparse.Namespace) -> int:
     try:
-        streaming = find_streaming_api(args.app)
-        document = streaming.asyncapi(args.asyncapi_version, base_url=args.public_url)
+        source = find_asyncapi_source(args.app)
+        document = cached_document(source, args.asyncapi_version, base_url=args.public_url)
     except CommandError as error:
         print(f"Error: {error}", file=sys.stderr)
         return 2
@@ -69,10 +67,10 @@ def run_asyncapi_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def find_streaming_api(reference: str) -> StreamingAPI:
-    """Import ``module:attribute`` and find its :class:`StreamingAPI` (directly or in an app)."""
-    from ..api import StreamingAPI
-
+def find_asyncapi_source(reference: str) -> AsyncAPISource:
+    """Import ``module:attribute`` and find what its streaming API's document is built from
+    (the attribute is a :class:`~fastapi_streaming.StreamingAPI` or an app it was added to).
+    """
     module_name, _, attribute = reference.partition(":")
     if not module_name or not attribute:
         raise CommandError(f"{reference!r} is not MODULE:APP (for example example_app.main:app).")
@@ -89,12 +87,10 @@ def find_streaming_api(reference: str) -> StreamingAPI:
         if not hasattr(target, part):
             raise CommandError(f"Module {module_name!r} has no attribute {attribute!r}.")
         target = getattr(target, part)
-    if isinstance(target, StreamingAPI):
-        return target
-    state = getattr(target, "state", None)
-    found = getattr(state, "fastapi_streaming", None)
-    if isinstance(found, StreamingAPI):
-        return found
+    for candidate in (target, getattr(getattr(target, "state", None), "fastapi_streaming", None)):
+        source = getattr(candidate, "asyncapi_source", None)
+        if isinstance(source, AsyncAPISource):
+            return source
     raise CommandError(
         f"{reference} is a {type(target).__name__}, not a FastAPI app with a streaming API "
         "(call streaming.init_app(app)) nor a StreamingAPI."

@@ -3,27 +3,61 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Hashable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any
 
 import yaml
 
 from . import v2, v3
+from .document_cache import DocumentCache
+from .info import AsyncAPISource, HasAsyncAPISource
 from .spec import describe_api
 from .versions import DEFAULT_VERSION, check_version
 
-if TYPE_CHECKING:
-    from ..api import StreamingAPI
-
-T = TypeVar("T")
+__all__ = [
+    "DocumentCache",
+    "build_document",
+    "cached_document",
+    "get_asyncapi",
+    "render",
+    "to_json",
+    "to_yaml",
+]
 
 
 def get_asyncapi(
-    streaming: StreamingAPI, *, version: str = DEFAULT_VERSION, base_url: str | None = None
+    api: AsyncAPISource | HasAsyncAPISource,
+    *,
+    version: str = DEFAULT_VERSION,
+    base_url: str | None = None,
 ) -> dict[str, Any]:
-    """Build the document of ``streaming`` (uncached: :meth:`StreamingAPI.asyncapi` caches)."""
+    """Build the document of a streaming API, or of what one is built from (uncached:
+    ``StreamingAPI.asyncapi()`` caches it).
+    """
+    source = api if isinstance(api, AsyncAPISource) else api.asyncapi_source
+    return build_document(source, version=version, base_url=base_url)
+
+
+def cached_document(
+    source: AsyncAPISource, version: str | None = None, *, base_url: str | None = None
+) -> dict[str, Any]:
+    """The document (in ``version``, default the API's), built once per version and server
+    URL, and again only when the topics change.
+    """
+    version = version or source.info.asyncapi_version
+    base_url = source.info.public_url or base_url
+    return source.cache.get(
+        source.topics.revision,
+        (version, base_url),
+        lambda: build_document(source, version=version, base_url=base_url),
+    )
+
+
+def build_document(
+    source: AsyncAPISource, *, version: str = DEFAULT_VERSION, base_url: str | None = None
+) -> dict[str, Any]:
+    """Build the document of ``source`` in ``version`` for clients at ``base_url``."""
     check_version(version)
-    spec = describe_api(streaming, base_url=base_url)
+    spec = describe_api(source, base_url=base_url)
     model = v2.generate(spec) if version.startswith("2.") else v3.generate(spec, version)
     document: dict[str, Any] = model.model_dump(mode="json", by_alias=True, exclude_none=True)
     return document
@@ -58,27 +92,3 @@ def render(document: dict[str, Any], fmt: str) -> str:
     if fmt == "yaml":
         return to_yaml(document)
     raise ValueError(f"Unknown format {fmt!r}: use json or yaml.")
-
-
-class DocumentCache(Generic[T]):
-    """Built documents by key, valid while the topics' revision stays the same.
-
-    Keys include the server URL, which comes from the request's ``Host`` header; the cache
-    holds at most ``size`` entries, so clients sending many hosts cannot grow it.
-    """
-
-    def __init__(self, size: int = 16) -> None:
-        self.size = size
-        self.revision = -1
-        self.items: dict[Hashable, T] = {}
-
-    def get(self, revision: int, key: Hashable, build: Callable[[], T]) -> T:
-        if revision != self.revision:
-            self.items.clear()
-            self.revision = revision
-        found = self.items.get(key)
-        if found is None:
-            if len(self.items) >= self.size:
-                del self.items[next(iter(self.items))]
-            found = self.items[key] = build()
-        return found

@@ -8,14 +8,14 @@ from urllib.parse import urljoin
 from ..security.authorizer import BEARER_SCHEMES, security_schemes
 
 if TYPE_CHECKING:
-    from ..api import StreamingAPI
+    from .info import AsyncAPISource
 
 #: Scheme types whose requirements may list scopes.
 SCOPED_SCHEME_TYPES = ("oauth2", "openIdConnect")
 
 
 def security_schemes_of(
-    streaming: StreamingAPI, needed: bool, base_url: str, scopes: list[str]
+    source: AsyncAPISource, needed: bool, base_url: str, scopes: list[str]
 ) -> dict[str, dict[str, Any]]:
     """The schemes given to the constructor, else those of the authorizers, else bearer.
 
@@ -23,9 +23,10 @@ def security_schemes_of(
     URLs become absolute (AsyncAPI requires it; a login route is usually given as a path) and
     every scope a topic needs is listed among the flows' ``availableScopes``.
     """
-    if streaming.security_schemes is not None:
-        return {name: dict(scheme) for name, scheme in streaming.security_schemes.items()}
-    authorizers = tuple(getattr(getattr(streaming, "access", None), "authorizers", ()))
+    given = source.info.security_schemes
+    if given is not None:
+        return {name: dict(scheme) for name, scheme in given.items()}
+    authorizers = tuple(source.access.authorizers)
     if authorizers:
         described = security_schemes(authorizers)
         return {name: completed(scheme, base_url, scopes) for name, scheme in described.items()}

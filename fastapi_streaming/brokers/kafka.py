@@ -34,7 +34,9 @@ from urllib.parse import parse_qsl, urlsplit
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import MessageSizeTooLargeError
-from broadcaster import BroadcastBackend, Event
+from broadcaster import BroadcastBackend
+
+from .hookspecs import BrokerMessage
 
 logger = logging.getLogger("fastapi_streaming.broker.kafka")
 
@@ -43,6 +45,11 @@ PROBE_INTERVAL = 5.0
 PROBE_TIMEOUT = 5.0
 #: Seconds a history read may take.
 HISTORY_TIMEOUT = 10.0
+#: Seconds a publish may wait for the broker before it fails. aiokafka's default (40 s) keeps a
+#: message queued through an outage and sends it once the broker is back, long after the
+#: publisher was told it failed (fastapi-streaming gives up after 5 s and answers 503); with
+#: this, the queued message expires and the publish raises before that.
+PUBLISH_TIMEOUT = 4.0
 #: The largest message the producer sends (aiokafka's default, and Kafka's ``message.max.bytes``).
 MAX_MESSAGE_BYTES = 1024 * 1024
 
@@ -60,7 +67,7 @@ class _Lost:
 class KafkaBackend(BroadcastBackend):
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
-        self._servers = parts.netloc
+        self._servers = parts.netloc.rpartition("@")[2]  # credentials go in the query
         options = dict(parse_qsl(parts.query))
         self._partitions = int(options.get("partitions", 1))
         self._replication = int(options.get("replication_factor", 1))
@@ -77,13 +84,16 @@ class KafkaBackend(BroadcastBackend):
         #: Positions kept from before a disconnect, to continue from on resubscribe.
         self._resume: dict[TopicPartition, int] = {}
         self._lock = asyncio.Lock()
-        self._queue: asyncio.Queue[Event | _Lost] = asyncio.Queue()
+        self._queue: asyncio.Queue[BrokerMessage | _Lost] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def connect(self) -> None:
         self._queue = asyncio.Queue()
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self._servers, acks="all", max_request_size=MAX_MESSAGE_BYTES
+            bootstrap_servers=self._servers,
+            acks="all",
+            max_request_size=MAX_MESSAGE_BYTES,
+            request_timeout_ms=int(PUBLISH_TIMEOUT * 1000),
         )
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self._servers,
@@ -160,13 +170,17 @@ class KafkaBackend(BroadcastBackend):
                 f"broker's message.max.bytes): {exc}"
             ) from exc
 
-    async def next_published(self) -> Event:
+    async def next_published(self) -> BrokerMessage:
         item = await self._queue.get()
         if isinstance(item, _Lost):
             raise ConnectionError(f"lost the Kafka broker at {self._servers}: {item.reason}")
         return item
 
-    async def history(self, channel: str, since_ms: int) -> tuple[list[Event], bool]:
+    async def ping(self) -> None:
+        """Ask the broker about the cluster (health checks)."""
+        await self._connected(self._admin).describe_cluster()
+
+    async def history(self, channel: str, since_ms: int) -> tuple[list[BrokerMessage], bool]:
         """Messages of ``channel`` with a timestamp at or after ``since_ms``, oldest first.
 
         The flag is True when the broker provably still holds everything since then: nothing
@@ -250,7 +264,7 @@ class KafkaBackend(BroadcastBackend):
         if text is None:
             logger.warning("Skipped a message on Kafka topic %r that is not UTF-8", partition.topic)
             return
-        self._queue.put_nowait(Event(channel=partition.topic, message=text))
+        self._queue.put_nowait(BrokerMessage(channel=partition.topic, message=text))
 
     async def _probe(self) -> None:
         """Ask the broker about the cluster every few seconds; silence means it is gone."""
@@ -276,6 +290,11 @@ class KafkaBackend(BroadcastBackend):
         for client in (consumer, offsets, producer):
             if client is not None:
                 await _quietly(client.stop(), type(client).__name__)
+                # A stop() cancelled inside aiokafka (see _quietly) never reaches closing its
+                # connections and metadata task; closing them again is harmless otherwise.
+                connections = getattr(client, "_client", None) or getattr(client, "client", None)
+                if connections is not None:
+                    await _quietly(connections.close(), f"the connections of {client!r}")
         if admin is not None:
             await _quietly(admin.close(), "AIOKafkaAdminClient")
 
@@ -300,7 +319,7 @@ async def _read_since(
     reader: AIOKafkaConsumer,
     partitions: list[TopicPartition],
     since_ms: int,
-) -> tuple[list[Event], bool]:
+) -> tuple[list[BrokerMessage], bool]:
     """Read ``partitions`` from ``since_ms`` to their current end."""
     begins = await offsets.beginning_offsets(partitions)
     ends = await offsets.end_offsets(partitions)
@@ -334,7 +353,9 @@ async def _read_since(
                 pending.discard(partition)
     if len(partitions) > 1:  # merge partitions by time; within one, offsets are the order
         records.sort(key=lambda r: (r[0], r[1].partition, r[2]))
-    events = [Event(channel=partition.topic, message=text) for _, partition, _, text in records]
+    events = [
+        BrokerMessage(channel=partition.topic, message=text) for _, partition, _, text in records
+    ]
     return events, all(complete.values())
 
 

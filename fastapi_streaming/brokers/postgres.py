@@ -31,7 +31,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
-from broadcaster import BroadcastBackend, Event
+from broadcaster import BroadcastBackend
+
+from .hookspecs import BrokerMessage
 
 logger = logging.getLogger("fastapi_streaming.broker.postgres")
 
@@ -152,7 +154,13 @@ class PostgresBackend(BroadcastBackend):
             )
             await connection.execute("SELECT pg_notify($1, $2)", name, f"@ref:{row_id}")
 
-    async def next_published(self) -> Event:
+    async def ping(self) -> None:
+        """Run a trivial query (health checks): the connection is checked, not assumed."""
+        if self._pool is None:
+            raise ConnectionError("the PostgreSQL backend is not connected")
+        await self._pool.fetchval("SELECT 1")
+
+    async def next_published(self) -> BrokerMessage:
         while True:
             item = await self._queue.get()
             if isinstance(item, _Lost):
@@ -163,7 +171,7 @@ class PostgresBackend(BroadcastBackend):
                 continue
             message = await self._resolve(channel, payload)
             if message is not None:
-                return Event(channel=channel, message=message)
+                return BrokerMessage(channel=channel, message=message)
 
     # -- internals ---------------------------------------------------------------------------
 

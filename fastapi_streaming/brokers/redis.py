@@ -15,9 +15,11 @@ import contextlib
 import logging
 from typing import Any
 
-from broadcaster import BroadcastBackend, Event
+from broadcaster import BroadcastBackend
 from redis import asyncio as aioredis
 from redis.asyncio.client import PubSub
+
+from .hookspecs import BrokerMessage
 
 logger = logging.getLogger("fastapi_streaming.broker.redis")
 
@@ -37,7 +39,7 @@ class RedisBackend(BroadcastBackend):
         self._url = url
         self._client: aioredis.Redis | None = None
         self._pubsub: PubSub | None = None
-        self._queue: asyncio.Queue[Event | _Lost] = asyncio.Queue()
+        self._queue: asyncio.Queue[BrokerMessage | _Lost] = asyncio.Queue()
         self._listener: asyncio.Task[None] | None = None
         self._reading = asyncio.Event()
         self._confirmations: dict[tuple[str, str], asyncio.Future[None]] = {}
@@ -78,7 +80,14 @@ class RedisBackend(BroadcastBackend):
         assert self._client is not None, "connect() first"
         await self._client.publish(channel, message)
 
-    async def next_published(self) -> Event:
+    async def ping(self) -> None:
+        """Ask Redis for an answer (health checks): a subscription-less pub/sub notices
+        nothing when Redis goes away."""
+        if self._client is None:
+            raise ConnectionError("the Redis backend is not connected")
+        await self._client.ping()
+
+    async def next_published(self) -> BrokerMessage:
         item = await self._queue.get()
         if isinstance(item, _Lost):
             raise ConnectionError(f"lost the Redis pub/sub connection: {item.error!r}")
@@ -127,7 +136,7 @@ class RedisBackend(BroadcastBackend):
         if data is None:
             logger.warning("Skipped a message on Redis channel %r that is not UTF-8", channel)
             return
-        self._queue.put_nowait(Event(channel=channel, message=data))
+        self._queue.put_nowait(BrokerMessage(channel=channel, message=data))
 
 
 def _text(value: bytes | str) -> str | None:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, get_args, get_origin
 
 from pydantic import TypeAdapter
 
+from ..declarations import NOT_GIVEN
 from ..dependencies import plan_handler
 from ..topics import Mode, Topic
 from .capture import Source, TableCapture
@@ -21,9 +23,49 @@ from .producers import Producers
 from .table import TableInfo
 
 #: ``add_operation(mode, address, handler, **options) -> Topic``, as on the API and a router.
-AddOperation = Callable[..., Topic]
+AddOperation = Callable[..., Topic | None]
 
-_NOT_GIVEN: Any = object()
+
+@dataclass(frozen=True)
+class ChangesDeclaration:
+    """A table topic as declared (the arguments of ``changes``), kept by a router that has no
+    topic registry yet and replayed, under its prefix and scopes, where it is included."""
+
+    address: str
+    handler: Callable[..., Any] | None
+    source: Source
+    scopes: tuple[str, ...] = ()
+    channel: str | None = None
+    payload: Any = NOT_GIVEN
+    name: str | None = None
+    summary: str | None = None
+    description: str | None = None
+    exclude: tuple[str, ...] = ()
+    mask: tuple[str, ...] = ()
+
+    def under(self, *, prefix: str = "", scopes: Sequence[str] = ()) -> ChangesDeclaration:
+        address = prefix + self.address if prefix else self.address
+        return replace(self, address=address, scopes=(*self.scopes, *scopes))
+
+    def declare(
+        self, add_operation: AddOperation, producers: Producers, touch: Callable[[], None]
+    ) -> Topic:
+        return declare_changes(
+            add_operation,
+            producers,
+            touch,
+            self.address,
+            self.handler,
+            source=self.source,
+            scopes=self.scopes,
+            channel=self.channel,
+            name=self.name,
+            summary=self.summary,
+            description=self.description,
+            exclude=self.exclude,
+            mask=self.mask,
+            payload=self.payload,
+        )
 
 
 def declare_changes(
@@ -41,7 +83,7 @@ def declare_changes(
     description: str | None = None,
     exclude: Sequence[str] = (),
     mask: Sequence[str] = (),
-    payload: Any = _NOT_GIVEN,
+    payload: Any = NOT_GIVEN,
 ) -> Topic:
     """Make ``address`` a subscribe topic fed by ``source``'s changes.
 
@@ -63,11 +105,11 @@ def declare_changes(
         )
         if plan.event_param is not None and plan.event_type is not Any:
             event_type = plan.event_type
-    given = payload is not _NOT_GIVEN
+    given = payload is not NOT_GIVEN
     if not given:
         payload = _returned(plan.return_type if plan else Any) or event_type
         given = _has_row_model(payload) or not _is_change(payload)
-    topic = add_operation(
+    found = add_operation(
         Mode.SUBSCRIBE,
         address,
         None,
@@ -78,6 +120,8 @@ def declare_changes(
         summary=summary,
         description=description or (inspect.getdoc(handler) if handler else None),
     )
+    assert found is not None, "declared where topics are registered"
+    topic = found
 
     def learn_columns(table: TableInfo) -> None:
         if given:

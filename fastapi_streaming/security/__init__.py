@@ -1,6 +1,7 @@
 """Security: who a client is (authorizers) and what it may touch (scopes on topic modes).
 
-``StreamingAPI(authorizer=...)`` takes one authorizer or several. :class:`JWTAuthorizer` needs
+``StreamingAPI(authorizer=...)`` takes one authenticator (an :class:`Authenticator`: who the
+client is) or several. :class:`JWTAuthorizer` needs
 PyJWT (``pip install "fastapi-streaming[jwt]"``); the fastapi-users integration lives in
 :mod:`fastapi_streaming.security.users` (``pip install "fastapi-streaming[users]"``). Both are
 imported only when used.
@@ -11,7 +12,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .access import AccessControl, required_scopes
-from .authorizer import Authorizer, BearerAuthorizer, security_schemes
+from .authorizer import (
+    Authenticator,
+    Authorizer,
+    BearerAuthenticator,
+    BearerAuthorizer,
+    security_schemes,
+)
 from .challenges import InvalidRequest, insufficient_scope, invalid_token, missing_credentials
 from .plugins import UnknownAuthorizerError, available_authorizers, create_authorizer
 from .principal import Principal, parse_scopes
@@ -42,7 +49,9 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AccessControl",
+    "Authenticator",
     "Authorizer",
+    "BearerAuthenticator",
     "BearerAuthorizer",
     "FastAPIUsersAuthorizer",
     "InvalidRequest",

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import HTTPConnection
 
 from ..errors import StreamingError, Unauthorized, Unavailable
-from .authorizer import Authorizer
+from .authorizer import Authenticator
 from .challenges import insufficient_scope, invalid_token, missing_credentials
 from .principal import Principal
 
@@ -42,12 +42,22 @@ def required_scopes(accesses: Sequence[tuple[Topic, Mode]]) -> list[str]:
     return list(scopes)
 
 
+def security_required(accesses: Sequence[tuple[Topic, Mode]]) -> bool:
+    """True when an operation names security schemes (a document's ``security``): then it
+    needs an authenticated client even without scopes."""
+    for topic, mode in accesses:
+        operation = topic.operation(mode)
+        if operation is not None and operation.security:
+            return True
+    return False
+
+
 class AccessControl:
     """The authorizers of one streaming API and its rule for topics without scopes."""
 
     def __init__(
         self,
-        authorizers: Sequence[Authorizer],
+        authorizers: Sequence[Authenticator],
         *,
         require_auth: bool = False,
         realm: str | None = None,
@@ -109,7 +119,7 @@ class AccessControl:
         handshake of the multiplexed socket) only checks what ``require_auth`` demands.
         """
         needed = required_scopes(accesses)
-        protected = bool(needed) or self.require_auth
+        protected = bool(needed) or self.require_auth or security_required(accesses)
         try:
             principal = await self.principal(connection)
         except StreamingError:

@@ -1,8 +1,10 @@
-"""The authorizer interface: a connection in, a principal (or a refusal) out.
+"""The authenticator interface: a connection in, a principal (or a refusal) out.
 
-An authorizer only says *who* the client is and what its credentials grant; whether that is
-enough for the topics it asks for is decided in :mod:`fastapi_streaming.security.access`, the
-same way for every authorizer and every transport.
+An authenticator only says *who* the client is and what its credentials grant; whether that is
+enough for the topics it asks for (authorization) is decided in
+:mod:`fastapi_streaming.security.access`, the same way for every authenticator and every
+transport. ``Authorizer`` and ``BearerAuthorizer`` are the former names, kept as deprecated
+aliases.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ BEARER_SCHEMES: dict[str, dict[str, Any]] = {
 
 
 @runtime_checkable
-class Authorizer(Protocol):
+class Authenticator(Protocol):
     """Turns a connection (an HTTP request or a WebSocket handshake) into a principal.
 
     ``authenticate`` returns the :class:`Principal`, or None when the client sent no
@@ -50,8 +52,8 @@ class Authorizer(Protocol):
     async def authenticate(self, connection: HTTPConnection) -> Principal | None: ...
 
 
-class BearerAuthorizer(ABC):
-    """Base of authorizers that read a bearer token: subclasses only verify the token."""
+class BearerAuthenticator(ABC):
+    """Base of authenticators that read a bearer token: subclasses only verify the token."""
 
     #: Whether the ``access_token`` query parameter is accepted besides the header.
     allow_query_token: bool = True
@@ -71,7 +73,7 @@ class BearerAuthorizer(ABC):
         return BEARER_SCHEMES
 
 
-def security_schemes(authorizers: tuple[Authorizer, ...]) -> dict[str, dict[str, Any]]:
+def security_schemes(authorizers: tuple[Authenticator, ...]) -> dict[str, dict[str, Any]]:
     """The AsyncAPI security schemes of every authorizer, merged by name."""
     schemes: dict[str, dict[str, Any]] = {}
     for authorizer in authorizers:
@@ -80,3 +82,9 @@ def security_schemes(authorizers: tuple[Authorizer, ...]) -> dict[str, dict[str,
         for name, scheme in found.items():
             schemes.setdefault(name, dict(scheme))
     return schemes
+
+
+#: Deprecated alias of :class:`Authenticator` (its former name).
+Authorizer = Authenticator
+#: Deprecated alias of :class:`BearerAuthenticator` (its former name).
+BearerAuthorizer = BearerAuthenticator

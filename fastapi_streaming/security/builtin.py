@@ -5,18 +5,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..brokers.hookspecs import hookimpl
-from .authorizer import Authorizer
+from ..hooks import hookimpl
+from .authorizer import Authenticator
 from .hookspecs import AuthorizerFactory
 
 
-def jwt_authorizer(**options: Any) -> Authorizer:
+def jwt_authorizer(**options: Any) -> Authenticator:
     from .jwt_authorizer import JWTAuthorizer
 
     return JWTAuthorizer(**options)
 
 
-def fastapi_users_authorizer(**options: Any) -> Authorizer:
+def fastapi_users_authorizer(**options: Any) -> Authenticator:
     from .users import FastAPIUsersAuthorizer
 
     return FastAPIUsersAuthorizer(**options)

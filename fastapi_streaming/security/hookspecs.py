@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from ..brokers.hookspecs import hookspec
+from ..hooks import hookspec
 
 if TYPE_CHECKING:
-    from .authorizer import Authorizer
+    from .authorizer import Authenticator
 
 #: Builds an authorizer from the keyword options the app passes to ``create_authorizer``.
-AuthorizerFactory = Callable[..., "Authorizer"]
+AuthorizerFactory = Callable[..., "Authenticator"]
 
 
 @hookspec

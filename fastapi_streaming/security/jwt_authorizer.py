@@ -17,7 +17,7 @@ import jwt
 from starlette.requests import HTTPConnection
 
 from ..errors import Unavailable
-from .authorizer import BearerAuthorizer
+from .authorizer import BearerAuthenticator
 from .challenges import invalid_token
 from .principal import Principal, parse_scopes, timestamp_to_datetime
 
@@ -35,7 +35,7 @@ _REASONS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
 )
 
 
-class JWTAuthorizer(BearerAuthorizer):
+class JWTAuthorizer(BearerAuthenticator):
     """Verifies JSON Web Tokens and reads the principal from their claims.
 
     Args:

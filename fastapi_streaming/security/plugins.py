@@ -1,4 +1,8 @@
-"""Finding authorizers by name through the plugin manager, built-ins included."""
+"""Finding authorizers by name through the plugin manager, built-ins included.
+
+:func:`fastapi_streaming.plugins.get_plugin_manager` builds the manager an app uses; this layer
+sits below it, so without a manager it builds one of its own that knows only authorizers.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,9 @@ from typing import Any, cast
 
 import pluggy
 
+from ..hooks import PROJECT_NAME
 from . import builtin
-from .authorizer import Authorizer
+from .authorizer import Authenticator
 from .hookspecs import AuthorizerFactory
 
 
@@ -21,9 +26,7 @@ def available_authorizers(
 ) -> dict[str, AuthorizerFactory]:
     """Every authorizer factory that can be used, keyed by name."""
     if manager is None:
-        from ..brokers.plugins import get_plugin_manager
-
-        manager = get_plugin_manager()
+        manager = _authorizer_manager()
     found: dict[str, AuthorizerFactory] = {}
     for implementation in manager.hook.fastapi_streaming_authorizers.get_hookimpls():
         factories = cast(Mapping[str, AuthorizerFactory], implementation.function())
@@ -36,7 +39,7 @@ def available_authorizers(
 
 def create_authorizer(
     name: str, manager: pluggy.PluginManager | None = None, **options: Any
-) -> Authorizer:
+) -> Authenticator:
     """The authorizer called ``name`` (``"jwt"``, ``"fastapi-users"`` or a plugin's), built
     with ``options``."""
     factories = available_authorizers(manager)
@@ -46,6 +49,14 @@ def create_authorizer(
             f"No authorizer called {name!r}; installed: {', '.join(sorted(factories)) or 'none'}."
         )
     return factory(**options)
+
+
+def _authorizer_manager() -> pluggy.PluginManager:
+    """A manager with the built-in authorizers and every installed plugin's."""
+    manager = pluggy.PluginManager(PROJECT_NAME)
+    register_builtin(manager)
+    manager.load_setuptools_entrypoints(PROJECT_NAME)
+    return manager
 
 
 def register_builtin(manager: pluggy.PluginManager) -> None:

@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from ..dependencies import ConnectionContext
+
 
 @dataclass(frozen=True, eq=False)
-class Principal:
+class Principal(ConnectionContext):
     """An authenticated client.
 
     Compared by identity (``eq=False``): two connections with equal claims are still two

@@ -29,7 +29,7 @@ from pydantic import SecretStr
 from starlette.requests import HTTPConnection, Request
 
 from ..dependencies import plan_handler, solve
-from .authorizer import BEARER_SCHEMES, BearerAuthorizer
+from .authorizer import BEARER_SCHEMES, BearerAuthenticator
 from .challenges import invalid_token
 from .jwt_authorizer import JWTAuthorizer
 from .principal import Principal, parse_scopes
@@ -160,7 +160,7 @@ def scoped_jwt_strategy(
     return get_scoped_jwt_strategy
 
 
-class FastAPIUsersAuthorizer(BearerAuthorizer):
+class FastAPIUsersAuthorizer(BearerAuthenticator):
     """Accepts the JWTs a ``FastAPIUsers`` setup issues, and loads their user.
 
     Args:

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter
 from starlette.routing import BaseRoute
 
-from . import http, sse, websocket
+from . import http, openapi, sse, websocket
 
 if TYPE_CHECKING:
-    from ..api import StreamingAPI
+    from ..context import StreamingContext
 
 
-def stream_routes(streaming: StreamingAPI) -> list[BaseRoute]:
+def stream_routes(streaming: StreamingContext) -> list[BaseRoute]:
     """The SSE and WebSocket routes: plain ASGI endpoints, for the app's own router.
 
     Added as they are rather than through ``include_router``, which wraps every request of an
@@ -29,8 +29,11 @@ def stream_routes(streaming: StreamingAPI) -> list[BaseRoute]:
     return routes
 
 
-def build_router(streaming: StreamingAPI) -> APIRouter:
-    """The HTTP routes (publish, health), documented in the app's OpenAPI schema."""
+def build_router(streaming: StreamingContext, *, asyncapi_docs_url: str | None = None) -> APIRouter:
+    """The HTTP routes (publish, health), and each publish topic in the app's OpenAPI schema
+    (linking to the AsyncAPI page at ``asyncapi_docs_url``)."""
     router = APIRouter()
     http.add_routes(router, streaming)
+    # After the catch-all route that serves them: these only describe it.
+    openapi.add_publish_docs(router, streaming, asyncapi_docs_url=asyncapi_docs_url)
     return router

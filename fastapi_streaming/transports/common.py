@@ -16,13 +16,14 @@ from ..errors import StreamingError
 from ..fanout import TOKEN_EXPIRED, ClientQueue, CloseReason
 from ..security.principal import Principal
 from ..topics import Mode, Topic
+from ..uvicorn_support import refused_on_purpose
 
 if TYPE_CHECKING:
-    from ..api import StreamingAPI
+    from ..context import StreamingContext
 
 
 async def authorize(
-    streaming: StreamingAPI,
+    streaming: StreamingContext,
     connection: HTTPConnection,
     accesses: Sequence[tuple[Topic, Mode]],
 ) -> list[object]:
@@ -71,6 +72,7 @@ async def deny(websocket: WebSocket, error: StreamingError) -> None:
     """Refuse a WebSocket before accepting it, with the HTTP status an HTTP client would get."""
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
         await websocket.send_denial_response(error_response(error))
+        refused_on_purpose()
     else:
         await websocket.close(code=DENIAL_CLOSE_BASE + error.status_code, reason=error.error)
 

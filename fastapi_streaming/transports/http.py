@@ -17,13 +17,17 @@ from ..topics import Mode
 from .common import authorize, concrete_address, error_response
 
 if TYPE_CHECKING:
-    from ..api import StreamingAPI
+    from ..context import StreamingContext
 
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused as soon as it is known to exceed ``limit`` bytes."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if (
+        declared is not None
+        and declared.isdigit()
+        and (len(declared) > 18 or int(declared) > limit)
+    ):
         raise PayloadTooLarge(limit)
     body = bytearray()
     async for chunk in request.stream():
@@ -33,7 +37,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-async def publish_over_http(streaming: StreamingAPI, request: Request, address: str) -> Response:
+async def publish_over_http(
+    streaming: StreamingContext, request: Request, address: str
+) -> Response:
     runtime = streaming.runtime
     try:
         topic = runtime.resolve(address, Mode.PUBLISH)[0]
@@ -47,13 +53,13 @@ async def publish_over_http(streaming: StreamingAPI, request: Request, address: 
     return JSONResponse({"id": event.id, "topic": address, "published": True}, 202)
 
 
-def add_routes(router: APIRouter, streaming: StreamingAPI) -> None:
+def add_routes(router: APIRouter, streaming: StreamingContext) -> None:
     async def http_publish(request: Request, address: str) -> Response:
         return await publish_over_http(streaming, request, concrete_address(address))
 
     async def health() -> Response:
         """Readiness: 200 while the broker is reachable, 503 while it is being reconnected."""
-        report = streaming.runtime.health()
+        report = await streaming.runtime.health()
         return JSONResponse(report, 200 if report["status"] == "ok" else 503)
 
     router.add_api_route(

@@ -15,10 +15,11 @@ from starlette.types import Receive, Scope, Send
 from ..errors import MalformedMessage, StreamingError
 from ..fanout import SLOW_CLIENT, ClientQueue, CloseReason, Reply
 from ..topics import Mode
+from .abort import SLOW_CLIENT_GRACE, connection_control, last_words
 from .common import authorize, concrete_address, end_at_expiry, error_response, expiry
 
 if TYPE_CHECKING:
-    from ..api import StreamingAPI
+    from ..context import StreamingContext
     from ..events import EncodedEvent
     from ..runtime import StreamingRuntime
 
@@ -40,7 +41,7 @@ class EventStream:
     """Streams one client's queue as ``text/event-stream`` until either side ends it.
 
     Pending events are written in one chunk, so a client that fell behind catches up with one
-    write. Idle streams get a comment line from the hub's heartbeat ticker, which keeps proxies
+    write. Idle streams get a comment line from the fan-out's heartbeat ticker, which keeps proxies
     from closing them. A plain ASGI app with slots rather than a Starlette ``Response``: one
     exists per connected client for as long as it stays.
     """
@@ -91,6 +92,8 @@ class EventStream:
                 if task is not None:
                     task.cancel()
             await asyncio.shield(self.runtime.disconnect(queue, self.addresses))
+        if queue.closed is not None and queue.closed.code == SLOW_CLIENT:
+            await end_slow_stream(scope, send, queue.closed)
 
     async def _watch_disconnect(self, receive: Receive, writer: asyncio.Task[None]) -> None:
         while (await receive())["type"] != "http.disconnect":
@@ -123,20 +126,65 @@ class EventStream:
             # Abandoned: the client left, or stopped reading and was dropped.
 
 
+def sse_frame(encoded: EncodedEvent) -> bytes:
+    """The frame of an event on a stream of one topic: ``id`` and ``data``."""
+    return b"id: " + encoded.event.id.encode() + b"\ndata: " + encoded.data_json + b"\n\n"
+
+
+def sse_named_frame(encoded: EncodedEvent) -> bytes:
+    """The frame of an event on a multi-topic stream: ``event`` names the topic."""
+    event = encoded.event
+    return (
+        b"id: "
+        + event.id.encode()
+        + b"\nevent: "
+        + event.topic.encode()
+        + b"\ndata: "
+        + encoded.data_json
+        + b"\n\n"
+    )
+
+
+def sse_reply(reply: Reply) -> bytes:
+    """A signal of the core (``gap``) as an event named after it; socket replies are not sent."""
+    if reply.signal is None:
+        return b""
+    data = json.dumps(reply.body, separators=(",", ":"))
+    return b"event: " + reply.signal.encode() + b"\ndata: " + data.encode() + b"\n\n"
+
+
 def _frames(batch: list[EncodedEvent | Reply], named: bool) -> bytes:
     """One chunk for everything pending: frames were encoded once, this only joins them."""
-    if named:
-        return b"".join(
-            item.sse_named if not isinstance(item, Reply) else item.sse or b"" for item in batch
-        )
+    encoder = sse_named_frame if named else sse_frame
     if len(batch) == 1 and not isinstance(batch[0], Reply):
-        return batch[0].sse
-    return b"".join(item.sse if not isinstance(item, Reply) else item.sse or b"" for item in batch)
+        return batch[0].frame(encoder)
+    return b"".join(
+        item.frame(encoder) if not isinstance(item, Reply) else sse_reply(item) for item in batch
+    )
 
 
 def abandon_if_slow(writer: asyncio.Task[None], reason: CloseReason) -> None:
     if reason.code == SLOW_CLIENT:
         writer.cancel()
+
+
+async def end_slow_stream(scope: Scope, send: Send, reason: CloseReason) -> None:
+    """End the stream of a client dropped for not reading, within a bounded time.
+
+    It gets a last ``close`` event if it takes it within :data:`SLOW_CLIENT_GRACE` seconds, and
+    then the connection closes; otherwise the connection is aborted. (A graceful close would
+    wait for a client that does not read: the connection, and what was written to it, would
+    stay for as long as the client lives.) Under a server without the connection extension,
+    the server decides.
+    """
+
+    async def send_close_event() -> None:
+        await send({"type": "http.response.body", "body": _final_frame(reason)})
+
+    if await last_words(scope, send_close_event, SLOW_CLIENT_GRACE):
+        control = connection_control(scope)
+        if control is not None:
+            control["close"]()  # not kept alive for a next request: the client was dropped
 
 
 def _final_frame(reason: CloseReason) -> bytes:
@@ -146,7 +194,7 @@ def _final_frame(reason: CloseReason) -> bytes:
 
 
 async def open_stream(
-    streaming: StreamingAPI, request: Request, addresses: list[str], *, named: bool
+    streaming: StreamingContext, request: Request, addresses: list[str], *, named: bool
 ) -> Response | EventStream:
     """Authorize, subscribe the new client to every address, and start its stream."""
     runtime = streaming.runtime
@@ -161,7 +209,7 @@ async def open_stream(
         return error_response(error)
     size = accesses[0].max_queue if len(accesses) == 1 else None
     queue = ClientQueue(size or streaming.max_queue)
-    runtime.hub.heartbeats.add(queue)
+    runtime.fanout.heartbeats.add(queue)
     # EventSource sends Last-Event-ID when it reconnects; a first connection may pass the query.
     last_event_id = request.headers.get("last-event-id") or request.query_params.get(
         "last_event_id"
@@ -171,8 +219,10 @@ async def open_stream(
         for address in addresses:
             await runtime.subscribe(queue, address, last_event_id=last_event_id)
             joined.append(address)
-    except BaseException:
+    except BaseException as exc:
         await asyncio.shield(runtime.disconnect(queue, joined))
+        if isinstance(exc, StreamingError):  # e.g. 503: the history to resume from is unreachable
+            return error_response(exc)
         raise
     return EventStream(runtime, queue, joined, named=named, expires_at=expiry(context))
 
@@ -180,7 +230,7 @@ async def open_stream(
 class EventStreamEndpoint:
     """The SSE routes as plain ASGI apps: nothing wraps the stream's sends but the server."""
 
-    def __init__(self, streaming: StreamingAPI, *, many: bool) -> None:
+    def __init__(self, streaming: StreamingContext, *, many: bool) -> None:
         self.streaming = streaming
         self.many = many
 
@@ -197,7 +247,7 @@ class EventStreamEndpoint:
         return await open_stream(self.streaming, request, addresses, named=self.many)
 
 
-def add_routes(routes: list[BaseRoute], streaming: StreamingAPI) -> None:
+def add_routes(routes: list[BaseRoute], streaming: StreamingContext) -> None:
     prefix = streaming.prefix
     routes.append(
         Route(prefix + "/sse", EventStreamEndpoint(streaming, many=True), methods=["GET"])

@@ -1,5 +1,9 @@
 """WebSocket: one topic at ``WS {prefix}/ws/{address}``, many at ``WS {prefix}/ws``.
 
+A socket of one topic sends each event's data as it is; with ``?envelope=true`` it sends the
+multiplexed socket's ``event`` message instead (``type``, ``topic``, ``id``, ``time``,
+``data``), whose ``id`` a client passes back as ``?last_event_id=`` to resume.
+
 One task per socket writes everything the client gets (events and replies, in order) from its
 bounded queue; the socket's own task reads what the client sends. Close codes: 1001 when the
 server shuts down, 1008 when the client is too slow for its queue, 1009 for an oversized
@@ -10,6 +14,7 @@ request with that token now gets, as for refused handshakes).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -19,14 +24,18 @@ from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from ..errors import MalformedMessage, StreamingError, TopicNotFound
+from ..errors import InvalidPayload, MalformedMessage, StreamingError, TopicNotFound
 from ..fanout import SHUTDOWN, SLOW_CLIENT, TOKEN_EXPIRED, ClientQueue, CloseReason, Reply
+from ..jsonwire import NonStandardNumber, loads
 from ..topics import Mode, Topic
+from .abort import SLOW_CLIENT_GRACE, last_words
 from .common import authorize, concrete_address, deny, end_at_expiry, error_text, expiry
 
 if TYPE_CHECKING:
-    from ..api import StreamingAPI
-    from ..events import EncodedEvent
+    from ..context import StreamingContext
+    from ..events import EncodedEvent, Event
+
+logger = logging.getLogger("fastapi_streaming.websocket")
 
 CLIENT_GONE = CloseReason("client_gone", "the client disconnected")
 TOO_LARGE = CloseReason("too_large", "message too large")
@@ -38,7 +47,7 @@ class SocketSession:
 
     def __init__(
         self,
-        streaming: StreamingAPI,
+        streaming: StreamingContext,
         websocket: WebSocket,
         queue: ClientQueue,
         render: Callable[[EncodedEvent], str],
@@ -80,7 +89,7 @@ class SocketSession:
             if not queue.ready:
                 await queue.waiter()
             for item in queue.take():
-                text = item.text if isinstance(item, Reply) else render(item)
+                text = ws_reply(item) if isinstance(item, Reply) else render(item)
                 await send({"type": "websocket.send", "text": text})
             if queue.closed is not None and not queue.items:
                 scope.cancel()
@@ -106,9 +115,14 @@ class SocketSession:
         if reason is None or reason is CLIENT_GONE:
             return
         code = CLOSE_CODES.get(reason.code, 1011)
-        # A client that does not read may never acknowledge the close; do not wait for it.
-        with anyio.move_on_after(1):
+
+        async def send_close() -> None:
             await self.websocket.close(code=code, reason=reason.message[:120])
+
+        # A client that does not read may never take the close frame, let alone acknowledge it:
+        # past the grace period its connection is aborted.
+        grace = SLOW_CLIENT_GRACE if reason.code == SLOW_CLIENT else 1.0
+        await last_words(self.websocket.scope, send_close, grace)
 
     def reply_error(self, error: StreamingError, request_id: Any = None) -> None:
         self.queue.reply(error_text(error, request_id))
@@ -131,8 +145,19 @@ class SocketSession:
         await self.allow(topic, Mode.PUBLISH)
         return await runtime.publish(address, json_data=text, data=data, context=self.context)
 
+    async def request(
+        self, address: str, data: Any, headers: Any
+    ) -> tuple[Event | None, bytes | None]:
+        """Publish, and get the reply of a request/reply topic (its JSON, or None)."""
+        runtime = self.streaming.runtime
+        topic = runtime.resolve(address, Mode.PUBLISH)[0]
+        await self.allow(topic, Mode.PUBLISH)
+        if headers is not None and not isinstance(headers, dict):
+            raise MalformedMessage('"headers" must be a JSON object.')
+        return await runtime.request(address, data=data, context=self.context, headers=headers)
 
-async def serve_one_topic(streaming: StreamingAPI, websocket: WebSocket, address: str) -> None:
+
+async def serve_one_topic(streaming: StreamingContext, websocket: WebSocket, address: str) -> None:
     runtime = streaming.runtime
     try:
         found = streaming.topics.resolve(address)
@@ -146,11 +171,20 @@ async def serve_one_topic(streaming: StreamingAPI, websocket: WebSocket, address
         return
     await websocket.accept()
     queue = ClientQueue(topic.max_queue or streaming.max_queue)
-    session = SocketSession(streaming, websocket, queue, _render_data, context)
+    envelope = websocket.query_params.get("envelope", "").lower() in ("1", "true", "yes")
+    render = _render_envelope if envelope else _render_data
+    session = SocketSession(streaming, websocket, queue, render, context)
     session._allowed.add((topic.address, first))
     if topic.subscribe is not None:
         last_event_id = websocket.query_params.get("last_event_id")
-        await runtime.subscribe(queue, address, last_event_id=last_event_id)
+        try:
+            await runtime.subscribe(queue, address, last_event_id=last_event_id)
+        except StreamingError as error:
+            # The socket has nothing else to do: close it, 1013 "try again later" for a 503.
+            await runtime.disconnect(queue, [])
+            code = 1013 if error.status_code == 503 else 1011
+            await websocket.close(code=code, reason=str(error.detail)[:120])
+            return
         session.subscriptions.append(address)
 
     async def on_message(data: str | bytes) -> None:
@@ -160,11 +194,13 @@ async def serve_one_topic(streaming: StreamingAPI, websocket: WebSocket, address
             session.reply_error(error)
         except HTTPException as exc:
             session.reply_error(_from_http_exception(exc))
+        except Exception:
+            session.reply_error(_internal_error("an event"))
 
     await session.run(on_message)
 
 
-async def serve_multiplexed(streaming: StreamingAPI, websocket: WebSocket) -> None:
+async def serve_multiplexed(streaming: StreamingContext, websocket: WebSocket) -> None:
     try:
         context = await authorize(streaming, websocket, [])
     except StreamingError as error:
@@ -176,22 +212,26 @@ async def serve_multiplexed(streaming: StreamingAPI, websocket: WebSocket) -> No
     )
 
     async def on_message(data: str | bytes) -> None:
-        request_id = None
+        request_id = kind = None
         try:
             message = _control_message(data)
-            request_id = message.get("id")
+            request_id, kind = message.get("id"), message.get("type")
             await _handle_control(session, message)
         except StreamingError as error:
             session.reply_error(error, request_id)
         except HTTPException as exc:
             session.reply_error(_from_http_exception(exc), request_id)
+        except Exception:
+            session.reply_error(_internal_error(f"a {kind!r} message"), request_id)
 
     await session.run(on_message)
 
 
 def _control_message(data: str | bytes) -> dict[str, Any]:
     try:
-        message = json.loads(data)
+        message = loads(data)
+    except NonStandardNumber as exc:
+        raise InvalidPayload(exc.detail()) from None
     except ValueError as exc:
         raise MalformedMessage(f"Messages must be JSON: {exc}") from None
     if not isinstance(message, dict):
@@ -229,17 +269,51 @@ async def _handle_control(session: SocketSession, message: dict[str, Any]) -> No
             session.subscriptions.remove(address)
             await runtime.unsubscribe(session.queue, address)
     else:
-        event = await session.publish(address, data=message.get("data"))
+        event, reply = await session.request(address, message.get("data"), message.get("headers"))
         ack["event_id"] = event.id if event is not None else None
+        if reply is not None:  # the reply comes first: once the ack is in, so is the reply
+            session.reply(
+                {"type": "reply", "id": request_id, "topic": address, "data": json.loads(reply)}
+            )
     session.reply(ack)
 
 
+def ws_text_frame(encoded: EncodedEvent) -> str:
+    """The text frame of an event on a socket of one topic: the event's data."""
+    return encoded.data_json.decode()
+
+
+def ws_envelope_frame(encoded: EncodedEvent) -> str:
+    """The text frame of an event on the multiplexed socket: an ``event`` message."""
+    event = encoded.event
+    head = json.dumps(
+        {"type": "event", "topic": event.topic, "id": event.id, "time": event.time},
+        separators=(",", ":"),
+    )
+    return head[:-1] + ',"data":' + encoded.frame(ws_text_frame) + "}"
+
+
+def ws_reply(reply: Reply) -> str:
+    """A reply to this socket's client: its own text, or a signal of the core as a message."""
+    if reply.text is not None:
+        return reply.text
+    return json.dumps({"type": reply.signal, **reply.body}, separators=(",", ":"))
+
+
 def _render_data(event: EncodedEvent) -> str:
-    return event.ws_text
+    return event.frame(ws_text_frame)
 
 
 def _render_envelope(event: EncodedEvent) -> str:
-    return event.ws_envelope
+    return event.frame(ws_envelope_frame)
+
+
+def _internal_error(what: str) -> StreamingError:
+    """A bug met while handling one message: logged, answered, and the socket carries on."""
+    logger.exception("Handling %s of a WebSocket client failed", what)
+    error = StreamingError("The server failed to handle this message; it was not applied.")
+    error.status_code, error.error = 500, "internal_error"
+    return error
 
 
 def _from_http_exception(exc: HTTPException) -> StreamingError:
@@ -251,7 +325,7 @@ def _from_http_exception(exc: HTTPException) -> StreamingError:
 class SocketEndpoint:
     """The WebSocket routes as plain ASGI apps: nothing wraps the socket's sends."""
 
-    def __init__(self, streaming: StreamingAPI, *, many: bool) -> None:
+    def __init__(self, streaming: StreamingContext, *, many: bool) -> None:
         self.streaming = streaming
         self.many = many
 
@@ -264,7 +338,7 @@ class SocketEndpoint:
             await serve_one_topic(self.streaming, websocket, address)
 
 
-def add_routes(routes: list[BaseRoute], streaming: StreamingAPI) -> None:
+def add_routes(routes: list[BaseRoute], streaming: StreamingContext) -> None:
     prefix = streaming.prefix
     routes.append(WebSocketRoute(prefix + "/ws", SocketEndpoint(streaming, many=True)))
     routes.append(

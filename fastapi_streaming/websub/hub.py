@@ -36,7 +36,7 @@ from .ssrf import CallbackGuard, CallbackRefused
 from .verification import Verifier
 
 if TYPE_CHECKING:
-    from ..api import StreamingAPI
+    from ..context import StreamingContext
     from ..runtime import StreamingRuntime
 
 logger = logging.getLogger("fastapi_streaming.websub")
@@ -66,7 +66,7 @@ class _Running:
 class WebSubHub:
     """A W3C WebSub hub over the topics of one :class:`~fastapi_streaming.StreamingAPI`."""
 
-    def __init__(self, streaming: StreamingAPI, settings: WebSubSettings) -> None:
+    def __init__(self, streaming: StreamingContext, settings: WebSubSettings) -> None:
         self.streaming = streaming
         self.settings = settings
         self.guard = CallbackGuard(settings)

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from starlette.requests import HTTPConnection
 
 from fastapi_streaming import Forbidden, Mode, StreamingAPI, Topic, Unauthorized
+from fastapi_streaming.security import AccessControl, Principal
 from fastapi_streaming.websub import WebSubSettings
 
 
@@ -24,12 +25,12 @@ class Note(BaseModel):
     seq: int = 0
 
 
-class GuardedAPI(StreamingAPI):
+class GuardedAccess(AccessControl):
     """Topics under ``/private`` are refused; ``/members`` needs an ``Authorization`` header."""
 
-    async def authorize(
+    async def check(
         self, connection: HTTPConnection, accesses: Sequence[tuple[Topic, Mode]]
-    ) -> list[object]:
+    ) -> Principal | None:
         for topic, _ in accesses:
             if topic.address.startswith("/members") and "authorization" not in connection.headers:
                 raise Unauthorized(
@@ -37,13 +38,14 @@ class GuardedAPI(StreamingAPI):
                 )
             if topic.address.startswith("/private"):
                 raise Forbidden(f"Subscribing to {topic.address} needs the notes:private scope.")
-        return []
+        return None
 
 
 def make_app(
     settings: WebSubSettings, *, broker: str = "memory://", channel_prefix: str = ""
 ) -> tuple[FastAPI, StreamingAPI]:
-    streaming = GuardedAPI(title="WebSub test app", broker=broker, websub=settings)
+    streaming = StreamingAPI(title="WebSub test app", broker=broker, websub=settings)
+    streaming.access = GuardedAccess(())
 
     @streaming.subscribe("/notes/{room}", channel=channel_prefix + "notes.{room}")
     async def notes(event: Note, room: str) -> Note:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import BaseModel, Field
 from starlette.requests import HTTPConnection
 
-from fastapi_streaming import StreamingAPI
+from fastapi_streaming import StreamingAPI, WebSubSettings
 from fastapi_streaming.asyncapi import UnsupportedVersionError, get_asyncapi
-from fastapi_streaming.security import BearerAuthorizer, JWTAuthorizer, Principal
+from fastapi_streaming.security import BearerAuthenticator, JWTAuthorizer, Principal
 from tests.apps import asyncapi_app
 
 
@@ -70,16 +71,20 @@ def test_v2_servers_are_urls(v2: dict[str, Any]) -> None:
     assert v2["servers"]["http"]["url"] == "https://api.example.com/root/streams/publish"
 
 
-def test_a_websub_server_when_the_api_has_websub() -> None:
+def test_a_websub_server_when_the_api_has_websub(tmp_path: Path) -> None:
     streaming = StreamingAPI()
+    with_websub = StreamingAPI(
+        websub=WebSubSettings(database_url=f"sqlite+aiosqlite:///{tmp_path}/hub.db")
+    )
 
-    @streaming.subscribe("/news")
-    async def news(event: dict[str, Any]) -> dict[str, Any]:
-        return event
+    for api in (streaming, with_websub):
+
+        @api.subscribe("/news")
+        async def news(event: dict[str, Any]) -> dict[str, Any]:
+            return event
 
     assert "websub" not in get_asyncapi(streaming)["servers"]
-    streaming.websub = object()  # type: ignore[attr-defined]
-    document = get_asyncapi(streaming)
+    document = get_asyncapi(with_websub)
     assert document["servers"]["websub"]["pathname"] == "/streams/websub"
     assert {"$ref": "#/servers/websub"} in document["channels"]["news"]["servers"]
 
@@ -308,7 +313,7 @@ def test_when_every_client_must_authenticate_every_operation_lists_the_schemes()
     ]
 
 
-class LoginAuthorizer(BearerAuthorizer):
+class LoginAuthorizer(BearerAuthenticator):
     """Bearer tokens issued by a login route of the same app (an OAuth2 password flow)."""
 
     async def verify(self, token: str, connection: HTTPConnection) -> Principal:

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
+from docs_src.bigger_applications.main import streaming as routers_streaming
 from example_app.main import streaming as example_streaming
-from fastapi_streaming import StreamingAPI
+from fastapi_streaming import StreamingAPI, WebSubSettings
 from fastapi_streaming.asyncapi import SUPPORTED_VERSIONS, get_asyncapi
 from fastapi_streaming.security import JWTAuthorizer
 from tests.apps import asyncapi_app, core_app
@@ -21,6 +22,8 @@ def oauth2_and_websub_api() -> StreamingAPI:
     """Security schemes given by the user (OAuth2 scopes on operations) and a WebSub server."""
     streaming = StreamingAPI(
         title="OAuth2 and WebSub",
+        # Only described here, never started: the database is not opened.
+        websub=WebSubSettings(database_url="sqlite+aiosqlite:///:memory:"),
         security_schemes={
             "oauth2": {
                 "type": "oauth2",
@@ -43,7 +46,6 @@ def oauth2_and_websub_api() -> StreamingAPI:
     async def write(event: dict[str, Any], section: str) -> dict[str, Any]:
         return event
 
-    streaming.websub = object()  # type: ignore[attr-defined]
     return streaming
 
 
@@ -83,6 +85,7 @@ def all_documents() -> dict[str, dict[str, Any]]:
         "oauth2-websub": oauth2_and_websub_api(),
         "require-auth": require_auth_api(),
         "login": login_api(),
+        "routers": routers_streaming,  # tags and deprecated operations
     }
     documents = {}
     for name, streaming in apis.items():
@@ -99,7 +102,11 @@ def test_every_generated_document_parses_without_errors() -> None:
     results = parse_documents(documents)
     errors = {name: found["errors"] for name, found in results.items() if found["errors"]}
     assert errors == {}
-    assert len(results) == len(documents) == 36
+    assert len(results) == len(documents) == 42
+    assert "websub" in documents["oauth2-websub-3.0.0"]["servers"]
+    routers = documents["routers-3.0.0"]["operations"]
+    assert routers["subscribe_v1_orders_legacy"]["x-deprecated"] is True
+    assert routers["publish_v1_orders"]["tags"] == [{"name": "orders"}]
 
 
 def test_the_parser_does_report_errors() -> None:

@@ -163,4 +163,4 @@ async def test_many_hosts_cannot_grow_the_cache() -> None:
         async with client_for(app, base_url=f"http://host-{number}.test") as client:
             answer = await client.get("/asyncapi.json")
             assert answer.json()["servers"]["sse"]["host"] == f"host-{number}.test"
-    assert len(streaming._asyncapi_cache.items) <= streaming._asyncapi_cache.size
+    assert len(streaming.asyncapi_source.cache.items) <= streaming.asyncapi_source.cache.size

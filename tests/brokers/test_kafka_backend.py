@@ -12,8 +12,8 @@ import pytest
 
 from fastapi_streaming.brokers.builtin import kafka
 from fastapi_streaming.brokers.connection import BrokerConnection
+from fastapi_streaming.brokers.extensions import HistoryBackend
 from fastapi_streaming.brokers.kafka import KafkaBackend
-from fastapi_streaming.replay import HistoryBackend
 from fastapi_streaming.testing import Inbox
 from tests.support.tansu import TansuProcess, tansu_binary
 

@@ -10,9 +10,9 @@ import warnings
 from collections.abc import AsyncIterator
 
 import pytest
-from broadcaster import Event
 from redis.asyncio import Redis
 
+from fastapi_streaming.brokers.hookspecs import BrokerMessage
 from fastapi_streaming.brokers.redis import RedisBackend
 
 pytestmark = pytest.mark.redis
@@ -24,7 +24,7 @@ def unique(name: str) -> str:
     return f"test-redis-backend.{name}.{uuid.uuid4().hex}"
 
 
-async def next_event(backend: RedisBackend) -> Event:
+async def next_event(backend: RedisBackend) -> BrokerMessage:
     return await asyncio.wait_for(backend.next_published(), timeout=5)
 
 

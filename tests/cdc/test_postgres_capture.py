@@ -164,3 +164,25 @@ async def test_the_topic_payload_is_the_tables_reflected_columns(orders: str) ->
     assert properties["customer_id"]["type"] == "integer"
     assert properties["email"]["anyOf"][0]["type"] == "string"
     assert set(row["required"]) == {"id", "customer_id", "item"}
+
+
+async def test_a_router_declares_a_table_topic_under_its_prefix_and_scopes(orders: str) -> None:
+    from fastapi_streaming import StreamingRouter
+
+    router = StreamingRouter(prefix="/shop", scopes=["shop:read"])
+
+    @router.changes("/orders", source=PostgresChanges(DSN, table=f"public.{orders}"))
+    async def changes(change: Change) -> Change:
+        return change
+
+    streaming = StreamingAPI(broker="memory://")
+    streaming.include_router(router, prefix="/v1", scopes=["v1"])
+    topic = streaming.topics.get("/v1/shop/orders")
+    assert topic is not None and topic.subscribe is not None
+    assert set(topic.subscribe.scopes) == {"shop:read", "v1"}
+    async with capturing(streaming, [topic.channel or ""]) as (_, inbox):
+        await wait_until_capturing(streaming)
+        await run_sql(f"INSERT INTO {orders} (customer_id, item) VALUES (1, 'routed')")
+        (message,) = await inbox.wait_for(1)
+    assert message["subject"] == "/v1/shop/orders"
+    assert message["data"]["after"]["item"] == "routed"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 
@@ -72,6 +73,24 @@ async def test_multiplexed_socket_subscribes_publishes_and_unsubscribes(
         assert event["topic"] == "/rooms/1", "unsubscribed topic must not arrive"
 
 
+async def test_acks_follow_the_order_of_the_requests(server: ServerProcess) -> None:
+    """1,000 subscribes sent at once (and an unsubscribe and a publish among them) are answered
+    in the order they were sent, whatever the bursts the server reads them in."""
+    count = 1000
+    requests = [
+        json.dumps({"type": "subscribe", "id": n, "topic": f"/stocks/S{n}"}) for n in range(count)
+    ]
+    requests.insert(500, json.dumps({"type": "unsubscribe", "id": "u", "topic": "/stocks/S3"}))
+    publish = {"type": "publish", "id": "p", "topic": "/rooms/5", "data": {"text": "between"}}
+    requests.insert(700, json.dumps(publish))
+    async with websocket(server.ws_url + "/streams/ws") as ws:
+        await asyncio.gather(*(ws.send(request) for request in requests))
+        answers = [await receive_json(ws, timeout=60) for _ in requests]
+    assert [answer["type"] for answer in answers] == ["ack"] * len(requests)
+    expected = [json.loads(request)["id"] for request in requests]
+    assert [answer["id"] for answer in answers] == expected
+
+
 async def test_http_publish_answers_202_and_handler_can_drop(server: ServerProcess) -> None:
     kept = await post(server.url, "/streams/publish/audit", json={"action": "login"})
     assert kept.status_code == 202
@@ -104,7 +123,7 @@ async def test_subscribe_handler_runs_once_per_event_whatever_the_clients(
         async with httpx.AsyncClient(base_url=server.url) as http:
             stats = (await http.get("/test/stats")).json()
     assert stats["calls"]["quotes"] == 5
-    assert stats["hub"]["streams"]["/stocks/IBM"]["clients"] == 4
+    assert stats["fanout"]["streams"]["/stocks/IBM"]["clients"] == 4
 
 
 async def test_server_side_emit_reaches_subscribers(server: ServerProcess) -> None:
@@ -122,10 +141,10 @@ async def test_broker_subscription_is_released_with_the_last_client(
 ) -> None:
     async with httpx.AsyncClient(base_url=server.url) as http:
         async with sse_stream(server.url, "/streams/sse/stocks/ORCL"):
-            streams = (await http.get("/test/stats")).json()["hub"]["streams"]
+            streams = (await http.get("/test/stats")).json()["fanout"]["streams"]
             assert "/stocks/ORCL" in streams
         for _ in range(50):
-            streams = (await http.get("/test/stats")).json()["hub"]["streams"]
+            streams = (await http.get("/test/stats")).json()["fanout"]["streams"]
             if "/stocks/ORCL" not in streams:
                 break
             await asyncio.sleep(0.05)

@@ -591,7 +591,7 @@ async def test_once_closed_for_shutdown_the_intake_joins_no_topic_again(
     await active_subscription(hub, subscriber, "/closing")
     assert hub.streaming.websub is not None
     intake = hub.streaming.websub.running.intake
-    fanout = hub.streaming.runtime.hub
+    fanout = hub.streaming.runtime.fanout
     assert intake.queue in fanout.queues
     await intake.close()
     await intake.sync()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 
@@ -29,8 +30,20 @@ def database_url() -> Iterator[str]:
         execute(f"DROP DATABASE {name}")
 
 
+async def streaming_started(url: str, timeout: float = 20) -> None:
+    async with httpx.AsyncClient(base_url=url) as http:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            (source,) = (await http.get("/streams/health")).json()["sources"].values()
+            if source["streaming"]:
+                return
+            assert asyncio.get_running_loop().time() < deadline, source
+            await asyncio.sleep(0.1)
+
+
 async def test_an_insert_reaches_an_sse_client(database_url: str) -> None:
     with ServerProcess("docs_src.cdc.app:app", env={"DATABASE_URL": database_url}) as server:
+        await streaming_started(server.url)  # else the row would come as a snapshot row
         async with sse_stream(server.url, "/streams/sse/tables/todos") as client:
             execute("INSERT INTO todos (task) VALUES ('water the plants')", dsn=database_url)
             (event,) = await client.wait_for(1, timeout=20)

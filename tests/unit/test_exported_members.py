@@ -20,12 +20,14 @@ def test_exported_members() -> None:
             "PayloadTooLarge",
             "StreamingAPI",
             "StreamingError",
+            "StreamingRouter",
             "Topic",
             "TopicNotFound",
             "Unauthorized",
             "Unavailable",
             "WebSubSettings",
             "__version__",
+            "hookimpl",
         ]
     )
     for name in fastapi_streaming.__all__:

@@ -64,6 +64,7 @@ class Operation(Extensible):
     summary: str | None = None
     description: str | None = None
     security: list[dict[str, list[str]]] | None = None
+    tags: list[Tag] | None = None
     bindings: dict[str, Any] | None = None
     message: Message | Reference | OneOfMessages | None = None
 

@@ -78,6 +78,7 @@ class Operation(Extensible):
     summary: str | None = None
     description: str | None = None
     security: list[SecurityScheme | Reference] | None = None
+    tags: list[Tag] | None = None
     bindings: dict[str, Any] | None = None
     reply: dict[str, Any] | None = None
 

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import uuid
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import aio_pika
 from aio_pika.abc import (
@@ -22,11 +23,17 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
-from broadcaster import BroadcastBackend, Event
+from broadcaster import BroadcastBackend
+from fastapi_streaming.brokers.hookspecs import BrokerMessage
 
 from fastapi_streaming_amqp.options import AMQPOptions
 
 logger = logging.getLogger("fastapi_streaming.amqp")
+
+#: Seconds between aio-pika's reconnection attempts unless the URL sets ``reconnect_interval``.
+#: aio-pika waits 5 s, so deliveries resumed up to 5 s after RabbitMQ was back; an attempt is
+#: one TCP connect, cheap enough to make every second.
+RECONNECT_INTERVAL = 1.0
 
 
 class AMQPBackend(BroadcastBackend):
@@ -44,8 +51,14 @@ class AMQPBackend(BroadcastBackend):
 
     async def connect(self) -> None:
         self._inbox = asyncio.Queue()
+        query = parse_qs(urlsplit(self.options.connection_url).query)
+        interval: dict[str, Any] = {}
+        if "reconnect_interval" not in query:
+            interval["reconnect_interval"] = RECONNECT_INTERVAL
         connection = await aio_pika.connect_robust(
-            self.options.connection_url, client_properties={"connection_name": "fastapi-streaming"}
+            self.options.connection_url,
+            client_properties={"connection_name": "fastapi-streaming"},
+            **interval,
         )
         try:
             # Publishing and consuming on separate channels: a publish waiting for its confirm
@@ -97,7 +110,13 @@ class AMQPBackend(BroadcastBackend):
         # With publisher confirms, this returns once the broker has taken the message.
         await self._publishing.publish(body, routing_key=self.options.routing_key(channel))
 
-    async def next_published(self) -> Event:
+    async def ping(self) -> None:
+        """Whether the connection is up now (health checks); it reconnects on its own."""
+        connection = self._connection
+        if connection is None or connection.is_closed or not connection.connected.is_set():
+            raise ConnectionError("not connected to the AMQP broker")
+
+    async def next_published(self) -> BrokerMessage:
         while True:
             message = await self._inbox.get()
             key = message.routing_key
@@ -112,7 +131,7 @@ class AMQPBackend(BroadcastBackend):
                     key,
                 )
                 continue
-            return Event(channel=key, message=text)
+            return BrokerMessage(channel=key, message=text)
 
     async def _deliver(self, message: AbstractIncomingMessage) -> None:
         self._inbox.put_nowait(message)

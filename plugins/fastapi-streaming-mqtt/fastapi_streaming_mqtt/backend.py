@@ -15,7 +15,8 @@ import uuid
 from typing import Any
 
 import aiomqtt
-from broadcaster import BroadcastBackend, Event
+from broadcaster import BroadcastBackend
+from fastapi_streaming.brokers.hookspecs import BrokerMessage
 
 from fastapi_streaming_mqtt.options import MQTTOptions
 
@@ -100,7 +101,7 @@ class MQTTBackend(BroadcastBackend):
             self.options.topic(channel), payload, qos=self.options.qos, retain=self.options.retain
         )
 
-    async def next_published(self) -> Event:
+    async def next_published(self) -> BrokerMessage:
         client = self._connected()
         while True:
             message = await anext(client.messages)
@@ -121,7 +122,7 @@ class MQTTBackend(BroadcastBackend):
                     continue
             else:
                 text = "" if payload is None else str(payload)
-            return Event(channel=channel, message=text)
+            return BrokerMessage(channel=channel, message=text)
 
     def _connected(self) -> aiomqtt.Client:
         if self._client is None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from fastapi_streaming.brokers.hookspecs import BackendFactory, hookimpl
+from fastapi_streaming import hookimpl
+from fastapi_streaming.brokers.hookspecs import BackendFactory
 
 from fastapi_streaming_mqtt.backend import MQTTBackend
 

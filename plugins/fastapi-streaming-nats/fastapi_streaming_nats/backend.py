@@ -14,7 +14,8 @@ from typing import Any
 
 import nats
 import nats.js.errors
-from broadcaster import BroadcastBackend, Event
+from broadcaster import BroadcastBackend
+from fastapi_streaming.brokers.hookspecs import BrokerMessage
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -103,6 +104,11 @@ class NATSBackend(BroadcastBackend):
         subject = self.options.subject(channel)
         payload = message.encode("utf-8")
         nc = self._connected()
+        if not nc.is_connected:
+            # The client would buffer the message until it reconnects, and a JetStream publish
+            # would wait for an acknowledgement that cannot come: say so at once instead, so
+            # the publisher learns of the outage (fastapi-streaming answers 503).
+            raise ConnectionError(f"NATS at {self.options.server} is unreachable; reconnecting")
         if len(payload) > nc.max_payload:
             raise ValueError(
                 f"a message of {len(payload)} bytes exceeds the NATS server's max_payload size "
@@ -119,7 +125,13 @@ class NATSBackend(BroadcastBackend):
                 f"{self.options.stream!r} does not capture it or JetStream is unavailable"
             ) from None
 
-    async def next_published(self) -> Event:
+    async def ping(self) -> None:
+        """A round trip to the server (health checks): ``flush`` waits for its PONG."""
+        if self._nc is None or not self._nc.is_connected:
+            raise ConnectionError("not connected to NATS")
+        await self._nc.flush(timeout=2)
+
+    async def next_published(self) -> BrokerMessage:
         while True:
             msg = await self._inbox.get()
             if msg is None:
@@ -136,7 +148,7 @@ class NATSBackend(BroadcastBackend):
                     msg.subject,
                 )
                 continue
-            return Event(channel=channel, message=text)
+            return BrokerMessage(channel=channel, message=text)
 
     async def _deliver(self, msg: Msg) -> None:
         self._inbox.put_nowait(msg)

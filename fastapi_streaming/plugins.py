@@ -1,6 +1,7 @@
-"""Finding broker backends: a pluggy plugin manager and the lookup by URL scheme.
+"""The plugin manager: broker backends by URL scheme and authorizers by name, from plugins.
 
-The built-in backends register through the same hook as separately installed plugins, which
+It sits at the package root, above the brokers and security it loads hooks for. The built-in
+backends and authorizers register through the same hook as separately installed plugins, which
 announce themselves in the ``fastapi_streaming`` entry-point group. Entry points are loaded when
 a manager is built, never at import time.
 """
@@ -17,9 +18,12 @@ import pluggy
 from broadcaster import BroadcastBackend
 from pluggy import HookImpl
 
-from ..security.plugins import register_builtin as register_authorizers
-from . import builtin, hookspecs
-from .hookspecs import PROJECT_NAME, BackendFactory
+from .brokers import builtin, hookspecs
+from .brokers.hookspecs import BackendFactory
+from .hooks import PROJECT_NAME, hookimpl
+from .redact import scrub, secrets_in
+from .security.plugins import UnknownAuthorizerError, available_authorizers, create_authorizer
+from .security.plugins import register_builtin as register_authorizers
 
 OWN_DISTRIBUTION = "fastapi-streaming"
 
@@ -90,7 +94,10 @@ def create_backend(url: str, manager: pluggy.PluginManager | None = None) -> Bro
             "Other brokers come as plugin packages, for example "
             "`pip install fastapi-streaming-mqtt` for mqtt://."
         )
-    return info.factory(url)
+    try:
+        return info.factory(url)
+    except ValueError as exc:  # a bad option; the backend may have quoted the whole URL
+        raise ValueError(scrub(str(exc), secrets_in(url))) from None
 
 
 def _listing(backends: Mapping[str, BackendInfo]) -> str:
@@ -120,10 +127,15 @@ def _own_provider() -> str:
 
 
 __all__ = [
+    "PROJECT_NAME",
     "BackendConflictError",
     "BackendInfo",
+    "UnknownAuthorizerError",
     "UnknownBackendError",
+    "available_authorizers",
     "available_backends",
+    "create_authorizer",
     "create_backend",
     "get_plugin_manager",
+    "hookimpl",
 ]

@@ -1,0 +1,60 @@
+"""The optional extensions of a broker backend, beyond broadcaster's six methods.
+
+A backend that implements one of these protocols gets more out of fastapi-streaming; one that
+does not still works. All are checked with ``isinstance`` (the protocols are runtime
+checkable), so a plugin's backend only needs the attribute or method, not a base class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+from broadcaster import Event as BrokerMessage
+
+
+@runtime_checkable
+class DirectDelivery(Protocol):
+    """An in-process backend that hands each message over in the publisher's own step.
+
+    The broker connection sets ``deliver`` to its dispatcher when it connects, and then runs
+    no listener task: the backend calls ``deliver(message)`` synchronously for every message of
+    a subscribed channel instead of queueing it for ``next_published()``. Only a backend whose
+    publish and delivery happen in one process can do this (``memory://``).
+    """
+
+    deliver: Callable[[BrokerMessage], None] | None
+
+
+@runtime_checkable
+class HistoryBackend(Protocol):
+    """A broker backend that can read back what was published on a channel.
+
+    With it, a client that reconnects with ``Last-Event-ID`` to any worker process gets the
+    events it missed from the broker; without it, only from the recent events this process
+    delivered itself (and a ``gap`` signal when those cannot be complete).
+    """
+
+    async def history(self, channel: str, since_ms: int) -> tuple[list[BrokerMessage], bool]:
+        """Messages of ``channel`` stored at or after ``since_ms`` (Unix time in milliseconds).
+
+        The flag says whether the broker still holds everything since then (False when its
+        retention already dropped some of it).
+        """
+        ...
+
+
+@runtime_checkable
+class PingableBackend(Protocol):
+    """A broker backend that can ask its broker for an answer.
+
+    ``GET /streams/health`` calls ``ping()`` (with a timeout): with no channel subscribed,
+    nothing else notices that the broker went away. Without it, health trusts the listener.
+    """
+
+    async def ping(self) -> None:
+        """Return once the broker answered; raise if it cannot be reached."""
+        ...
+
+
+__all__ = ["DirectDelivery", "HistoryBackend", "PingableBackend"]
