@@ -67,3 +67,15 @@ async def test_an_insert_reaches_an_sse_client(database_url: str) -> None:
     assert list(row["properties"]) == ["id", "task", "done"]
     (source,) = health["sources"].values()
     assert source["state"] == "capturing" and source["table"] == "public.todos"
+
+
+def test_the_other_examples_declare_their_table_topics() -> None:
+    from docs_src.cdc import debezium_app, mysql_app, orders
+
+    topic = orders.streaming.topics.get("/tables/orders/{customer_id}")
+    assert topic is not None and topic.subscribe is not None
+    assert topic.subscribe.scopes == ("orders:read",)
+    assert topic.subscribe.description == "Orders, each on the channel of its customer."
+    assert mysql_app.streaming.topics.get("/tables/orders") is not None
+    assert debezium_app.streaming.topics.get("/tables/customers") is not None
+    assert len(orders.streaming.producers) == 1
