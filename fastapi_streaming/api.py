@@ -9,12 +9,13 @@ the transports, the WebSub hub and the AsyncAPI document get from it are narrow 
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from os import PathLike
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 import pluggy
 from fastapi import FastAPI
@@ -27,6 +28,7 @@ from .asyncapi.versions import check_version
 from .context import NotRunningError, StreamingContext
 from .declarations import NOT_GIVEN
 from .events import Event
+from .processing.runner import Processing
 from .routing import StreamingRouter
 from .runtime import StreamingRuntime
 from .security.access import AccessControl
@@ -42,13 +44,13 @@ else:  # pragma: no cover
 
 if TYPE_CHECKING:
     from .asyncapi.reading import AsyncAPIImportWarning
-    from .cdc.capture import Source
     from .cdc.producers import Producers
     from .websub.hub import WebSubHub
     from .websub.settings import WebSubSettings
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 T = TypeVar("T")
+P = ParamSpec("P")
 
 logger = logging.getLogger("fastapi_streaming")
 
@@ -81,6 +83,18 @@ class _Setting(Generic[T]):
     def __set__(self, api: StreamingAPI, value: T) -> None:
         for owner in self.owners:
             setattr(getattr(api, owner), self.name, value)
+
+
+def _on_router(
+    method: Callable[Concatenate[StreamingRouter, P], T],
+) -> Callable[Concatenate[StreamingAPI, P], T]:
+    """A method of the API that declares on its own router, with the router method's signature."""
+
+    @functools.wraps(method)
+    def declare(api: StreamingAPI, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return method(api.router, *args, **kwargs)
+
+    return declare
 
 
 class StreamingAPI:
@@ -220,6 +234,8 @@ class StreamingAPI:
         self.dependency_overrides_provider: Any = None
         #: The WebSub hub (webhooks), when enabled with ``websub=WebSubSettings(...)`` or True.
         self.websub: WebSubHub | None = _websub_hub(self.context, websub)
+        #: The derived topics' pipelines and leases, while the API runs.
+        self.processing: Processing | None = None
         #: What the AsyncAPI document is built from (and its cache).
         self.asyncapi_source = AsyncAPISource(
             self.info,
@@ -367,34 +383,13 @@ class StreamingAPI:
             reply_address=reply_address,
         )
 
-    def changes(
-        self,
-        address: str,
-        *,
-        source: Source,
-        scopes: Iterable[str] = (),
-        channel: str | None = None,
-        payload: Any = NOT_GIVEN,
-        name: str | None = None,
-        summary: str | None = None,
-        description: str | None = None,
-        exclude: Sequence[str] = (),
-        mask: Sequence[str] = (),
-    ) -> Callable[[Handler], Handler]:
-        """Declare a subscribe topic that carries a database table's committed changes
-        (see :meth:`StreamingRouter.changes` and the change data capture guide)."""
-        return self.router.changes(
-            address,
-            source=source,
-            scopes=scopes,
-            channel=channel,
-            payload=payload,
-            name=name,
-            summary=summary,
-            description=description,
-            exclude=exclude,
-            mask=mask,
-        )
+    #: Declare a derived topic (see :meth:`StreamingRouter.derive
+    #: <fastapi_streaming.StreamingRouter.derive>`).
+    derive = _on_router(StreamingRouter.derive)
+
+    #: Declare a table topic: a database table's committed changes (see
+    #: :meth:`StreamingRouter.changes <fastapi_streaming.StreamingRouter.changes>`).
+    changes = _on_router(StreamingRouter.changes)
 
     @property
     def producers(self) -> Producers:
@@ -495,11 +490,13 @@ class StreamingAPI:
             heartbeat=self.heartbeat,
             dependency_overrides_provider=self.dependency_overrides_provider,
         )
+        self.processing = processing = Processing(self.topics, runtime, broker_url=self.broker_url)
         await runtime.start()
         self.context.attach(runtime)
         try:
             if self.websub is not None:
                 await self.websub.start(runtime)
+            await processing.start()
             producers = self.router.producers
             if len(producers):
                 runtime.health_sections["sources"] = producers.health
@@ -510,6 +507,8 @@ class StreamingAPI:
             finally:
                 await producers.stop()
         finally:
+            await processing.stop()
+            self.processing = None
             if self.websub is not None:
                 await self.websub.stop()
             self.context.attach(None)
