@@ -29,7 +29,7 @@ from .declarations import NOT_GIVEN
 from .events import Event
 from .routing import StreamingRouter
 from .runtime import StreamingRuntime
-from .security.access import AccessControl
+from .security.access import Access, AccessControl
 from .security.authorizer import Authenticator
 from .security.redaction import install_redaction
 from .topics import Mode, OverflowPolicy, Topic, TopicRegistry
@@ -40,6 +40,8 @@ else:  # pragma: no cover
     from typing_extensions import Self
 
 if TYPE_CHECKING:
+    from .limits import Limiter, Limits
+    from .metrics import MetricsExporter
     from .websub.hub import WebSubHub
     from .websub.settings import WebSubSettings
 
@@ -105,6 +107,10 @@ class StreamingAPI:
         dependencies: ``Depends(...)`` run before every handler of the API (as FastAPI's).
         websub: enable the WebSub hub (webhooks): ``WebSubSettings(...)``, or True for the
             defaults (a SQLite file in the working directory). Needs the ``websub`` extra.
+        limits: plans and where their counters live: ``Limits(plan=..., storage=...)``.
+            Needs the ``limits`` extra; see the plans and limits guide.
+        metrics_url: serve Prometheus metrics there (``"/metrics"``); None (the default)
+            serves none. Needs the ``metrics`` extra; see the observability guide.
 
     The rest describe the API in its AsyncAPI document (see the AsyncAPI guide):
 
@@ -137,6 +143,8 @@ class StreamingAPI:
         require_auth: bool = False,
         dependencies: Sequence[fastapi_params.Depends] | None = None,
         websub: WebSubSettings | bool | None = None,
+        limits: Limits | None = None,
+        metrics_url: str | None = None,
         terms_of_service: str | None = None,
         contact: Mapping[str, Any] | None = None,
         license_info: Mapping[str, Any] | None = None,
@@ -193,6 +201,15 @@ class StreamingAPI:
             asyncapi_css_url=asyncapi_css_url,
         )
         self.broker_url = broker
+        #: How plans are enforced (None: only if a topic declares a plan, then in memory).
+        self.limits = limits
+        self.metrics_url = metrics_url
+        #: The Prometheus metrics, when ``metrics_url`` is set.
+        self.metrics: MetricsExporter | None = None
+        if metrics_url is not None:
+            from .metrics import MetricsExporter
+
+            self.metrics = MetricsExporter(self.context)
         self.overflow = OverflowPolicy(overflow)
         self.heartbeat = heartbeat
         self.plugin_manager = plugin_manager
@@ -276,6 +293,7 @@ class StreamingAPI:
         dependencies: Sequence[fastapi_params.Depends] | None = None,
         deprecated: bool | None = None,
         include_in_schema: bool = True,
+        plan: Any = None,
     ) -> Callable[[Handler], Handler]:
         """Declare that clients may receive the events of ``address``
         (see :meth:`StreamingRouter.subscribe <fastapi_streaming.StreamingRouter.subscribe>`).
@@ -294,6 +312,7 @@ class StreamingAPI:
             dependencies=dependencies,
             deprecated=deprecated,
             include_in_schema=include_in_schema,
+            plan=plan,
         )
 
     def publish(
@@ -310,6 +329,7 @@ class StreamingAPI:
         dependencies: Sequence[fastapi_params.Depends] | None = None,
         deprecated: bool | None = None,
         include_in_schema: bool = True,
+        plan: Any = None,
     ) -> Callable[[Handler], Handler]:
         """Declare that clients may send events into ``address``
         (see :meth:`StreamingRouter.publish <fastapi_streaming.StreamingRouter.publish>`).
@@ -326,6 +346,7 @@ class StreamingAPI:
             dependencies=dependencies,
             deprecated=deprecated,
             include_in_schema=include_in_schema,
+            plan=plan,
         )
 
     def add_operation(
@@ -346,6 +367,7 @@ class StreamingAPI:
         dependencies: Sequence[fastapi_params.Depends] | None = None,
         deprecated: bool | None = None,
         include_in_schema: bool = True,
+        plan: Any = None,
     ) -> Topic:
         """Add one mode to a topic, creating the topic on first use (what the decorators call)."""
         topic = self.router.add_operation(
@@ -364,6 +386,7 @@ class StreamingAPI:
             dependencies=dependencies,
             deprecated=deprecated,
             include_in_schema=include_in_schema,
+            plan=plan,
         )
         assert topic is not None  # the API's router declares into the API's registry
         return topic
@@ -378,6 +401,7 @@ class StreamingAPI:
         scopes: Iterable[str] = (),
         deprecated: bool | None = None,
         include_in_schema: bool = True,
+        plan: Any = None,
     ) -> None:
         """Add the topics of ``router`` to this API, under ``prefix``, with these ``tags``,
         ``dependencies`` and ``scopes`` added to each (as ``FastAPI.include_router``).
@@ -390,6 +414,7 @@ class StreamingAPI:
             scopes=scopes,
             deprecated=deprecated,
             include_in_schema=include_in_schema,
+            plan=plan,
         )
 
     # -- running ----------------------------------------------------------------------------
@@ -417,7 +442,13 @@ class StreamingAPI:
             heartbeat=self.heartbeat,
         )
         await runtime.start()
+        limiter = self._limiter()
+        self.context.limits = limiter
+        if limiter is not None:
+            await limiter.start(runtime.fanout.events_sent)
         self.context.attach(runtime)
+        if self.metrics is not None:
+            self.metrics.start()
         try:
             if self.websub is not None:
                 await self.websub.start(runtime)
@@ -425,11 +456,29 @@ class StreamingAPI:
         finally:
             if self.websub is not None:
                 await self.websub.stop()
+            if self.metrics is not None:
+                await self.metrics.stop()
             self.context.attach(None)
             await runtime.stop()
+            if limiter is not None:
+                await limiter.stop()
+
+    def _limiter(self) -> Limiter | None:
+        """What enforces plans: from ``limits=``, or in memory when only topics name plans."""
+        declared = any(
+            operation.limit is not None
+            for topic in self.topics
+            for operation in (topic.subscribe, topic.publish)
+            if operation is not None
+        )
+        if self.limits is None and not declared:
+            return None
+        from .limits import Limiter
+
+        return Limiter(self.limits)
 
     async def authorize(
-        self, connection: HTTPConnection, accesses: Sequence[tuple[Topic, Mode]]
+        self, connection: HTTPConnection, accesses: Sequence[Access]
     ) -> list[object]:
         """Decide whether ``connection`` may use every (topic, mode) in ``accesses``; see
         :meth:`fastapi_streaming.context.StreamingContext.authorize`.
@@ -469,6 +518,10 @@ class StreamingAPI:
 
             app.include_router(build_websub_router(self.websub))
         add_asyncapi_routes(app, self.asyncapi_source)
+        if self.metrics is not None and self.metrics_url is not None:
+            from .metrics import metrics_endpoint
+
+            app.add_route(self.metrics_url, metrics_endpoint(self.metrics), include_in_schema=False)
         original = app.router.lifespan_context
 
         @asynccontextmanager

@@ -17,6 +17,7 @@ from fastapi import params as fastapi_params
 from pydantic import TypeAdapter
 
 from .dependencies import plan_handler
+from .security.access import scope_parameters
 from .topics import Mode, Operation, OverflowPolicy, Topic, TopicRegistry
 
 #: The default of ``payload=``: work the payload type out from the handler.
@@ -42,6 +43,8 @@ class OperationDeclaration:
     dependencies: tuple[fastapi_params.Depends, ...] = ()
     deprecated: bool | None = None
     include_in_schema: bool = True
+    #: A ``Plan`` or plan chooser for clients of this operation (the innermost one wins).
+    plan: Any = None
 
     def under(
         self,
@@ -52,6 +55,7 @@ class OperationDeclaration:
         scopes: Sequence[str] = (),
         deprecated: bool | None = None,
         include_in_schema: bool = True,
+        plan: Any = None,
     ) -> OperationDeclaration:
         """This declaration as seen through a router: its prefix, tags, dependencies, scopes.
 
@@ -67,6 +71,7 @@ class OperationDeclaration:
             scopes=tuple(dict.fromkeys([*scopes, *self.scopes])),
             deprecated=self.deprecated or deprecated,
             include_in_schema=self.include_in_schema and include_in_schema,
+            plan=self.plan if self.plan is not None else plan,
         )
 
 
@@ -103,6 +108,7 @@ def declare(registry: TopicRegistry, declaration: OperationDeclaration) -> Topic
             f"Topic {address!r} is already mapped to channel {topic.channel!r}, "
             f"not {channel!r}; give the channel once, or the same one on both modes."
         )
+    _check_scopes(topic, declaration.scopes)
     existing = topic.operation(mode)
     if existing is not None and existing.plan is None and handler is not None:
         # Declared without a handler (from an AsyncAPI document): the handler joins it.
@@ -139,6 +145,7 @@ def declare(registry: TopicRegistry, declaration: OperationDeclaration) -> Topic
         tags=declaration.tags,
         deprecated=bool(declaration.deprecated),
         include_in_schema=declaration.include_in_schema,
+        limit=declaration.plan,
     )
     if mode is Mode.SUBSCRIBE:
         topic.subscribe = operation
@@ -150,6 +157,17 @@ def declare(registry: TopicRegistry, declaration: OperationDeclaration) -> Topic
     topic.description = topic.description or operation.description
     registry.touch()
     return topic
+
+
+def _check_scopes(topic: Topic, scopes: Sequence[str]) -> None:
+    """A scope may name address parameters (``rooms:{room}:read``), and only those."""
+    for scope in scopes:
+        unknown = scope_parameters(scope) - set(topic.parameters)
+        if unknown:
+            raise ValueError(
+                f"Scope {scope!r} of topic {topic.address!r} names {sorted(unknown)}, which are "
+                f"not parameters of the address (it has: {', '.join(topic.parameters) or 'none'})."
+            )
 
 
 def _set_queue(topic: Topic, declaration: OperationDeclaration) -> None:
@@ -188,6 +206,7 @@ def _attach_handler(
         operation.payload_adapter = TypeAdapter(payload)
     operation.payload = payload
     operation.plan = plan
+    operation.limit = declaration.plan if declaration.plan is not None else operation.limit
     operation.scopes = tuple(dict.fromkeys([*operation.scopes, *declaration.scopes]))
     operation.summary = declaration.summary or operation.summary
     operation.description = (

@@ -36,6 +36,8 @@ class StreamingRouter:
         deprecated: mark every operation declared here deprecated in the AsyncAPI document.
         include_in_schema: False leaves every operation declared here out of the AsyncAPI
             document (clients may still use them).
+        plan: the ``Plan`` (or plan chooser) of clients of every operation declared here
+            that names none (see the plans and limits guide).
         topics: the registry the declarations go into at once. The router of a streaming API
             has one; a router of your own has none and keeps its declarations until it is
             included (as with ``APIRouter``, what is declared after including is not seen).
@@ -51,6 +53,7 @@ class StreamingRouter:
         deprecated: bool | None = None,
         include_in_schema: bool = True,
         topics: TopicRegistry | None = None,
+        plan: Any = None,
     ) -> None:
         self.prefix = check_prefix(prefix)
         self.tags = list(tags or ())
@@ -59,6 +62,7 @@ class StreamingRouter:
         self.deprecated = deprecated
         self.include_in_schema = include_in_schema
         self.topics = topics
+        self.plan = plan
         #: Everything declared here, with this router's prefix, tags, dependencies and scopes.
         self.declarations: list[OperationDeclaration] = []
 
@@ -78,6 +82,7 @@ class StreamingRouter:
         dependencies: Sequence[fastapi_params.Depends] | None = None,
         deprecated: bool | None = None,
         include_in_schema: bool = True,
+        plan: Any = None,
     ) -> Callable[[Handler], Handler]:
         """Declare that clients may receive the events of ``address``.
 
@@ -103,6 +108,7 @@ class StreamingRouter:
                 dependencies=dependencies,
                 deprecated=deprecated,
                 include_in_schema=include_in_schema,
+                plan=plan,
             )
             return handler
 
@@ -122,6 +128,7 @@ class StreamingRouter:
         dependencies: Sequence[fastapi_params.Depends] | None = None,
         deprecated: bool | None = None,
         include_in_schema: bool = True,
+        plan: Any = None,
     ) -> Callable[[Handler], Handler]:
         """Declare that clients may send events into ``address``.
 
@@ -144,6 +151,7 @@ class StreamingRouter:
                 dependencies=dependencies,
                 deprecated=deprecated,
                 include_in_schema=include_in_schema,
+                plan=plan,
             )
             return handler
 
@@ -167,6 +175,7 @@ class StreamingRouter:
         dependencies: Sequence[fastapi_params.Depends] | None = None,
         deprecated: bool | None = None,
         include_in_schema: bool = True,
+        plan: Any = None,
     ) -> Topic | None:
         """Add one mode to a topic: the one entry point of every declaration.
 
@@ -190,6 +199,7 @@ class StreamingRouter:
             dependencies=tuple(dependencies or ()),
             deprecated=deprecated,
             include_in_schema=include_in_schema,
+            plan=plan,
         )
         return self._add(declaration)
 
@@ -203,6 +213,7 @@ class StreamingRouter:
         scopes: Iterable[str] = (),
         deprecated: bool | None = None,
         include_in_schema: bool = True,
+        plan: Any = None,
     ) -> None:
         """Add every operation of ``router`` here, under ``prefix``, with these ``tags``,
         ``dependencies`` and ``scopes`` added (and this router's own).
@@ -219,6 +230,7 @@ class StreamingRouter:
                     scopes=tuple(scopes),
                     deprecated=deprecated,
                     include_in_schema=include_in_schema,
+                    plan=plan,
                 )
             )
 
@@ -231,6 +243,7 @@ class StreamingRouter:
             scopes=self.scopes,
             deprecated=self.deprecated,
             include_in_schema=self.include_in_schema,
+            plan=self.plan,
         )
         topic = declare(self.topics, declaration) if self.topics is not None else None
         self.declarations.append(declaration)

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import weakref
+from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -69,6 +70,10 @@ class StreamingRuntime:
         self.broker = BrokerConnection(backend, url=broker_url)
         self.fanout = Fanout(self.broker)
         self.default_overflow = default_overflow
+        #: Events published (by clients and ``emit``) and their payload bytes, by address
+        #: template: one increment per publish, read by metrics.
+        self.published: Counter[str] = Counter()
+        self.published_bytes: Counter[str] = Counter()
 
     async def start(self) -> None:
         await self.broker.connect()
@@ -159,6 +164,8 @@ class StreamingRuntime:
                 f"The broker cannot take events right now ({exc or 'timed out'}); retry shortly.",
                 headers={"Retry-After": "1"},
             ) from None
+        self.published[topic.address] += 1
+        self.published_bytes[topic.address] += len(data_json)
         return event
 
     def health(self) -> dict[str, Any]:
@@ -196,6 +203,7 @@ class StreamingRuntime:
                 channel=channel,
                 prepare=self._preparer(topic, operation, params, address),
                 policy=topic.overflow or self.default_overflow,
+                template=topic.address,
             )
             if last_event_id:
                 await self._resume(queue, address, channel, last_event_id)

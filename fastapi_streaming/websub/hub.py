@@ -217,9 +217,9 @@ class WebSubHub:
         (and makes the hub send nothing anywhere). A refusal of a known client is the spec's
         validation step: the answer stays 202 and the callback gets ``hub.mode=denied``.
         """
-        topic = self.streaming.runtime.resolve(intent.address, Mode.SUBSCRIBE)[0]
+        topic, _, params = self.streaming.runtime.resolve(intent.address, Mode.SUBSCRIBE)
         try:
-            granted = await self.streaming.authorize(request, [(topic, Mode.SUBSCRIBE)])
+            granted = await self.streaming.authorize(request, [(topic, Mode.SUBSCRIBE, params)])
         except Forbidden as error:
             return str(error.detail), None
         except StreamingError as error:
@@ -319,6 +319,6 @@ class WebSubHub:
         """The URLs of a topic and its latest recorded event (body, content type) or None."""
         runtime = self.streaming.runtime
         topic, _, params = runtime.resolve(address, Mode.SUBSCRIBE)
-        await self.streaming.authorize(request, [(topic, Mode.SUBSCRIBE)])
+        await self.streaming.authorize(request, [(topic, Mode.SUBSCRIBE, params)])
         address = topic.address_for(params)
         return self.urls(request, address), await self.repo.latest_event(address)
