@@ -207,7 +207,7 @@ async def test_connections_end_at_the_plans_maximum_duration(server: ServerProce
     async with sse_stream(server.url, "/streams/sse/feed/d", access_token=short) as stream:
         await asyncio.wait_for(stream.ended.wait(), 10)
     lasted = time.monotonic() - started
-    ending = json.loads([e for e in stream.events if e.event == "close"][0].data)
+    ending = json.loads(next(e for e in stream.events if e.event == "close").data)
     assert ending["reason"] == "quota_exceeded"
     assert "connections of at most 1 s" in ending["detail"]
     assert lasted >= 1.4
