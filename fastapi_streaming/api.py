@@ -206,15 +206,15 @@ class StreamingAPI:
         self.metrics_url = metrics_url
         #: The Prometheus metrics, when ``metrics_url`` is set.
         self.metrics: MetricsExporter | None = None
-        if metrics_url is not None:
-            from .metrics import MetricsExporter
-
-            self.metrics = MetricsExporter(self.context)
         self.overflow = OverflowPolicy(overflow)
         self.heartbeat = heartbeat
         self.plugin_manager = plugin_manager
         #: The WebSub hub (webhooks), when enabled with ``websub=WebSubSettings(...)`` or True.
         self.websub: WebSubHub | None = _websub_hub(self.context, websub)
+        if metrics_url is not None:
+            from .metrics import MetricsExporter
+
+            self.metrics = MetricsExporter(self.context, websub=self.websub)
         #: What the AsyncAPI document is built from (and its cache).
         self.asyncapi_source = AsyncAPISource(
             self.info,

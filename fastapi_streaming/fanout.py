@@ -313,6 +313,8 @@ class TopicStream:
         self.events = 0
         #: Events handed to clients' queues: ``events`` times the clients there were.
         self.sent = 0
+        #: Payload bytes handed to clients' queues (each event's data times its clients).
+        self.sent_bytes = 0
         self.skipped = 0
 
     def receive(self, message: BrokerMessage) -> None:
@@ -351,6 +353,7 @@ class TopicStream:
                 self._replay.record(encoded)
                 clients = tuple(self.clients)
                 self.sent += len(clients)
+                self.sent_bytes += len(encoded.data_json) * len(clients)
                 for client in clients:
                     client.put(encoded, self.policy)
                 if self.events % YIELD_EVERY == 0:
@@ -370,6 +373,7 @@ class Fanout:
         self.heartbeats: set[ClientQueue] = set()
         #: Events sent by streams that have ended, by address template (for metrics).
         self.ended_sent: Counter[str] = Counter()
+        self.ended_sent_bytes: Counter[str] = Counter()
         #: Events dropped for slow clients that have left, by reason (for metrics).
         self.ended_dropped = 0
 
@@ -437,16 +441,19 @@ class Fanout:
         if self.streams.get(stream.address) is stream:
             del self.streams[stream.address]
             self.ended_sent[stream.template] += stream.sent
+            self.ended_sent_bytes[stream.template] += stream.sent_bytes
         await stream.stop()
         if stream.ready.done() and stream.ready.exception() is None:
             await self.broker.unsubscribe(stream.channel, stream.receive)
 
-    def sent_by_template(self) -> Counter[str]:
-        """Events handed to clients so far, by address template, ended streams included."""
-        sent = Counter(self.ended_sent)
+    def sent_by_template(self) -> tuple[Counter[str], Counter[str]]:
+        """Events and payload bytes handed to clients so far, by address template, ended
+        streams included."""
+        sent, sent_bytes = Counter(self.ended_sent), Counter(self.ended_sent_bytes)
         for stream in self.streams.values():
             sent[stream.template] += stream.sent
-        return sent
+            sent_bytes[stream.template] += stream.sent_bytes
+        return sent, sent_bytes
 
     def events_sent(self, address: str) -> int | None:
         """Events handed to the clients of ``address`` so far (None when nobody listens): what

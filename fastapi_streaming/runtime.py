@@ -74,6 +74,11 @@ class StreamingRuntime:
         #: template: one increment per publish, read by metrics.
         self.published: Counter[str] = Counter()
         self.published_bytes: Counter[str] = Counter()
+        #: Broker events dropped because they do not match their topic's payload, by template.
+        self.invalid: Counter[str] = Counter()
+        #: Resumes (``Last-Event-ID``) served, and those that could not be complete (a ``gap``).
+        self.resumes = 0
+        self.resume_gaps = 0
 
     async def start(self) -> None:
         await self.broker.connect()
@@ -217,7 +222,9 @@ class StreamingRuntime:
     ) -> None:
         missed, complete = await self._history(address, channel, last_event_id)
         notice = None
+        self.resumes += 1
         if not complete:
+            self.resume_gaps += 1
             detail = "history does not reach back to this event; some events may be missing"
             logger.info("Resume of %s after %s is incomplete", address, last_event_id)
             notice = gap_notice(address, last_event_id, detail)
@@ -251,12 +258,14 @@ class StreamingRuntime:
         channel = topic.channel_for(params)
         plan = operation.plan
         adapter = operation.payload_adapter
+        template = topic.address
 
         async def prepare(message: BrokerMessage) -> EncodedEvent | None:
             event = decode_message(message.message, topic=address, channel=channel)
             try:
                 value = adapter.validate_python(event.data)
             except ValidationError as exc:
+                self.invalid[template] += 1
                 logger.warning(
                     "Dropped an event on %s that does not match the topic's payload: %s",
                     address,

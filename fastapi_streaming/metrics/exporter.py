@@ -33,6 +33,7 @@ from starlette.responses import Response
 
 if TYPE_CHECKING:
     from ..context import StreamingContext
+    from ..websub.hub import WebSubHub
 
 
 def multiprocess_mode() -> bool:
@@ -54,8 +55,15 @@ class _Totals:
 class MetricsExporter:
     """The Prometheus metrics of one streaming API (see the observability guide)."""
 
-    def __init__(self, streaming: StreamingContext, *, interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        streaming: StreamingContext,
+        *,
+        websub: WebSubHub | None = None,
+        interval: float = 1.0,
+    ) -> None:
         self.streaming = streaming
+        self.websub = websub
         self.interval = interval
         self.registry = CollectorRegistry(auto_describe=True)
         self._totals = _Totals()
@@ -96,6 +104,25 @@ class MetricsExporter:
             "streaming_events_sent",
             "Events handed to subscribed clients, by topic.",
             ["topic"],
+            registry=registry,
+        )
+        self.sent_bytes = Counter(
+            "streaming_events_sent_bytes",
+            "Payload bytes handed to subscribed clients (each event's data times its clients).",
+            ["topic"],
+            registry=registry,
+        )
+        self.resumes = Counter(
+            "streaming_resumes",
+            "Resumes from a Last-Event-ID, by outcome: complete, or gap (events may be missing).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.websub_deliveries = Counter(
+            "streaming_websub_deliveries",
+            "WebSub delivery attempts, by outcome: delivered, failed (retried until the "
+            "attempts run out), gone (410: the subscription ends).",
+            ["outcome"],
             registry=registry,
         )
         self.dropped = Counter(
@@ -139,7 +166,9 @@ class MetricsExporter:
             fanout = runtime.fanout
             self._add(self.published, "published", runtime.published)
             self._add(self.published_bytes, "published_bytes", runtime.published_bytes)
-            self._add(self.sent, "sent", fanout.sent_by_template())
+            sent, sent_bytes = fanout.sent_by_template()
+            self._add(self.sent, "sent", sent)
+            self._add(self.sent_bytes, "sent_bytes", sent_bytes)
             clients: dict[str, int] = {}
             for stream in fanout.streams.values():
                 clients[stream.template] = clients.get(stream.template, 0) + len(stream.clients)
@@ -150,8 +179,12 @@ class MetricsExporter:
             self.clients.set(len(queues))
             self.queue_depth.set(sum(len(queue) for queue in queues))
             dropped = fanout.ended_dropped + sum(queue.dropped for queue in queues)
-            self._add(self.dropped, "dropped", {"slow_client": dropped})
+            invalid = sum(runtime.invalid.values())
+            self._add(self.dropped, "dropped", {"slow_client": dropped, "validation": invalid})
+            gaps = runtime.resume_gaps
+            self._add(self.resumes, "resumes", {"complete": runtime.resumes - gaps, "gap": gaps})
             self._increment(self.reconnects, ("reconnects",), runtime.broker.reconnects)
+        self._sync_websub()
         limits = streaming.limits
         if limits is not None:
             for (plan, limit), total in tuple(limits.throttles.items()):
@@ -159,6 +192,16 @@ class MetricsExporter:
                 if grown:
                     self.throttles.labels(plan, limit).inc(grown)
             self._add(self.counted, "counted", limits.counted)
+
+    def _sync_websub(self) -> None:
+        if self.websub is None:
+            return
+        try:
+            worker = self.websub.running.worker
+        except RuntimeError:
+            return  # not running
+        outcomes = {"delivered": worker.delivered, "failed": worker.failures, "gone": worker.gone}
+        self._add(self.websub_deliveries, "websub", outcomes)
 
     def _increment(self, counter: Counter, key: tuple[str, ...], total: int) -> None:
         grown = self._totals.growth(key, total)

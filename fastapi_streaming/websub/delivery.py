@@ -76,6 +76,8 @@ class DeliveryWorker:
         self._to_mark = asyncio.Event()
         self.delivered = 0
         self.failures = 0
+        #: Subscriptions ended by their callback answering 410 Gone.
+        self.gone = 0
 
     def wake(self) -> None:
         """New deliveries were recorded here: look for due ones now, not at the next poll."""
@@ -132,6 +134,7 @@ class DeliveryWorker:
                 self._succeeded.append(claimed)
                 self._to_mark.set()
             elif error == "gone":
+                self.gone += 1
                 logger.info("Callback %s answered 410 Gone; unsubscribed", claimed.callback)
                 await self.repo.remove_subscription_by_id(sid)
             else:

@@ -39,6 +39,10 @@ streaming = StreamingAPI(
     websub=WebSubSettings(
         database_url=os.environ["WEBSUB_DATABASE_URL"],
         allow_networks=("127.0.0.1/32",),
+        poll_interval=0.1,
+        sync_interval=0.2,
+        retry_base=0.1,
+        retry_max=0.5,
     )
     if "WEBSUB_DATABASE_URL" in os.environ
     else None,

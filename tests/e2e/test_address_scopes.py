@@ -4,7 +4,6 @@ whole."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -124,10 +123,14 @@ async def test_websub(server: ServerProcess) -> None:
             headers=access,
         )
         await subscriber.wait_until(lambda: len(subscriber.verifications("/room42")) == 1)
-        await asyncio.sleep(0)
+        published = await http.post("/streams/publish/rooms/42", json={"n": 1}, headers=access)
+        await subscriber.wait_until(lambda: len(subscriber.deliveries("/room42")) == 1)
+        metrics = (await http.get("/metrics")).text
     assert discover_other.status_code == 403
     assert discover_own.status_code in (200, 204)
     assert answer.status_code == 202  # WebSub 5.1.2: refusal comes at the callback
     assert "rooms:43:read" in denial["hub.reason"]
     assert own.status_code == 202
     assert subscriber.verifications("/room43") == []
+    assert published.status_code == 202
+    assert 'streaming_websub_deliveries_total{outcome="delivered"} 1.0' in metrics
