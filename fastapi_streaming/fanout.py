@@ -105,9 +105,10 @@ class ClientQueue:
         "items",
         "maxsize",
         "on_close",
+        "transport",
     )
 
-    def __init__(self, maxsize: int) -> None:
+    def __init__(self, maxsize: int, transport: str = "") -> None:
         if maxsize < 1:
             raise ValueError("a client queue must hold at least one event")
         self.maxsize = maxsize
@@ -125,6 +126,8 @@ class ClientQueue:
         #: Called when the queue closes, so a transport stuck writing to a client that does not
         #: read can abandon the write.
         self.on_close: Callable[[CloseReason], None] | None = None
+        #: Which transport serves the client (``sse``, ``websocket``, ``websub``), for metrics.
+        self.transport = transport
 
     def __len__(self) -> int:
         return len(self.items)

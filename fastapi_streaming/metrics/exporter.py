@@ -67,12 +67,13 @@ class MetricsExporter:
         self.interval = interval
         self.registry = CollectorRegistry(auto_describe=True)
         self._totals = _Totals()
+        self._connection_series: set[tuple[str, str]] = set()
         self._task: asyncio.Task[None] | None = None
         registry = self.registry
         self.connections = Gauge(
             "streaming_connections",
-            "Clients subscribed, by topic (address template).",
-            ["topic"],
+            "Clients subscribed, by topic (address template) and transport.",
+            ["topic", "transport"],
             registry=registry,
             multiprocess_mode="livesum",
         )
@@ -169,12 +170,7 @@ class MetricsExporter:
             sent, sent_bytes = fanout.sent_by_template()
             self._add(self.sent, "sent", sent)
             self._add(self.sent_bytes, "sent_bytes", sent_bytes)
-            clients: dict[str, int] = {}
-            for stream in fanout.streams.values():
-                clients[stream.template] = clients.get(stream.template, 0) + len(stream.clients)
-            for topic in streaming.topics:
-                if topic.subscribe is not None:
-                    self.connections.labels(topic.address).set(clients.get(topic.address, 0))
+            self._sync_connections()
             queues = tuple(fanout.queues)
             self.clients.set(len(queues))
             self.queue_depth.set(sum(len(queue) for queue in queues))
@@ -192,6 +188,20 @@ class MetricsExporter:
                 if grown:
                     self.throttles.labels(plan, limit).inc(grown)
             self._add(self.counted, "counted", limits.counted)
+
+    def _sync_connections(self) -> None:
+        """Clients by topic and transport: one pass over the subscriptions, once a second."""
+        clients: dict[tuple[str, str], int] = {}
+        for stream in self.streaming.runtime.fanout.streams.values():
+            for client in stream.clients:
+                key = (stream.template, client.transport or "other")
+                clients[key] = clients.get(key, 0) + 1
+        # Series seen before and now gone go to 0 rather than vanish.
+        for key in self._connection_series - clients.keys():
+            self.connections.labels(*key).set(0)
+        for key, count in clients.items():
+            self.connections.labels(*key).set(count)
+        self._connection_series |= clients.keys()
 
     def _sync_websub(self) -> None:
         if self.websub is None:

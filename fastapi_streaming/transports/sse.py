@@ -205,7 +205,7 @@ async def open_stream(
         return error_response(error)
     accesses = [topic for topic, _, _ in resolved]
     size = accesses[0].max_queue if len(accesses) == 1 else None
-    queue = ClientQueue(size or streaming.max_queue)
+    queue = ClientQueue(size or streaming.max_queue, "sse")
     lease = await open_lease(streaming, request, context, queue)
     if lease is not None:
         try:

@@ -172,7 +172,7 @@ async def serve_one_topic(streaming: StreamingContext, websocket: WebSocket, add
     except StreamingError as error:
         await deny(websocket, error)
         return
-    queue = ClientQueue(topic.max_queue or streaming.max_queue)
+    queue = ClientQueue(topic.max_queue or streaming.max_queue, "websocket")
     lease = await open_lease(streaming, websocket, context, queue)
     if lease is not None:
         try:
@@ -212,7 +212,7 @@ async def serve_multiplexed(streaming: StreamingContext, websocket: WebSocket) -
     except StreamingError as error:
         await deny(websocket, error)
         return
-    queue = ClientQueue(streaming.max_queue)
+    queue = ClientQueue(streaming.max_queue, "websocket")
     lease = await open_lease(streaming, websocket, context, queue)
     await websocket.accept()
     session = SocketSession(streaming, websocket, queue, _render_envelope, context)

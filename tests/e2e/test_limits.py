@@ -252,7 +252,7 @@ async def test_metrics_count_publishes_deliveries_and_throttles(server: ServerPr
     samples = _samples(text)
     assert samples['streaming_events_published_total{topic="/feed/{name}"}'] == 5
     assert samples['streaming_events_sent_total{topic="/feed/{name}"}'] == 5
-    assert samples['streaming_connections{topic="/feed/{name}"}'] == 1
+    assert samples['streaming_connections{topic="/feed/{name}",transport="sse"}'] == 1
     assert samples['streaming_quota_throttles_total{limit="publish_rate",plan="slow"}'] == 1
     assert not any("/feed/m" in line for line in text.splitlines())  # templates, not addresses
 

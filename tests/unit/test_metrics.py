@@ -27,7 +27,7 @@ async def test_sent_bytes_validation_drops_and_resume_gaps() -> None:
     assert streaming.metrics is not None
     registry = streaming.metrics.registry
     async with streaming.running() as runtime:
-        one, two = ClientQueue(10), ClientQueue(10)
+        one, two = ClientQueue(10, "sse"), ClientQueue(10, "websocket")
         await runtime.subscribe(one, "/rooms/1")
         await runtime.subscribe(two, "/rooms/1")
         await streaming.emit("/rooms/1", {"text": "hi"})  # 13 bytes of data, to 2 clients
@@ -35,7 +35,7 @@ async def test_sent_bytes_validation_drops_and_resume_gaps() -> None:
         await runtime.broker.publish("rooms.1", "42")
         await wait_for(lambda: sum(runtime.invalid.values()) == 1 and len(one) == 1)
         # A resume from an id the recent events do not reach: a gap.
-        late = ClientQueue(10)
+        late = ClientQueue(10, "sse")
         await runtime.subscribe(
             late, "/rooms/1", last_event_id="01a23587-c5b2-7b69-bc49-ff8089b7c7cd"
         )
@@ -50,14 +50,18 @@ async def test_sent_bytes_validation_drops_and_resume_gaps() -> None:
         )
         assert value("streaming_events_dropped_total", reason="validation") == 1
         assert value("streaming_resumes_total", outcome="gap") == 1
-        assert value("streaming_connections", topic="/rooms/{room}") == 3
+        sse = {"topic": "/rooms/{room}", "transport": "sse"}
+        websocket = {"topic": "/rooms/{room}", "transport": "websocket"}
+        assert value("streaming_connections", **sse) == 2
+        assert value("streaming_connections", **websocket) == 1
         assert value("streaming_clients") == 3
         await runtime.disconnect(one, ["/rooms/1"])
         streaming.metrics.sync()
-        assert value("streaming_connections", topic="/rooms/{room}") == 2
+        assert value("streaming_connections", **sse) == 1
         # Counters keep what ended streams sent.
         await runtime.disconnect(two, ["/rooms/1"])
         await runtime.disconnect(late, ["/rooms/1"])
         streaming.metrics.sync()
         assert value("streaming_events_sent_total", topic="/rooms/{room}") == 2
-        assert value("streaming_connections", topic="/rooms/{room}") == 0
+        assert value("streaming_connections", **sse) == 0
+        assert value("streaming_connections", **websocket) == 0
