@@ -29,7 +29,7 @@ from .declarations import NOT_GIVEN
 from .events import Event
 from .routing import StreamingRouter
 from .runtime import StreamingRuntime
-from .security.access import Access, AccessControl
+from .security.access import AccessControl
 from .security.authorizer import Authenticator
 from .security.redaction import install_redaction
 from .topics import Mode, OverflowPolicy, Topic, TopicRegistry
@@ -478,7 +478,7 @@ class StreamingAPI:
         return Limiter(self.limits)
 
     async def authorize(
-        self, connection: HTTPConnection, accesses: Sequence[Access]
+        self, connection: HTTPConnection, accesses: Sequence[tuple[Topic, Mode]]
     ) -> list[object]:
         """Decide whether ``connection`` may use every (topic, mode) in ``accesses``; see
         :meth:`fastapi_streaming.context.StreamingContext.authorize`.

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 from starlette.requests import HTTPConnection
 
 from .runtime import StreamingRuntime
-from .security.access import Access, AccessControl
-from .topics import TopicRegistry
+from .security.access import AccessControl
+from .topics import Mode, Topic, TopicRegistry
 
 if TYPE_CHECKING:
     from .limits import Limiter
@@ -68,7 +68,7 @@ class StreamingContext:
         self._runtime = runtime
 
     async def authorize(
-        self, connection: HTTPConnection, accesses: Sequence[Access]
+        self, connection: HTTPConnection, accesses: Sequence[tuple[Topic, Mode]]
     ) -> list[object]:
         """Decide whether ``connection`` may use every (topic, mode) in ``accesses``.
 

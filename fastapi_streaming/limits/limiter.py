@@ -109,6 +109,7 @@ class Limiter:
         #: Events counted (charged to a quota) by plan.
         self.counted: Counter[str] = Counter()
         self._pending: Counter[Meter] = Counter()
+        self._stored_plans: dict[tuple[str, str], Plan] = {}
         self._events_of: Callable[[str], int | None] = lambda address: None
         self._task: asyncio.Task[None] | None = None
         self._storage: Storage | None = None
@@ -179,6 +180,38 @@ class Limiter:
             self.counted[plan.name] += cost
             if not await self._hit(self._quota, plan.quota_item, meter, cost):
                 raise QuotaExceeded(await self.refuse(meter, "quota"))
+
+    async def admit(self, meter: Meter, events: int) -> int:
+        """How many of ``events`` deliveries still fit in the quota; charges those.
+
+        For WebSub: one look at the window and one charge per principal and batch of claimed
+        deliveries, not one per delivery. Workers admitting at the same moment may together
+        let a batch's worth more through.
+        """
+        item = meter.plan.quota_item
+        if item is None or events <= 0:
+            return events
+        self.storage  # noqa: B018 - opened on first use
+        assert self._quota is not None
+        try:
+            stats = await self._quota.get_window_stats(item, *meter.ids)
+        except Exception:
+            logger.warning("Limits storage unreachable; %s not counted", meter, exc_info=True)
+            return events
+        allowed = max(0, min(events, stats.remaining))
+        if allowed:
+            self.counted[meter.plan.name] += allowed
+            await self._hit(self._quota, item, meter, allowed)
+        if allowed < events:
+            self.throttles[(meter.plan.name, "quota")] += events - allowed
+        return allowed
+
+    def stored_meter(self, plan: str, key: str, quota: str) -> Meter:
+        """The meter of a subscription that recorded its plan (a WebSub subscriber)."""
+        found = self._stored_plans.get((plan, quota))
+        if found is None:
+            found = self._stored_plans[(plan, quota)] = Plan(name=plan, quota=quota)
+        return Meter(found, key, self.settings.namespace)
 
     def count(self, meter: Meter, events: int = 1) -> None:
         """Count events to be charged at the next flush (messages that refuse nothing)."""

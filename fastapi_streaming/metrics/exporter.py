@@ -210,7 +210,12 @@ class MetricsExporter:
             worker = self.websub.running.worker
         except RuntimeError:
             return  # not running
-        outcomes = {"delivered": worker.delivered, "failed": worker.failures, "gone": worker.gone}
+        outcomes = {
+            "delivered": worker.delivered,
+            "failed": worker.failures,
+            "gone": worker.gone,
+            "over_quota": worker.over_quota,
+        }
         self._add(self.websub_deliveries, "websub", outcomes)
 
     def _increment(self, counter: Counter, key: tuple[str, ...], total: int) -> None:

@@ -6,15 +6,15 @@ nothing: a request touching several topics needs every scope of every one of the
 partly authorised request is refused whole, naming the scopes that are missing.
 
 A scope may name parameters of its topic's address (``rooms:{room}:read`` on
-``/rooms/{room}``): an access that carries the concrete address's parameters needs the scope
-with them filled in (``rooms:42:read``), so a token for room 42 cannot read room 43.
+``/rooms/{room}``): an :class:`Access` carries the concrete address's parameters, and needs the
+scope with them filled in (``rooms:42:read``), so a token for room 42 cannot read room 43.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import HTTPConnection
 
@@ -26,9 +26,21 @@ from .principal import Principal
 if TYPE_CHECKING:
     from ..topics import Mode, Topic
 
-#: What a client asks to do: a topic and a mode, and the parameters of the concrete address
-#: (needed when a scope names them).
-Access = Union["tuple[Topic, Mode]", "tuple[Topic, Mode, Mapping[str, Any]]"]
+
+class Access(tuple["Topic", "Mode"]):
+    """What a client asks to do: a (topic, mode) pair, which also carries the parameters of
+    the concrete address (``params``), needed when a scope names them.
+
+    Still a pair, so access controls written for ``(topic, mode)`` pairs keep working.
+    """
+
+    params: Mapping[str, Any] | None
+
+    def __new__(cls, topic: Topic, mode: Mode, params: Mapping[str, Any] | None = None) -> Access:
+        access = super().__new__(cls, (topic, mode))
+        access.params = params
+        return access
+
 
 _PLACEHOLDER = re.compile(r"{([a-zA-Z_][a-zA-Z0-9_]*)}")
 
@@ -43,13 +55,13 @@ class _Anonymous:
 _ANONYMOUS = _Anonymous()
 
 
-def required_scopes(accesses: Sequence[Access]) -> list[str]:
+def required_scopes(accesses: Sequence[tuple[Topic, Mode]]) -> list[str]:
     """Every scope the accesses need, each once, in the order the topics list them, with the
-    address parameters they name filled in."""
+    address parameters they name filled in (for an :class:`Access`)."""
     scopes: dict[str, None] = {}
     for access in accesses:
-        topic, mode = access[0], access[1]
-        params = access[2] if len(access) > 2 else None
+        topic, mode = access
+        params = access.params if isinstance(access, Access) else None
         operation = topic.operation(mode)
         if operation is not None:
             scopes.update(
@@ -139,7 +151,7 @@ class AccessControl:
         return None
 
     async def check(
-        self, connection: HTTPConnection, accesses: Sequence[Access]
+        self, connection: HTTPConnection, accesses: Sequence[tuple[Topic, Mode]]
     ) -> Principal | None:
         """The principal allowed to make every access, or the refusal as an error.
 

@@ -15,7 +15,6 @@ from starlette.websockets import WebSocket
 from ..errors import StreamingError
 from ..fanout import TOKEN_EXPIRED, ClientQueue, CloseReason
 from ..limits.answers import QUOTA_EXCEEDED, Refusal
-from ..security.access import Access
 from ..security.principal import Principal
 from ..topics import Mode, Topic
 
@@ -27,7 +26,7 @@ if TYPE_CHECKING:
 async def authorize(
     streaming: StreamingContext,
     connection: HTTPConnection,
-    accesses: Sequence[Access],
+    accesses: Sequence[tuple[Topic, Mode]],
 ) -> list[object]:
     """Check the client may use every topic it asks for; return the handlers' context objects."""
     context: list[object] = [connection]

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..errors import PayloadTooLarge, StreamingError
+from ..security.access import Access
 from ..topics import Mode
 from .common import authorize, charge_publish, concrete_address, error_response
 
@@ -39,7 +40,7 @@ async def publish_over_http(
     runtime = streaming.runtime
     try:
         topic, _, params = runtime.resolve(address, Mode.PUBLISH)
-        context = await authorize(streaming, request, [(topic, Mode.PUBLISH, params)])
+        context = await authorize(streaming, request, [Access(topic, Mode.PUBLISH, params)])
         await charge_publish(streaming, request, context, topic)
         body = await read_body(request, streaming.max_message_size)
         event = await runtime.publish(address, json_data=body, context=context)

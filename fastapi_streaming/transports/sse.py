@@ -14,6 +14,7 @@ from starlette.types import Receive, Scope, Send
 
 from ..errors import MalformedMessage, StreamingError
 from ..fanout import SLOW_CLIENT, ClientQueue, CloseReason, Reply
+from ..security.access import Access
 from ..topics import Mode
 from .common import (
     authorize,
@@ -199,7 +200,9 @@ async def open_stream(
             raise MalformedMessage("Name at least one topic: ?topic=/some/address")
         resolved = [runtime.resolve(address, Mode.SUBSCRIBE) for address in addresses]
         context = await authorize(
-            streaming, request, [(topic, Mode.SUBSCRIBE, params) for topic, _, params in resolved]
+            streaming,
+            request,
+            [Access(topic, Mode.SUBSCRIBE, params) for topic, _, params in resolved],
         )
     except StreamingError as error:
         return error_response(error)

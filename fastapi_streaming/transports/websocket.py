@@ -24,6 +24,7 @@ from starlette.websockets import WebSocket
 from ..errors import MalformedMessage, StreamingError, TopicNotFound
 from ..fanout import SHUTDOWN, SLOW_CLIENT, TOKEN_EXPIRED, ClientQueue, CloseReason, Reply
 from ..limits.answers import QUOTA_EXCEEDED, QuotaExceeded
+from ..security.access import Access
 from ..topics import Mode, Topic
 from .common import (
     authorize,
@@ -145,7 +146,7 @@ class SocketSession:
     async def allow(self, topic: Topic, mode: Mode, address: str, params: dict[str, Any]) -> None:
         """Check (once per address and mode) that this socket's client may use ``address``."""
         if (address, mode) not in self._allowed:
-            extra = await authorize(self.streaming, self.websocket, [(topic, mode, params)])
+            extra = await authorize(self.streaming, self.websocket, [Access(topic, mode, params)])
             self.context = list(dict.fromkeys([*self.context, *extra]))
             self._allowed.add((address, mode))
 
@@ -168,7 +169,7 @@ async def serve_one_topic(streaming: StreamingContext, websocket: WebSocket, add
             raise TopicNotFound(address)
         topic, params = found
         first = Mode.SUBSCRIBE if topic.subscribe is not None else Mode.PUBLISH
-        context = await authorize(streaming, websocket, [(topic, first, params)])
+        context = await authorize(streaming, websocket, [Access(topic, first, params)])
     except StreamingError as error:
         await deny(websocket, error)
         return

@@ -11,6 +11,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,6 +22,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.support.clients import receive_json, send_json, sse_stream
 from tests.support.server import ServerProcess
+from tests.support.websub import Subscriber
 
 SECRET = "limits-test-secret-that-is-long-enough-for-hs256"
 STORAGES = {"memory": "memory://", "redis": "redis://127.0.0.1:6379/0"}
@@ -264,3 +266,39 @@ def _samples(text: str) -> dict[str, float]:
             name, _, value = line.rpartition(" ")
             found[name] = float(value)
     return found
+
+
+async def test_websub_deliveries_over_the_quota_are_not_attempted_and_are_counted(
+    tmp_path: Path,
+) -> None:
+    env = app_env("memory://", WEBSUB_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}")
+    with ServerProcess("tests.apps.limits_app:app", env=env) as server:
+        async with Subscriber() as subscriber, httpx.AsyncClient(base_url=server.url) as http:
+            callback = subscriber.behave("/tiny")
+            answer = await http.post(
+                "/streams/websub/hub",
+                data={
+                    "hub.mode": "subscribe",
+                    "hub.topic": f"{server.url}/streams/websub/feed/hooks",
+                    "hub.callback": callback,
+                },
+                headers=bearer("ola", plan="tiny"),  # 6 events a minute
+            )
+            assert answer.status_code == 202
+            await subscriber.wait_until(lambda: len(subscriber.verifications("/tiny")) == 1)
+            for number in range(10):
+                published = await http.post(
+                    "/streams/publish/feed/hooks", json={"n": number}, headers=bearer("publisher")
+                )
+                assert published.status_code == 202
+            over_quota = 'streaming_websub_deliveries_total{outcome="over_quota"} 4.0'
+            deadline = time.monotonic() + 15
+            while over_quota not in (text := (await http.get("/metrics")).text):
+                assert time.monotonic() < deadline, text
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(0.5)  # nothing more arrives
+        delivered = subscriber.deliveries("/tiny")
+    assert len(delivered) == 6
+    assert sorted(json.loads(request.body)["n"] for request in delivered) == list(range(6))
+    assert 'streaming_websub_deliveries_total{outcome="delivered"} 6.0' in text
+    assert 'streaming_quota_throttles_total{limit="quota",plan="tiny"} 4.0' in text

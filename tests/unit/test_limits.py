@@ -10,7 +10,7 @@ from starlette.requests import HTTPConnection
 from fastapi_streaming import StreamingAPI, StreamingRouter
 from fastapi_streaming.limits import Limiter, Limits, Plan, PlanByClaim, QuotaExceeded, Refusal
 from fastapi_streaming.security import Principal
-from fastapi_streaming.security.access import fill_scope, required_scopes
+from fastapi_streaming.security.access import Access, fill_scope, required_scopes
 from fastapi_streaming.topics import Mode
 
 
@@ -88,7 +88,10 @@ def test_scopes_name_address_parameters() -> None:
     params = topic.match("/rooms/42/general")
     assert fill_scope("rooms:{room}:{thread}:read", topic, params) == "rooms:42:general:read"
     assert fill_scope("rooms:{room}:read", topic, None) == "rooms:{room}:read"
-    assert required_scopes([(topic, Mode.SUBSCRIBE, params)]) == ["rooms:42:general:read", "chat"]
+    access = Access(topic, Mode.SUBSCRIBE, params)
+    assert access == (topic, Mode.SUBSCRIBE)  # still a pair for access controls of pairs
+    assert required_scopes([access]) == ["rooms:42:general:read", "chat"]
+    assert required_scopes([(topic, Mode.SUBSCRIBE)]) == ["rooms:{room}:{thread}:read", "chat"]
     with pytest.raises(ValueError, match=r"names \['user'\], which are not parameters"):
         streaming.subscribe("/rooms/{room}", scopes=["rooms:{user}:read"])(room)
 
