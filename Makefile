@@ -4,6 +4,8 @@ PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
 
+RUN_STAMP := $(VENV)/.installed-run
+
 .PHONY: install run test lint typecheck pytest docs docs-serve clean
 
 $(STAMP): pyproject.toml $(PLUGINS)
@@ -20,9 +22,17 @@ $(TOOLING): tests/tooling/package.json tests/tooling/package-lock.json
 
 install: $(STAMP) $(TOOLING)
 
+# What running the example needs; the development toolchain (above) waits for `make test`.
+$(RUN_STAMP): pyproject.toml
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e ".[run]"
+	touch $(RUN_STAMP)
+
 ## Run the example app on the embedded default (memory broker, SQLite) at http://127.0.0.1:8000
-run: $(STAMP)
-	$(VENV)/bin/fastapi-streaming run example_app.main:app --host 127.0.0.1 --port 8000
+# WEBSUB_ALLOW_LOOPBACK: the WebSub tutorial's receiver runs on this machine (off by default).
+run: $(RUN_STAMP)
+	WEBSUB_ALLOW_LOOPBACK=1 $(VENV)/bin/fastapi-streaming run example_app.main:app --host 127.0.0.1 --port 8000
 
 ## Run every check, the whole test suite, the docs build and a short run of the benchmarks
 test: lint typecheck pytest docs bench-quick

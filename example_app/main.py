@@ -6,8 +6,14 @@
 - ``/auth/register`` and ``/auth/jwt/login``: fastapi-users' own routes; the login form's
   ``scope`` field asks for scopes (all of the user's when it names none).
 
+Every topic is offered over WebSocket, Server-Sent Events and WebSub (webhooks: the hub at
+``/streams/websub/hub``), and publish topics over HTTP POST.
+
 ``BROKER_URL`` picks the broker (``memory://`` by default, ``redis://127.0.0.1:6379`` to run
-several workers).
+several workers); ``WEBSUB_DATABASE_URL`` where the hub keeps subscriptions (a SQLite file by
+default). ``WEBSUB_ALLOW_LOOPBACK=1`` lets the hub call back subscribers on this machine
+(127.0.0.0/8, ::1), which ``make run`` turns on so the WebSub tutorial works on one machine.
+It is off unless set: a deployed hub must never call its own host's private services.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 
-from fastapi_streaming import StreamingAPI
+from fastapi_streaming import StreamingAPI, WebSubSettings
 from fastapi_streaming.security import Principal
 
 from .feed import PriceFeed
@@ -38,12 +44,25 @@ from .users import (
     fastapi_users,
 )
 
+LOOPBACK = ("127.0.0.0/8", "::1/128")
+
+
+def websub_settings() -> WebSubSettings:
+    """The hub's settings; loopback callbacks only when ``WEBSUB_ALLOW_LOOPBACK=1`` says so."""
+    allow_loopback = os.environ.get("WEBSUB_ALLOW_LOOPBACK") == "1"
+    return WebSubSettings(
+        database_url=os.environ.get("WEBSUB_DATABASE_URL", "sqlite+aiosqlite:///./websub.sqlite3"),
+        allow_networks=LOOPBACK if allow_loopback else (),
+    )
+
+
 streaming = StreamingAPI(
     title="Market data",
     version="1.0.0",
-    description="Live stock quotes and an order flow, over WebSocket, SSE and HTTP.",
+    description="Live stock quotes and an order flow, over WebSocket, SSE, WebSub and HTTP.",
     broker=os.environ.get("BROKER_URL", "memory://"),
     authorizer=authorizer,
+    websub=websub_settings(),
 )
 
 

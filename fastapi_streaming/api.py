@@ -33,6 +33,7 @@ from .security.access import AccessControl
 from .security.authorizer import Authenticator
 from .security.redaction import install_redaction
 from .topics import Mode, OverflowPolicy, Topic, TopicRegistry
+from .uvicorn_support import end_streams_on_shutdown
 
 if sys.version_info >= (3, 11):
     from typing import Self
@@ -40,6 +41,7 @@ else:  # pragma: no cover
     from typing_extensions import Self
 
 if TYPE_CHECKING:
+    from .asyncapi.reading import AsyncAPIImportWarning
     from .limits import Limiter, Limits
     from .metrics import MetricsExporter
     from .websub.hub import WebSubHub
@@ -119,6 +121,8 @@ class StreamingAPI:
             document's servers; without it, the host of the request that asked for it.
         security_schemes: the security schemes to describe, instead of HTTP bearer and the
             ``access_token`` query parameter.
+        server_security: the security requirements of every server, ``{scheme: [scopes]}``
+            (what a document's servers ask for); needs ``require_auth=True``.
         asyncapi_version: the version served by default (``3.0.0``; ``3.1.0``, ``2.6.0``).
         asyncapi_url, asyncapi_yaml_url, asyncapi_docs_url: where the document and its docs
             page are served; ``None`` turns one off.
@@ -152,6 +156,7 @@ class StreamingAPI:
         external_docs: Mapping[str, Any] | None = None,
         public_url: str | None = None,
         security_schemes: Mapping[str, Mapping[str, Any]] | None = None,
+        server_security: Mapping[str, Sequence[str]] | None = None,
         asyncapi_version: str = "3.0.0",
         asyncapi_url: str | None = "/asyncapi.json",
         asyncapi_yaml_url: str | None = "/asyncapi.yaml",
@@ -159,6 +164,12 @@ class StreamingAPI:
         asyncapi_js_url: str | None = None,
         asyncapi_css_url: str | None = None,
     ) -> None:
+        if server_security and not require_auth:
+            raise ValueError(
+                "server_security says every client must authenticate: pass require_auth=True "
+                "(or, to drop what an AsyncAPI document's servers ask for, server_security=None "
+                "as well as require_auth=False)."
+            )
         if authorizer is None:
             authenticators: Sequence[Authenticator] = ()
         elif isinstance(authorizer, Sequence):
@@ -193,6 +204,11 @@ class StreamingAPI:
                 if security_schemes
                 else None
             ),
+            server_security=(
+                {name: list(scopes) for name, scopes in server_security.items()}
+                if server_security
+                else None
+            ),
             asyncapi_version=check_version(asyncapi_version),
             asyncapi_url=asyncapi_url,
             asyncapi_yaml_url=asyncapi_yaml_url,
@@ -200,6 +216,8 @@ class StreamingAPI:
             asyncapi_js_url=asyncapi_js_url,
             asyncapi_css_url=asyncapi_css_url,
         )
+        #: What ``from_asyncapi`` could not keep of its document (empty otherwise).
+        self.import_warnings: list[AsyncAPIImportWarning] = []
         self.broker_url = broker
         #: How plans are enforced (None: only if a topic declares a plan, then in memory).
         self.limits = limits
@@ -209,6 +227,8 @@ class StreamingAPI:
         self.overflow = OverflowPolicy(overflow)
         self.heartbeat = heartbeat
         self.plugin_manager = plugin_manager
+        #: The app whose ``dependency_overrides`` apply to handlers (set by ``init_app``).
+        self.dependency_overrides_provider: Any = None
         #: The WebSub hub (webhooks), when enabled with ``websub=WebSubSettings(...)`` or True.
         self.websub: WebSubHub | None = _websub_hub(self.context, websub)
         if metrics_url is not None:
@@ -234,6 +254,7 @@ class StreamingAPI:
     external_docs = _Setting["dict[str, Any] | None"]("info")
     public_url = _Setting["str | None"]("info", "context")
     security_schemes = _Setting["dict[str, dict[str, Any]] | None"]("info")
+    server_security = _Setting["dict[str, list[str]] | None"]("info")
     asyncapi_version = _Setting[str]("info")
     asyncapi_url = _Setting["str | None"]("info")
     asyncapi_yaml_url = _Setting["str | None"]("info")
@@ -249,7 +270,11 @@ class StreamingAPI:
 
     @classmethod
     def from_asyncapi(
-        cls, document: str | PathLike[str] | Mapping[str, Any], **options: Any
+        cls,
+        document: str | PathLike[str] | Mapping[str, Any],
+        *,
+        resolver: Callable[[str], Any] | None = None,
+        **options: Any,
     ) -> Self:
         """Create a streaming API whose topics come from an AsyncAPI 3.x or 2.x document.
 
@@ -258,12 +283,19 @@ class StreamingAPI:
         schemas (incoming events are validated against them); ``options`` are passed on to
         the constructor and win over what the document says. Attach handlers afterwards with
         the usual decorators.
-        """
-        from .asyncapi.importer import load_document, read_document
 
-        api = read_document(load_document(document))
+        References to other files are resolved against the document's location; remote ones
+        (``https://...``) only through ``resolver``, a function of the URL that returns the
+        parsed document. What the API does not keep of the document is listed in
+        ``import_warnings`` (and logged). Servers that ask for security make every client
+        authenticate (``require_auth=True``): pass ``authorizer=...``.
+        """
+        from .asyncapi.importer import declare, load_document, read_document
+
+        api = read_document(load_document(document, resolver))
         streaming = cls(**{**api.options, **options})
-        api.declare(streaming)
+        declare(api, streaming)
+        streaming.import_warnings = list(api.warnings)
         return streaming
 
     def asyncapi(
@@ -330,9 +362,12 @@ class StreamingAPI:
         deprecated: bool | None = None,
         include_in_schema: bool = True,
         plan: Any = None,
+        reply: Any = None,
+        reply_address: str | None = None,
     ) -> Callable[[Handler], Handler]:
         """Declare that clients may send events into ``address``
-        (see :meth:`StreamingRouter.publish <fastapi_streaming.StreamingRouter.publish>`).
+        (see :meth:`StreamingRouter.publish <fastapi_streaming.StreamingRouter.publish>`;
+        ``reply=`` makes it request/reply).
         """
         return self.router.publish(
             address,
@@ -347,6 +382,8 @@ class StreamingAPI:
             deprecated=deprecated,
             include_in_schema=include_in_schema,
             plan=plan,
+            reply=reply,
+            reply_address=reply_address,
         )
 
     def add_operation(
@@ -368,6 +405,8 @@ class StreamingAPI:
         deprecated: bool | None = None,
         include_in_schema: bool = True,
         plan: Any = None,
+        reply: Any = None,
+        reply_address: str | None = None,
     ) -> Topic:
         """Add one mode to a topic, creating the topic on first use (what the decorators call)."""
         topic = self.router.add_operation(
@@ -387,6 +426,8 @@ class StreamingAPI:
             deprecated=deprecated,
             include_in_schema=include_in_schema,
             plan=plan,
+            reply=reply,
+            reply_address=reply_address,
         )
         assert topic is not None  # the API's router declares into the API's registry
         return topic
@@ -434,12 +475,14 @@ class StreamingAPI:
         from .plugins import create_backend
 
         backend = create_backend(self.broker_url, self.plugin_manager)
+        install_redaction()  # again: the backend's client library may have made its loggers now
         runtime = StreamingRuntime(
             self.topics,
             backend,
             broker_url=self.broker_url,
             default_overflow=self.overflow,
             heartbeat=self.heartbeat,
+            dependency_overrides_provider=self.dependency_overrides_provider,
         )
         await runtime.start()
         limiter = self._limiter()
@@ -500,6 +543,7 @@ class StreamingAPI:
 
         # Browsers send tokens in the URL (?access_token=); servers log URLs.
         install_redaction()
+        end_streams_on_shutdown()  # under plain uvicorn too
         if not self.access.authorizers and any(
             operation.scopes
             for topic in self.topics
@@ -512,7 +556,8 @@ class StreamingAPI:
                 self.title,
             )
         app.router.routes.extend(stream_routes(self.context))
-        app.include_router(build_router(self.context))
+        docs_url = self.asyncapi_docs_url if self.asyncapi_url or self.asyncapi_yaml_url else None
+        app.include_router(build_router(self.context, asyncapi_docs_url=docs_url))
         if self.websub is not None:
             from .websub.routes import build_router as build_websub_router
 
@@ -531,6 +576,7 @@ class StreamingAPI:
 
         app.router.lifespan_context = lifespan
         app.state.fastapi_streaming = self
+        self.dependency_overrides_provider = app
 
 
 def _websub_hub(

@@ -18,7 +18,7 @@ from pydantic import TypeAdapter
 
 from .dependencies import plan_handler
 from .security.access import scope_parameters
-from .topics import Mode, Operation, OverflowPolicy, Topic, TopicRegistry
+from .topics import Mode, Operation, OperationReply, OverflowPolicy, Topic, TopicRegistry
 
 #: The default of ``payload=``: work the payload type out from the handler.
 NOT_GIVEN: Any = object()
@@ -45,6 +45,18 @@ class OperationDeclaration:
     include_in_schema: bool = True
     #: A ``Plan`` or plan chooser for clients of this operation (the innermost one wins).
     plan: Any = None
+    #: The reply's type, for a request/reply publish operation.
+    reply: Any = None
+    #: Where a request names the reply's topic (``$message.payload#/replyTo``).
+    reply_address: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.reply is not None or self.reply_address is not None) and (
+            self.mode is not Mode.PUBLISH
+        ):
+            raise ValueError("Only a publish topic can reply: clients send it requests.")
+        if self.reply_address is not None and self.reply is None:
+            raise ValueError("reply_address needs reply=<the reply's type>.")
 
     def under(
         self,
@@ -97,6 +109,13 @@ def declare(registry: TopicRegistry, declaration: OperationDeclaration) -> Topic
     """Add one declared mode to its topic in ``registry``, creating the topic on first use."""
     mode, address, handler = declaration.mode, declaration.address, declaration.handler
     channel, name = declaration.channel, declaration.name
+    reply = (
+        OperationReply(
+            declaration.reply, TypeAdapter(declaration.reply), address=declaration.reply_address
+        )
+        if declaration.reply is not None
+        else None
+    )
     topic = registry.get(address)
     if topic is None:
         topic = Topic(address, channel=channel, name=name)
@@ -113,6 +132,7 @@ def declare(registry: TopicRegistry, declaration: OperationDeclaration) -> Topic
     if existing is not None and existing.plan is None and handler is not None:
         # Declared without a handler (from an AsyncAPI document): the handler joins it.
         _attach_handler(topic, existing, declaration, handler)
+        existing.reply = reply or existing.reply
         _set_queue(topic, declaration)
         registry.touch()
         return topic
@@ -131,7 +151,9 @@ def declare(registry: TopicRegistry, declaration: OperationDeclaration) -> Topic
     if event_type is NOT_GIVEN:
         has_event = plan is not None and plan.event_param is not None
         event_type = plan.event_type if plan is not None and has_event else topic.payload
-    _learn_payload(topic, mode, event_type, plan.return_type if plan else Any)
+    # A reply topic's handler returns the reply, not what the channel carries.
+    returned = plan.return_type if plan is not None and reply is None else Any
+    _learn_payload(topic, mode, event_type, returned)
     operation = Operation(
         mode=mode,
         plan=plan,
@@ -146,6 +168,7 @@ def declare(registry: TopicRegistry, declaration: OperationDeclaration) -> Topic
         deprecated=bool(declaration.deprecated),
         include_in_schema=declaration.include_in_schema,
         limit=declaration.plan,
+        reply=reply,
     )
     if mode is Mode.SUBSCRIBE:
         topic.subscribe = operation
@@ -154,7 +177,8 @@ def declare(registry: TopicRegistry, declaration: OperationDeclaration) -> Topic
         topic.publish = operation
     if name is not None:
         topic.name = name
-    topic.description = topic.description or operation.description
+    # A handler's docstring describes its operation; the topic (the AsyncAPI channel, shared
+    # by both modes) is described only where it is declared (an imported document).
     registry.touch()
     return topic
 
@@ -215,7 +239,6 @@ def _attach_handler(
     operation.tags = tuple(dict.fromkeys([*operation.tags, *declaration.tags]))
     operation.deprecated = operation.deprecated or bool(declaration.deprecated)
     operation.include_in_schema = operation.include_in_schema and declaration.include_in_schema
-    topic.description = topic.description or operation.description
 
 
 def _learn_payload(topic: Topic, mode: Mode, event_type: Any, return_type: Any) -> None:

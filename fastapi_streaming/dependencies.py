@@ -3,8 +3,10 @@
 A topic handler is an ordinary function. Its parameters are filled, by name and annotation, with:
 
 - the address parameters (``symbol`` of ``/stocks/{symbol}``), converted by their convertor;
-- ``Depends(...)`` dependencies, resolved recursively, cached per call, generators cleaned up
-  when the call is over (as in FastAPI);
+- ``Depends(...)`` and ``Security(...)`` dependencies, resolved recursively, cached per call,
+  generators cleaned up when the call is over, replaced by the app's ``dependency_overrides``
+  (as in FastAPI); a ``SecurityScopes`` parameter gets the scopes of the ``Security(...)``
+  declarations that lead to it;
 - objects of the connection context: the ``Request``/``WebSocket`` and the authenticated
   ``Principal`` of the client (publish handlers only: a subscribe handler runs once per event for
   every client at once, so it has no single client to speak of);
@@ -26,7 +28,8 @@ from typing import Annotated, Any, get_args, get_origin, get_type_hints
 
 import anyio.to_thread
 from fastapi import params as fastapi_params
-from starlette.requests import HTTPConnection
+from fastapi.security import SecurityScopes
+from starlette.requests import HTTPConnection, Request
 
 
 class HandlerDefinitionError(TypeError):
@@ -44,6 +47,9 @@ class ConnectionContext:
 
 CONTEXT_TYPES: list[type] = [HTTPConnection, ConnectionContext]
 
+#: ``app.dependency_overrides``: a dependency's function -> the function to call instead.
+Overrides = Mapping[Callable[..., Any], Callable[..., Any]]
+
 
 @dataclass(frozen=True)
 class HandlerPlan:
@@ -60,6 +66,16 @@ class HandlerPlan:
     #: Dependencies that run before the call without giving it a value (a router's
     #: ``dependencies=[Depends(...)]``), as ``(plan, use_cache)``.
     side_dependencies: tuple[tuple[HandlerPlan, bool], ...] = ()
+    #: The parameter that gets a ``SecurityScopes``, and the scopes it gets.
+    security_scopes_param: str | None = None
+    security_scopes: tuple[str, ...] = ()
+    #: How this plan was made, so an override of it is planned the same way.
+    available_params: tuple[str, ...] = ()
+    allow_context: bool = True
+    #: Plans of the overrides met so far, by override function (planned on first use).
+    overridden: dict[Callable[..., Any], HandlerPlan] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @property
     def needs_cleanup(self) -> bool:
@@ -72,13 +88,20 @@ class HandlerPlan:
 
 
 async def call_handler(
-    plan: HandlerPlan, *, event: Any, params: Mapping[str, Any], context: Sequence[object]
+    plan: HandlerPlan,
+    *,
+    event: Any,
+    params: Mapping[str, Any],
+    context: Sequence[object],
+    overrides: Overrides | None = None,
 ) -> Any:
     """Run a handler with its dependencies; clean generator dependencies up afterwards."""
-    if not plan.needs_cleanup:
+    if not plan.needs_cleanup and not overrides:
         return await solve(plan, event=event, params=params, context=context, stack=None)
     async with AsyncExitStack() as stack:
-        return await solve(plan, event=event, params=params, context=context, stack=stack)
+        return await solve(
+            plan, event=event, params=params, context=context, stack=stack, overrides=overrides
+        )
 
 
 def _kind(call: Callable[..., Any]) -> str:
@@ -143,11 +166,13 @@ def plan_handler(
     allow_context: bool = True,
     where: str = "",
     extra_dependencies: Sequence[fastapi_params.Depends] = (),
+    security_scopes: Sequence[str] = (),
 ) -> HandlerPlan:
     """Work out how to call ``call``; raise :class:`HandlerDefinitionError` if it cannot be.
 
     ``extra_dependencies`` run before every call, and their values are not passed to it (as the
-    ``dependencies=`` of a FastAPI route or router).
+    ``dependencies=`` of a FastAPI route or router). ``security_scopes`` are the scopes of the
+    ``Security(...)`` declarations above ``call``.
     """
     where = where or getattr(call, "__qualname__", repr(call))
     signature = inspect.signature(call)
@@ -158,6 +183,7 @@ def plan_handler(
     dependencies: list[tuple[str, HandlerPlan, bool]] = []
     event_param: str | None = None
     event_type: Any = Any
+    scopes_param: str | None = None
 
     for name, parameter in signature.parameters.items():
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
@@ -174,8 +200,11 @@ def plan_handler(
                 allow_event=False,
                 allow_context=allow_context,
                 where=where,
+                security_scopes=_scopes_below(security_scopes, depends),
             )
             dependencies.append((name, sub, depends.use_cache))
+        elif inspect.isclass(annotation) and issubclass(annotation, SecurityScopes):
+            scopes_param = name
         elif name in path_params:
             path.append(name)
         elif (context_type := _context_type(annotation)) is not None:
@@ -209,6 +238,7 @@ def plan_handler(
             allow_event=False,
             allow_context=allow_context,
             where=where,
+            security_scopes=_scopes_below(security_scopes, depends),
         )
         side.append((sub, depends.use_cache))
 
@@ -225,7 +255,40 @@ def plan_handler(
         return_type=return_type,
         kind=_kind(call),
         side_dependencies=tuple(side),
+        security_scopes_param=scopes_param,
+        security_scopes=tuple(security_scopes),
+        available_params=tuple(path_params),
+        allow_context=allow_context,
     )
+
+
+def _scopes_below(scopes: Sequence[str], depends: fastapi_params.Depends) -> tuple[str, ...]:
+    """The ``SecurityScopes`` of a dependency: those above it, plus its own ``Security``'s."""
+    if isinstance(depends, fastapi_params.Security):
+        return tuple(dict.fromkeys([*scopes, *(depends.scopes or ())]))
+    return tuple(scopes)
+
+
+def _overridden(plan: HandlerPlan, overrides: Overrides | None) -> HandlerPlan:
+    """The plan to run for a dependency: its override's, when the app overrides it."""
+    if not overrides:
+        return plan
+    replacement = overrides.get(plan.call)
+    if replacement is None:
+        return plan
+    found = plan.overridden.get(replacement)
+    if found is None:
+        if len(plan.overridden) >= 64:  # tests that override with a new lambda each time
+            plan.overridden.clear()
+        found = plan.overridden[replacement] = plan_handler(
+            replacement,
+            path_params=plan.available_params,
+            allow_event=False,
+            allow_context=plan.allow_context,
+            where=f"override of {getattr(plan.call, '__qualname__', plan.call)!r}",
+            security_scopes=plan.security_scopes,
+        )
+    return found
 
 
 async def solve(
@@ -235,31 +298,39 @@ async def solve(
     params: Mapping[str, Any],
     context: Sequence[object],
     stack: AsyncExitStack | None,
-    cache: dict[Callable[..., Any], Any] | None = None,
+    cache: dict[tuple[Callable[..., Any], tuple[str, ...]], Any] | None = None,
+    overrides: Overrides | None = None,
 ) -> Any:
     """Call ``plan.call`` with every parameter filled; return what it returns (or yields)."""
     cache = {} if cache is None else cache
-    for sub, use_cache in plan.side_dependencies:
-        if use_cache and sub.call in cache:
-            continue
+
+    async def dependency(declared: HandlerPlan, use_cache: bool) -> Any:
+        sub = _overridden(declared, overrides)
+        key = (sub.call, sub.security_scopes)
+        if use_cache and key in cache:
+            return cache[key]
         value = await solve(
-            sub, event=None, params=params, context=context, stack=stack, cache=cache
+            sub,
+            event=None,
+            params=params,
+            context=context,
+            stack=stack,
+            cache=cache,
+            overrides=overrides,
         )
         if use_cache:
-            cache[sub.call] = value
+            cache[key] = value
+        return value
+
+    for declared, use_cache in plan.side_dependencies:
+        await dependency(declared, use_cache)
     kwargs: dict[str, Any] = {name: params[name] for name in plan.path_params}
     for name, wanted in plan.context_params:
         kwargs[name] = _find_context(wanted, context, name)
-    for name, sub, use_cache in plan.dependencies:
-        if use_cache and sub.call in cache:
-            kwargs[name] = cache[sub.call]
-            continue
-        value = await solve(
-            sub, event=None, params=params, context=context, stack=stack, cache=cache
-        )
-        if use_cache:
-            cache[sub.call] = value
-        kwargs[name] = value
+    if plan.security_scopes_param is not None:
+        kwargs[plan.security_scopes_param] = SecurityScopes(list(plan.security_scopes))
+    for name, declared, use_cache in plan.dependencies:
+        kwargs[name] = await dependency(declared, use_cache)
     if plan.event_param is not None:
         kwargs[plan.event_param] = event
     return await _call(plan, kwargs, stack)
@@ -282,6 +353,12 @@ def _find_context(wanted: type, context: Sequence[object], name: str) -> object:
     for item in context:
         if isinstance(item, wanted):
             return item
+    if issubclass(wanted, Request):
+        # FastAPI's security classes (HTTPBearer, OAuth2PasswordBearer...) ask for the Request
+        # to read its headers; on a socket, the WebSocket has the same headers.
+        for item in context:
+            if isinstance(item, HTTPConnection):
+                return item
     raise HandlerDefinitionError(
         f"parameter {name!r} asks for a {wanted.__name__}, which this connection does not have"
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -28,13 +29,53 @@ EVENT_TYPE = "fastapi_streaming.event"
 F = TypeVar("F")
 
 
-def new_event_id() -> str:
-    """A time-ordered, globally unique id (UUID version 7 layout)."""
-    millis = time.time_ns() // 1_000_000
-    value = (millis & (2**48 - 1)) << 80 | int.from_bytes(os.urandom(10), "big")
-    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
-    return str(uuid.UUID(int=value))
+#: Bits of the per-millisecond counter: 12 in ``rand_a`` and 30 at the top of ``rand_b``.
+COUNTER_BITS = 42
+_LOW_BITS = 30
+
+
+class EventIds:
+    """Time-ordered, globally unique ids: UUID version 7 with a counter (RFC 9562, 6.2 method 1).
+
+    Ids made by one process are strictly increasing, also within one millisecond, so "after
+    this id" means "published after this event" for every topic of the process: a client that
+    resumes a stream of several topics from the id of one topic's event gets the other topics'
+    events of the same millisecond too. Each new millisecond seeds the counter at random with
+    its top bit clear (room for 2**41 more ids in that millisecond); if it still runs out, the
+    ids borrow the next millisecond, and a clock that steps back does not reorder them either.
+    32 random bits end every id, so ids of different processes do not collide.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # server code may publish from threads too
+        self._millis = 0
+        self._counter = 0
+
+    def __call__(self) -> str:
+        with self._lock:
+            millis = time.time_ns() // 1_000_000
+            if millis > self._millis:
+                self._millis = millis
+                self._counter = int.from_bytes(os.urandom(6), "big") >> (48 - COUNTER_BITS + 1)
+            else:
+                self._counter += 1
+                if self._counter >> COUNTER_BITS:
+                    self._millis += 1
+                    self._counter = 0
+            millis, counter = self._millis, self._counter
+        value = (
+            (millis & (2**48 - 1)) << 80
+            | 0x7 << 76  # version 7
+            | (counter >> _LOW_BITS) << 64
+            | 0x2 << 62  # RFC 9562 variant
+            | (counter & (2**_LOW_BITS - 1)) << 32
+            | int.from_bytes(os.urandom(4), "big")
+        )
+        return str(uuid.UUID(int=value))
+
+
+#: The id of every event this process publishes.
+new_event_id = EventIds()
 
 
 def utc_now() -> str:
@@ -85,8 +126,8 @@ def decode_message(message: str | bytes, *, topic: str, channel: str) -> Event:
     """
     try:
         document = json.loads(message)
-    except ValueError as exc:
-        raise UndecodableMessage(f"message on channel {channel!r} is not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise UndecodableMessage(f"message on channel {channel!r} is not JSON: {exc!r}") from None
     if (
         isinstance(document, dict)
         and document.get("specversion") == SPECVERSION

@@ -94,6 +94,7 @@ class ClientQueue:
     """
 
     __slots__ = (
+        "_front",
         "_held",
         "_latest",
         "_sent_since_ping",
@@ -120,6 +121,9 @@ class ClientQueue:
         self.dropped = 0
         self.delivered = 0
         self._held = 0
+        #: While held: how many items were pending when the hold began. What must come first
+        #: (an ``ack``, replayed events) goes there: after them, before what came since.
+        self._front = 0
         #: Set by the fan-out's heartbeat ticker when the stream has been idle for a while.
         self.heartbeat_due = False
         self._sent_since_ping = False
@@ -177,8 +181,9 @@ class ClientQueue:
     def reply(self, text: str, *, first: bool = False) -> None:
         """Queue a message for this client alone; it counts against the same bound.
 
-        ``first`` puts it before everything pending (a subscription's ``ack`` precedes the
-        events it brought).
+        ``first`` puts it before everything queued since the queue was held (a subscription's
+        ``ack`` precedes the events it brought) but after what was pending before: replies
+        keep the order of the requests they answer.
         """
         if self.closed is not None:
             return
@@ -186,13 +191,14 @@ class ClientQueue:
             self.close(CloseReason(SLOW_CLIENT, "client too slow: it does not read its replies"))
             return
         if first:
-            self.items.insert(0, Reply(text))
+            self.items.insert(self._front if self._held else 0, Reply(text))
         else:
             self.items.append(Reply(text))
         self._wake()
 
     def replay(self, events: list[EncodedEvent], notice: Reply | None = None) -> None:
-        """Put missed events (and a notice such as a ``gap``) before everything pending.
+        """Put missed events (and a notice such as a ``gap``) before everything queued since the
+        queue was held (before everything pending, if it is not held).
 
         Events already pending are not repeated; at most ``maxsize`` events are replayed (the
         newest), so a resume cannot grow the queue past twice its bound.
@@ -205,11 +211,14 @@ class ClientQueue:
         if notice is not None:
             fresh.insert(0, notice)
         if fresh:
-            self.items[:0] = fresh
+            front = self._front if self._held else 0
+            self.items[front:front] = fresh
             self._wake()
 
     def _drop_oldest(self) -> None:
         oldest = self.items.pop(0)
+        if self._front:
+            self._front -= 1
         if isinstance(oldest, _Slot) and self._latest is not None:
             del self._latest[oldest.topic]
         self.dropped += 1
@@ -234,6 +243,8 @@ class ClientQueue:
 
     def hold(self) -> None:
         """Keep pending items back (while missed events are looked up) until :meth:`release`."""
+        if not self._held:
+            self._front = len(self.items)
         self._held += 1
 
     def release(self) -> None:

@@ -21,6 +21,7 @@ from pluggy import HookImpl
 from .brokers import builtin, hookspecs
 from .brokers.hookspecs import BackendFactory
 from .hooks import PROJECT_NAME, hookimpl
+from .redact import scrub, secrets_in
 from .security.plugins import UnknownAuthorizerError, available_authorizers, create_authorizer
 from .security.plugins import register_builtin as register_authorizers
 
@@ -93,7 +94,10 @@ def create_backend(url: str, manager: pluggy.PluginManager | None = None) -> Bro
             "Other brokers come as plugin packages, for example "
             "`pip install fastapi-streaming-mqtt` for mqtt://."
         )
-    return info.factory(url)
+    try:
+        return info.factory(url)
+    except ValueError as exc:  # a bad option; the backend may have quoted the whole URL
+        raise ValueError(scrub(str(exc), secrets_in(url))) from None
 
 
 def _listing(backends: Mapping[str, BackendInfo]) -> str:

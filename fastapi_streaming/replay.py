@@ -2,8 +2,10 @@
 
 A client says where it stopped with the last event id it saw (SSE's ``Last-Event-ID``, or
 ``last_event_id`` on a WebSocket subscribe). Ids of events published through fastapi-streaming
-are UUID version 7, ordered by time, so "after this id" is meaningful on every topic and in every
-process.
+are UUID version 7 with a counter: ordered by time, and within one process strictly increasing
+even within a millisecond, so "after this id" is meaningful on every topic. Events are compared
+by their whole id, never by their millisecond alone: a stream of several topics resumed from one
+topic's event must get the other topics' events of that same millisecond.
 
 Two sources of history, best first:
 
@@ -38,23 +40,47 @@ def uuid7_millis(event_id: str) -> int | None:
     return value.int >> 80
 
 
+def id_order(event_id: str) -> int | None:
+    """A sort key that follows publication order for UUID version 7 ids; None for other ids."""
+    try:
+        value = uuid.UUID(event_id)
+    except ValueError:
+        return None
+    return value.int if value.version == 7 else None
+
+
 def events_after(
     events: Sequence[EncodedEvent], last_event_id: str
 ) -> tuple[list[EncodedEvent], bool]:
     """The events after ``last_event_id``, oldest first, and whether that is surely all of them.
 
-    An exact match of the id is certain. Otherwise, for a time-ordered id, the events published
-    later are certain only if ``events`` reaches back to before that time.
+    ``events`` are in the order they were delivered. An exact match of the id is certain.
+    Otherwise a time-ordered id is compared with each event's whole id: the later ones are
+    returned, and the answer is certain only if ``events`` reaches back to an event at or before
+    the client's. Events written by other systems (ids that carry no time) are placed by their
+    position: after a later event they are later too; between the client's point and the first
+    later event nobody can tell, so the answer is not certain.
     """
     for index, encoded in enumerate(events):
         if encoded.event.id == last_event_id:
             return list(events[index + 1 :]), True
-    since = uuid7_millis(last_event_id)
-    if since is None:
+    last = id_order(last_event_id)
+    if last is None:
         return [], False
-    later = [e for e in events if (uuid7_millis(e.event.id) or 0) > since]
-    oldest = next((uuid7_millis(e.event.id) for e in events), None)
-    return later, oldest is not None and oldest <= since
+    keys = [id_order(encoded.event.id) for encoded in events]
+    boundary = max((i for i, key in enumerate(keys) if key is not None and key <= last), default=-1)
+    later: list[EncodedEvent] = []
+    seen_later = ambiguous = False
+    for index, (encoded, key) in enumerate(zip(events, keys, strict=True)):
+        if key is not None and key > last:
+            later.append(encoded)
+            seen_later = seen_later or index > boundary
+        elif key is None and index > boundary:
+            if seen_later:
+                later.append(encoded)
+            else:
+                ambiguous = True
+    return later, boundary >= 0 and not ambiguous
 
 
 class ReplayBuffers:

@@ -129,11 +129,19 @@ class StreamingRouter:
         deprecated: bool | None = None,
         include_in_schema: bool = True,
         plan: Any = None,
+        reply: Any = None,
+        reply_address: str | None = None,
     ) -> Callable[[Handler], Handler]:
         """Declare that clients may send events into ``address``.
 
         The decorated function runs for each event a client sends, after validation, with its
         dependencies resolved; what it returns goes to the broker, and ``None`` drops the event.
+
+        With ``reply=Model`` the topic is request/reply: the event goes to the broker as sent,
+        and what the function returns is the reply, sent back to the client that sent the
+        event (on the multiplexed WebSocket, correlated by the request's id) and, with
+        ``reply_address="$message.payload#/replyTo"`` (or ``$message.header#/...``), also
+        published to the topic whose address the request names there, if it names one.
         """
 
         def decorator(handler: Handler) -> Handler:
@@ -152,6 +160,8 @@ class StreamingRouter:
                 deprecated=deprecated,
                 include_in_schema=include_in_schema,
                 plan=plan,
+                reply=reply,
+                reply_address=reply_address,
             )
             return handler
 
@@ -176,6 +186,8 @@ class StreamingRouter:
         deprecated: bool | None = None,
         include_in_schema: bool = True,
         plan: Any = None,
+        reply: Any = None,
+        reply_address: str | None = None,
     ) -> Topic | None:
         """Add one mode to a topic: the one entry point of every declaration.
 
@@ -200,6 +212,8 @@ class StreamingRouter:
             deprecated=deprecated,
             include_in_schema=include_in_schema,
             plan=plan,
+            reply=reply,
+            reply_address=reply_address,
         )
         return self._add(declaration)
 

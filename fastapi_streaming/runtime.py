@@ -13,7 +13,7 @@ import contextlib
 import logging
 import weakref
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio
@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from .brokers.connection import BrokerConnection, BrokerUnavailable
 from .brokers.extensions import HistoryBackend
-from .dependencies import call_handler
+from .dependencies import Overrides, call_handler
 from .errors import (
     InvalidPayload,
     MalformedMessage,
@@ -33,7 +33,9 @@ from .errors import (
 )
 from .events import EncodedEvent, Event, decode_message
 from .fanout import SHUTDOWN, ClientQueue, CloseReason, Fanout, Prepare, Reply
+from .jsonwire import NonStandardNumber, check_standard, dumps
 from .replay import events_after, uuid7_millis
+from .replies import encode_reply, reply_address
 from .topics import Mode, Operation, OverflowPolicy, Topic, TopicRegistry
 
 if TYPE_CHECKING:
@@ -42,10 +44,30 @@ if TYPE_CHECKING:
 logger = logging.getLogger("fastapi_streaming")
 
 
-def validation_detail(exc: ValidationError) -> list[dict[str, Any]]:
-    """pydantic's error list in the JSON-safe form FastAPI answers 422 with."""
+def validation_detail(exc: ValidationError, loc: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """pydantic's error list in the JSON-safe form FastAPI answers 422 with.
+
+    ``loc`` goes in front of each error's location: ``("body",)`` for what a client sent, as
+    FastAPI reports errors in request bodies (``["body", "price"]``).
+    """
     errors = exc.errors(include_url=False)
-    return [{key: value for key, value in error.items() if key != "ctx"} for error in errors]
+    return [
+        {
+            key: [*loc, *error["loc"]] if key == "loc" else _json_safe(value)
+            for key, value in error.items()
+            if key != "ctx"
+        }
+        for error in errors
+    ]
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` if standard JSON can carry it, else its ``repr`` (an input of NaN, say)."""
+    try:
+        dumps(value)
+    except (NonStandardNumber, pydantic_core.PydanticSerializationError):
+        return repr(value)
+    return value
 
 
 class StreamingRuntime:
@@ -63,8 +85,11 @@ class StreamingRuntime:
         default_overflow: OverflowPolicy,
         publish_timeout: float = 5.0,
         heartbeat: float = 15.0,
+        dependency_overrides_provider: Any = None,
     ) -> None:
         self.topics = topics
+        #: The app whose ``dependency_overrides`` handlers' dependencies honour (as in FastAPI).
+        self.dependency_overrides_provider = dependency_overrides_provider
         self.publish_timeout = publish_timeout
         self.heartbeat = heartbeat
         self.broker = BrokerConnection(backend, url=broker_url)
@@ -109,6 +134,11 @@ class StreamingRuntime:
             while self.fanout.queues:  # noqa: ASYNC110 - transports leave on their own schedule
                 await anyio.sleep(0.01)
 
+    @property
+    def dependency_overrides(self) -> Overrides | None:
+        """The overrides in force now: read on each call, as tests set them at any time."""
+        return getattr(self.dependency_overrides_provider, "dependency_overrides", None)
+
     # -- looking things up -------------------------------------------------------------------
 
     def resolve(self, address: str, mode: Mode) -> tuple[Topic, Operation, dict[str, Any]]:
@@ -135,14 +165,54 @@ class StreamingRuntime:
         """Validate a client's event, run the publish handler, and hand it to the broker.
 
         Returns the event, or None when the handler returned None (the event is dropped).
+        On a topic with a reply, the reply is computed (and sent to its address) but not
+        returned: see :meth:`request`.
+        """
+        event, _ = await self.request(address, json_data=json_data, data=data, context=context)
+        return event
+
+    async def request(
+        self,
+        address: str,
+        *,
+        json_data: str | bytes | None = None,
+        data: Any = None,
+        context: Sequence[object] = (),
+        headers: Mapping[str, Any] | None = None,
+    ) -> tuple[Event | None, bytes | None]:
+        """:meth:`publish`, and the JSON of the reply when the topic has one.
+
+        On a topic with a reply the handler's return value is the reply (None: no reply)
+        and the request itself goes to the broker; when the reply has an address, the reply
+        is also published to the topic the request names there.
         """
         topic, operation, params = self.resolve(address, Mode.PUBLISH)
         value = _validate(operation, json_data=json_data, data=data)
+        reply = operation.reply_for(value)
+        target = reply_address(reply, value, headers) if reply is not None else None
+        if target is not None and self.topics.resolve(target) is None:
+            raise TopicNotFound(target)  # before anything is published
+        # Without a handler the event passes through, and a reply topic has nothing to answer.
+        result = value if reply is None else None
         if operation.plan is not None:
-            value = await call_handler(operation.plan, event=value, params=params, context=context)
-        if value is None:
-            return None
-        return await self._publish(topic, params, address, value)
+            result = await call_handler(
+                operation.plan,
+                event=value,
+                params=params,
+                context=context,
+                overrides=self.dependency_overrides,
+            )
+        if reply is None:
+            if result is None:
+                return None, None
+            return await self._publish(topic, params, address, result), None
+        event = await self._publish(topic, params, address, value)
+        if result is None:
+            return event, None
+        answer, encoded = encode_reply(reply, result)
+        if target is not None:
+            await self.emit(target, answer)
+        return event, encoded
 
     async def emit(self, address: str, payload: Any) -> Event:
         """Publish from server-side code: validated against the topic, no handler runs."""
@@ -153,13 +223,16 @@ class StreamingRuntime:
         try:
             value = topic.payload_adapter.validate_python(payload)
         except ValidationError as exc:
-            raise InvalidPayload(validation_detail(exc)) from None
+            raise InvalidPayload(validation_detail(exc, ("body",))) from None
         return await self._publish(topic, params, address, value)
 
     async def _publish(
         self, topic: Topic, params: dict[str, Any], address: str, value: Any
     ) -> Event:
-        data_json = pydantic_core.to_json(value)
+        try:
+            data_json = dumps(value)
+        except NonStandardNumber as exc:
+            raise InvalidPayload(exc.detail()) from None
         event = Event.create(address, None)
         try:
             with anyio.fail_after(self.publish_timeout):
@@ -173,13 +246,15 @@ class StreamingRuntime:
         self.published_bytes[topic.address] += len(data_json)
         return event
 
-    def health(self) -> dict[str, Any]:
-        """What a readiness probe needs: is the broker reachable, and how busy is the fan-out."""
+    async def health(self) -> dict[str, Any]:
+        """What a readiness probe needs: is the broker reachable (asked, not assumed), and how
+        busy is the fan-out."""
+        reachable = await self.broker.reachable()
         return {
-            "status": "ok" if self.broker.connected else "unavailable",
+            "status": "ok" if reachable else "unavailable",
             "broker": {
                 "url": self.broker.url_for_display,
-                "connected": self.broker.connected,
+                "connected": reachable,
                 "reconnects": self.broker.reconnects,
                 "channels": len(self.broker.channels),
             },
@@ -195,7 +270,9 @@ class StreamingRuntime:
         """Send the events of ``address`` to ``queue`` from now on.
 
         With ``last_event_id``, first the events after it that history still holds, preceded
-        by a ``gap`` notice when history cannot say it holds all of them.
+        by a ``gap`` notice when history cannot say it holds all of them. When the broker that
+        keeps that history cannot be read, :class:`~fastapi_streaming.errors.Unavailable` is
+        raised (503, ``Retry-After``) and ``queue`` is not subscribed to ``address``.
         """
         topic, operation, params = self.resolve(address, Mode.SUBSCRIBE)
         channel = topic.channel_for(params)
@@ -211,7 +288,11 @@ class StreamingRuntime:
                 template=topic.address,
             )
             if last_event_id:
-                await self._resume(queue, address, channel, last_event_id)
+                try:
+                    await self._resume(queue, address, channel, last_event_id)
+                except BaseException:
+                    await asyncio.shield(self.fanout.leave(queue, address))
+                    raise
         finally:
             if last_event_id:
                 queue.release()
@@ -238,12 +319,40 @@ class StreamingRuntime:
         backend = self.broker.backend
         stream = self.fanout.streams.get(address)
         if since is not None and isinstance(backend, HistoryBackend) and stream is not None:
-            messages, reaches_back = await backend.history(channel, since)
+            messages, reaches_back = await self._read_history(backend, channel, since)
             prepared = [await stream.prepare(message) for message in messages]
             found = [encoded for encoded in prepared if encoded is not None]
             missed, certain = events_after(found, last_event_id)
             return missed, certain or reaches_back
         return events_after(self.fanout.replay.recent(address), last_event_id)
+
+    async def _read_history(
+        self, backend: HistoryBackend, channel: str, since: int
+    ) -> tuple[list[BrokerMessage], bool]:
+        """The broker's history, or :class:`Unavailable` while the broker cannot be read.
+
+        A resume must not go ahead without the history it asked for (that would skip events
+        without a ``gap``), nor fail as a server error: the client is told to retry shortly.
+        """
+        retry = {"Retry-After": "1"}
+        if not self.broker.connected:
+            raise Unavailable(
+                "The broker that keeps this topic's history is unreachable, so the stream "
+                "cannot be resumed right now; retry shortly.",
+                headers=retry,
+            )
+        try:
+            with anyio.fail_after(self.publish_timeout):
+                return await backend.history(channel, since)
+        except Exception as exc:
+            logger.warning(
+                "Could not read the history of channel %r: %s", channel, type(exc).__name__
+            )
+            raise Unavailable(
+                "The broker could not read this topic's history, so the stream cannot be "
+                "resumed right now; retry shortly.",
+                headers=retry,
+            ) from None
 
     async def unsubscribe(self, queue: ClientQueue, address: str) -> None:
         await self.fanout.leave(queue, address)
@@ -273,10 +382,20 @@ class StreamingRuntime:
                 )
                 return None
             if plan is not None:
-                value = await call_handler(plan, event=value, params=params, context=())
+                value = await call_handler(
+                    plan,
+                    event=value,
+                    params=params,
+                    context=(),
+                    overrides=self.dependency_overrides,
+                )
                 if value is None:
                     return None
-            return EncodedEvent(event, pydantic_core.to_json(value))
+            try:
+                return EncodedEvent(event, dumps(value))
+            except NonStandardNumber:
+                logger.warning("Dropped an event on %s that holds NaN or Infinity", address)
+                return None
 
         return prepare
 
@@ -291,10 +410,19 @@ def _validate(operation: Operation, *, json_data: str | bytes | None, data: Any)
     adapter = operation.payload_adapter
     try:
         if json_data is not None:
-            return adapter.validate_json(json_data)
+            value = adapter.validate_json(json_data)
+            check_standard(json_data)
+            return value
         return adapter.validate_python(data)
+    except NonStandardNumber as exc:
+        raise InvalidPayload(exc.detail()) from None
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
         if json_data is not None and errors and errors[0]["type"] == "json_invalid":
             raise MalformedMessage(f"The body is not valid JSON: {errors[0]['msg']}") from None
-        raise InvalidPayload(validation_detail(exc)) from None
+        if json_data is not None:
+            try:
+                check_standard(json_data)  # a NaN that failed validation is refused as a NaN
+            except NonStandardNumber as refused:
+                raise InvalidPayload(refused.detail()) from None
+        raise InvalidPayload(validation_detail(exc, ("body",))) from None

@@ -5,6 +5,10 @@ event stream never finishes by itself: a plain ``uvicorn app:app`` would hang on
 ``--timeout-graceful-shutdown`` runs out, then cut streams off. This server first asks every
 running streaming API to end its streams (SSE gets a final ``close`` event, sockets close with
 1001), then shuts down as uvicorn does.
+
+It also lets the app abort a connection (the ``fastapi_streaming.connection`` ASGI extension,
+:mod:`fastapi_streaming.transports.abort`): an event stream whose client stopped reading is
+then closed within seconds instead of staying open with everything written to it.
 """
 
 from __future__ import annotations
@@ -19,10 +23,43 @@ import uvicorn
 
 from .runtime import StreamingRuntime
 from .security.redaction import install_redaction
+from .transports.abort import offer_connection_control
+
+
+class _ConnectionControlled:
+    """Mixed into uvicorn's HTTP and WebSocket protocol classes: each request's scope gets the
+    controls of its connection's transport."""
+
+    app: Any
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        app = self.app
+
+        async def with_control(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] in ("http", "websocket"):
+                offer_connection_control(scope, transport)
+            await app(scope, receive, send)
+
+        self.app = with_control
+
+
+def _controlled(protocol: type[Any]) -> type[Any]:
+    if issubclass(protocol, _ConnectionControlled):
+        return protocol
+    return type(f"Controlled{protocol.__name__}", (_ConnectionControlled, protocol), {})
 
 
 class StreamingServer(uvicorn.Server):
-    """A uvicorn server that ends event streams before waiting for connections to close."""
+    """A uvicorn server that ends event streams before waiting for connections to close, and
+    lets the app abort a connection whose client stopped reading."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        config = self.config
+        config.http_protocol_class = _controlled(config.http_protocol_class)
+        if config.ws_protocol_class is not None:
+            config.ws_protocol_class = _controlled(config.ws_protocol_class)
+        await super().startup(sockets=sockets)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for runtime in list(StreamingRuntime.running):
@@ -35,8 +72,18 @@ def run(app: Any, **options: Any) -> None:
 
     With ``workers=N`` the parent binds the socket, starts N worker processes that share it,
     and passes SIGINT/SIGTERM on to them as SIGTERM, so each worker ends its streams cleanly.
+    With ``reload=True``, uvicorn's reloader restarts a :class:`StreamingServer` process
+    whenever the code changes.
     """
     config = uvicorn.Config(app, **options)
+    if config.should_reload:
+        if not isinstance(app, str):
+            raise ValueError("Reloading needs the app as an import string: 'module:app'.")
+        from uvicorn.supervisors import ChangeReload
+
+        sock = config.bind_socket()
+        ChangeReload(config, target=StreamingServer(config).run, sockets=[sock]).run()
+        return
     if config.workers <= 1:
         _serve(config, None)
         return

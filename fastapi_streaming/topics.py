@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import TypeAdapter
-from starlette.convertors import Convertor
+from starlette.convertors import Convertor, PathConvertor
 from starlette.routing import compile_path
 
 from .dependencies import HandlerPlan
@@ -44,6 +44,49 @@ _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass
+class OperationReply:
+    """What a publish operation answers each request with (AsyncAPI 3 request/reply).
+
+    The publish handler's return value is the reply: it goes back to the client that sent the
+    request (correlated by the request's id on the multiplexed WebSocket) and, when ``address``
+    is a runtime expression such as ``$message.payload#/replyTo``, to the topic whose address
+    the request names there. The request itself goes to the broker as any published event.
+    """
+
+    payload: Any
+    adapter: TypeAdapter[Any]
+    #: Where the request names the reply's topic: ``$message.payload#/...`` or
+    #: ``$message.header#/...``; None sends the reply to the requester only.
+    address: str | None = None
+    #: The document channel the reply is described on, when it is another topic's.
+    channel: str | None = None
+
+
+@dataclass
+class OperationPart:
+    """One of several operations of an AsyncAPI document that share a topic's mode.
+
+    A document may describe one socket with several ``receive`` operations told apart by
+    their messages (kraken's ``ping``, ``subscribe``, ``unsubscribe``, each with its own
+    reply). The topic's mode accepts all their messages; each part keeps its name, messages,
+    security and reply for the document, and ``accepts`` tells which part a request is for,
+    so that the right reply is checked.
+    """
+
+    key: str
+    #: The keys of the part's messages among the operation's.
+    messages: tuple[str, ...]
+    accepts: Callable[[Any], bool] | None = None
+    #: The document channel the part is on, when it is not the topic's own.
+    channel: str | None = None
+    summary: str | None = None
+    description: str | None = None
+    scopes: tuple[str, ...] = ()
+    security: tuple[str, ...] | None = None
+    reply: OperationReply | None = None
+
+
+@dataclass
 class Operation:
     """One mode of a topic: the handler that runs for it and the scopes it requires."""
 
@@ -65,6 +108,22 @@ class Operation:
     #: The plan of clients on this operation: a ``fastapi_streaming.limits.Plan`` or a plan
     #: chooser (this layer does not import them); None uses the API's.
     limit: Any = None
+    #: The operation's name in the AsyncAPI document it came from (``operationId``).
+    key: str | None = None
+    #: The security schemes that grant access to this operation, by name; None: any of the
+    #: API's schemes (what an operation declared in code gets).
+    security: tuple[str, ...] | None = None
+    #: The reply of a request/reply publish operation.
+    reply: OperationReply | None = None
+    #: The document's operations this mode stands for, when there are several.
+    parts: list[OperationPart] = field(default_factory=list)
+
+    def reply_for(self, request: Any) -> OperationReply | None:
+        """The reply of the part ``request`` is for (the operation's own without parts)."""
+        for part in self.parts:
+            if part.accepts is not None and part.accepts(request):
+                return part.reply
+        return self.reply
 
     @property
     def handler(self) -> Callable[..., Any] | None:
@@ -84,6 +143,12 @@ class Topic:
     max_queue: int | None = None
     subscribe: Operation | None = None
     publish: Operation | None = None
+    #: What a document says of each address parameter beyond its type (``description``,
+    #: ``enum``, ``default``, ``examples``), kept for the AsyncAPI document.
+    parameter_docs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Other channels of a document on this same address (by key: their description), which
+    #: the document of this API describes again.
+    channel_docs: dict[str, dict[str, Any]] = field(default_factory=dict)
     regex: re.Pattern[str] = field(init=False, repr=False)
     convertors: dict[str, Convertor[Any]] = field(init=False, repr=False)
     payload_adapter: TypeAdapter[Any] = field(init=False, repr=False)
@@ -129,9 +194,13 @@ class Topic:
         found = self.regex.match(address)
         if found is None:
             return None
-        return {
-            name: self.convertors[name].convert(value) for name, value in found.groupdict().items()
-        }
+        try:
+            return {
+                name: self.convertors[name].convert(value)
+                for name, value in found.groupdict().items()
+            }
+        except Exception:  # a value its convertor cannot take (a 5,000-digit int): no such topic
+            return None
 
     def channel_for(self, params: Mapping[str, Any]) -> str:
         """The broker channel that carries the events of one concrete address."""
@@ -165,11 +234,25 @@ def channel_fields(template: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(template) if name}
 
 
+def specificity(topic: Topic) -> tuple[int, int, int]:
+    """How :meth:`TopicRegistry.resolve` ranks topics that could all match one address.
+
+    Fewer ``path`` parameters first (they swallow slashes, so they match the most), then
+    fewer parameters (a fixed address has none), then more literal characters
+    (``/rooms/{id}/info`` before ``/rooms/{id}/{part}``).
+    """
+    literal = re.sub(r"{[^}]*}", "", topic.address)
+    paths = sum(isinstance(convertor, PathConvertor) for convertor in topic.convertors.values())
+    return (paths, len(topic.convertors), -len(literal))
+
+
 class TopicRegistry:
     """The topics of one :class:`~fastapi_streaming.StreamingAPI`, looked up by concrete address."""
 
     def __init__(self) -> None:
         self._topics: dict[str, Topic] = {}
+        #: The topics in the order :meth:`resolve` tries them: most specific first.
+        self._by_specificity: list[Topic] = []
         #: Bumped whenever a topic changes, so derived documents know when to rebuild.
         self.revision = 0
 
@@ -184,6 +267,8 @@ class TopicRegistry:
 
     def add(self, topic: Topic) -> Topic:
         self._topics[topic.address] = topic
+        # sorted() is stable: topics of equal rank keep their declaration order.
+        self._by_specificity = sorted(self._topics.values(), key=specificity)
         self.revision += 1
         return topic
 
@@ -191,8 +276,13 @@ class TopicRegistry:
         self.revision += 1
 
     def resolve(self, address: str) -> tuple[Topic, dict[str, Any]] | None:
-        """Find the topic a concrete address belongs to, with its converted parameters."""
-        for topic in self._topics.values():
+        """Find the topic a concrete address belongs to, with its converted parameters.
+
+        A fixed address beats a template, and a template with fewer parameters beats one with
+        more, whatever the order they were declared in: ``/rpc_queue`` reaches the topic
+        ``/rpc_queue`` even when ``/{queue}`` was declared first (see :func:`specificity`).
+        """
+        for topic in self._by_specificity:
             params = topic.match(address)
             if params is not None:
                 return topic, params

@@ -9,11 +9,15 @@ from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
 import uvicorn
 from fastapi import FastAPI, Request, Response
 from pydantic import BaseModel
 
 from fastapi_streaming import StreamingAPI, WebSubSettings
+
+# Every test here is a coroutine run by pytest-asyncio, whatever the project's asyncio_mode.
+pytestmark = pytest.mark.asyncio
 
 
 class Quote(BaseModel):
@@ -86,7 +90,7 @@ class Receiver:
         await asyncio.wait_for(enough(), timeout=10)
 
 
-@pytest.fixture
+@pytest_asyncio.fixture
 async def hub(tmp_path: Path) -> AsyncIterator[str]:
     settings = WebSubSettings(
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'websub.sqlite3'}",
@@ -97,7 +101,7 @@ async def hub(tmp_path: Path) -> AsyncIterator[str]:
         yield url
 
 
-@pytest.fixture
+@pytest_asyncio.fixture
 async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
     receiver = Receiver()
     async with serve(receiver.app) as url:

@@ -5,7 +5,8 @@
   or from a :class:`~fastapi_streaming.StreamingAPI`, which has one;
   ``StreamingAPI.asyncapi()`` caches it.
 - :func:`get_asyncapi_html` renders the docs page.
-- ``StreamingAPI.from_asyncapi(...)`` creates topics from a 3.x or 2.x document.
+- ``StreamingAPI.from_asyncapi(...)`` creates topics from a 3.x or 2.x document, and lists
+  what it does not keep as :class:`AsyncAPIImportWarning` s in ``import_warnings``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from .docs import get_asyncapi_html
 from .document import get_asyncapi, to_json, to_yaml
 from .errors import AsyncAPIImportError
 from .info import ApiInfo, AsyncAPISource
+from .reading import AsyncAPIImportWarning
 from .validation import JsonSchemaPayload
 from .versions import DEFAULT_VERSION, SUPPORTED_VERSIONS, UnsupportedVersionError
 
@@ -22,6 +24,7 @@ __all__ = [
     "SUPPORTED_VERSIONS",
     "ApiInfo",
     "AsyncAPIImportError",
+    "AsyncAPIImportWarning",
     "AsyncAPISource",
     "JsonSchemaPayload",
     "UnsupportedVersionError",

@@ -30,6 +30,8 @@ class ApiInfo:
     external_docs: dict[str, Any] | None = None
     public_url: str | None = None
     security_schemes: dict[str, dict[str, Any]] | None = None
+    #: What every server requires, ``{scheme: [scopes]}`` (a document's servers' security).
+    server_security: dict[str, list[str]] | None = None
     asyncapi_version: str = DEFAULT_VERSION
     asyncapi_url: str | None = "/asyncapi.json"
     asyncapi_yaml_url: str | None = "/asyncapi.yaml"

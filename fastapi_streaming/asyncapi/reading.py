@@ -8,19 +8,33 @@ offending part of a document when something is wrong.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from .errors import AsyncAPIImportError, pointer
+from .names import EXTENSION, SCOPES_EXTENSION
 from .schemas import COMPONENT_PREFIX, component_refs, convertor_name, referenced_components
-from .spec import EXTENSION, SCOPES_EXTENSION
 from .validation import JsonSchemaPayload
 
 JSON_SCHEMA_FORMATS = re.compile(
     r"^application/(vnd\.aai\.asyncapi(\+json|\+yaml)?|schema\+(json|yaml));version=.*$"
 )
 _ADDRESS_PARAMETER = re.compile(r"{([^}]*)}")
+#: Message fields written back out as they are (after references are followed).
+KEPT_MESSAGE_FIELDS = ("headers", "correlationId", "bindings", "tags", "externalDocs")
+
+
+@dataclass(frozen=True)
+class AsyncAPIImportWarning:
+    """Something of the document that the created API does not keep, and where it is."""
+
+    pointer: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.pointer}: {self.reason}"
 
 
 class DocumentReader:
@@ -32,6 +46,60 @@ class DocumentReader:
         self.document = document
         components = document.get("components") or {}
         self.schemas: dict[str, Any] = components.get("schemas") or {}
+        #: What the created API does not keep: listed on it as ``import_warnings``.
+        self.warnings: list[AsyncAPIImportWarning] = []
+        self.security_schemes: dict[str, Any] = dict(components.get("securitySchemes") or {})
+
+    def scheme_requirement(
+        self, item: Any, where: list[str | int], owner: str
+    ) -> tuple[str, tuple[str, ...]]:
+        """A 3.x requirement (a scheme, or a reference to one) as a scheme name and scopes.
+
+        A scheme written out in place is the named scheme it repeats, or joins the document's
+        schemes as ``owner`` (``owner_2``...).
+        """
+        scheme, at = self.follow(item, where)
+        if not isinstance(scheme, dict):
+            raise AsyncAPIImportError(pointer(where), "A security requirement is an object.")
+        scopes = tuple(str(scope) for scope in scheme.get("scopes") or ())
+        if at[:2] == ["components", "securitySchemes"] and len(at) == 3:
+            return str(at[2]), scopes
+        bare = {key: value for key, value in scheme.items() if key != "scopes"}
+        for name, known in self.security_schemes.items():
+            if known == bare:
+                return name, scopes
+        # The same scheme with a description of its own (which scopes the token must grant).
+        for name, known in self.security_schemes.items():
+            if _undescribed(known) == _undescribed(bare):
+                return name, scopes
+        name, number = owner, 2
+        while name in self.security_schemes:
+            name, number = f"{owner}_{number}", number + 1
+        self.security_schemes[name] = bare
+        return name, scopes
+
+    def warn(self, where: list[str | int], reason: str) -> None:
+        self.warnings.append(AsyncAPIImportWarning(pointer(where) or "/", reason))
+
+    def with_traits(self, node: dict[str, Any], where: list[str | int]) -> dict[str, Any]:
+        """``node`` with its traits applied: what a trait says, unless ``node`` says it too."""
+        merged = dict(node)
+        for index, trait in enumerate(node.get("traits") or []):
+            trait, _ = self.follow(trait, [*where, "traits", index])
+            if isinstance(trait, dict):
+                for key, value in trait.items():
+                    merged.setdefault(key, value)
+        merged.pop("traits", None)
+        return merged
+
+    def followed(self, value: Any, where: list[str | int]) -> Any:
+        """``value`` with every reference within it followed (for fields kept as they are)."""
+        value, where = self.follow(value, where)
+        if isinstance(value, dict):
+            return {key: self.followed(item, [*where, key]) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self.followed(item, [*where, i]) for i, item in enumerate(value)]
+        return value
 
     def check_structure(self) -> None:
         try:
@@ -85,6 +153,7 @@ class DocumentReader:
         self, message: dict[str, Any], where: list[str | int], key: str
     ) -> JsonSchemaPayload:
         """The validator of one message's payload, keeping the message's documentation."""
+        message = self.with_traits(message, where)
         schema = message.get("payload", {})
         here = [*where, "payload"]
         fmt = message.get("schemaFormat")
@@ -104,6 +173,16 @@ class DocumentReader:
         if not isinstance(schema, (dict, bool)):
             raise AsyncAPIImportError(pointer(here), "A payload schema is an object.")
         self.check_refs(schema, here)
+        kept = {}
+        for name in KEPT_MESSAGE_FIELDS:
+            if name == "headers" and isinstance(message.get(name), dict):
+                self.check_refs(message[name], [*where, name])
+                kept[name] = message[name]
+            elif message.get(name) is not None:
+                kept[name] = self.followed(message[name], [*where, name])
+        examples = [e for e in message.get("examples") or [] if isinstance(e, dict)]
+        if any(set(example) - {"payload"} for example in examples):
+            kept["examples"] = examples
         meta = {
             "key": key,
             "name": message.get("name"),
@@ -116,8 +195,9 @@ class DocumentReader:
                 for example in message.get("examples") or []
                 if isinstance(example, dict) and "payload" in example
             ],
+            "fields": kept,
         }
-        components = referenced_components(schema, self.schemas)
+        components = referenced_components([schema, kept.get("headers")], self.schemas)
         for name, component in components.items():
             check_schema(component, ["components", "schemas", name])
         check_schema(schema, here)
@@ -195,6 +275,36 @@ class DocumentReader:
             options["security_schemes"] = schemes
         return options
 
+    def server_security(
+        self, options: dict[str, Any], requirements: dict[str, list[str]]
+    ) -> dict[str, Any]:
+        """Servers that ask for security make every client authenticate (``require_auth``).
+
+        The document's servers are replaced by the API's own, which then carry the same
+        requirements (``server_security``). Their scopes are listed but not checked: a client
+        needs the scopes its operations ask for.
+        """
+        if requirements:
+            options["require_auth"] = True
+            options["server_security"] = requirements
+            if any(requirements.values()):
+                self.warn(
+                    ["servers"],
+                    "the scopes of the servers' security requirements: every client must "
+                    "authenticate, but only the scopes of operations are checked",
+                )
+        return options
+
+    @staticmethod
+    def own_server(options: dict[str, Any], pathname: Any) -> bool:
+        """True for the SSE, HTTP publish and WebSub servers of the API's own documents."""
+        prefix = options.get("prefix")
+        return prefix is not None and pathname in (
+            f"{prefix}/sse",
+            f"{prefix}/publish",
+            f"{prefix}/websub",
+        )
+
     @staticmethod
     def server_options(protocol: str, host: str, path: str) -> dict[str, Any]:
         """``public_url`` and ``prefix`` from a WebSocket server at ``{prefix}/ws``."""
@@ -216,6 +326,19 @@ class DocumentReader:
         if isinstance(listed, list):
             return tuple(str(scope) for scope in listed)
         return tuple(dict.fromkeys(scope for group in requirements for scope in group))
+
+
+def _undescribed(scheme: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in scheme.items() if key != "description"}
+
+
+def own_bindings(bindings: Any) -> bool:
+    """True for the bindings fastapi-streaming writes itself (``ws`` GET, ``http`` GET/POST)."""
+    return isinstance(bindings, dict) and all(
+        isinstance(binding, dict)
+        and (name, binding.get("method")) in (("ws", "GET"), ("http", "GET"), ("http", "POST"))
+        for name, binding in bindings.items()
+    )
 
 
 def check_schema(schema: Any, where: list[str | int]) -> None:

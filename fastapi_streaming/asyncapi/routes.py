@@ -73,5 +73,18 @@ def add_asyncapi_routes(app: FastAPI, source: AsyncAPISource) -> None:
             )
 
         app.add_api_route(docs_url, asyncapi_docs, include_in_schema=False)
+        link_from_openapi(app, docs_url, info.title)
         if js_url is None or css_url is None:
             app.mount(static, StaticFiles(directory=STATIC_DIR), name="fastapi_streaming_asyncapi")
+
+
+def link_from_openapi(app: FastAPI, docs_url: str, title: str) -> None:
+    """Point FastAPI's ``/docs`` at the AsyncAPI page, where the streams are documented.
+
+    The link goes at the end of the OpenAPI description, which Swagger UI and ReDoc show under
+    the title (``externalDocs`` would need an absolute URL, which the app does not know).
+    """
+    link = (
+        f"Streaming topics (WebSocket, Server-Sent Events, WebSub): [{title}, AsyncAPI]({docs_url})"
+    )
+    app.description = f"{app.description}\n\n{link}" if app.description else link

@@ -6,13 +6,15 @@ sends (a subscribe-mode topic) and ``publish`` those it receives (a publish-mode
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from ..topics import Mode
+from .description import ApiSpec, Channel, Message, OperationSpec, Parameter
 from .models import v2
-from .models.common import ExternalDocs, MessageExample, Tag
+from .models.common import ExternalDocs, MessageExample, Reference, Tag
+from .names import DEPRECATED_EXTENSION, EXTENSION, SCOPES_EXTENSION
 from .security import SCOPED_SCHEME_TYPES
-from .spec import DEPRECATED_EXTENSION, EXTENSION, SCOPES_EXTENSION, ApiSpec, Channel
 
 
 def generate(spec: ApiSpec) -> v2.AsyncAPI:
@@ -35,10 +37,15 @@ def generate(spec: ApiSpec) -> v2.AsyncAPI:
                 url=f"{server.protocol}://{server.host}{server.pathname}",
                 protocol=server.protocol,
                 description=f"{server.title}. {server.description}",
+                security=[{name: list(scopes)} for name, scopes in spec.server_security.items()]
+                if spec.server_security
+                else None,
             )
             for server in spec.servers
         },
-        channels={channel.address: _channel(channel, spec) for channel in spec.channels},
+        channels={
+            channel.address: _channel(channel, spec) for channel in _one_per_address(spec.channels)
+        },
         components=v2.Components(
             schemas=spec.schemas or None,
             securitySchemes={
@@ -47,6 +54,36 @@ def generate(spec: ApiSpec) -> v2.AsyncAPI:
             or None,
         ),
     )
+
+
+def _one_per_address(channels: list[Channel]) -> list[Channel]:
+    """2.x has one channel per address with one operation per mode: merge the others in.
+
+    Several 3.x channels or operations on one address (one socket, messages told apart by
+    content) become one channel whose operations take any of their messages.
+    """
+    merged: dict[str, Channel] = {}
+    for channel in channels:
+        first = merged.get(channel.address)
+        if first is None:
+            merged[channel.address] = replace(
+                channel, messages=dict(channel.messages), operations=[]
+            )
+            first = merged[channel.address]
+        for key, message in channel.messages.items():
+            first.messages.setdefault(key, message)
+        for operation in channel.operations:
+            same = next((op for op in first.operations if op.mode is operation.mode), None)
+            if same is None:
+                first.operations.append(replace(operation, reply=None))
+                continue
+            same.messages = list(dict.fromkeys([*same.messages, *operation.messages]))
+            same.scopes = tuple(dict.fromkeys([*same.scopes, *operation.scopes]))
+            if same.security is not None or operation.security is not None:
+                same.security = tuple(
+                    dict.fromkeys([*(same.security or ()), *(operation.security or ())])
+                )
+    return list(merged.values())
 
 
 def scheme_for_v2(scheme: dict[str, Any]) -> dict[str, Any]:
@@ -63,32 +100,18 @@ def scheme_for_v2(scheme: dict[str, Any]) -> dict[str, Any]:
     return {**scheme, "flows": renamed}
 
 
-def scheme_from_v2(scheme: dict[str, Any]) -> dict[str, Any]:
-    """The inverse of :func:`scheme_for_v2`."""
-    flows = scheme.get("flows")
-    if not isinstance(flows, dict):
-        return scheme
-    renamed = {}
-    for name, flow in flows.items():
-        flow = dict(flow) if isinstance(flow, dict) else flow
-        if isinstance(flow, dict) and "scopes" in flow:
-            flow["availableScopes"] = flow.pop("scopes")
-        renamed[name] = flow
-    return {**scheme, "flows": renamed}
-
-
 def _channel(channel: Channel, spec: ApiSpec) -> v2.ChannelItem:
     operations: dict[str, v2.Operation] = {}
     for operation in channel.operations:
-        message = channel.messages[operation.message]
+        messages: list[v2.Message | Reference] = [
+            _message(operation.key, channel.messages[key]) for key in operation.messages
+        ]
         model = v2.Operation(
             operationId=operation.key,
             summary=operation.summary,
             description=operation.description,
             tags=[Tag(name=tag) for tag in operation.tags] or None,
-            security=(
-                _security(operation.scopes, spec) if operation.scopes or spec.require_auth else None
-            ),
+            security=_operation_security(operation, spec),
             bindings={
                 "http": {
                     "type": "request",
@@ -96,17 +119,7 @@ def _channel(channel: Channel, spec: ApiSpec) -> v2.ChannelItem:
                     "bindingVersion": "0.1.0",
                 }
             },
-            message=v2.Message(
-                # Unique per operation, as 2.x requires even of one message used twice.
-                messageId=f"{operation.key}.{message.key}",
-                name=message.name,
-                title=message.title,
-                summary=message.summary,
-                description=message.description,
-                contentType=message.content_type,
-                payload=message.payload,
-                examples=[MessageExample(payload=example) for example in message.examples] or None,
-            ),
+            message=messages[0] if len(messages) == 1 else v2.OneOfMessages(oneOf=messages),
         )
         if operation.scopes:
             setattr(model, SCOPES_EXTENSION, list(operation.scopes))
@@ -119,7 +132,8 @@ def _channel(channel: Channel, spec: ApiSpec) -> v2.ChannelItem:
         servers=list(channel.servers),
         parameters={
             parameter.name: v2.Parameter.model_validate(
-                {"description": parameter.description, "schema": parameter.schema}
+                # 2.x parameters say ``enum``, ``default`` and ``examples`` in their schema.
+                {"description": parameter.description, "schema": parameter_schema(parameter)}
             )
             for parameter in channel.parameters
         }
@@ -133,10 +147,45 @@ def _channel(channel: Channel, spec: ApiSpec) -> v2.ChannelItem:
     return model_channel
 
 
-def _security(scopes: tuple[str, ...], spec: ApiSpec) -> list[dict[str, list[str]]] | None:
+def parameter_schema(parameter: Parameter) -> dict[str, Any]:
+    return {**parameter.schema, **parameter.fields}
+
+
+def _message(operation_key: str, message: Message) -> v2.Message:
+    return v2.Message(
+        # Unique per operation, as 2.x requires even of one message used twice.
+        messageId=f"{operation_key}.{message.key}",
+        name=message.name,
+        title=message.title,
+        summary=message.summary,
+        description=message.description,
+        contentType=message.content_type,
+        payload=message.payload,
+        **{
+            "examples": [MessageExample(payload=example) for example in message.examples] or None,
+            **message.fields,
+        },
+    )
+
+
+def _operation_security(
+    operation: OperationSpec, spec: ApiSpec
+) -> list[dict[str, list[str]]] | None:
+    """As in 3.x: the operation's own schemes, else every scheme when it needs credentials."""
+    if operation.security is not None:
+        return _security(operation.scopes, spec, operation.security) or None
+    if operation.scopes or (spec.require_auth and not spec.server_security):
+        return _security(operation.scopes, spec)
+    return None
+
+
+def _security(
+    scopes: tuple[str, ...], spec: ApiSpec, names: tuple[str, ...] | None = None
+) -> list[dict[str, list[str]]] | None:
     """2.x requirements name a scheme; only scope-aware scheme types may list scopes."""
     requirements = [
         {name: list(scopes) if scheme.get("type") in SCOPED_SCHEME_TYPES else []}
         for name, scheme in spec.security_schemes.items()
+        if names is None or name in names
     ]
     return requirements or None

@@ -10,10 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from ..topics import Mode
+from .description import ApiSpec, Channel, OperationSpec
 from .models import v3
 from .models.common import ExternalDocs, MessageExample, Reference, Tag
+from .names import DEPRECATED_EXTENSION, EXTENSION, SCOPES_EXTENSION
 from .security import SCOPED_SCHEME_TYPES
-from .spec import DEPRECATED_EXTENSION, EXTENSION, SCOPES_EXTENSION, ApiSpec, Channel
 
 
 def generate(spec: ApiSpec, version: str = "3.0.0") -> v3.AsyncAPI:
@@ -38,6 +39,7 @@ def generate(spec: ApiSpec, version: str = "3.0.0") -> v3.AsyncAPI:
                 pathname=server.pathname,
                 title=server.title,
                 description=server.description,
+                security=_server_security(spec),
             )
             for server in spec.servers
         },
@@ -72,9 +74,14 @@ def _channel(channel: Channel, spec: ApiSpec) -> v3.Channel:
         servers=[Reference.to(f"#/servers/{name}") for name in channel.servers],
         parameters={
             parameter.name: v3.Parameter.model_validate(
-                {"description": parameter.description, "x-schema": parameter.schema}
-                if parameter.description
-                else {}
+                {
+                    **parameter.fields,
+                    **(
+                        {"description": parameter.description, "x-schema": parameter.schema}
+                        if parameter.description
+                        else {}
+                    ),
+                }
             )
             for parameter in channel.parameters
         }
@@ -87,7 +94,11 @@ def _channel(channel: Channel, spec: ApiSpec) -> v3.Channel:
                 description=message.description,
                 contentType=message.content_type,
                 payload=message.payload,
-                examples=[MessageExample(payload=example) for example in message.examples] or None,
+                **{
+                    "examples": [MessageExample(payload=example) for example in message.examples]
+                    or None,
+                    **message.fields,
+                },
             )
             for message in channel.messages.values()
         },
@@ -104,13 +115,15 @@ def _operations(channel: Channel, spec: ApiSpec) -> list[tuple[Any, v3.Operation
         model = v3.Operation(
             action="send" if operation.mode is Mode.SUBSCRIBE else "receive",
             channel=Reference.to(f"#/channels/{channel.key}"),
-            messages=[Reference.to(f"#/channels/{channel.key}/messages/{operation.message}")],
+            messages=[
+                Reference.to(f"#/channels/{channel.key}/messages/{key}")
+                for key in operation.messages
+            ],
             summary=operation.summary,
             description=operation.description,
             tags=[Tag(name=tag) for tag in operation.tags] or None,
-            security=(
-                _security(operation.scopes, spec) if operation.scopes or spec.require_auth else None
-            ),
+            security=_operation_security(operation, spec),
+            reply=_reply(operation, channel),
             bindings={
                 "http": {
                     "method": "GET" if operation.mode is Mode.SUBSCRIBE else "POST",
@@ -126,7 +139,51 @@ def _operations(channel: Channel, spec: ApiSpec) -> list[tuple[Any, v3.Operation
     return result
 
 
-def _security(scopes: tuple[str, ...], spec: ApiSpec) -> list[dict[str, Any] | Reference] | None:
+def _reply(operation: OperationSpec, channel: Channel) -> dict[str, Any] | None:
+    reply = operation.reply
+    if reply is None:
+        return None
+    home = reply.channel or channel.key
+    written: dict[str, Any] = {
+        "channel": {"$ref": f"#/channels/{home}"},
+        "messages": [{"$ref": f"#/channels/{home}/messages/{key}"} for key in reply.messages],
+    }
+    if reply.address:
+        written["address"] = {"location": reply.address}
+    return written
+
+
+def _operation_security(
+    operation: OperationSpec, spec: ApiSpec
+) -> list[dict[str, Any] | Reference] | None:
+    """The operation's own schemes; else every scheme when it needs credentials.
+
+    When the servers carry the API's security (``server_security``), an operation without
+    requirements of its own says nothing: the servers' requirements already apply.
+    """
+    if operation.security is not None:
+        return _security(operation.scopes, spec, operation.security) or None
+    if operation.scopes or (spec.require_auth and not spec.server_security):
+        return _security(operation.scopes, spec)
+    return None
+
+
+def _server_security(spec: ApiSpec) -> list[dict[str, Any] | Reference] | None:
+    requirements: list[dict[str, Any] | Reference] = []
+    for name, scopes in (spec.server_security or {}).items():
+        scheme = spec.security_schemes.get(name)
+        if scheme is None:
+            continue
+        if scopes and scheme.get("type") in SCOPED_SCHEME_TYPES:
+            requirements.append({**scheme, "scopes": list(scopes)})
+        else:
+            requirements.append(Reference.to(f"#/components/securitySchemes/{name}"))
+    return requirements or None
+
+
+def _security(
+    scopes: tuple[str, ...], spec: ApiSpec, names: tuple[str, ...] | None = None
+) -> list[dict[str, Any] | Reference] | None:
     """Each scheme that grants access, written out with the scopes this operation needs.
 
     A 3.x security requirement is a scheme (or a reference to one, which cannot add scopes).
@@ -137,6 +194,8 @@ def _security(scopes: tuple[str, ...], spec: ApiSpec) -> list[dict[str, Any] | R
     requirements: list[dict[str, Any] | Reference] = []
     needed = ", ".join(f"`{scope}`" for scope in scopes)
     for name, scheme in spec.security_schemes.items():
+        if names is not None and name not in names:
+            continue
         if not scopes:
             requirements.append(Reference.to(f"#/components/securitySchemes/{name}"))
         elif scheme.get("type") in SCOPED_SCHEME_TYPES:

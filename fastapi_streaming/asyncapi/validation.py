@@ -9,7 +9,7 @@ payload type, and the document generator writes the same schema back out.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, get_args, get_origin
 
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
@@ -22,7 +22,9 @@ class JsonSchemaPayload:
 
     ``components`` are the shared schemas that ``schema`` refers to as
     ``#/components/schemas/Name``; ``message`` keeps the document's message fields (name,
-    title, summary, description, examples) so that they survive a round trip.
+    title, summary, description, examples, headers...) so that they survive a round trip.
+    An operation with several messages has one payload per message in ``messages``, and
+    ``schema`` is their ``oneOf``: see :meth:`one_of`.
     """
 
     def __init__(
@@ -31,15 +33,41 @@ class JsonSchemaPayload:
         *,
         components: Mapping[str, Any] | None = None,
         message: Mapping[str, Any] | None = None,
+        messages: Sequence[JsonSchemaPayload] = (),
     ) -> None:
         from jsonschema import Draft7Validator
 
         self.schema = dict(schema)
         self.components = dict(components or {})
         self.message = dict(message or {})
+        self.messages = list(messages)
         root = {"allOf": [self.schema], "components": {"schemas": self.components}}
         Draft7Validator.check_schema(root)
         self._validator = Draft7Validator(root)
+
+    @classmethod
+    def one_of(cls, payloads: Sequence[JsonSchemaPayload]) -> JsonSchemaPayload:
+        """One payload for an operation that takes any of several messages, each kept apart.
+
+        An event is valid when it matches any one of them (``anyOf``: two messages that
+        overlap do not make it invalid).
+        """
+        if len(payloads) == 1:
+            return payloads[0]
+        return cls(
+            {"anyOf": [payload.schema for payload in payloads]},
+            components={k: v for p in payloads for k, v in p.components.items()},
+            messages=payloads,
+        )
+
+    @property
+    def alternatives(self) -> list[JsonSchemaPayload]:
+        """One payload per message: the several of :meth:`one_of`, or this one."""
+        return self.messages or [self]
+
+    def accepts(self, value: Any) -> bool:
+        """True when ``value`` matches the schema (to tell which message a value is)."""
+        return bool(self._validator.is_valid(value))
 
     def __repr__(self) -> str:
         return f"JsonSchemaPayload({self.schema!r})"

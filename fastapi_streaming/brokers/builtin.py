@@ -7,7 +7,8 @@ none of them, and a missing one is reported with the extra that installs it.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+import importlib.util
+from collections.abc import Callable, Mapping
 
 from broadcaster import BroadcastBackend
 
@@ -61,6 +62,31 @@ def kafka(url: str) -> BroadcastBackend:
     from .kafka import KafkaBackend
 
     return KafkaBackend(url)
+
+
+#: The client library each built-in backend needs, and the extra that installs it.
+DRIVERS: dict[Callable[[str], BroadcastBackend], tuple[str, str]] = {
+    redis: ("redis", "redis"),
+    redis_stream: ("redis", "redis"),
+    postgres: ("asyncpg", "postgres"),
+    kafka: ("aiokafka", "kafka"),
+}
+
+
+def missing_driver(factory: object) -> str | None:
+    """How to install what a built-in backend lacks, or None when it can run.
+
+    Looks the library up without importing it (``fastapi-streaming backends`` stays quick).
+    """
+    driver = DRIVERS.get(factory)  # type: ignore[call-overload]
+    if driver is None:
+        return None
+    module, extra = driver
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ValueError:  # in sys.modules without a spec: blocked
+        found = False
+    return None if found else f'driver not installed: pip install "fastapi-streaming[{extra}]"'
 
 
 @hookimpl

@@ -17,12 +17,12 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from broadcaster import BroadcastBackend
 from broadcaster import Event as BrokerMessage
 
-from .extensions import DirectDelivery
+from ..redact import redact_url, scrub, secrets_in
+from .extensions import DirectDelivery, PingableBackend
 
 logger = logging.getLogger("fastapi_streaming.broker")
 
@@ -32,6 +32,8 @@ Listener = Callable[[BrokerMessage], None]
 #: Backoff between reconnection attempts: from the first delay, doubling up to the last.
 FIRST_RETRY_DELAY = 0.1
 MAX_RETRY_DELAY = 5.0
+#: How long a health check waits for the broker to answer its ping.
+PING_TIMEOUT = 2.0
 
 
 class BrokerUnavailable(ConnectionError):
@@ -44,6 +46,9 @@ class BrokerConnection:
     def __init__(self, backend: BroadcastBackend, *, url: str = "") -> None:
         self.backend = backend
         self.url = url
+        #: The URL as clients and logs may see it: no password, no secret parameter.
+        self.url_for_display = redact_url(url)
+        self._secrets = secrets_in(url)
         self._listeners: dict[str, set[Listener]] = {}
         self._subscribed: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
@@ -53,7 +58,12 @@ class BrokerConnection:
         self.reconnects = 0
 
     async def connect(self) -> None:
-        await self.backend.connect()
+        try:
+            await self.backend.connect()
+        except Exception as exc:
+            raise BrokerUnavailable(
+                f"Cannot connect to the broker at {self.url_for_display}: {self._describe(exc)}"
+            ) from None
         self.connected = True
         self.reconnects = 0
         if isinstance(self.backend, DirectDelivery):
@@ -77,14 +87,29 @@ class BrokerConnection:
         self._listeners.clear()
         await self.backend.disconnect()
 
-    @property
-    def url_for_display(self) -> str:
-        """The broker URL without its password, fit for logs and health answers."""
-        parts = urlsplit(self.url)
-        if parts.password is None:
-            return self.url
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
+    def _describe(self, exc: BaseException) -> str:
+        """An exception of the backend as clients and logs may see it: without the URL's
+        secrets, which some client libraries quote in their messages."""
+        return scrub(repr(exc), self._secrets)
+
+    async def reachable(self) -> bool:
+        """Whether the broker answers now: a ping where the backend has one (``ping()``).
+
+        The listener notices a lost broker only through a subscription; with no channel
+        subscribed (no client yet), only asking tells a dead broker from a quiet one.
+        """
+        if not self.connected:
+            return False
+        if not isinstance(self.backend, PingableBackend):
+            return True
+        try:
+            await asyncio.wait_for(self.backend.ping(), PING_TIMEOUT)
+        except Exception as exc:
+            logger.info(
+                "The broker at %s does not answer (%s)", self.url_for_display, self._describe(exc)
+            )
+            return False
+        return True
 
     @property
     def channels(self) -> frozenset[str]:
@@ -94,11 +119,15 @@ class BrokerConnection:
     async def publish(self, channel: str, message: str) -> None:
         """Hand a message to the broker, or raise :class:`BrokerUnavailable` at once."""
         if not self.connected:
-            raise BrokerUnavailable(f"the broker at {self.url} is unreachable; reconnecting")
+            raise BrokerUnavailable(
+                f"the broker at {self.url_for_display} is unreachable; reconnecting"
+            )
         try:
             await self.backend.publish(channel, message)
         except Exception as exc:
-            raise BrokerUnavailable(f"the broker at {self.url} refused the event: {exc}") from exc
+            raise BrokerUnavailable(
+                f"the broker at {self.url_for_display} refused the event: {self._describe(exc)}"
+            ) from None
 
     async def subscribe(self, channel: str, listener: Listener) -> None:
         """Add a listener; the first one for a channel subscribes on the broker."""
@@ -143,7 +172,11 @@ class BrokerConnection:
                 raise
             except Exception as exc:
                 self.connected = False
-                logger.warning("Lost the broker at %s (%r); reconnecting.", self.url, exc)
+                logger.warning(
+                    "Lost the broker at %s (%s); reconnecting.",
+                    self.url_for_display,
+                    self._describe(exc),
+                )
                 await self._reconnect()
                 continue
             self._dispatch(message)
@@ -162,13 +195,17 @@ class BrokerConnection:
                 for channel in tuple(self._subscribed):
                     await self.backend.subscribe(channel)
             except Exception as exc:
-                logger.info("Broker at %s still unreachable (%r)", self.url, exc)
+                logger.info(
+                    "Broker at %s still unreachable (%s)",
+                    self.url_for_display,
+                    self._describe(exc),
+                )
                 await asyncio.sleep(delay * random.uniform(0.5, 1.5))
                 delay = min(delay * 2, MAX_RETRY_DELAY)
                 continue
             self.connected = True
             self.reconnects += 1
-            logger.warning("Reconnected to the broker at %s.", self.url)
+            logger.warning("Reconnected to the broker at %s.", self.url_for_display)
             return
 
 

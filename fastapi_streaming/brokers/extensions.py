@@ -1,7 +1,7 @@
-"""The two optional extensions of a broker backend, beyond broadcaster's six methods.
+"""The optional extensions of a broker backend, beyond broadcaster's six methods.
 
 A backend that implements one of these protocols gets more out of fastapi-streaming; one that
-does not still works. Both are checked with ``isinstance`` (the protocols are runtime
+does not still works. All are checked with ``isinstance`` (the protocols are runtime
 checkable), so a plugin's backend only needs the attribute or method, not a base class.
 """
 
@@ -44,4 +44,17 @@ class HistoryBackend(Protocol):
         ...
 
 
-__all__ = ["DirectDelivery", "HistoryBackend"]
+@runtime_checkable
+class PingableBackend(Protocol):
+    """A broker backend that can ask its broker for an answer.
+
+    ``GET /streams/health`` calls ``ping()`` (with a timeout): with no channel subscribed,
+    nothing else notices that the broker went away. Without it, health trusts the listener.
+    """
+
+    async def ping(self) -> None:
+        """Return once the broker answered; raise if it cannot be reached."""
+        ...
+
+
+__all__ = ["DirectDelivery", "HistoryBackend", "PingableBackend"]

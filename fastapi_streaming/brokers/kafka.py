@@ -62,7 +62,7 @@ class _Lost:
 class KafkaBackend(BroadcastBackend):
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
-        self._servers = parts.netloc
+        self._servers = parts.netloc.rpartition("@")[2]  # credentials go in the query
         options = dict(parse_qsl(parts.query))
         self._partitions = int(options.get("partitions", 1))
         self._replication = int(options.get("replication_factor", 1))
@@ -167,6 +167,10 @@ class KafkaBackend(BroadcastBackend):
         if isinstance(item, _Lost):
             raise ConnectionError(f"lost the Kafka broker at {self._servers}: {item.reason}")
         return item
+
+    async def ping(self) -> None:
+        """Ask the broker about the cluster (health checks)."""
+        await self._connected(self._admin).describe_cluster()
 
     async def history(self, channel: str, since_ms: int) -> tuple[list[BrokerMessage], bool]:
         """Messages of ``channel`` with a timestamp at or after ``since_ms``, oldest first.

@@ -154,6 +154,12 @@ class PostgresBackend(BroadcastBackend):
             )
             await connection.execute("SELECT pg_notify($1, $2)", name, f"@ref:{row_id}")
 
+    async def ping(self) -> None:
+        """Run a trivial query (health checks): the connection is checked, not assumed."""
+        if self._pool is None:
+            raise ConnectionError("the PostgreSQL backend is not connected")
+        await self._pool.fetchval("SELECT 1")
+
     async def next_published(self) -> BrokerMessage:
         while True:
             item = await self._queue.get()

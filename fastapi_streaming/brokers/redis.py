@@ -80,6 +80,13 @@ class RedisBackend(BroadcastBackend):
         assert self._client is not None, "connect() first"
         await self._client.publish(channel, message)
 
+    async def ping(self) -> None:
+        """Ask Redis for an answer (health checks): a subscription-less pub/sub notices
+        nothing when Redis goes away."""
+        if self._client is None:
+            raise ConnectionError("the Redis backend is not connected")
+        await self._client.ping()
+
     async def next_published(self) -> BrokerMessage:
         item = await self._queue.get()
         if isinstance(item, _Lost):

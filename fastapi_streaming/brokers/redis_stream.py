@@ -15,15 +15,20 @@ Here:
 - a lost connection is raised from ``next_published()``, and the positions are kept across the
   caller's reconnection, so entries written during an outage are delivered afterwards;
 - ``publish`` trims with ``XADD MAXLEN ~`` (option ``maxlen``, default 10,000 entries);
-- :meth:`RedisStreamBackend.history` reads a stream back from a point in time, for resumes.
+- :meth:`RedisStreamBackend.history` reads a stream back from a point in time, for resumes, and
+  says it is incomplete when the stream was trimmed past that point, or recreated, or when the
+  Redis data began after it (a restart without persistence): see
+  :mod:`~fastapi_streaming.brokers.stream_epochs`.
 
 How a new subscription reaches the blocked reader: the ``XREAD`` runs on a connection of its
-own, and a subscription change cancels it and starts the next one at once. A cancelled read
-loses nothing, because a position moves only when an entry is handed over; the price is that
-redis-py reconnects that one connection (sub-millisecond on a LAN), once per burst of changes.
-A short block timeout instead would delay every new subscription's first event by up to that
-timeout and wake every idle process many times a second. Unsubscribing needs no wake-up: the
-reader drops entries of streams no longer subscribed.
+own, and a subscription change ends it early with ``CLIENT UNBLOCK`` (as if its block timeout
+had passed), then the next read names every stream. Cancelling the read instead is not reliable:
+a read cancelled while its connection was still being set up (just after a reconnection) went
+on blocking, and a channel subscribed meanwhile got nothing until the block timeout, 5 s. A short
+block timeout would delay every new subscription's first event by up to that timeout and wake
+every idle process many times a second. Where ``CLIENT UNBLOCK`` is not allowed (an ACL), the
+read is cancelled and its connection replaced. Unsubscribing needs no wake-up: the reader drops
+entries of streams no longer subscribed.
 
 URL: ``redis-stream://host:6379/0`` (``rediss-stream://`` for TLS), with the options ``maxlen``
 (approximate length to trim each stream to; 0 never trims) and ``history`` (the most entries
@@ -44,6 +49,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 
+from . import stream_epochs
 from .hookspecs import BrokerMessage
 
 logger = logging.getLogger("fastapi_streaming.broker.redis_stream")
@@ -63,6 +69,9 @@ CLOCK_SKEW_MS = 1_000
 #: Events waiting for ``next_published()``; a full queue makes the reader wait (Redis holds
 #: the rest), so a slow consumer costs no memory here.
 QUEUE_SIZE = READ_COUNT * 10
+#: Seconds between ``CLIENT UNBLOCK`` attempts while the read it should end has not reached
+#: Redis yet.
+UNBLOCK_RETRY = 0.005
 FIELD = b"message"
 
 #: A stream entry id, ``<milliseconds>-<sequence>``, as a comparable pair.
@@ -81,6 +90,10 @@ class RedisStreamBackend(BroadcastBackend):
         self._redis_url, self.maxlen, self.history_limit = _parse_url(url)
         self._client: aioredis.Redis | None = None
         self._reader: aioredis.Redis | None = None
+        #: The reader connection's ``CLIENT ID``, to end its blocking read early.
+        self._reader_id: int | None = None
+        #: Streams this process has published to since it connected (and so marked).
+        self._marked: set[str] = set()
         #: Subscribed streams and the id of the last entry handed over (or the start point).
         self._positions: dict[str, EntryId] = {}
         #: Positions kept from before a disconnect, to continue from on resubscribe.
@@ -97,20 +110,17 @@ class RedisStreamBackend(BroadcastBackend):
             socket_connect_timeout=COMMAND_TIMEOUT,
             socket_timeout=COMMAND_TIMEOUT,
         )
-        self._reader = aioredis.Redis.from_url(
-            self._redis_url,
-            retry=no_retry,
-            single_connection_client=True,
-            socket_connect_timeout=COMMAND_TIMEOUT,
-            socket_timeout=READ_SOCKET_TIMEOUT,
-        )
+        self._reader = self._new_reader()
         try:
             await self._client.ping()  # fail now, not on the first event, if Redis is not there
+            await stream_epochs.open_dataset(self._client)
+            self._reader_id = await self._reader.client_id()  # connects the reader now, too
         except BaseException:
             await self._close_clients()
             raise
         self._queue = asyncio.Queue(QUEUE_SIZE)
         self._changed = asyncio.Event()
+        self._marked = set()
         self._task = asyncio.create_task(self._read(), name="redis stream reader")
 
     async def disconnect(self) -> None:
@@ -145,9 +155,13 @@ class RedisStreamBackend(BroadcastBackend):
         self._resume.pop(channel, None)
 
     async def publish(self, channel: str, message: Any) -> None:
-        await self._connected().xadd(
+        client = self._connected()
+        entry_id = await client.xadd(
             channel, {FIELD: message}, maxlen=self.maxlen or None, approximate=True
         )
+        if channel not in self._marked:  # once per stream and connection: one more round trip
+            await stream_epochs.mark_stream(client, channel, _parse_id(entry_id)[0])
+            self._marked.add(channel)
 
     async def next_published(self) -> BrokerMessage:
         item = await self._queue.get()
@@ -159,8 +173,8 @@ class RedisStreamBackend(BroadcastBackend):
         """Entries of ``channel`` from ``since_ms`` (less the clock-skew margin), oldest first.
 
         The flag is True when the stream provably still holds everything since then: the read
-        was not cut short by the ``history`` limit, and trimming has removed nothing at or after
-        its start.
+        was not cut short by the ``history`` limit, trimming has removed nothing at or after
+        its start, the stream was not recreated since, and the Redis data is older than that.
         """
         start: EntryId = (max(since_ms - CLOCK_SKEW_MS, 0), 0)
         newest_first = await self._connected().xrevrange(
@@ -174,9 +188,30 @@ class RedisStreamBackend(BroadcastBackend):
         ]
         if len(entries) >= self.history_limit:
             return events, False
+        # Compared with the point itself, not with the skew margin before it: a dataset begun
+        # just before that point holds all of it, and one begun after it lost what came between.
+        client = self._connected()
+        epoch = await stream_epochs.dataset_epoch(client)
+        if epoch is None:  # lost (FLUSHALL, a restart not noticed yet): the data begins now
+            epoch = await stream_epochs.open_dataset(client)
+        if epoch > since_ms:
+            return events, False
         return events, await self._holds_since(channel, start)
 
+    async def ping(self) -> None:
+        """Ask Redis for an answer (health checks), whether or not any stream is read."""
+        await self._connected().ping()
+
     # -- internals ---------------------------------------------------------------------------
+
+    def _new_reader(self) -> aioredis.Redis:
+        return aioredis.Redis.from_url(
+            self._redis_url,
+            retry=Retry(NoBackoff(), 0),
+            single_connection_client=True,
+            socket_connect_timeout=COMMAND_TIMEOUT,
+            socket_timeout=READ_SOCKET_TIMEOUT,
+        )
 
     def _connected(self) -> aioredis.Redis:
         if self._client is None:
@@ -208,7 +243,12 @@ class RedisStreamBackend(BroadcastBackend):
         if first is not None and _parse_id(first[0]) <= start:
             return True
         added = info.get("entries-added")
-        return added is not None and int(added) == int(info["length"])
+        if added is None or int(added) != int(info["length"]):
+            return False
+        # It holds every entry it ever had, but did it exist before? Not if it was recreated
+        # after the stream epoch recorded when this library first wrote to it.
+        born = await stream_epochs.stream_epoch(self._connected(), channel)
+        return born is None or first is None or born >= _parse_id(first[0])[0]
 
     async def _read(self) -> None:
         assert self._reader is not None
@@ -224,6 +264,8 @@ class RedisStreamBackend(BroadcastBackend):
             changed = asyncio.ensure_future(self._changed.wait())
             try:
                 await asyncio.wait({read, changed}, return_when=asyncio.FIRST_COMPLETED)
+                if not read.done():  # a new subscription: end this read, the next names it
+                    await self._unblock(read)
             finally:
                 changed.cancel()
                 if not read.done():
@@ -231,12 +273,37 @@ class RedisStreamBackend(BroadcastBackend):
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await read
             if read.cancelled():
-                continue  # a new subscription: read again, with it
+                continue
             error = read.exception()
             if error is not None:
                 await self._queue.put(_Lost(error))
                 return
             await self._deliver(read.result())
+
+    async def _unblock(self, read: asyncio.Future[Any]) -> None:
+        """End the reader's blocking ``XREAD`` now; it returns as if its block timed out."""
+        while not read.done():
+            try:
+                if self._reader_id is None:
+                    raise ResponseError("the reader's client id is unknown")
+                if await self._connected().client_unblock(self._reader_id):
+                    break
+            except ResponseError as exc:  # e.g. NOPERM: cancel, and start on a fresh connection
+                logger.debug("CLIENT UNBLOCK refused (%s); replacing the reader connection", exc)
+                read.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await read
+                if self._reader is not None:
+                    with contextlib.suppress(Exception):
+                        await self._reader.aclose()
+                self._reader = self._new_reader()
+                self._reader_id = None
+                return
+            except Exception:  # Redis is failing: the read ends soon, with the error to report
+                break
+            # Not blocked: the read has not reached Redis yet, or is returning entries already.
+            await asyncio.wait({read}, timeout=UNBLOCK_RETRY)
+        await asyncio.wait({read})
 
     async def _deliver(self, reply: Any) -> None:
         items = reply.items() if isinstance(reply, dict) else reply or ()

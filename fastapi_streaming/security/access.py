@@ -93,6 +93,16 @@ def scope_parameters(scope: str) -> set[str]:
     return set(_PLACEHOLDER.findall(scope))
 
 
+def security_required(accesses: Sequence[tuple[Topic, Mode]]) -> bool:
+    """True when an operation names security schemes (a document's ``security``): then it
+    needs an authenticated client even without scopes."""
+    for topic, mode in accesses:
+        operation = topic.operation(mode)
+        if operation is not None and operation.security:
+            return True
+    return False
+
+
 class AccessControl:
     """The authorizers of one streaming API and its rule for topics without scopes."""
 
@@ -160,7 +170,7 @@ class AccessControl:
         handshake of the multiplexed socket) only checks what ``require_auth`` demands.
         """
         needed = required_scopes(accesses)
-        protected = bool(needed) or self.require_auth
+        protected = bool(needed) or self.require_auth or security_required(accesses)
         try:
             principal = await self.principal(connection)
         except StreamingError:

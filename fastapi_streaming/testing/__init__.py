@@ -1,8 +1,10 @@
 """Test helpers for fastapi-streaming and its broker plugins; imported by test code only.
 
-``BackendConformance`` is the suite every broker backend passes against its real server: a
-plugin's tests subclass it (see :mod:`fastapi_streaming.testing.conformance`). Importing
-``fastapi_streaming`` never imports this package, so applications do not need pytest.
+``stream_events`` reads a Server-Sent Events topic in process beside FastAPI's ``TestClient``
+(which already drives HTTP publish and WebSockets). ``BackendConformance`` is the suite every
+broker backend passes against its real server: a plugin's tests subclass it (see
+:mod:`fastapi_streaming.testing.conformance`). Importing ``fastapi_streaming`` never imports
+this package, so applications do not need pytest.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from fastapi_streaming.testing.conformance import (
     OpenBackend,
 )
 from fastapi_streaming.testing.inbox import BackendFailed, Inbox
+from fastapi_streaming.testing.sse import EventStream, ServerSentEvent, stream_events
 
 __all__ = [
     "UNICODE_PAYLOADS",
@@ -32,7 +35,10 @@ __all__ = [
     "BackendFailed",
     "BrokerControl",
     "Connected",
+    "EventStream",
     "Inbox",
     "NativePublish",
     "OpenBackend",
+    "ServerSentEvent",
+    "stream_events",
 ]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter
 from starlette.routing import BaseRoute
 
-from . import http, sse, websocket
+from . import http, openapi, sse, websocket
 
 if TYPE_CHECKING:
     from ..context import StreamingContext
@@ -29,8 +29,11 @@ def stream_routes(streaming: StreamingContext) -> list[BaseRoute]:
     return routes
 
 
-def build_router(streaming: StreamingContext) -> APIRouter:
-    """The HTTP routes (publish, health), documented in the app's OpenAPI schema."""
+def build_router(streaming: StreamingContext, *, asyncapi_docs_url: str | None = None) -> APIRouter:
+    """The HTTP routes (publish, health), and each publish topic in the app's OpenAPI schema
+    (linking to the AsyncAPI page at ``asyncapi_docs_url``)."""
     router = APIRouter()
     http.add_routes(router, streaming)
+    # After the catch-all route that serves them: these only describe it.
+    openapi.add_publish_docs(router, streaming, asyncapi_docs_url=asyncapi_docs_url)
     return router

@@ -17,6 +17,7 @@ from ..fanout import TOKEN_EXPIRED, ClientQueue, CloseReason
 from ..limits.answers import QUOTA_EXCEEDED, Refusal
 from ..security.principal import Principal
 from ..topics import Mode, Topic
+from ..uvicorn_support import refused_on_purpose
 
 if TYPE_CHECKING:
     from ..context import StreamingContext
@@ -110,6 +111,7 @@ async def deny(websocket: WebSocket, error: StreamingError) -> None:
     """Refuse a WebSocket before accepting it, with the HTTP status an HTTP client would get."""
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
         await websocket.send_denial_response(error_response(error))
+        refused_on_purpose()
     else:
         await websocket.close(code=DENIAL_CLOSE_BASE + error.status_code, reason=error.error)
 

@@ -24,7 +24,11 @@ if TYPE_CHECKING:
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused as soon as it is known to exceed ``limit`` bytes."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if (
+        declared is not None
+        and declared.isdigit()
+        and (len(declared) > 18 or int(declared) > limit)
+    ):
         raise PayloadTooLarge(limit)
     body = bytearray()
     async for chunk in request.stream():
@@ -57,7 +61,7 @@ def add_routes(router: APIRouter, streaming: StreamingContext) -> None:
 
     async def health() -> Response:
         """Readiness: 200 while the broker is reachable, 503 while it is being reconnected."""
-        report = streaming.runtime.health()
+        report = await streaming.runtime.health()
         return JSONResponse(report, 200 if report["status"] == "ok" else 503)
 
     router.add_api_route(

@@ -16,6 +16,7 @@ from ..errors import MalformedMessage, StreamingError
 from ..fanout import SLOW_CLIENT, ClientQueue, CloseReason, Reply
 from ..security.access import Access
 from ..topics import Mode
+from .abort import SLOW_CLIENT_GRACE, connection_control, last_words
 from .common import (
     authorize,
     concrete_address,
@@ -102,6 +103,8 @@ class EventStream:
                 if task is not None:
                     task.cancel()
             await asyncio.shield(self._leave())
+        if queue.closed is not None and queue.closed.code == SLOW_CLIENT:
+            await end_slow_stream(scope, send, queue.closed)
 
     async def _leave(self) -> None:
         if self.lease is not None:
@@ -181,6 +184,25 @@ def abandon_if_slow(writer: asyncio.Task[None], reason: CloseReason) -> None:
         writer.cancel()
 
 
+async def end_slow_stream(scope: Scope, send: Send, reason: CloseReason) -> None:
+    """End the stream of a client dropped for not reading, within a bounded time.
+
+    It gets a last ``close`` event if it takes it within :data:`SLOW_CLIENT_GRACE` seconds, and
+    then the connection closes; otherwise the connection is aborted. (A graceful close would
+    wait for a client that does not read: the connection, and what was written to it, would
+    stay for as long as the client lives.) Under a server without the connection extension,
+    the server decides.
+    """
+
+    async def send_close_event() -> None:
+        await send({"type": "http.response.body", "body": _final_frame(reason)})
+
+    if await last_words(scope, send_close_event, SLOW_CLIENT_GRACE):
+        control = connection_control(scope)
+        if control is not None:
+            control["close"]()  # not kept alive for a next request: the client was dropped
+
+
 def _final_frame(reason: CloseReason) -> bytes:
     """A last ``close`` event, so clients can tell a deliberate end from a dropped connection."""
     body: dict[str, object] = {"reason": reason.code, "detail": reason.message}
@@ -228,10 +250,12 @@ async def open_stream(
             joined.append(address)
             if lease is not None:
                 await lease.track(topic, address)
-    except BaseException:
+    except BaseException as exc:
         if lease is not None:
             await asyncio.shield(lease.release())
         await asyncio.shield(runtime.disconnect(queue, joined))
+        if isinstance(exc, StreamingError):  # e.g. 503: the history to resume from is unreachable
+            return error_response(exc)
         raise
     return EventStream(runtime, queue, joined, named=named, expires_at=expiry(context), lease=lease)
 

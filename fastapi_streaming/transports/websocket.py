@@ -1,5 +1,9 @@
 """WebSocket: one topic at ``WS {prefix}/ws/{address}``, many at ``WS {prefix}/ws``.
 
+A socket of one topic sends each event's data as it is; with ``?envelope=true`` it sends the
+multiplexed socket's ``event`` message instead (``type``, ``topic``, ``id``, ``time``,
+``data``), whose ``id`` a client passes back as ``?last_event_id=`` to resume.
+
 One task per socket writes everything the client gets (events and replies, in order) from its
 bounded queue; the socket's own task reads what the client sends. Close codes: 1001 when the
 server shuts down, 1008 when the client is too slow for its queue, 1009 for an oversized
@@ -12,6 +16,7 @@ topic a publish over its rate).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -21,11 +26,13 @@ from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from ..errors import MalformedMessage, StreamingError, TopicNotFound
+from ..errors import InvalidPayload, MalformedMessage, StreamingError, TopicNotFound
 from ..fanout import SHUTDOWN, SLOW_CLIENT, TOKEN_EXPIRED, ClientQueue, CloseReason, Reply
+from ..jsonwire import NonStandardNumber, loads
 from ..limits.answers import QUOTA_EXCEEDED, QuotaExceeded
 from ..security.access import Access
 from ..topics import Mode, Topic
+from .abort import SLOW_CLIENT_GRACE, last_words
 from .common import (
     authorize,
     concrete_address,
@@ -39,8 +46,10 @@ from .common import (
 
 if TYPE_CHECKING:
     from ..context import StreamingContext
-    from ..events import EncodedEvent
+    from ..events import EncodedEvent, Event
     from ..limits import Lease
+
+logger = logging.getLogger("fastapi_streaming.websocket")
 
 CLIENT_GONE = CloseReason("client_gone", "the client disconnected")
 TOO_LARGE = CloseReason("too_large", "message too large")
@@ -133,9 +142,14 @@ class SocketSession:
         if reason is None or reason is CLIENT_GONE:
             return
         code = CLOSE_CODES.get(reason.code, 1011)
-        # A client that does not read may never acknowledge the close; do not wait for it.
-        with anyio.move_on_after(1):
+
+        async def send_close() -> None:
             await self.websocket.close(code=code, reason=reason.message[:120])
+
+        # A client that does not read may never take the close frame, let alone acknowledge it:
+        # past the grace period its connection is aborted.
+        grace = SLOW_CLIENT_GRACE if reason.code == SLOW_CLIENT else 1.0
+        await last_words(self.websocket.scope, send_close, grace)
 
     def reply_error(self, error: StreamingError, request_id: Any = None) -> None:
         self.queue.reply(error_text(error, request_id))
@@ -160,6 +174,19 @@ class SocketSession:
             await self.lease.publish(topic)
         return await runtime.publish(address, json_data=text, data=data, context=self.context)
 
+    async def request(
+        self, address: str, data: Any, headers: Any
+    ) -> tuple[Event | None, bytes | None]:
+        """Publish, and get the reply of a request/reply topic (its JSON, or None)."""
+        runtime = self.streaming.runtime
+        topic, _, params = runtime.resolve(address, Mode.PUBLISH)
+        await self.allow(topic, Mode.PUBLISH, address, params)
+        if headers is not None and not isinstance(headers, dict):
+            raise MalformedMessage('"headers" must be a JSON object.')
+        if self.lease is not None:
+            await self.lease.publish(topic)
+        return await runtime.request(address, data=data, context=self.context, headers=headers)
+
 
 async def serve_one_topic(streaming: StreamingContext, websocket: WebSocket, address: str) -> None:
     runtime = streaming.runtime
@@ -183,12 +210,23 @@ async def serve_one_topic(streaming: StreamingContext, websocket: WebSocket, add
             await deny(websocket, error)
             return
     await websocket.accept()
-    session = SocketSession(streaming, websocket, queue, _render_data, context)
+    envelope = websocket.query_params.get("envelope", "").lower() in ("1", "true", "yes")
+    render = _render_envelope if envelope else _render_data
+    session = SocketSession(streaming, websocket, queue, render, context)
     session.lease = lease
     session._allowed.add((address, first))
     if topic.subscribe is not None:
         last_event_id = websocket.query_params.get("last_event_id")
-        await runtime.subscribe(queue, address, last_event_id=last_event_id)
+        try:
+            await runtime.subscribe(queue, address, last_event_id=last_event_id)
+        except StreamingError as error:
+            # The socket has nothing else to do: close it, 1013 "try again later" for a 503.
+            if lease is not None:
+                await lease.release()
+            await runtime.disconnect(queue, [])
+            code = 1013 if error.status_code == 503 else 1011
+            await websocket.close(code=code, reason=str(error.detail)[:120])
+            return
         session.subscriptions.append(address)
         if lease is not None:
             await lease.track(topic, address)
@@ -203,6 +241,8 @@ async def serve_one_topic(streaming: StreamingContext, websocket: WebSocket, add
             session.reply_error(error)
         except HTTPException as exc:
             session.reply_error(_from_http_exception(exc))
+        except Exception:
+            session.reply_error(_internal_error("an event"))
 
     await session.run(on_message)
 
@@ -220,22 +260,26 @@ async def serve_multiplexed(streaming: StreamingContext, websocket: WebSocket) -
     session.lease = lease
 
     async def on_message(data: str | bytes) -> None:
-        request_id = None
+        request_id = kind = None
         try:
             message = _control_message(data)
-            request_id = message.get("id")
+            request_id, kind = message.get("id"), message.get("type")
             await _handle_control(session, message)
         except StreamingError as error:
             session.reply_error(error, request_id)
         except HTTPException as exc:
             session.reply_error(_from_http_exception(exc), request_id)
+        except Exception:
+            session.reply_error(_internal_error(f"a {kind!r} message"), request_id)
 
     await session.run(on_message)
 
 
 def _control_message(data: str | bytes) -> dict[str, Any]:
     try:
-        message = json.loads(data)
+        message = loads(data)
+    except NonStandardNumber as exc:
+        raise InvalidPayload(exc.detail()) from None
     except ValueError as exc:
         raise MalformedMessage(f"Messages must be JSON: {exc}") from None
     if not isinstance(message, dict):
@@ -281,8 +325,12 @@ async def _handle_control(session: SocketSession, message: dict[str, Any]) -> No
                 await lease.count(runtime.resolve(address, Mode.SUBSCRIBE)[0], Mode.SUBSCRIBE)
             await runtime.unsubscribe(session.queue, address)
     else:
-        event = await session.publish(address, data=message.get("data"))
+        event, reply = await session.request(address, message.get("data"), message.get("headers"))
         ack["event_id"] = event.id if event is not None else None
+        if reply is not None:  # the reply comes first: once the ack is in, so is the reply
+            session.reply(
+                {"type": "reply", "id": request_id, "topic": address, "data": json.loads(reply)}
+            )
     session.reply(ack)
 
 
@@ -314,6 +362,14 @@ def _render_data(event: EncodedEvent) -> str:
 
 def _render_envelope(event: EncodedEvent) -> str:
     return event.frame(ws_envelope_frame)
+
+
+def _internal_error(what: str) -> StreamingError:
+    """A bug met while handling one message: logged, answered, and the socket carries on."""
+    logger.exception("Handling %s of a WebSocket client failed", what)
+    error = StreamingError("The server failed to handle this message; it was not applied.")
+    error.status_code, error.error = 500, "internal_error"
+    return error
 
 
 def _from_http_exception(exc: HTTPException) -> StreamingError:

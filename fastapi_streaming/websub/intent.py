@@ -68,7 +68,10 @@ def topic_address(topic: str, topics_path: str, origin: str | None = None) -> st
     if topic.startswith("/"):
         path = topic
     else:
-        parts = urlsplit(topic)
+        try:
+            parts = urlsplit(topic)
+        except ValueError:  # "http://[": an unclosed IPv6 host
+            parts = urlsplit("")
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise HubError(
                 400, "hub.topic must be a topic URL (the rel=self link of a topic) or an address."
@@ -140,6 +143,9 @@ class IntentReader:
     def _lease(value: str | None, mode: str) -> int | None:
         if value is None or value == "" or mode != "subscribe":
             return None  # WebSub 5.1: ignored on unsubscribe
-        if not (value.isascii() and value.isdigit()) or int(value) <= 0:
-            raise HubError(400, f"hub.lease_seconds must be a positive integer, not {value!r}.")
+        # A bounded number of digits: int() refuses more than 4,300 of them with ValueError.
+        if not (value.isascii() and value.isdigit() and len(value) <= 18) or int(value) <= 0:
+            raise HubError(
+                400, f"hub.lease_seconds must be a positive integer, not {value[:40]!r}."
+            )
         return int(value)

@@ -69,15 +69,40 @@ def describe(address: IPAddress) -> str:
     return "an address that is not publicly routable"
 
 
+#: IPv6 networks whose last 32 bits carry an IPv4 address that traffic ends up at: NAT64
+#: (RFC 6052's well-known prefix and RFC 8215's local-use prefix), IPv4-translated (RFC 2765)
+#: and the deprecated IPv4-compatible form (``::a.b.c.d``, RFC 4291).
+_LOW_32_BITS_EMBED = tuple(
+    ipaddress.IPv6Network(net)
+    for net in ("64:ff9b::/96", "64:ff9b:1::/48", "::ffff:0:0:0/96", "::/96")
+)
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for, if it embeds one.
+
+    IPv4-mapped, IPv4-compatible, IPv4-translated, NAT64 (``64:ff9b::/96``,
+    ``64:ff9b:1::/48``), 6to4 (``2002::/16``) and Teredo (``2001::/32``, the client) addresses
+    all end up at an IPv4 host, so that host is what the hub must judge: ``[::7f00:1]`` and
+    ``[64:ff9b::7f00:1]`` are 127.0.0.1 in disguise.
+    """
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    if int(address) > 1 and any(address in net for net in _LOW_32_BITS_EMBED):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def _unwrap(address: IPAddress) -> IPAddress:
-    """The IPv4 address inside an IPv4-mapped, 6to4 or Teredo IPv6 address."""
+    """The address traffic to ``address`` reaches: the embedded IPv4 one, if there is one."""
     if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return address.ipv4_mapped
-        if address.sixtofour is not None:
-            return address.sixtofour
-        if address.teredo is not None:
-            return address.teredo[1]
+        inner = embedded_ipv4(address)
+        if inner is not None:
+            return inner
     return address
 
 

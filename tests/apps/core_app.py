@@ -7,6 +7,7 @@ read the fan-out's counters, as an operator's code would.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from typing import Any
 
@@ -25,6 +26,10 @@ class Message(BaseModel):
     text: str = Field(max_length=10_000)
     author: str = "anonymous"
 
+
+if os.environ.get("LOG_LEVEL"):  # every record of every logger, for tests that read them all
+    logging.basicConfig(level=os.environ["LOG_LEVEL"], format="%(levelname)s %(name)s %(message)s")
+    logging.getLogger(__name__).debug("Logging every record from %s up", os.environ["LOG_LEVEL"])
 
 streaming = StreamingAPI(
     title="Core test app",
@@ -87,6 +92,12 @@ async def strict(event: dict[str, Any], kind: str) -> dict[str, Any]:
     return event
 
 
+@streaming.publish("/faulty", channel=PREFIX + "faulty")
+async def faulty(event: dict[str, Any]) -> dict[str, Any]:
+    """A handler with a bug: every event makes it raise."""
+    raise RuntimeError("a bug in the publish handler")
+
+
 app = FastAPI()
 streaming.init_app(app)
 
@@ -114,3 +125,10 @@ async def burst(address: str, count: int, size: int = 100) -> dict[str, int]:
 @app.get("/test/stats")
 async def stats() -> dict[str, Any]:
     return {"calls": calls, "fanout": streaming.runtime.fanout.stats()}
+
+
+@app.post("/test/emit-all")
+async def emit_all(items: list[dict[str, Any]]) -> list[str]:
+    """Emit to several addresses one right after the other (usually in one millisecond), as a
+    feed that publishes several symbols at once does."""
+    return [(await streaming.emit(item["address"], item["payload"])).id for item in items]

@@ -83,3 +83,24 @@ def test_the_docs_page_shows_every_topic_and_message(server: ServerProcess, page
     assert [scope for scope in scopes if f"`{scope}`" not in text and scope not in text] == []
     assert all(url.startswith(server.url) for url in requested), requested
     assert f"{server.url}/asyncapi/static/asyncapi-react.js" in requested
+
+
+def test_each_operation_shows_its_own_description_once(tmp_path: Path, page: Any) -> None:
+    """The example's /orders has both modes: the subscribe operation must not show the publish
+    handler's docstring, no description shows twice, and a summary shows no backticks."""
+    env = {
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/users.db",
+        "WEBSUB_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/websub.db",
+    }
+    with ServerProcess("example_app.main:app", env=env) as example:
+        page.goto(f"{example.url}/asyncapi", wait_until="networkidle")
+        page.wait_for_function(
+            "document.body.innerText.includes('Every accepted order')", timeout=30_000
+        )
+        text = page.inner_text("body")
+    place = "Place an order; the server gives it an id, records who placed it, and accepts it."
+    assert text.count(place) == 1
+    assert text.count("Every accepted order, for the back office.") == 1
+    assert text.count("Live quotes for one symbol.") == 1
+    lines = [line for line in text.splitlines() if "`" in line]
+    assert lines == [], lines

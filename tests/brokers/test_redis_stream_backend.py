@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from fastapi_streaming.brokers.extensions import HistoryBackend
 from fastapi_streaming.brokers.hookspecs import BrokerMessage
 from fastapi_streaming.brokers.redis_stream import BLOCK_MS, RedisStreamBackend
+from fastapi_streaming.brokers.stream_epochs import EPOCHS_KEY
 from fastapi_streaming.plugins import create_backend
 from tests.support.redis_control import RedisControl, private_redis
 
@@ -43,6 +44,9 @@ async def stream_name(plain_redis: Redis) -> AsyncIterator[str]:
     keys = [key async for key in plain_redis.scan_iter(match=f"{prefix}*")]
     if keys:
         await plain_redis.delete(*keys)
+    marks = [f async for f, _ in plain_redis.hscan_iter(EPOCHS_KEY, match=f"stream:{prefix}*")]
+    if marks:
+        await plain_redis.hdel(EPOCHS_KEY, *marks)
 
 
 async def connected(url: str = STREAM_URL) -> RedisStreamBackend:
@@ -179,6 +183,50 @@ async def test_history_of_a_trimmed_stream_is_complete_after_the_trimmed_part(
         await backend.disconnect()
     assert [event.message for event in events] == ["late"]
     assert complete, "everything trimmed is older than `since`"
+
+
+async def test_history_of_a_recreated_stream_is_incomplete(
+    backend: RedisStreamBackend, plain_redis: Redis, stream_name: str
+) -> None:
+    """A deleted stream written again holds every entry it ever had, yet lost the old ones."""
+    channel = f"{stream_name}.recreated"
+    await backend.publish(channel, "first")
+    since = await redis_millis(plain_redis)
+    await backend.publish(channel, "lost")
+    await plain_redis.delete(channel)
+    await asyncio.sleep(0.01)  # the new stream's first entry is of a later millisecond
+    await backend.publish(channel, "new")
+    events, complete = await backend.history(channel, since)
+    assert [event.message for event in events] == ["new"]
+    assert not complete
+
+
+async def test_history_after_redis_restarted_empty_is_incomplete(private: RedisControl) -> None:
+    """The restart lost the dataset epoch: history that reaches back before it cannot vouch."""
+    backend = await connected(private.url)
+    client = Redis.from_url(f"redis://127.0.0.1:{private.process.port}")
+    try:
+        await backend.publish("restarted", "before")
+        since = await redis_millis(client)
+        await backend.publish("restarted", "lost")
+        await backend.disconnect()
+        await private.stop()
+        await private.start()
+        await client.aclose()
+        client = Redis.from_url(f"redis://127.0.0.1:{private.process.port}")
+        await backend.connect()
+        await backend.publish("restarted", "after")
+        events, complete = await backend.history("restarted", since)
+        assert [event.message for event in events] == ["after"]
+        assert not complete
+        # Points after the restart are vouched for again.
+        later = await redis_millis(client)
+        await backend.publish("restarted", "later")
+        events, complete = await backend.history("restarted", later)
+        assert events[-1].message == "later" and complete
+    finally:
+        await client.aclose()
+        await backend.disconnect()
 
 
 async def test_history_is_bounded_by_the_history_option(
@@ -333,3 +381,51 @@ async def test_a_subscription_gone_before_the_reader_woke_does_not_break_it(
     await backend.subscribe(f"{stream_name}.lasting")
     await backend.publish(f"{stream_name}.lasting", "still reading")
     assert (await next_event(backend)).message == "still reading"
+
+
+async def test_a_new_subscription_ends_the_blocked_read_without_a_new_connection(
+    private: RedisControl,
+) -> None:
+    """Subscription changes unblock the reader (``CLIENT UNBLOCK``) instead of cancelling its
+    read: redis-py does not always honour a cancellation (one that lands while the connection
+    is being set up is swallowed, and the read blocks on for BLOCK_MS), and each cancelled read
+    cost a reconnection."""
+    backend = await connected(private.url)
+    client = Redis.from_url(f"redis://127.0.0.1:{private.process.port}")
+    try:
+        await backend.subscribe("first")
+        await asyncio.sleep(0.2)  # the reader blocks on the first stream
+        before = (await client.info("stats"))["total_connections_received"]
+        for number in range(20):
+            await backend.subscribe(f"more.{number}")
+            await backend.publish(f"more.{number}", "prompt")
+            started = time.monotonic()
+            assert (await next_event(backend)).message == "prompt"
+            assert time.monotonic() - started < BLOCK_MS / 1000 / 2
+        after = (await client.info("stats"))["total_connections_received"]
+    finally:
+        await client.aclose()
+        await backend.disconnect()
+    # The command pool may open a second connection for an unblock that overlaps a publish.
+    assert after - before <= 2, f"{after - before} new connections for 20 subscriptions"
+
+
+async def test_history_after_the_data_was_flushed_is_incomplete(private: RedisControl) -> None:
+    """Data lost while the connection stayed up (FLUSHALL) is noticed too, and then marked."""
+    backend = await connected(private.url)
+    client = Redis.from_url(f"redis://127.0.0.1:{private.process.port}")
+    try:
+        await backend.publish("flushed", "before")
+        since = await redis_millis(client)
+        await backend.publish("flushed", "lost")
+        await client.flushall()
+        await backend.publish("flushed", "after")
+        events, complete = await backend.history("flushed", since)
+        assert [event.message for event in events] == ["after"] and not complete
+        later = await redis_millis(client)
+        await backend.publish("flushed", "later")
+        events, complete = await backend.history("flushed", later)
+        assert events[-1].message == "later" and complete
+    finally:
+        await client.aclose()
+        await backend.disconnect()

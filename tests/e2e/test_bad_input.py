@@ -80,8 +80,8 @@ async def test_http_publish_invalid_payload_lists_pydantic_errors(server: Server
     assert answer.status_code == 422
     errors = answer.json()["detail"]
     assert {(tuple(e["loc"]), e["type"]) for e in errors} == {
-        (("symbol",), "missing"),
-        (("price",), "greater_than"),
+        (("body", "symbol"), "missing"),
+        (("body", "price"), "greater_than"),
     }
 
 

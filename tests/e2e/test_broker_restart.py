@@ -11,6 +11,7 @@ import pytest
 
 from tests.support.brokers import RedisProcess
 from tests.support.clients import post, receive_json, sse_stream, websocket
+from tests.support.redis_control import private_redis
 from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.redis
@@ -64,3 +65,26 @@ async def test_clients_survive_a_redis_restart(redis_process: RedisProcess) -> N
             events = await sse.wait_for(2)
             assert [e.data for e in events][-1] == '{"text":"b","author":"anonymous@room-1"}'
             assert (await receive_json(ws))["text"] == "b"
+
+
+@pytest.mark.parametrize("scheme", ["redis", "redis-stream"])
+async def test_health_asks_the_broker_even_with_no_channel_subscribed(scheme: str) -> None:
+    """With no client, nothing listens on the broker: health must ping it, not assume it."""
+    with private_redis(scheme) as redis:
+        with ServerProcess("tests.apps.core_app:app", env={"BROKER_URL": redis.url}) as server:
+            report = (await health(server)).json()
+            assert (report["status"], report["broker"]["channels"]) == ("ok", 0)
+
+            await redis.stop()
+            answer = await health(server)
+            assert answer.status_code == 503
+            assert answer.json()["broker"]["connected"] is False
+            published = await post(server.url, "/streams/publish/rooms/1", json={"text": "x"})
+            assert published.status_code == 503
+
+            await redis.start()
+            for _ in range(100):
+                if (await health(server)).status_code == 200:
+                    break
+                await asyncio.sleep(0.1)
+            assert (await health(server)).json()["status"] == "ok"

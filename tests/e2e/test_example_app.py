@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from pathlib import Path
 
 import httpx
 import pytest
 
+from example_app.feed import lease_url
 from tests.conftest import REDIS_URL
 from tests.support.auth import ALL_SCOPES, Account, claims
 from tests.support.clients import receive_json, send_json, sse_stream, websocket
+from tests.support.redis_control import private_redis
 from tests.support.server import ServerProcess
 
 
 async def test_page_quotes_and_orders_work_on_the_embedded_default(tmp_path: Path) -> None:
-    env = {"FEED_INTERVAL": "0.05", "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/users.db"}
+    env = {
+        "FEED_INTERVAL": "0.05",
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/users.db",
+        "WEBSUB_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/websub.db",
+    }
     with ServerProcess("example_app.main:app", env=env) as server:
         async with httpx.AsyncClient(base_url=server.url) as http:
             page = await http.get("/")
@@ -58,7 +65,10 @@ async def test_page_quotes_and_orders_work_on_the_embedded_default(tmp_path: Pat
             await send_json(ws, {"type": "publish", "id": 3, "topic": "/orders", "data": bad})
             error = await receive_json(ws)
             assert (error["type"], error["id"], error["code"]) == ("error", 3, 422)
-            assert {tuple(e["loc"]) for e in error["detail"]} == {("side",), ("quantity",)}
+            assert {tuple(e["loc"]) for e in error["detail"]} == {
+                ("body", "side"),
+                ("body", "quantity"),
+            }
 
 
 @pytest.mark.redis
@@ -68,6 +78,7 @@ async def test_two_workers_on_redis_emit_each_quote_once(tmp_path: Path) -> None
         "BROKER_URL": REDIS_URL,
         "FEED_INTERVAL": str(interval),
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/users.db",
+        "WEBSUB_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/websub.db",
     }
     with ServerProcess("example_app.main:app", env=env, workers=2) as server:
         token = Account(server.url).login(("stocks:read",))
@@ -78,3 +89,49 @@ async def test_two_workers_on_redis_emit_each_quote_once(tmp_path: Path) -> None
     assert len(times) == len(set(times))
     # One feed emits about 3 / 0.2 = 15 quotes in 3 s; two feeds would emit about 30.
     assert 8 <= len(events) <= 20, len(events)
+
+
+def test_the_feed_finds_its_lease_on_any_redis_scheme() -> None:
+    assert lease_url("redis://:pw@h:1/2") == "redis://:pw@h:1/2"
+    assert lease_url("rediss://h:6380") == "rediss://h:6380"
+    assert lease_url("redis-stream://:pw@h:1/2?maxlen=500") == "redis://:pw@h:1/2"
+    assert lease_url("memory://") is None
+    assert lease_url("postgresql://db/app") is None
+    assert lease_url("kafka://h:9092", "redis://lease:6379") == "redis://lease:6379"
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("scheme", ["redis", "redis-stream"])
+async def test_the_feed_survives_a_broker_outage(scheme: str, tmp_path: Path) -> None:
+    """On redis-stream:// the feed used to never start; on both it stopped for good at the
+    first broker error. It must start, pause through the outage and carry on after it."""
+    with private_redis(scheme) as redis:
+        env = {
+            "BROKER_URL": redis.url,
+            "FEED_INTERVAL": "0.1",
+            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/users.db",
+        }
+        with ServerProcess("example_app.main:app", env=env) as server:
+            token = Account(server.url).login(("stocks:read",))
+            path = "/streams/sse/stocks/AAPL"
+            async with sse_stream(server.url, path, access_token=token) as quotes:
+                await quotes.wait_for(3)
+
+            await redis.stop()
+            for _ in range(100):  # bounded: until the feed noticed
+                if "The price feed paused" in server.output():
+                    break
+                await asyncio.sleep(0.1)
+            assert "The price feed paused" in server.output()
+            await redis.start()
+
+            fresh: list[dict[str, object]] = []
+            for _ in range(30):  # a new stream, once the server is back on the broker
+                async with sse_stream(server.url, path, access_token=token) as quotes:
+                    with contextlib.suppress(TimeoutError):
+                        await quotes.wait_for(3, timeout=2)
+                    fresh = quotes.data()
+                if len(fresh) >= 3:
+                    break
+            assert len(fresh) >= 3, server.output()[-3000:]
+            assert "The price feed is running again." in server.output()

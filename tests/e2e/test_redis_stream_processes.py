@@ -15,6 +15,7 @@ import httpx
 import pytest
 from redis import asyncio as redis
 
+from fastapi_streaming.brokers.stream_epochs import EPOCHS_KEY
 from tests.conftest import REDIS_URL
 from tests.support.brokers import RedisProcess
 from tests.support.clients import receive_json, send_json, sse_stream, websocket
@@ -34,6 +35,10 @@ async def delete_streams(channel_prefix: str) -> AsyncIterator[None]:
         keys = [key async for key in client.scan_iter(match=f"{channel_prefix}*")]
         if keys:
             await client.delete(*keys)
+        match = f"stream:{channel_prefix}*"
+        marks = [field async for field, _ in client.hscan_iter(EPOCHS_KEY, match=match)]
+        if marks:
+            await client.hdel(EPOCHS_KEY, *marks)
     finally:
         await client.aclose()
 

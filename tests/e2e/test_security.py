@@ -49,6 +49,25 @@ async def test_query_tokens_never_reach_the_access_log(
     assert "access_token=[redacted]&other=1" in log
 
 
+@pytest.mark.parametrize("name", ["access%5Ftoken", "%61ccess_token", "access%5ftoken"])
+async def test_percent_encoded_token_names_are_redacted_too(
+    secure_server: ServerProcess, tokens: Tokens, name: str
+) -> None:
+    """The server decodes the parameter's name, so ``access%5Ftoken`` authenticates: the log
+    must hide it as well as the plain spelling."""
+    base, ws = secure_server.url, secure_server.ws_url
+    url = f"/streams/sse/stocks/AAPL?{name}={tokens.full}"
+    async with httpx.AsyncClient(base_url=base) as http, http.stream("GET", url) as accepted:
+        assert accepted.status_code == 200, "the encoded name authenticates"
+    async with connect(f"{ws}/streams/ws/stocks/AAPL?{name}={tokens.full}"):
+        pass
+    await _wait_for_log(secure_server, f'"WebSocket /streams/ws/stocks/AAPL?{name}=[redacted]"')
+    await _wait_for_log(secure_server, f'"GET /streams/sse/stocks/AAPL?{name}=[redacted] HTTP')
+    log = secure_server.output()
+    assert tokens.full not in log
+    assert tokens.full.split(".")[2] not in log
+
+
 async def _wait_for_log(server: ServerProcess, text: str) -> None:
     import asyncio
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from tests.support.clients import sse_stream, websocket
@@ -145,3 +146,74 @@ async def test_stalled_clients_do_not_slow_others_or_grow_memory(
     finally:
         for sock in stalled:
             sock.close()
+
+
+def connected_to(server: ServerProcess, client_port: int) -> bool:
+    """Whether the server process still holds a TCP connection from this client port."""
+    connections = psutil.Process(server.pid).net_connections(kind="tcp")
+    return any(conn.raddr and conn.raddr.port == client_port for conn in connections)
+
+
+def read_to_the_end(sock: socket.socket, timeout: float) -> tuple[bytes, str]:
+    """Everything the client can still read, and how the stream ended: eof, reset or timeout."""
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        return data, "reset"
+    except TimeoutError:
+        return data, "timeout"
+    return data, "eof"
+
+
+async def wait_dropped(server: ServerProcess, address: str, timeout: float = 60) -> None:
+    """Until the hub has no client on ``address`` (its only client was dropped)."""
+    deadline = time.monotonic() + timeout
+    while address in (await stats(server))["streams"]:
+        assert time.monotonic() < deadline, f"nobody was dropped from {address}"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("transport", ["sse", "ws"])
+async def test_a_dropped_client_that_never_reads_is_disconnected_within_seconds(
+    server: ServerProcess, transport: str
+) -> None:
+    """The connection does not stay open with megabytes queued: the server aborts it."""
+    address = f"/strict/never-reads-{transport}"
+    request = sse_request if transport == "sse" else ws_request
+    sock = stalled_client(server.port, request(f"/streams/{transport}{address}"))
+    try:
+        port = sock.getsockname()[1]
+        await wait_clients(server, address, 1)
+        publishing = asyncio.create_task(burst(server, address))
+        await wait_dropped(server, address)
+        dropped = time.monotonic()
+        while connected_to(server, port) and time.monotonic() - dropped < 20:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+        assert not connected_to(server, port), "the server kept the connection for 20 s"
+        assert time.monotonic() - dropped < 20
+        await publishing
+        _, ending = await asyncio.to_thread(read_to_the_end, sock, 5)
+        assert ending in ("reset", "eof")
+    finally:
+        sock.close()
+
+
+async def test_a_dropped_client_that_reads_again_gets_a_close_event(
+    server: ServerProcess,
+) -> None:
+    """A client that takes its data within the grace period sees why the stream ended."""
+    address = "/strict/reads-late"
+    sock = stalled_client(server.port, sse_request("/streams/sse" + address))
+    try:
+        await wait_clients(server, address, 1)
+        publishing = asyncio.create_task(burst(server, address))
+        await wait_dropped(server, address)
+        data, ending = await asyncio.to_thread(read_to_the_end, sock, 10)
+        await publishing
+    finally:
+        sock.close()
+    assert ending == "eof"
+    assert b'event: close\ndata: {"reason":"slow_client"' in data

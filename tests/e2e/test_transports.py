@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 
@@ -70,6 +71,24 @@ async def test_multiplexed_socket_subscribes_publishes_and_unsubscribes(
         await post(server.url, "/streams/publish/rooms/1", json={"text": "still here"})
         event = await receive_json(ws)
         assert event["topic"] == "/rooms/1", "unsubscribed topic must not arrive"
+
+
+async def test_acks_follow_the_order_of_the_requests(server: ServerProcess) -> None:
+    """1,000 subscribes sent at once (and an unsubscribe and a publish among them) are answered
+    in the order they were sent, whatever the bursts the server reads them in."""
+    count = 1000
+    requests = [
+        json.dumps({"type": "subscribe", "id": n, "topic": f"/stocks/S{n}"}) for n in range(count)
+    ]
+    requests.insert(500, json.dumps({"type": "unsubscribe", "id": "u", "topic": "/stocks/S3"}))
+    publish = {"type": "publish", "id": "p", "topic": "/rooms/5", "data": {"text": "between"}}
+    requests.insert(700, json.dumps(publish))
+    async with websocket(server.ws_url + "/streams/ws") as ws:
+        await asyncio.gather(*(ws.send(request) for request in requests))
+        answers = [await receive_json(ws, timeout=60) for _ in requests]
+    assert [answer["type"] for answer in answers] == ["ack"] * len(requests)
+    expected = [json.loads(request)["id"] for request in requests]
+    assert [answer["id"] for answer in answers] == expected
 
 
 async def test_http_publish_answers_202_and_handler_can_drop(server: ServerProcess) -> None:

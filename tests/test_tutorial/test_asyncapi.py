@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import httpx
 import jwt
 import pytest
 
 from docs_src.asyncapi import app as generation
+from fastapi_streaming import StreamingAPI, TopicNotFound
 from fastapi_streaming.asyncapi import get_asyncapi
 from tests.support.asyncapi_parser import parse_documents
-from tests.support.clients import post, sse_stream
+from tests.support.clients import post, receive_json, send_json, sse_stream, websocket
 from tests.support.server import ServerProcess
 
 KEY = "a key for the tutorial's tokens, long enough"
@@ -111,3 +113,72 @@ async def test_an_api_from_a_document_validates_and_handles_events() -> None:
     )
     assert invalid_quote.status_code == 422
     assert stream.data() == [{"symbol": "ACME", "price": 12.35}]
+
+
+async def test_a_request_gets_its_reply_correlated_by_id_and_at_its_reply_address() -> None:
+    with ServerProcess("docs_src.asyncapi.request_reply:app") as server:
+        async with websocket(f"{server.ws_url}/streams/ws") as ws:
+            await send_json(ws, {"type": "subscribe", "id": "s", "topic": "/results/ada"})
+            assert await receive_json(ws) == {"type": "ack", "id": "s"}
+            request = {"numbers": [4, 3], "reply_to": "/results/ada"}
+            await send_json(ws, {"type": "publish", "id": "r1", "topic": "/sum", "data": request})
+            received = [await receive_json(ws) for _ in range(3)]
+    replies = [message for message in received if message["type"] == "reply"]
+    assert replies == [{"type": "reply", "id": "r1", "topic": "/sum", "data": {"result": 7.0}}]
+    acks = [message for message in received if message["type"] == "ack"]
+    assert acks[0]["id"] == "r1" and received.index(replies[0]) < received.index(acks[0])
+    [event] = [message for message in received if message["type"] == "event"]
+    assert event["topic"] == "/results/ada" and event["data"] == {"result": 7.0}
+
+
+async def test_a_request_without_its_reply_address_is_refused_before_it_is_published() -> None:
+    with ServerProcess("docs_src.asyncapi.request_reply:app") as server:
+        async with websocket(f"{server.ws_url}/streams/ws") as ws:
+            data = {"numbers": [1], "reply_to": ""}
+            await send_json(ws, {"type": "publish", "id": "r2", "topic": "/sum", "data": data})
+            error = await receive_json(ws)
+    assert error["type"] == "error" and error["id"] == "r2" and error["code"] == 400
+    assert "reply_to" in error["detail"]
+
+
+@pytest.mark.node
+def test_the_reply_is_documented_and_the_documents_are_valid() -> None:
+    from docs_src.asyncapi import request_reply
+
+    documents = {
+        version: get_asyncapi(request_reply.streaming, version=version)
+        for version in ("3.0.0", "3.1.0", "2.6.0")
+    }
+    operation = documents["3.0.0"]["operations"]["publish_sum"]
+    assert operation["reply"] == {
+        "channel": {"$ref": "#/channels/sum"},
+        "messages": [{"$ref": "#/channels/sum/messages/SumResult"}],
+        "address": {"location": "$message.payload#/reply_to"},
+    }
+    assert operation["messages"] == [{"$ref": "#/channels/sum/messages/Sum"}]
+    results = parse_documents(documents)
+    assert {name: found["errors"] for name, found in results.items()} == {
+        version: [] for version in documents
+    }
+
+
+async def test_a_reply_address_that_is_no_topic_is_refused_before_anything_is_published() -> None:
+    from docs_src.asyncapi import request_reply
+
+    async with request_reply.streaming.running() as runtime:
+        with pytest.raises(TopicNotFound):
+            await runtime.request("/sum", data={"numbers": [1], "reply_to": "/nowhere/at/all"})
+
+
+async def test_a_request_that_names_no_reply_address_gets_its_reply_only() -> None:
+    from docs_src.asyncapi import request_reply
+
+    streaming = StreamingAPI()
+
+    @streaming.publish("/sum", reply=request_reply.SumResult, reply_address="$message.header#/to")
+    async def add(event: dict[str, Any]) -> request_reply.SumResult:
+        return request_reply.SumResult(result=sum(event["numbers"]))
+
+    async with streaming.running() as runtime:
+        event, reply = await runtime.request("/sum", data={"numbers": [1, 2]})
+    assert event is not None and reply == b'{"result":3.0}'

@@ -27,4 +27,4 @@ async def test_invalid_quote_gets_422() -> None:
     with ServerProcess("docs_src.getting_started.app:app") as server:
         answer = await post(server.url, "/streams/publish/stocks/AAPL", json={"symbol": "AAPL"})
     assert answer.status_code == 422
-    assert answer.json()["detail"][0]["loc"] == ["price"]
+    assert answer.json()["detail"][0]["loc"] == ["body", "price"]

@@ -6,6 +6,7 @@ import asyncio
 import importlib
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -80,3 +81,19 @@ async def wait_for_output(capsys: pytest.CaptureFixture[str], text: str) -> str:
             return seen
         await asyncio.sleep(0.05)
     raise AssertionError(f"{text!r} was never printed; printed: {seen!r}")
+
+
+def test_the_testing_page_module_runs_when_copied_into_another_project(tmp_path: Path) -> None:
+    """Copied alone into a project with pytest-asyncio's default (strict) mode, it passes."""
+    source = Path(__file__).resolve().parents[2] / "docs_src" / "websub" / "test_webhooks.py"
+    shutil.copy(source, tmp_path / "test_webhooks.py")
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")  # none of this repository's settings
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_webhooks.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 passed" in done.stdout

@@ -106,3 +106,16 @@ def test_take_respects_its_limit_and_leaves_the_rest_in_order() -> None:
     assert seqs(queue.take(2)) == [2, 3]
     assert seqs(queue.take()) == [4]
     assert queue.delivered == 5
+
+
+def test_an_ack_queued_while_held_goes_after_earlier_replies_and_before_new_events() -> None:
+    queue = ClientQueue(100)
+    queue.reply("ack-1")
+    queue.put(event("/a", 1), OverflowPolicy.DISCONNECT)
+    queue.hold()
+    queue.put(event("/b", 2), OverflowPolicy.DISCONNECT)  # live, arrived while subscribing
+    queue.replay([event("/b", 0)], Reply("gap"))
+    queue.reply("ack-2", first=True)
+    queue.release()
+    taken = [item.text if isinstance(item, Reply) else item.event.id for item in queue.take()]
+    assert taken == ["ack-1", "1", "ack-2", "gap", "0", "2"]

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import pytest
 
 from fastapi_streaming.events import (
+    COUNTER_BITS,
     EncodedEvent,
     Event,
+    EventIds,
     UndecodableMessage,
     decode_message,
     new_event_id,
@@ -23,6 +26,31 @@ def test_event_ids_are_uuid7_and_time_ordered() -> None:
     assert all(uuid.UUID(value).version == 7 for value in ids)
     assert len(set(ids)) == 50
     assert [value[:13] for value in ids] == sorted(value[:13] for value in ids)
+
+
+def test_ids_of_one_process_increase_within_a_millisecond(monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = EventIds()
+    monkeypatch.setattr(time, "time_ns", lambda: 1_700_000_000_000_000_000)
+    made = [uuid.UUID(ids()) for _ in range(1000)]
+    assert all(value.version == 7 and value.variant == uuid.RFC_4122 for value in made)
+    assert {value.int >> 80 for value in made} == {1_700_000_000_000}
+    assert [value.int for value in made] == sorted(value.int for value in made)
+    assert len({value.int for value in made}) == 1000
+
+
+def test_ids_stay_ordered_when_the_clock_steps_back_or_the_counter_runs_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ids = EventIds()
+    now = [1_700_000_000_000_000_000]
+    monkeypatch.setattr(time, "time_ns", lambda: now[0])
+    first = uuid.UUID(ids())
+    now[0] -= 5_000_000_000  # NTP stepped the clock back five seconds
+    second = uuid.UUID(ids())
+    ids._counter = 2**COUNTER_BITS - 1  # the last id this millisecond can hold
+    third = uuid.UUID(ids())
+    assert first.int < second.int < third.int
+    assert third.int >> 80 == (first.int >> 80) + 1, "it borrowed the next millisecond"
 
 
 def test_envelope_round_trips_with_the_same_id_and_time() -> None:

@@ -130,3 +130,12 @@ def test_console_script_runs() -> None:
     script = [sys.executable, "-m", "fastapi_streaming", "backends"]
     output = subprocess.run(script, capture_output=True, text=True, check=True).stdout
     assert "redis-stream" in output
+
+
+def test_health_can_ping_every_networked_builtin_backend() -> None:
+    from fastapi_streaming.brokers.extensions import PingableBackend
+    from fastapi_streaming.plugins import create_backend
+
+    for url in ("redis://h", "redis-stream://h", "postgresql://h/db", "kafka://h:9092"):
+        assert isinstance(create_backend(url), PingableBackend), url
+    assert not isinstance(create_backend("memory://"), PingableBackend)

@@ -49,3 +49,30 @@ def test_buffers_are_bounded_per_address_and_in_addresses() -> None:
     buffers.record(encoded("/c"))
     assert buffers.recent("/a") == (), "least recently used address went first"
     assert len(buffers.recent("/b")) == 1 and len(buffers.recent("/c")) == 1
+
+
+def raw(topic: str, digest: str) -> EncodedEvent:
+    """An event another system wrote into the channel: its id carries no time."""
+    return EncodedEvent(Event(digest, topic, "t", None), b"null")
+
+
+def test_an_id_of_the_same_millisecond_from_another_topic_is_ordered_by_the_whole_id() -> None:
+    earlier = encoded("/b")
+    elsewhere = new_event_id()  # the client's last event, on /a
+    same_millisecond = encoded("/b")
+    assert uuid7_millis(elsewhere) is not None
+    later, certain = events_after([earlier, same_millisecond], elsewhere)
+    assert later == [same_millisecond] and certain
+
+
+def test_events_of_other_systems_are_placed_by_their_position() -> None:
+    before = encoded("/a")
+    unsure = raw("/a", "8f14e45fceea167a5a36dedd4bea2543")
+    elsewhere = new_event_id()
+    after = encoded("/a")
+    also_after = raw("/a", "c9f0f895fb98ab9159f51fd0297e236d")
+
+    later, certain = events_after([before, after, also_after], elsewhere)
+    assert later == [after, also_after] and certain
+    later, certain = events_after([before, unsure, after], elsewhere)
+    assert later == [after] and not certain, "nobody knows if the client saw it: a gap"

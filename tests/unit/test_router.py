@@ -169,3 +169,33 @@ def test_a_topic_declared_twice_through_routers_is_refused() -> None:
     streaming.include_router(router)
     with pytest.raises(ValueError, match="already has a subscribe operation"):
         streaming.include_router(router)
+
+
+class Total(BaseModel):
+    total: float
+
+
+async def test_a_routers_publish_topic_can_reply() -> None:
+    router = StreamingRouter(prefix="/calc")
+
+    @router.publish("/sum", reply=Total)
+    async def add(event: dict[str, Any]) -> Total:
+        return Total(total=sum(event["numbers"]))
+
+    streaming = StreamingAPI()
+    streaming.include_router(router)
+    topic = streaming.topics.get("/calc/sum")
+    assert topic is not None and topic.publish is not None and topic.publish.reply is not None
+    async with streaming.running() as runtime:
+        _, reply = await runtime.request("/calc/sum", data={"numbers": [1, 2]})
+    assert reply == b'{"total":3.0}'
+    operation = get_asyncapi(streaming)["operations"]["publish_calc_sum"]
+    assert operation["reply"]["messages"] == [{"$ref": "#/channels/calc_sum/messages/Total"}]
+
+
+def test_only_a_publish_topic_can_reply() -> None:
+    router = StreamingRouter()
+    with pytest.raises(ValueError, match="Only a publish topic can reply"):
+        router.add_operation(Mode.SUBSCRIBE, "/x", None, reply=Total)
+    with pytest.raises(ValueError, match="reply_address needs reply="):
+        router.add_operation(Mode.PUBLISH, "/x", None, reply_address="$message.payload#/to")

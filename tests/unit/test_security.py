@@ -164,6 +164,28 @@ def test_two_tokens_in_one_request_are_refused() -> None:
     assert bearer_token(connection({"Authorization": "Basic YTpi"})) is None
 
 
+def test_redaction_goes_by_the_decoded_parameter_name() -> None:
+    assert redact("/s?access%5Ftoken=abc&x=1") == "/s?access%5Ftoken=[redacted]&x=1"
+    assert redact("/s?%61ccess%5ftoken=abc") == "/s?%61ccess%5ftoken=[redacted]"
+    assert redact("/s?access+token=abc") == "/s?access+token=abc"
+
+
+def test_redaction_masks_url_passwords_and_secret_parameters_in_logs() -> None:
+    record = logging.LogRecord(
+        "fastapi_streaming.broker",
+        logging.WARNING,
+        __file__,
+        1,
+        "Lost the broker at %s (%r)",
+        ("redis://:hunter22@127.0.0.1:6379/0", ConnectionError("kafka://h?sasl_password=pw42")),
+        None,
+    )
+    RedactTokens().filter(record)
+    message = record.getMessage()
+    assert "hunter22" not in message and "pw42" not in message
+    assert "redis://:[redacted]@127.0.0.1:6379/0" in message
+
+
 def test_redaction_scrubs_every_access_token_value() -> None:
     assert redact("/streams/sse?access_token=abc.def&topic=/a") == (
         "/streams/sse?access_token=[redacted]&topic=/a"

@@ -73,6 +73,50 @@ def test_registry_resolves_concrete_addresses_and_bumps_revision() -> None:
     assert registry.resolve("/c") is None
 
 
+@pytest.mark.parametrize("template_first", [True, False])
+def test_a_fixed_address_beats_a_template_whatever_the_declaration_order(
+    template_first: bool,
+) -> None:
+    registry = TopicRegistry()
+    topics = [Topic("/{queue}"), Topic("/rpc_queue")]
+    for topic in topics if template_first else reversed(topics):
+        registry.add(topic)
+    found = registry.resolve("/rpc_queue")
+    assert found is not None and found[0].address == "/rpc_queue"
+    other = registry.resolve("/amq.gen-1")
+    assert other is not None and other[0].address == "/{queue}"
+    assert other[1] == {"queue": "amq.gen-1"}
+
+
+def test_a_template_with_fewer_parameters_beats_one_with_more() -> None:
+    registry = TopicRegistry()
+    for address in ("/{path:path}", "/{kind}/{id}", "/rooms/{id}", "/rooms/lobby"):
+        registry.add(Topic(address))
+    assert [
+        registry.resolve(a)[0].address for a in ("/rooms/lobby", "/rooms/7", "/x/7", "/a/b/c")
+    ] == [  # type: ignore[index]
+        "/rooms/lobby",
+        "/rooms/{id}",
+        "/{kind}/{id}",
+        "/{path:path}",
+    ]
+
+
+def test_decorated_topics_reach_the_fixed_address_too() -> None:
+    streaming = StreamingAPI()
+
+    @streaming.subscribe("/{queue}")
+    async def replies(event: dict[str, Any], queue: str) -> dict[str, Any]:
+        return event
+
+    @streaming.publish("/rpc_queue")
+    async def requests(event: dict[str, Any]) -> dict[str, Any]:
+        return event
+
+    found = streaming.topics.resolve("/rpc_queue")
+    assert found is not None and found[0].modes == (Mode.PUBLISH,)
+
+
 class Quote(BaseModel):
     symbol: str
     price: float
@@ -96,7 +140,9 @@ def test_decorators_record_modes_scopes_docstrings_and_payload() -> None:
     assert topic.payload is Quote
     assert topic.subscribe is not None and topic.subscribe.scopes == ("stocks:read",)
     assert topic.publish is not None and topic.publish.scopes == ("stocks:write",)
-    assert topic.description == "Live quotes."
+    assert topic.subscribe.description == "Live quotes."
+    # A handler's docstring describes its operation, not the topic (both modes share it).
+    assert topic.description is None and topic.publish.description is None
     assert topic.subscribe.handler is quotes
 
 

@@ -66,13 +66,26 @@ def test_backoff_doubles_up_to_the_maximum_with_jitter_down_to_half() -> None:
         "fd00:ec2::254",
         "::ffff:10.0.0.1",
         "2002:7f00:1::",
+        "::7f00:1",
+        "::127.0.0.1",
+        "::a00:5",
+        "64:ff9b::7f00:1",
+        "64:ff9b::a9fe:a9fe",
+        "64:ff9b:1::7f00:1",
+        "64:ff9b:1:2::c0a8:101",
+        "::ffff:0:7f00:1",
+        "2002:a9fe:a9fe::1",
+        "2001:0:4136:e378:8000:63bf:80ff:fffe",
     ],
 )
 def test_internal_addresses_are_not_allowed(address: str) -> None:
     assert not CallbackGuard(WebSubSettings()).allowed(ipaddress.ip_address(address))
 
 
-@pytest.mark.parametrize("address", ["93.184.215.14", "2606:4700:4700::1111", "::ffff:8.8.8.8"])
+@pytest.mark.parametrize(
+    "address",
+    ["93.184.215.14", "2606:4700:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808", "::808:808"],
+)
 def test_public_addresses_are_allowed(address: str) -> None:
     assert CallbackGuard(WebSubSettings()).allowed(ipaddress.ip_address(address))
 
@@ -92,6 +105,21 @@ async def test_a_name_is_refused_if_any_of_its_addresses_is_internal() -> None:
         await guard.check("http://localhost:8000/cb")
     with pytest.raises(CallbackRefused, match="http:// or https://"):
         await guard.check("file:///etc/passwd")
+
+
+@pytest.mark.parametrize(
+    "callback",
+    [
+        "http://[::7f00:1]/",
+        "http://[64:ff9b::7f00:1]/",
+        "http://[64:ff9b:1::7f00:1]/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://[2002:7f00:1::1]/",
+    ],
+)
+async def test_ipv6_forms_of_loopback_are_refused_as_loopback(callback: str) -> None:
+    with pytest.raises(CallbackRefused, match="loopback"):
+        await CallbackGuard(WebSubSettings()).check(callback)
 
 
 async def test_requests_are_pinned_to_the_checked_address() -> None:
@@ -169,6 +197,26 @@ def test_addresses_are_made_canonical_and_leases_ignored_on_unsubscribe() -> Non
     assert intent.address == "/rooms/7"
     assert intent.topic_url == "/rooms/007"
     assert intent.requested_lease is None
+
+
+def test_unparsable_hub_requests_are_bad_requests_not_crashes() -> None:
+    streaming = StreamingAPI()
+
+    @streaming.subscribe("/rooms/{room:int}")
+    async def rooms(event: dict[str, int], room: int) -> dict[str, int]:
+        return event
+
+    reader = IntentReader(WebSubSettings(), streaming.topics)
+    form = {"hub.mode": "subscribe", "hub.topic": "/rooms/7", "hub.callback": "http://x/"}
+    with pytest.raises(HubError) as refused:
+        reader.read({**form, "hub.lease_seconds": "9" * 5000}, "/streams/websub")
+    assert refused.value.status == 400
+    with pytest.raises(HubError) as refused:
+        reader.read({**form, "hub.topic": "/rooms/" + "1" * 5000}, "/streams/websub")
+    assert refused.value.status == 404
+    with pytest.raises(HubError) as refused:
+        reader.read({**form, "hub.topic": "http://[::1/streams/websub/rooms/7"}, "/streams/websub")
+    assert refused.value.status == 400
 
 
 def test_the_migration_command_creates_the_tables(tmp_path: Path) -> None:

@@ -98,6 +98,12 @@ class AMQPBackend(BroadcastBackend):
         # With publisher confirms, this returns once the broker has taken the message.
         await self._publishing.publish(body, routing_key=self.options.routing_key(channel))
 
+    async def ping(self) -> None:
+        """Whether the connection is up now (health checks); it reconnects on its own."""
+        connection = self._connection
+        if connection is None or connection.is_closed or not connection.connected.is_set():
+            raise ConnectionError("not connected to the AMQP broker")
+
     async def next_published(self) -> BrokerMessage:
         while True:
             message = await self._inbox.get()

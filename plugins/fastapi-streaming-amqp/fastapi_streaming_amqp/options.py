@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from fastapi_streaming.redact import redact_url
+
 DEFAULT_EXCHANGE = "fastapi_streaming"
 MAX_ROUTING_KEY_BYTES = 255  # AMQP 0-9-1 short string
 
@@ -24,13 +26,15 @@ class AMQPOptions:
     def from_url(cls, url: str) -> AMQPOptions:
         parts = urlsplit(url)
         if parts.scheme not in ("amqp", "amqps"):
-            raise ValueError(f"not an AMQP URL (amqp:// or amqps://): {url!r}")
+            raise ValueError(f"not an AMQP URL (amqp:// or amqps://): {redact_url(url)!r}")
         query = parse_qsl(parts.query, keep_blank_values=True)
         ours = dict(item for item in query if item[0] == "exchange")
         rest = [item for item in query if item[0] != "exchange"]
         exchange = ours.get("exchange", DEFAULT_EXCHANGE)
         if not exchange or exchange.startswith("amq."):
-            raise ValueError(f"exchange must be a non-empty name not starting with 'amq.': {url!r}")
+            raise ValueError(
+                f"exchange must be a non-empty name not starting with 'amq.': {redact_url(url)!r}"
+            )
         connection_url = urlunsplit(parts._replace(query=urlencode(rest)))
         return cls(connection_url=connection_url, exchange=exchange)
 

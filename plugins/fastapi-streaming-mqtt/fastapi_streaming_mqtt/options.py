@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from fastapi_streaming.redact import redact_url
+
 #: The largest payload the MQTT protocol can carry (its "remaining length" field, minus nothing
 #: we could count on): brokers are usually configured lower.
 PROTOCOL_MAX_PAYLOAD = 268_435_455
@@ -38,7 +40,7 @@ class MQTTOptions:
     def from_url(cls, url: str) -> MQTTOptions:
         parts = urlsplit(url)
         if parts.scheme not in ("mqtt", "mqtts"):
-            raise ValueError(f"not an MQTT URL (mqtt:// or mqtts://): {url!r}")
+            raise ValueError(f"not an MQTT URL (mqtt:// or mqtts://): {redact_url(url)!r}")
         tls = parts.scheme == "mqtts"
         query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
         unknown = set(query) - {"qos", "retain", "client_id", "keepalive", "max_payload"}

@@ -120,6 +120,12 @@ class NATSBackend(BroadcastBackend):
                 f"{self.options.stream!r} does not capture it or JetStream is unavailable"
             ) from None
 
+    async def ping(self) -> None:
+        """A round trip to the server (health checks): ``flush`` waits for its PONG."""
+        if self._nc is None or not self._nc.is_connected:
+            raise ConnectionError("not connected to NATS")
+        await self._nc.flush(timeout=2)
+
     async def next_published(self) -> BrokerMessage:
         while True:
             msg = await self._inbox.get()

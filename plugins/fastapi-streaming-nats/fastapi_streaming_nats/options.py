@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
+from fastapi_streaming.redact import redact_url
+
 DEFAULT_STREAM = "FASTAPI_STREAMING"
 DEFAULT_JETSTREAM_PREFIX = "fastapi_streaming"
 DEFAULT_MAX_AGE = 86_400.0
@@ -50,7 +52,7 @@ class NATSOptions:
     def from_url(cls, url: str) -> NATSOptions:
         parts = urlsplit(url)
         if parts.scheme != "nats":
-            raise ValueError(f"not a NATS URL (nats://): {url!r}")
+            raise ValueError(f"not a NATS URL (nats://): {redact_url(url)!r}")
         query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
         unknown = set(query) - _OPTIONS
         if unknown:
