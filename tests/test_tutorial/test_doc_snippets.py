@@ -184,3 +184,9 @@ def test_the_readme_app_streams_what_is_published() -> None:
         quote = {"symbol": "AAPL", "price": 187.1}
         assert client.post("/streams/publish/stocks/AAPL", json=quote).status_code == 202
         assert next(events).json() == quote
+
+
+def test_an_import_lists_what_it_did_not_keep(capsys: pytest.CaptureFixture[str]) -> None:
+    sys.modules.pop("docs_src.asyncapi.import_warnings", None)
+    importlib.import_module("docs_src.asyncapi.import_warnings")
+    assert "/channels/lightTurnOn/bindings: the channel's bindings" in capsys.readouterr().out
