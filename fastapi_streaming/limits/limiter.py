@@ -240,7 +240,8 @@ class Limiter:
             assert item is not None and limiter is not None
             try:
                 stats = await limiter.get_window_stats(item, *meter.ids)
-                retry_after = seconds_until(stats.reset_time, now)
+                # Rounded up, but never past the window (Redis TTLs are whole seconds).
+                retry_after = min(seconds_until(stats.reset_time, now), item.get_expiry())
             except Exception:
                 retry_after = item.get_expiry()
             return Refusal(plan.name, limit, item.amount, item.get_expiry(), retry_after)
