@@ -18,7 +18,15 @@ from pydantic import TypeAdapter
 
 from .dependencies import plan_handler
 from .security.access import scope_parameters
-from .topics import Mode, Operation, OperationReply, OverflowPolicy, Topic, TopicRegistry
+from .topics import (
+    Derived,
+    Mode,
+    Operation,
+    OperationReply,
+    OverflowPolicy,
+    Topic,
+    TopicRegistry,
+)
 
 #: The default of ``payload=``: work the payload type out from the handler.
 NOT_GIVEN: Any = object()
@@ -45,6 +53,8 @@ class OperationDeclaration:
     include_in_schema: bool = True
     #: A ``Plan`` or plan chooser for clients of this operation (the innermost one wins).
     plan: Any = None
+    #: A derived topic's computation (``router.derive``); its sources move with the prefix.
+    derivation: Derived | None = None
     #: The reply's type, for a request/reply publish operation.
     reply: Any = None
     #: Where a request names the reply's topic (``$message.payload#/replyTo``).
@@ -75,8 +85,12 @@ class OperationDeclaration:
         deprecated when it or any router it passes through says so, and left out of the
         schema when it or any of them says so (as with FastAPI's routers).
         """
+        derivation = self.derivation
+        if derivation is not None and prefix:
+            derivation = derivation.under(prefix)
         return replace(
             self,
+            derivation=derivation,
             address=join_address(prefix, self.address),
             tags=tuple(dict.fromkeys([*tags, *self.tags])),
             dependencies=(*dependencies, *self.dependencies),
@@ -109,6 +123,8 @@ def declare(registry: TopicRegistry, declaration: OperationDeclaration) -> Topic
     """Add one declared mode to its topic in ``registry``, creating the topic on first use."""
     mode, address, handler = declaration.mode, declaration.address, declaration.handler
     channel, name = declaration.channel, declaration.name
+    if declaration.derivation is not None:
+        _check_cycle(registry, address, declaration.derivation)
     reply = (
         OperationReply(
             declaration.reply, TypeAdapter(declaration.reply), address=declaration.reply_address
@@ -172,6 +188,7 @@ def declare(registry: TopicRegistry, declaration: OperationDeclaration) -> Topic
     )
     if mode is Mode.SUBSCRIBE:
         topic.subscribe = operation
+        topic.derivation = declaration.derivation
         _set_queue(topic, declaration)
     else:
         topic.publish = operation
@@ -192,6 +209,28 @@ def _check_scopes(topic: Topic, scopes: Sequence[str]) -> None:
                 f"Scope {scope!r} of topic {topic.address!r} names {sorted(unknown)}, which are "
                 f"not parameters of the address (it has: {', '.join(topic.parameters) or 'none'})."
             )
+
+
+def _check_cycle(registry: TopicRegistry, address: str, derivation: Derived) -> None:
+    """Refuse a derived topic that would, through other derived topics, read itself."""
+    path = [address]
+
+    def visit(sources: tuple[str, ...]) -> None:
+        for source in sources:
+            if source == address:
+                chain = " -> ".join([*path, source])
+                raise ValueError(
+                    f"Derived topics form a cycle ({chain}): a derived topic cannot read, "
+                    "directly or through others, what it produces. Derive one of them from "
+                    "a topic outside the cycle."
+                )
+            found = registry.get(source)
+            if found is not None and found.derivation is not None and source not in path:
+                path.append(source)
+                visit(found.derivation.sources)
+                path.pop()
+
+    visit(derivation.sources)
 
 
 def _set_queue(topic: Topic, declaration: OperationDeclaration) -> None:
