@@ -47,6 +47,8 @@ class StreamingRouter:
         deprecated: mark every operation declared here deprecated in the AsyncAPI document.
         include_in_schema: False leaves every operation declared here out of the AsyncAPI
             document (clients may still use them).
+        plan: the ``Plan`` (or plan chooser) of clients of every operation declared here
+            that names none (see the plans and limits guide).
         topics: the registry the declarations go into at once. The router of a streaming API
             has one; a router of your own has none and keeps its declarations until it is
             included (as with ``APIRouter``, what is declared after including is not seen).
@@ -62,6 +64,7 @@ class StreamingRouter:
         deprecated: bool | None = None,
         include_in_schema: bool = True,
         topics: TopicRegistry | None = None,
+        plan: Any = None,
     ) -> None:
         self.prefix = check_prefix(prefix)
         self.tags = list(tags or ())
@@ -70,6 +73,7 @@ class StreamingRouter:
         self.deprecated = deprecated
         self.include_in_schema = include_in_schema
         self.topics = topics
+        self.plan = plan
         #: Everything declared here, with this router's prefix, tags, dependencies and scopes.
         self.declarations: list[OperationDeclaration] = []
         #: The table topics declared here (``changes``), replayed where this router is included.
@@ -151,6 +155,7 @@ class StreamingRouter:
         dependencies: Sequence[fastapi_params.Depends] | None = None,
         deprecated: bool | None = None,
         include_in_schema: bool = True,
+        plan: Any = None,
     ) -> Callable[[Handler], Handler]:
         """Declare that clients may receive the events of ``address``.
 
@@ -176,6 +181,7 @@ class StreamingRouter:
                 dependencies=dependencies,
                 deprecated=deprecated,
                 include_in_schema=include_in_schema,
+                plan=plan,
             )
             return handler
 
@@ -195,6 +201,7 @@ class StreamingRouter:
         dependencies: Sequence[fastapi_params.Depends] | None = None,
         deprecated: bool | None = None,
         include_in_schema: bool = True,
+        plan: Any = None,
         reply: Any = None,
         reply_address: str | None = None,
     ) -> Callable[[Handler], Handler]:
@@ -225,6 +232,7 @@ class StreamingRouter:
                 dependencies=dependencies,
                 deprecated=deprecated,
                 include_in_schema=include_in_schema,
+                plan=plan,
                 reply=reply,
                 reply_address=reply_address,
             )
@@ -336,6 +344,7 @@ class StreamingRouter:
         dependencies: Sequence[fastapi_params.Depends] | None = None,
         deprecated: bool | None = None,
         include_in_schema: bool = True,
+        plan: Any = None,
         derivation: Derivation | None = None,
         reply: Any = None,
         reply_address: str | None = None,
@@ -362,6 +371,7 @@ class StreamingRouter:
             dependencies=tuple(dependencies or ()),
             deprecated=deprecated,
             include_in_schema=include_in_schema,
+            plan=plan,
             derivation=derivation,
             reply=reply,
             reply_address=reply_address,
@@ -378,6 +388,7 @@ class StreamingRouter:
         scopes: Iterable[str] = (),
         deprecated: bool | None = None,
         include_in_schema: bool = True,
+        plan: Any = None,
     ) -> None:
         """Add every operation of ``router`` here, under ``prefix``, with these ``tags``,
         ``dependencies`` and ``scopes`` added (and this router's own).
@@ -399,6 +410,7 @@ class StreamingRouter:
                     scopes=tuple(scopes),
                     deprecated=deprecated,
                     include_in_schema=include_in_schema,
+                    plan=plan,
                 )
             )
 
@@ -411,6 +423,7 @@ class StreamingRouter:
             scopes=self.scopes,
             deprecated=self.deprecated,
             include_in_schema=self.include_in_schema,
+            plan=self.plan,
         )
         topic = declare(self.topics, declaration) if self.topics is not None else None
         self.declarations.append(declaration)

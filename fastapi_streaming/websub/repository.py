@@ -22,6 +22,7 @@ from sqlalchemy import (
     Connection,
     Insert,
     MetaData,
+    Table,
     and_,
     bindparam,
     case,
@@ -29,6 +30,7 @@ from sqlalchemy import (
     event,
     exists,
     func,
+    inspect,
     literal,
     not_,
     select,
@@ -56,6 +58,10 @@ class NewSubscription:
     secret: str | None
     lease_seconds: int
     verified_at: float
+    #: The subscriber's plan (name, whom it counts, its quota) when its deliveries count.
+    quota_plan: str | None = None
+    quota_key: str | None = None
+    quota: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,9 @@ class Claimed:
     event_id: str
     body: bytes
     content_type: str
+    quota_plan: str | None = None
+    quota_key: str | None = None
+    quota: str | None = None
 
 
 def make_engine(url: str) -> AsyncEngine:
@@ -176,6 +185,9 @@ class Repository:
             "created_at": new.verified_at,
             "verified_at": new.verified_at,
             "expires_at": new.verified_at + new.lease_seconds,
+            "quota_plan": new.quota_plan,
+            "quota_key": new.quota_key,
+            "quota": new.quota,
         }
         statement = self._insert(table).values(**values)
         changed = {k: v for k, v in values.items() if k not in ("topic", "callback", "created_at")}
@@ -407,6 +419,9 @@ class Repository:
                 events.c.event_id,
                 events.c.body,
                 events.c.content_type,
+                subs.c.quota_plan,
+                subs.c.quota_key,
+                subs.c.quota,
             )
             .join(subs, subs.c.id == deliveries.c.subscription_id)
             .join(events, events.c.id == deliveries.c.event_pk)
@@ -432,6 +447,9 @@ class Repository:
                     event_id=row.event_id,
                     body=bytes(row.body),
                     content_type=row.content_type,
+                    quota_plan=row.quota_plan,
+                    quota_key=row.quota_key,
+                    quota=row.quota,
                 )
                 for row in rows
             ]
@@ -473,6 +491,10 @@ class Repository:
                 .values(claim=None, next_attempt_at=retry_at, last_error=error[:1000])
             )
         return bool(result.rowcount)
+
+    async def skip(self, claimed: Claimed, reason: str) -> bool:
+        """End a delivery without attempting it (its subscriber's quota is spent)."""
+        return await self._finish(claimed, status=FAILED, error=reason)
 
     async def _finish(self, claimed: Claimed, *, status: str, error: str | None) -> bool:
         deliveries = self.tables.deliveries
@@ -529,6 +551,18 @@ def _create_all(connection: Connection, metadata: MetaData) -> None:
     for table in metadata.sorted_tables:
         for index in table.indexes:
             index.create(connection, checkfirst=True)
+        _add_missing_columns(connection, table)
+
+
+def _add_missing_columns(connection: Connection, table: Table) -> None:
+    """Tables made by an older release lack newer (nullable) columns: add them."""
+    present = {column["name"] for column in inspect(connection).get_columns(table.name)}
+    for column in table.columns:
+        if column.name not in present:
+            kind = column.type.compile(dialect=connection.dialect)
+            connection.exec_driver_sql(
+                f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}'
+            )
 
 
 def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
