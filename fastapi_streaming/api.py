@@ -44,6 +44,7 @@ else:  # pragma: no cover
 
 if TYPE_CHECKING:
     from .asyncapi.reading import AsyncAPIImportWarning
+    from .cdc.producers import Producers
     from .websub.hub import WebSubHub
     from .websub.settings import WebSubSettings
 
@@ -386,6 +387,15 @@ class StreamingAPI:
     #: <fastapi_streaming.StreamingRouter.derive>`).
     derive = _on_router(StreamingRouter.derive)
 
+    #: Declare a table topic: a database table's committed changes (see
+    #: :meth:`StreamingRouter.changes <fastapi_streaming.StreamingRouter.changes>`).
+    changes = _on_router(StreamingRouter.changes)
+
+    @property
+    def producers(self) -> Producers:
+        """What feeds topics from outside (database changes); runs with the API."""
+        return self.router.producers
+
     def add_operation(
         self,
         mode: Mode,
@@ -487,7 +497,15 @@ class StreamingAPI:
             if self.websub is not None:
                 await self.websub.start(runtime)
             await processing.start()
-            yield runtime
+            producers = self.router.producers
+            if len(producers):
+                runtime.health_sections["sources"] = producers.health
+            # Raises what is misconfigured (a database not set up for capture) at startup.
+            await producers.start(runtime.broker.publish)
+            try:
+                yield runtime
+            finally:
+                await producers.stop()
         finally:
             await processing.stop()
             self.processing = None

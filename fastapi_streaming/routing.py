@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import params as fastapi_params
 
@@ -24,6 +24,11 @@ from .processing.engine import EmitPolicy, LatePolicy
 from .processing.timing import TimeSpec
 from .processing.windows import WindowSpec
 from .topics import Mode, OverflowPolicy, Topic, TopicRegistry
+
+if TYPE_CHECKING:
+    from .cdc.capture import Source
+    from .cdc.declare import ChangesDeclaration
+    from .cdc.producers import Producers
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
@@ -67,6 +72,68 @@ class StreamingRouter:
         self.topics = topics
         #: Everything declared here, with this router's prefix, tags, dependencies and scopes.
         self.declarations: list[OperationDeclaration] = []
+        #: The table topics declared here (``changes``), replayed where this router is included.
+        self.change_declarations: list[ChangesDeclaration] = []
+        self._producers: Producers | None = None
+
+    @property
+    def producers(self) -> Producers:
+        """What feeds this router's topics from outside (database changes)."""
+        if self._producers is None:
+            from .cdc.producers import Producers
+
+            self._producers = Producers()
+        return self._producers
+
+    def changes(
+        self,
+        address: str,
+        *,
+        source: Source,
+        scopes: Iterable[str] = (),
+        channel: str | None = None,
+        payload: Any = NOT_GIVEN,
+        name: str | None = None,
+        summary: str | None = None,
+        description: str | None = None,
+        exclude: Sequence[str] = (),
+        mask: Sequence[str] = (),
+    ) -> Callable[[Handler], Handler]:
+        """Declare a subscribe topic that carries a database table's committed changes.
+
+        ``source`` (such as ``PostgresChanges(dsn, table="public.orders")``) is captured once
+        per deployment; the decorated function runs once per change with the ``Change`` and
+        the address parameters (taken from the row's columns) and returns what clients get
+        (``None`` drops it). ``exclude`` and ``mask`` name columns that never leave the
+        process, or leave it masked. See the change data capture guide.
+        """
+        from .cdc.declare import ChangesDeclaration
+
+        def decorator(handler: Handler) -> Handler:
+            self._add_changes(
+                ChangesDeclaration(
+                    address=address,
+                    handler=handler,
+                    source=source,
+                    scopes=tuple(scopes),
+                    channel=channel,
+                    payload=payload,
+                    name=name,
+                    summary=summary,
+                    description=description,
+                    exclude=tuple(exclude),
+                    mask=tuple(mask),
+                )
+            )
+            return handler
+
+        return decorator
+
+    def _add_changes(self, declaration: ChangesDeclaration) -> None:
+        """Declare it now if this router registers topics, else when it is included."""
+        if self.topics is not None:
+            declaration.declare(self.add_operation, self.producers, self.topics.touch)
+        self.change_declarations.append(declaration)
 
     def subscribe(
         self,
@@ -318,6 +385,11 @@ class StreamingRouter:
         if router is self:
             raise ValueError("A router cannot include itself.")
         check_prefix(prefix)
+        for change in router.change_declarations:
+            if router.topics is None:  # else its topics and producers are declared already
+                self._add_changes(
+                    change.under(prefix=prefix + router.prefix, scopes=(*router.scopes, *scopes))
+                )
         for declaration in router.declarations:
             self._add(
                 declaration.under(

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio
@@ -94,6 +94,8 @@ class StreamingRuntime:
         self.broker = BrokerConnection(backend, url=broker_url)
         self.fanout = Fanout(self.broker)
         self.default_overflow = default_overflow
+        #: More sections of :meth:`health`, each made by its callable (producers add theirs).
+        self.health_sections: dict[str, Callable[[], Any]] = {}
 
     async def start(self) -> None:
         await self.broker.connect()
@@ -248,6 +250,7 @@ class StreamingRuntime:
             },
             "clients": len(self.fanout.queues),
             "streams": len(self.fanout.streams),
+            **{name: section() for name, section in self.health_sections.items()},
         }
 
     # -- broker to client -------------------------------------------------------------------
