@@ -5,7 +5,10 @@ channel, so the listener exits at once, and one message that is not UTF-8 stops 
 subscriber. Here one listener task reads the pub/sub connection for as long as the backend is
 connected; ``subscribe`` returns once Redis confirmed the subscription; bad messages are logged
 and skipped; a lost connection is reported through ``next_published`` so the caller can
-reconnect.
+reconnect. Publishes of the same moment go out in one pipeline (:mod:`.batching`), and messages
+go straight from the reader to the connection's dispatcher
+(:class:`~fastapi_streaming.brokers.extensions.PushDelivery`), so everything one read from Redis
+brought reaches the topics together.
 """
 
 from __future__ import annotations
@@ -13,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from broadcaster import BroadcastBackend
 from redis import asyncio as aioredis
 from redis.asyncio.client import PubSub
 
+from .batching import Outgoing, PublishBatcher
 from .hookspecs import BrokerMessage
 
 logger = logging.getLogger("fastapi_streaming.broker.redis")
@@ -43,6 +48,9 @@ class RedisBackend(BroadcastBackend):
         self._listener: asyncio.Task[None] | None = None
         self._reading = asyncio.Event()
         self._confirmations: dict[tuple[str, str], asyncio.Future[None]] = {}
+        #: Set by the broker connection: called with every message as it is read.
+        self.push: Callable[[BrokerMessage], None] | None = None
+        self._batcher = PublishBatcher(self._send)
 
     async def connect(self) -> None:
         self._client = aioredis.Redis.from_url(self._url)
@@ -53,6 +61,7 @@ class RedisBackend(BroadcastBackend):
         self._listener = asyncio.create_task(self._listen(), name="redis pub/sub listener")
 
     async def disconnect(self) -> None:
+        await self._batcher.close()
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -77,8 +86,17 @@ class RedisBackend(BroadcastBackend):
         await self._confirmed("unsubscribe", channel)
 
     async def publish(self, channel: str, message: Any) -> None:
+        """Publish, in one pipeline with every other publish of the same moment."""
         assert self._client is not None, "connect() first"
-        await self._client.publish(channel, message)
+        await self._batcher.publish(channel, message)
+
+    async def _send(self, batch: list[Outgoing]) -> None:
+        if self._client is None:
+            raise ConnectionError("the Redis backend is not connected")
+        pipe = self._client.pipeline(transaction=False)
+        for channel, message, _ in batch:
+            pipe.publish(channel, message)
+        await pipe.execute()
 
     async def ping(self) -> None:
         """Ask Redis for an answer (health checks): a subscription-less pub/sub notices
@@ -136,7 +154,11 @@ class RedisBackend(BroadcastBackend):
         if data is None:
             logger.warning("Skipped a message on Redis channel %r that is not UTF-8", channel)
             return
-        self._queue.put_nowait(BrokerMessage(channel=channel, message=data))
+        event = BrokerMessage(channel=channel, message=data)
+        if self.push is not None:
+            self.push(event)
+        else:
+            self._queue.put_nowait(event)
 
 
 def _text(value: bytes | str) -> str | None:
