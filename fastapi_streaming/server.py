@@ -21,6 +21,7 @@ from typing import Any
 
 import uvicorn
 
+from .reuseport import bind_reuseport_sockets, can_reuse_port
 from .runtime import StreamingRuntime
 from .security.redaction import install_redaction
 from .transports.abort import offer_connection_control
@@ -70,8 +71,10 @@ class StreamingServer(uvicorn.Server):
 def run(app: Any, **options: Any) -> None:
     """Like ``uvicorn.run(app, ...)``, with :class:`StreamingServer` in every worker process.
 
-    With ``workers=N`` the parent binds the socket, starts N worker processes that share it,
-    and passes SIGINT/SIGTERM on to them as SIGTERM, so each worker ends its streams cleanly.
+    With ``workers=N`` the parent binds one socket per worker (``SO_REUSEPORT``, so the kernel
+    spreads connections evenly; one shared socket where that is not available), starts N worker
+    processes, and passes SIGINT/SIGTERM on to them as SIGTERM, so each worker ends its streams
+    cleanly.
     With ``reload=True``, uvicorn's reloader restarts a :class:`StreamingServer` process
     whenever the code changes.
     """
@@ -89,11 +92,14 @@ def run(app: Any, **options: Any) -> None:
         return
     if not isinstance(app, str):
         raise ValueError("Several workers need the app as an import string: 'module:app'.")
-    sock = config.bind_socket()
+    if can_reuse_port(config):
+        sockets = bind_reuseport_sockets(config, config.workers)
+    else:
+        sockets = [config.bind_socket()] * config.workers
     context = multiprocessing.get_context("spawn")
     workers = [
         context.Process(target=_serve, args=(config, sock), name=f"worker-{index}")
-        for index in range(config.workers)
+        for index, sock in enumerate(sockets)
     ]
     for worker in workers:
         worker.start()
@@ -107,7 +113,8 @@ def run(app: Any, **options: Any) -> None:
     signal.signal(signal.SIGTERM, stop)
     for worker in workers:
         worker.join()
-    sock.close()
+    for sock in set(sockets):
+        sock.close()
 
 
 def _serve(config: uvicorn.Config, sock: socket.socket | None) -> None:

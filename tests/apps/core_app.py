@@ -132,3 +132,9 @@ async def emit_all(items: list[dict[str, Any]]) -> list[str]:
     """Emit to several addresses one right after the other (usually in one millisecond), as a
     feed that publishes several symbols at once does."""
     return [(await streaming.emit(item["address"], item["payload"])).id for item in items]
+
+
+@app.get("/test/pid")
+async def pid() -> int:
+    """Which worker process answered."""
+    return os.getpid()
