@@ -7,6 +7,7 @@ read the fan-out's counters, as an operator's code would.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 from typing import Any
@@ -138,3 +139,9 @@ async def emit_all(items: list[dict[str, Any]]) -> list[str]:
 async def pid() -> int:
     """Which worker process answered."""
     return os.getpid()
+
+
+@app.get("/test/gc")
+async def collector() -> dict[str, Any]:
+    """How the worker's garbage collector is set up."""
+    return {"frozen": gc.get_freeze_count(), "threshold": list(gc.get_threshold())}

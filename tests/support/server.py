@@ -33,8 +33,11 @@ class ServerProcess:
         env: Mapping[str, str] | None = None,
         workers: int = 1,
         port: int | None = None,
+        options: Mapping[str, object] | None = None,
     ) -> None:
         self.app = app
+        #: More keyword arguments of ``run()`` (``gc_freeze=False``...).
+        self.options = dict(options or {})
         self.port = port or free_port()
         self.workers = workers
         self.env = {**os.environ, **(env or {})}
@@ -55,7 +58,9 @@ class ServerProcess:
         code = (
             "from fastapi_streaming.server import run; "
             f"run({self.app!r}, host='127.0.0.1', port={self.port}, workers={self.workers}, "
-            "log_level='info')"
+            "log_level='info'"
+            + "".join(f", {name}={value!r}" for name, value in self.options.items())
+            + ")"
         )
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
