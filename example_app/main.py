@@ -1,6 +1,8 @@
 """Stock quotes and orders, streamed to browsers: ``uvicorn example_app.main:app``.
 
 - ``/stocks/{symbol}``: live quotes from a simulated feed (subscribe, scope ``stocks:read``).
+- ``/stocks/{symbol}/candles/1m``: one-minute candles derived from the quotes, computed once
+  per deployment, updated every second while the minute runs (``stocks:read``).
 - ``/orders``: clients place orders (publish, ``orders:write``); a back-office view follows them
   (subscribe, ``orders:read``).
 - ``/auth/register`` and ``/auth/jwt/login``: fastapi-users' own routes; the login form's
@@ -31,10 +33,11 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 
 from fastapi_streaming import StreamingAPI, WebSubSettings
+from fastapi_streaming.processing import Reduce, Tumbling, Window
 from fastapi_streaming.security import Principal
 
 from .feed import PriceFeed
-from .models import Order, OrderRequest, Quote
+from .models import Candle, Order, OrderRequest, Quote
 from .users import (
     UserCreate,
     UserRead,
@@ -70,6 +73,44 @@ streaming = StreamingAPI(
 async def quotes(event: Quote, symbol: str) -> Quote:
     """Live quotes for one symbol. A client that falls behind gets the latest price."""
     return event
+
+
+#: Open, high, low, close of the prices so far.
+OHLC = tuple[float, float, float, float]
+
+
+def ohlc(candle: OHLC | None, quote: Quote) -> OHLC:
+    price = quote.price
+    if candle is None:
+        return (price, price, price, price)
+    return (candle[0], max(candle[1], price), min(candle[2], price), price)
+
+
+@streaming.derive(
+    "/stocks/{symbol}/candles/1m",
+    source="/stocks/{symbol}",
+    scopes=["stocks:read"],
+    window=Tumbling(minutes=1),
+    aggregate=Reduce(ohlc),
+    time=lambda quote: quote.time,
+    emit="updates",
+    min_interval=1.0,
+)
+def candles(window: Window[OHLC | None], symbol: str) -> Candle | None:
+    """One-minute candles of one stock, updated every second until the minute is over."""
+    if window.value is None:
+        return None
+    open_, high, low, close = window.value
+    return Candle(
+        symbol=symbol,
+        start=datetime.fromtimestamp(window.start, timezone.utc),
+        end=datetime.fromtimestamp(window.end, timezone.utc),
+        open=open_,
+        high=high,
+        low=low,
+        close=close,
+        final=window.final,
+    )
 
 
 @streaming.publish("/orders", scopes=["orders:write"])

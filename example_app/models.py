@@ -32,3 +32,16 @@ class Order(OrderRequest):
     status: Literal["accepted"] = "accepted"
     placed_at: datetime
     placed_by: str = Field(description="E-mail of the user who placed the order.")
+
+
+class Candle(BaseModel):
+    """One minute of one stock's prices: open, high, low and close (a candlestick)."""
+
+    symbol: str = Field(examples=["AAPL"])
+    start: datetime = Field(description="When the minute began (UTC).")
+    end: datetime = Field(description="When the minute ends (UTC).")
+    open: float
+    high: float
+    low: float
+    close: float
+    final: bool = Field(description="False while the minute is still running (an update).")

@@ -9,12 +9,13 @@ the transports, the WebSub hub and the AsyncAPI document get from it are narrow 
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from os import PathLike
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 import pluggy
 from fastapi import FastAPI
@@ -27,6 +28,7 @@ from .asyncapi.versions import check_version
 from .context import NotRunningError, StreamingContext
 from .declarations import NOT_GIVEN
 from .events import Event
+from .processing.runner import Processing
 from .routing import StreamingRouter
 from .runtime import StreamingRuntime
 from .security.access import AccessControl
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 T = TypeVar("T")
+P = ParamSpec("P")
 
 logger = logging.getLogger("fastapi_streaming")
 
@@ -79,6 +82,18 @@ class _Setting(Generic[T]):
     def __set__(self, api: StreamingAPI, value: T) -> None:
         for owner in self.owners:
             setattr(getattr(api, owner), self.name, value)
+
+
+def _on_router(
+    method: Callable[Concatenate[StreamingRouter, P], T],
+) -> Callable[Concatenate[StreamingAPI, P], T]:
+    """A method of the API that declares on its own router, with the router method's signature."""
+
+    @functools.wraps(method)
+    def declare(api: StreamingAPI, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return method(api.router, *args, **kwargs)
+
+    return declare
 
 
 class StreamingAPI:
@@ -218,6 +233,8 @@ class StreamingAPI:
         self.dependency_overrides_provider: Any = None
         #: The WebSub hub (webhooks), when enabled with ``websub=WebSubSettings(...)`` or True.
         self.websub: WebSubHub | None = _websub_hub(self.context, websub)
+        #: The derived topics' pipelines and leases, while the API runs.
+        self.processing: Processing | None = None
         #: What the AsyncAPI document is built from (and its cache).
         self.asyncapi_source = AsyncAPISource(
             self.info,
@@ -365,6 +382,10 @@ class StreamingAPI:
             reply_address=reply_address,
         )
 
+    #: Declare a derived topic (see :meth:`StreamingRouter.derive
+    #: <fastapi_streaming.StreamingRouter.derive>`).
+    derive = _on_router(StreamingRouter.derive)
+
     def add_operation(
         self,
         mode: Mode,
@@ -459,13 +480,17 @@ class StreamingAPI:
             heartbeat=self.heartbeat,
             dependency_overrides_provider=self.dependency_overrides_provider,
         )
+        self.processing = processing = Processing(self.topics, runtime, broker_url=self.broker_url)
         await runtime.start()
         self.context.attach(runtime)
         try:
             if self.websub is not None:
                 await self.websub.start(runtime)
+            await processing.start()
             yield runtime
         finally:
+            await processing.stop()
+            self.processing = None
             if self.websub is not None:
                 await self.websub.stop()
             self.context.attach(None)

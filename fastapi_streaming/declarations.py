@@ -17,7 +17,15 @@ from fastapi import params as fastapi_params
 from pydantic import TypeAdapter
 
 from .dependencies import plan_handler
-from .topics import Mode, Operation, OperationReply, OverflowPolicy, Topic, TopicRegistry
+from .topics import (
+    Derived,
+    Mode,
+    Operation,
+    OperationReply,
+    OverflowPolicy,
+    Topic,
+    TopicRegistry,
+)
 
 #: The default of ``payload=``: work the payload type out from the handler.
 NOT_GIVEN: Any = object()
@@ -42,6 +50,8 @@ class OperationDeclaration:
     dependencies: tuple[fastapi_params.Depends, ...] = ()
     deprecated: bool | None = None
     include_in_schema: bool = True
+    #: A derived topic's computation (``router.derive``); its sources move with the prefix.
+    derivation: Derived | None = None
     #: The reply's type, for a request/reply publish operation.
     reply: Any = None
     #: Where a request names the reply's topic (``$message.payload#/replyTo``).
@@ -71,8 +81,12 @@ class OperationDeclaration:
         deprecated when it or any router it passes through says so, and left out of the
         schema when it or any of them says so (as with FastAPI's routers).
         """
+        derivation = self.derivation
+        if derivation is not None and prefix:
+            derivation = derivation.under(prefix)
         return replace(
             self,
+            derivation=derivation,
             address=join_address(prefix, self.address),
             tags=tuple(dict.fromkeys([*tags, *self.tags])),
             dependencies=(*dependencies, *self.dependencies),
@@ -104,6 +118,8 @@ def declare(registry: TopicRegistry, declaration: OperationDeclaration) -> Topic
     """Add one declared mode to its topic in ``registry``, creating the topic on first use."""
     mode, address, handler = declaration.mode, declaration.address, declaration.handler
     channel, name = declaration.channel, declaration.name
+    if declaration.derivation is not None:
+        _check_cycle(registry, address, declaration.derivation)
     reply = (
         OperationReply(
             declaration.reply, TypeAdapter(declaration.reply), address=declaration.reply_address
@@ -165,6 +181,7 @@ def declare(registry: TopicRegistry, declaration: OperationDeclaration) -> Topic
     )
     if mode is Mode.SUBSCRIBE:
         topic.subscribe = operation
+        topic.derivation = declaration.derivation
         _set_queue(topic, declaration)
     else:
         topic.publish = operation
@@ -174,6 +191,28 @@ def declare(registry: TopicRegistry, declaration: OperationDeclaration) -> Topic
     # by both modes) is described only where it is declared (an imported document).
     registry.touch()
     return topic
+
+
+def _check_cycle(registry: TopicRegistry, address: str, derivation: Derived) -> None:
+    """Refuse a derived topic that would, through other derived topics, read itself."""
+    path = [address]
+
+    def visit(sources: tuple[str, ...]) -> None:
+        for source in sources:
+            if source == address:
+                chain = " -> ".join([*path, source])
+                raise ValueError(
+                    f"Derived topics form a cycle ({chain}): a derived topic cannot read, "
+                    "directly or through others, what it produces. Derive one of them from "
+                    "a topic outside the cycle."
+                )
+            found = registry.get(source)
+            if found is not None and found.derivation is not None and source not in path:
+                path.append(source)
+                visit(found.derivation.sources)
+                path.pop()
+
+    visit(derivation.sources)
 
 
 def _set_queue(topic: Topic, declaration: OperationDeclaration) -> None:

@@ -11,12 +11,18 @@ AsyncAPI document's channels and any later source of topics.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from fastapi import params as fastapi_params
 
 from .declarations import NOT_GIVEN, OperationDeclaration, check_prefix, declare
+from .processing.aggregates import Aggregate
+from .processing.declaration import Derivation
+from .processing.engine import EmitPolicy, LatePolicy
+from .processing.timing import TimeSpec
+from .processing.windows import WindowSpec
 from .topics import Mode, OverflowPolicy, Topic, TopicRegistry
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
@@ -159,6 +165,92 @@ class StreamingRouter:
 
         return decorator
 
+    def derive(
+        self,
+        address: str,
+        *,
+        source: str | Sequence[str],
+        window: WindowSpec | None = None,
+        aggregate: Aggregate[Any, Any] | None = None,
+        time: TimeSpec = None,
+        key: str | None = None,
+        allowed_lateness: float = 0.0,
+        late: LatePolicy = "drop",
+        emit: EmitPolicy = "final",
+        min_interval: float = 0.0,
+        idle: float | None = 2.0,
+        scopes: Iterable[str] = (),
+        channel: str | None = None,
+        name: str | None = None,
+        summary: str | None = None,
+        description: str | None = None,
+        overflow: OverflowPolicy | str | None = None,
+        max_queue: int | None = None,
+        tags: Sequence[str] | None = None,
+        deprecated: bool | None = None,
+        include_in_schema: bool = True,
+    ) -> Callable[[Handler], Handler]:
+        """Declare a derived topic: computed from ``source`` once per deployment, then
+        subscribed to like any topic.
+
+        Without ``window`` the handler is a filter/map: it gets each event of the source(s)
+        (and their common address parameters by name) and returns the derived event, or
+        ``None`` to drop it. With ``window`` it gets each window's
+        :class:`~fastapi_streaming.processing.Window` (holding the ``aggregate``, a count by
+        default) and the derived topic's parameters, and returns the derived event.
+
+        Args:
+            source: the address template(s) of the topic(s) to read (of this router, or of
+                the API once included); several sources are merged (fan-in).
+            window: ``Tumbling``, ``Hopping``, ``Session`` or ``CountWindow``, per key.
+            aggregate: what a window accumulates (``Count()``, ``Sum("price")``, ``Reduce``).
+            time: the event-time field name or function; None for processing time.
+            key: a payload field to key by, besides the derived address's parameters.
+            allowed_lateness: seconds the watermark stays behind the latest event time.
+            late: ``"drop"`` (counted) or ``"update"`` (emit the window again) for late events.
+            emit: ``"final"`` once per window when it closes, or ``"updates"`` on each change.
+            min_interval: with ``emit="updates"``, seconds between two updates of a window.
+            idle: after this many seconds without events, event time moves on with the clock,
+                so the last windows close; None waits for the next event.
+        """
+        sources = (source,) if isinstance(source, str) else tuple(source)
+
+        def decorator(handler: Handler) -> Handler:
+            derivation = Derivation(
+                sources=sources,
+                handler=handler,
+                window=window,
+                aggregate=aggregate,
+                time=time,
+                key=key,
+                allowed_lateness=allowed_lateness,
+                late=late,
+                emit=emit,
+                min_interval=min_interval,
+                idle=idle,
+            )
+            checked = derivation.check(address)
+            self.add_operation(
+                Mode.SUBSCRIBE,
+                address,
+                None,
+                scopes=scopes,
+                channel=channel,
+                payload=checked.shape.returns,
+                name=name,
+                summary=summary,
+                description=description or inspect.getdoc(handler),
+                overflow=overflow,
+                max_queue=max_queue,
+                tags=tags,
+                deprecated=deprecated,
+                include_in_schema=include_in_schema,
+                derivation=checked,
+            )
+            return handler
+
+        return decorator
+
     def add_operation(
         self,
         mode: Mode,
@@ -177,6 +269,7 @@ class StreamingRouter:
         dependencies: Sequence[fastapi_params.Depends] | None = None,
         deprecated: bool | None = None,
         include_in_schema: bool = True,
+        derivation: Derivation | None = None,
         reply: Any = None,
         reply_address: str | None = None,
     ) -> Topic | None:
@@ -202,6 +295,7 @@ class StreamingRouter:
             dependencies=tuple(dependencies or ()),
             deprecated=deprecated,
             include_in_schema=include_in_schema,
+            derivation=derivation,
             reply=reply,
             reply_address=reply_address,
         )

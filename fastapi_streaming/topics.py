@@ -12,7 +12,7 @@ import re
 import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import TypeAdapter
 from starlette.convertors import Convertor, PathConvertor
@@ -38,6 +38,23 @@ class OverflowPolicy(str, enum.Enum):
     DROP_OLDEST = "drop_oldest"
     #: Keep only the latest event of each topic (conflation, for prices and gauges).
     LATEST = "latest"
+
+
+class Derived(Protocol):
+    """What computes a derived topic's events from other topics (see ``processing/``)."""
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The address templates of the topics it reads."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """How the AsyncAPI document describes it."""
+        ...
+
+    def under(self, prefix: str) -> Derived:
+        """The same, declared on a router with ``prefix`` (its sources move along)."""
+        ...
 
 
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
@@ -140,6 +157,8 @@ class Topic:
     max_queue: int | None = None
     subscribe: Operation | None = None
     publish: Operation | None = None
+    #: Set on a derived topic: its events are computed from other topics, once per deployment.
+    derivation: Derived | None = None
     #: What a document says of each address parameter beyond its type (``description``,
     #: ``enum``, ``default``, ``examples``), kept for the AsyncAPI document.
     parameter_docs: dict[str, dict[str, Any]] = field(default_factory=dict)

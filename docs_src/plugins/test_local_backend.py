@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
-
 from docs_src.plugins.plugin import create_backend
-from fastapi_streaming.testing import BackendConformance, NativePublish
+from fastapi_streaming.testing import InProcessConformance
 
 
-class TestLocalBackend(BackendConformance):
+# A backend that talks to a broker server subclasses BackendConformance instead, and gives the
+# suite that server's native client (native_publish) and a private server to restart
+# (broker_control). This example keeps its broker in the process, like memory://, so it runs
+# the in-process variant, which tests what such a backend promises in their place.
+class TestLocalBackend(InProcessConformance):
     url = "local://"
     factory = create_backend
-    instances_share_broker = False  # in-process: two instances do not see each other
-
-    @pytest.fixture
-    def native_publish(self) -> NativePublish | None:
-        # A real broker's tests return a coroutine function that writes raw bytes with the
-        # broker's own client, as another system on the backbone would. In-process, there is
-        # no such client, so those two tests are skipped.
-        return None

@@ -260,6 +260,8 @@ def channels_of(
         extension["overflow"] = topic.overflow.value
     if topic.max_queue is not None:
         extension["maxQueue"] = topic.max_queue
+    if topic.derivation is not None:
+        extension["derivedFrom"] = topic.derivation.describe()
     return [
         Channel(
             key=home,

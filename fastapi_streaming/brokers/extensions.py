@@ -63,6 +63,24 @@ class HistoryBackend(Protocol):
 
 
 @runtime_checkable
+class PatternSubscription(Protocol):
+    """A backend that delivers the messages of every channel matching a glob pattern.
+
+    Derived topics read all the concrete channels of a source topic (``clicks.*`` for
+    ``/clicks/{page}``) without knowing them in advance. ``deliver`` is called with each
+    matching message, in the backend's own task; it must not block.
+    """
+
+    async def subscribe_pattern(
+        self, pattern: str, deliver: Callable[[BrokerMessage], None]
+    ) -> None: ...
+
+    async def unsubscribe_pattern(
+        self, pattern: str, deliver: Callable[[BrokerMessage], None]
+    ) -> None: ...
+
+
+@runtime_checkable
 class PingableBackend(Protocol):
     """A broker backend that can ask its broker for an answer.
 
@@ -75,4 +93,10 @@ class PingableBackend(Protocol):
         ...
 
 
-__all__ = ["DirectDelivery", "HistoryBackend", "PingableBackend", "PushDelivery"]
+__all__ = [
+    "DirectDelivery",
+    "HistoryBackend",
+    "PatternSubscription",
+    "PingableBackend",
+    "PushDelivery",
+]

@@ -45,6 +45,11 @@ PROBE_INTERVAL = 5.0
 PROBE_TIMEOUT = 5.0
 #: Seconds a history read may take.
 HISTORY_TIMEOUT = 10.0
+#: Seconds a publish may wait for the broker before it fails. aiokafka's default (40 s) keeps a
+#: message queued through an outage and sends it once the broker is back, long after the
+#: publisher was told it failed (fastapi-streaming gives up after 5 s and answers 503); with
+#: this, the queued message expires and the publish raises before that.
+PUBLISH_TIMEOUT = 4.0
 #: The largest message the producer sends (aiokafka's default, and Kafka's ``message.max.bytes``).
 MAX_MESSAGE_BYTES = 1024 * 1024
 
@@ -87,7 +92,10 @@ class KafkaBackend(BroadcastBackend):
     async def connect(self) -> None:
         self._queue = asyncio.Queue()
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self._servers, acks="all", max_request_size=MAX_MESSAGE_BYTES
+            bootstrap_servers=self._servers,
+            acks="all",
+            max_request_size=MAX_MESSAGE_BYTES,
+            request_timeout_ms=int(PUBLISH_TIMEOUT * 1000),
         )
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self._servers,
@@ -288,6 +296,11 @@ class KafkaBackend(BroadcastBackend):
         for client in (consumer, offsets, producer):
             if client is not None:
                 await _quietly(client.stop(), type(client).__name__)
+                # A stop() cancelled inside aiokafka (see _quietly) never reaches closing its
+                # connections and metadata task; closing them again is harmless otherwise.
+                connections = getattr(client, "_client", None) or getattr(client, "client", None)
+                if connections is not None:
+                    await _quietly(connections.close(), f"the connections of {client!r}")
         if admin is not None:
             await _quietly(admin.close(), "AIOKafkaAdminClient")
 

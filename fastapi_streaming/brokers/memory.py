@@ -9,6 +9,7 @@ queues it for :meth:`next_published` otherwise, so it still fulfils the plain ba
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,8 @@ class MemoryBackend(BroadcastBackend):
         #: Set by :class:`~fastapi_streaming.brokers.connection.BrokerConnection`: called with
         #: every message of a subscribed channel, synchronously, instead of queueing it.
         self.deliver: Callable[[BrokerMessage], None] | None = None
+        #: Pattern subscriptions (derived topics reading every channel of a source topic).
+        self._patterns: dict[str, list[Callable[[BrokerMessage], None]]] = {}
 
     async def connect(self) -> None:
         pass
@@ -36,7 +39,25 @@ class MemoryBackend(BroadcastBackend):
     async def unsubscribe(self, channel: str) -> None:
         self._subscribed.discard(channel)
 
+    async def subscribe_pattern(
+        self, pattern: str, deliver: Callable[[BrokerMessage], None]
+    ) -> None:
+        self._patterns.setdefault(pattern, []).append(deliver)
+
+    async def unsubscribe_pattern(
+        self, pattern: str, deliver: Callable[[BrokerMessage], None]
+    ) -> None:
+        listeners = self._patterns.get(pattern, [])
+        if deliver in listeners:
+            listeners.remove(deliver)
+        if not listeners:
+            self._patterns.pop(pattern, None)
+
     async def publish(self, channel: str, message: Any) -> None:
+        for pattern, listeners in tuple(self._patterns.items()):
+            if fnmatch.fnmatchcase(channel, pattern):
+                for deliver in tuple(listeners):
+                    deliver(BrokerMessage(channel=channel, message=message))
         if channel not in self._subscribed:
             return
         event = BrokerMessage(channel=channel, message=message)

@@ -51,6 +51,9 @@ class RedisBackend(BroadcastBackend):
         #: Set by the broker connection: called with every message as it is read.
         self.push: Callable[[BrokerMessage], None] | None = None
         self._batcher = PublishBatcher(self._send)
+        #: Pattern subscriptions (derived topics reading every channel of a source topic);
+        #: kept across reconnections, and subscribed again by ``connect``.
+        self._patterns: dict[str, list[Callable[[BrokerMessage], None]]] = {}
 
     async def connect(self) -> None:
         self._client = aioredis.Redis.from_url(self._url)
@@ -59,6 +62,8 @@ class RedisBackend(BroadcastBackend):
         self._queue = asyncio.Queue()
         self._reading = asyncio.Event()
         self._listener = asyncio.create_task(self._listen(), name="redis pub/sub listener")
+        for pattern in self._patterns:
+            await self._confirmed("psubscribe", pattern)
 
     async def disconnect(self) -> None:
         await self._batcher.close()
@@ -84,6 +89,23 @@ class RedisBackend(BroadcastBackend):
 
     async def unsubscribe(self, channel: str) -> None:
         await self._confirmed("unsubscribe", channel)
+
+    async def subscribe_pattern(
+        self, pattern: str, deliver: Callable[[BrokerMessage], None]
+    ) -> None:
+        listeners = self._patterns.setdefault(pattern, [])
+        listeners.append(deliver)
+        if len(listeners) == 1 and self._pubsub is not None:
+            await self._confirmed("psubscribe", pattern)
+
+    async def unsubscribe_pattern(
+        self, pattern: str, deliver: Callable[[BrokerMessage], None]
+    ) -> None:
+        listeners = self._patterns.get(pattern, [])
+        if deliver in listeners:
+            listeners.remove(deliver)
+        if not listeners and self._patterns.pop(pattern, None) is not None and self._pubsub:
+            await self._confirmed("punsubscribe", pattern)
 
     async def publish(self, channel: str, message: Any) -> None:
         """Publish, in one pipeline with every other publish of the same moment."""
@@ -143,22 +165,29 @@ class RedisBackend(BroadcastBackend):
     def _handle(self, message: dict[str, Any]) -> None:
         kind = message["type"]
         channel = _text(message["channel"])
-        if kind in ("subscribe", "unsubscribe"):
+        if kind in ("subscribe", "unsubscribe", "psubscribe", "punsubscribe"):
             future = self._confirmations.get((kind, channel or ""))
             if future is not None and not future.done():
                 future.set_result(None)
             return
-        if kind != "message" or channel is None:
+        if kind not in ("message", "pmessage") or channel is None:
             return
         data = _text(message["data"])
         if data is None:
             logger.warning("Skipped a message on Redis channel %r that is not UTF-8", channel)
             return
-        event = BrokerMessage(channel=channel, message=data)
-        if self.push is not None:
-            self.push(event)
-        else:
-            self._queue.put_nowait(event)
+        if kind == "message":
+            event = BrokerMessage(channel=channel, message=data)
+            if self.push is not None:
+                self.push(event)
+            else:
+                self._queue.put_nowait(event)
+            return
+        for deliver in tuple(self._patterns.get(_text(message["pattern"]) or "", ())):
+            try:
+                deliver(BrokerMessage(channel=channel, message=data))
+            except Exception:
+                logger.exception("A pattern listener failed on channel %r", channel)
 
 
 def _text(value: bytes | str) -> str | None:

@@ -205,8 +205,11 @@ class RedisStreamBackend(BroadcastBackend):
         # just before that point holds all of it, and one begun after it lost what came between.
         client = self._connected()
         epoch = await stream_epochs.dataset_epoch(client)
-        if epoch is None:  # lost (FLUSHALL, a restart not noticed yet): the data begins now
-            epoch = await stream_epochs.open_dataset(client)
+        if epoch is None:
+            # Lost (FLUSHALL, a restart not noticed yet) at a moment nobody recorded, so nothing
+            # since any point can be vouched for; the data this Redis holds begins now.
+            await stream_epochs.open_dataset(client)
+            return events, False
         if epoch > since_ms:
             return events, False
         return events, await self._holds_since(channel, start)

@@ -3,8 +3,9 @@
 ``stream_events`` reads a Server-Sent Events topic in process beside FastAPI's ``TestClient``
 (which already drives HTTP publish and WebSockets). ``BackendConformance`` is the suite every
 broker backend passes against its real server: a plugin's tests subclass it (see
-:mod:`fastapi_streaming.testing.conformance`). Importing ``fastapi_streaming`` never imports
-this package, so applications do not need pytest.
+:mod:`fastapi_streaming.testing.conformance`), or ``InProcessConformance`` for a backend that
+is its own broker inside the process. Importing ``fastapi_streaming`` never imports this
+package, so applications do not need pytest.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from fastapi_streaming.testing.conformance import (
     NativePublish,
     OpenBackend,
 )
+from fastapi_streaming.testing.in_process import InProcessConformance
 from fastapi_streaming.testing.inbox import BackendFailed, Inbox
 from fastapi_streaming.testing.sse import EventStream, ServerSentEvent, stream_events
 
@@ -36,6 +38,7 @@ __all__ = [
     "BrokerControl",
     "Connected",
     "EventStream",
+    "InProcessConformance",
     "Inbox",
     "NativePublish",
     "OpenBackend",

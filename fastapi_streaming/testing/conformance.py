@@ -40,9 +40,12 @@ Override the ``broker_url`` or ``backend_factory`` fixtures instead of the ``url
 
 Recovery from a broker restart is tested when the subclass overrides the ``broker_control``
 fixture with a :class:`BrokerControl`: a broker of the test's own (never a shared one) that
-the test stops and starts again. The backend either raises from ``next_published()``, after
-which the test reconnects it the way fastapi-streaming does (``disconnect()``, ``connect()``,
-``subscribe()`` again, retried), or recovers by itself; either way new messages must arrive.
+the test stops, or kills with SIGKILL, and starts again (``PrivateBroker`` of
+:mod:`fastapi_streaming.testing.processes` is one). The backend either raises from
+``next_published()``, after which the test reconnects it the way fastapi-streaming does
+(``disconnect()``, ``connect()``, ``subscribe()`` again, retried), or recovers by itself;
+either way new messages must arrive.
+The test prints how long after the broker's return the first message arrived.
 """
 
 from __future__ import annotations
@@ -101,7 +104,10 @@ class BrokerControl(Protocol):
     url: str
 
     async def stop(self) -> None:
-        """Stop the broker; return once it is down."""
+        """Stop the broker cleanly (its own shutdown signal); return once it is down."""
+
+    async def kill(self) -> None:
+        """Kill the broker with SIGKILL, as a crash would; return once it is down."""
 
     async def start(self) -> None:
         """Start the broker again at the same address; return once it accepts connections."""
@@ -450,10 +456,16 @@ class BackendConformance:
             received = await connected.inbox.next(channel, timeout=self.receive_timeout)
             assert received == f"right away {number}", received
 
+    @pytest.mark.parametrize("outage", ["stop", "kill"])
     @_deadline
     async def test_delivers_again_after_the_broker_restarts(
-        self, broker_control: BrokerControl | None, open_backend: OpenBackend, base: str
+        self,
+        broker_control: BrokerControl | None,
+        open_backend: OpenBackend,
+        base: str,
+        outage: str,
     ) -> None:
+        """The broker shuts down cleanly (``stop``) or dies of SIGKILL (``kill``), then returns."""
         if broker_control is None:
             pytest.skip("this backend's tests provide no broker_control")
         channel = f"{base}.restart"
@@ -462,17 +474,49 @@ class BackendConformance:
         await self.publish(connected.backend, channel, "before")
         assert await connected.inbox.next(channel, timeout=self.receive_timeout) == "before"
 
-        await broker_control.stop()
-        await asyncio.sleep(self.outage_seconds)
-        await broker_control.start()
+        await (broker_control.kill() if outage == "kill" else broker_control.stop())
+        try:
+            accepted = await self._publish_during_outage(connected.backend, channel)
+            await asyncio.sleep(self.outage_seconds)
+        finally:
+            await broker_control.start()  # even when cancelled: the next test needs the broker
+        loop = asyncio.get_running_loop()
+        back = loop.time()
 
         received = [await self._first_message_after_restart(connected, channel)]
+        print(
+            f"{type(self).__name__} [{outage}]: first delivery "
+            f"{loop.time() - back:.2f} s after the broker's return; a publish during the "
+            f"outage {'was accepted' if accepted else 'raised'}"
+        )
         await self.publish(connected.backend, channel, "check")
         while received[-1] != "check":
             received.append(await connected.inbox.next(channel, timeout=self.receive_timeout))
-        assert all(m.startswith("after ") for m in received[:-1]), received
+        assert all(m.startswith("after ") or m == "during" for m in received[:-1]), received
         assert len(set(received)) == len(received), f"delivered twice: {received}"
+        if accepted:
+            assert "during" in received, (
+                "publish() returned while the broker was down, but the message never arrived: "
+                "it must raise instead (fastapi-streaming then answers 503)"
+            )
         await connected.inbox.expect_nothing(channel, seconds=self.quiet_seconds)
+
+    async def _publish_during_outage(self, backend: BroadcastBackend, channel: str) -> bool:
+        """Publish while the broker is down: True if ``publish()`` took the message.
+
+        It must return or raise in time (a request handler is waiting on it); a message it
+        took must arrive once the broker is back, or it must raise.
+        """
+        try:
+            await asyncio.wait_for(backend.publish(channel, "during"), self.receive_timeout)
+        except asyncio.TimeoutError:
+            pytest.fail(
+                f"publish() did not return within {self.receive_timeout} s while the broker "
+                "was down: it must raise, so that publishers learn of the outage"
+            )
+        except Exception:
+            return False
+        return True
 
     async def _first_message_after_restart(self, connected: Connected, channel: str) -> str:
         """Publish ``after <n>`` until one arrives, reconnecting whenever the backend raised."""

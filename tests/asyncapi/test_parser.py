@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from docs_src.bigger_applications.main import streaming as routers_streaming
+from docs_src.processing.app import streaming as processing_streaming
 from example_app.main import streaming as example_streaming
 from fastapi_streaming import StreamingAPI, WebSubSettings
 from fastapi_streaming.asyncapi import SUPPORTED_VERSIONS, get_asyncapi
@@ -86,6 +87,7 @@ def all_documents() -> dict[str, dict[str, Any]]:
         "require-auth": require_auth_api(),
         "login": login_api(),
         "routers": routers_streaming,  # tags and deprecated operations
+        "processing": processing_streaming,  # a derived topic (x-fastapi-streaming.derivedFrom)
     }
     documents = {}
     for name, streaming in apis.items():
@@ -102,7 +104,7 @@ def test_every_generated_document_parses_without_errors() -> None:
     results = parse_documents(documents)
     errors = {name: found["errors"] for name, found in results.items() if found["errors"]}
     assert errors == {}
-    assert len(results) == len(documents) == 42
+    assert len(results) == len(documents) == 48
     assert "websub" in documents["oauth2-websub-3.0.0"]["servers"]
     routers = documents["routers-3.0.0"]["operations"]
     assert routers["subscribe_v1_orders_legacy"]["x-deprecated"] is True

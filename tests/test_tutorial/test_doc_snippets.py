@@ -198,3 +198,9 @@ def test_the_gc_freeze_example_freezes_the_heap_once_started() -> None:
     finally:
         gc.unfreeze()  # the other tests' objects stay collectable
     assert frozen > 10_000  # the app and everything imported
+
+
+def test_an_import_lists_what_it_did_not_keep(capsys: pytest.CaptureFixture[str]) -> None:
+    sys.modules.pop("docs_src.asyncapi.import_warnings", None)
+    importlib.import_module("docs_src.asyncapi.import_warnings")
+    assert "/channels/lightTurnOn/bindings: the channel's bindings" in capsys.readouterr().out

@@ -79,3 +79,19 @@ async def test_each_process_has_its_own_exclusive_queue_gone_on_disconnect() -> 
             await channel.declare_queue(name, passive=True)
     finally:
         await connection.close()
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"), [("", 1.0), ("?reconnect_interval=3", 3.0)], ids=["default", "url"]
+)
+async def test_reconnection_is_attempted_every_second_unless_the_url_says(
+    query: str, expected: float
+) -> None:
+    """aio-pika's own 5 s made deliveries resume up to 5 s after RabbitMQ was back."""
+    backend = AMQPBackend(RABBITMQ + query)
+    await backend.connect()
+    try:
+        assert backend._connection is not None
+        assert backend._connection.reconnect_interval == expected
+    finally:
+        await backend.disconnect()

@@ -1,10 +1,14 @@
-"""MQTTBackend against the real Mosquitto on 127.0.0.1:1883."""
+"""MQTTBackend against the real Mosquitto on 127.0.0.1:1883, and a private one for restarts."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import aiomqtt
 import pytest
-from fastapi_streaming.testing import BackendConformance, NativePublish
+from fastapi_streaming.testing import BackendConformance, BrokerControl, NativePublish
+from fastapi_streaming.testing.private_brokers import private_mosquitto, session_broker
+from fastapi_streaming.testing.processes import BrokerAt, PrivateBroker
 
 from fastapi_streaming_mqtt import MQTTBackend
 
@@ -21,6 +25,13 @@ def native_publisher(topic_prefix: str) -> NativePublish:
     return publish
 
 
+@pytest.fixture(scope="session")
+def mosquitto() -> Iterator[PrivateBroker]:
+    """A Mosquitto of this session's own, which the restart tests stop and kill."""
+    with session_broker(private_mosquitto) as broker:
+        yield broker
+
+
 class TestMQTTBackend(BackendConformance):
     url = MOSQUITTO
     factory = MQTTBackend
@@ -28,6 +39,10 @@ class TestMQTTBackend(BackendConformance):
     @pytest.fixture
     def native_publish(self) -> NativePublish:
         return native_publisher("")
+
+    @pytest.fixture
+    def broker_control(self, mosquitto: PrivateBroker) -> BrokerControl:
+        return mosquitto.start_now()  # a no-op unless an earlier test left it down
 
 
 class TestMQTTBackendAtQoS0UnderAPrefix(BackendConformance):
@@ -37,3 +52,8 @@ class TestMQTTBackendAtQoS0UnderAPrefix(BackendConformance):
     @pytest.fixture
     def native_publish(self) -> NativePublish:
         return native_publisher("fastapi-streaming/conformance/")
+
+    @pytest.fixture
+    def broker_control(self, mosquitto: PrivateBroker) -> BrokerControl:
+        mosquitto.start_now()
+        return BrokerAt(mosquitto, f"{mosquitto.url}/fastapi-streaming/conformance?qos=0")

@@ -104,6 +104,11 @@ class NATSBackend(BroadcastBackend):
         subject = self.options.subject(channel)
         payload = message.encode("utf-8")
         nc = self._connected()
+        if not nc.is_connected:
+            # The client would buffer the message until it reconnects, and a JetStream publish
+            # would wait for an acknowledgement that cannot come: say so at once instead, so
+            # the publisher learns of the outage (fastapi-streaming answers 503).
+            raise ConnectionError(f"NATS at {self.options.server} is unreachable; reconnecting")
         if len(payload) > nc.max_payload:
             raise ValueError(
                 f"a message of {len(payload)} bytes exceeds the NATS server's max_payload size "

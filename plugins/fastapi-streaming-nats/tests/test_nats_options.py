@@ -185,8 +185,10 @@ async def test_subscriptions_survive_a_server_restart(own_server: OwnServer) -> 
             try:
                 await backend.publish("stocks.AAPL", "after restart")
                 event = await asyncio.wait_for(backend.next_published(), timeout=0.5)
-            except (asyncio.TimeoutError, nats.errors.OutboundBufferLimitError):
+            except asyncio.TimeoutError:
                 continue
+            except ConnectionError:  # publish: still reconnecting
+                await asyncio.sleep(0.05)
         assert (event.channel, event.message) == ("stocks.AAPL", "after restart")
     finally:
         await backend.disconnect()
@@ -219,4 +221,20 @@ async def test_a_message_over_max_payload_is_refused_with_the_limit(
         event = await backend.next_published()
         assert (event.channel, len(event.message)) == ("small", 1024)
     finally:
+        await backend.disconnect()
+
+
+async def test_publishing_while_reconnecting_raises_at_once(own_server: OwnServer) -> None:
+    """No silent buffering through an outage: the publisher must learn of it (HTTP 503)."""
+    backend = NATSBackend(f"{own_server.url}?reconnect_wait=0.2")
+    await backend.connect()
+    try:
+        await asyncio.to_thread(own_server.stop)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(ConnectionError, match="unreachable"):
+            await asyncio.wait_for(backend.publish("stocks.AAPL", "lost"), timeout=5)
+        assert loop.time() - started < 1, "publishing during an outage must not wait"
+    finally:
+        await asyncio.to_thread(own_server.start)
         await backend.disconnect()

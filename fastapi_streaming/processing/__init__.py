@@ -1,0 +1,28 @@
+"""Stream processing: derived topics computed from other topics, once per deployment.
+
+Declare one with ``@router.derive(...)`` (or ``@streaming.derive``); this package holds what
+it is built from (windows, aggregates, the :class:`Window` a handler receives) and what runs
+it (the engine, the pipelines, the lease that elects one owner per deployment).
+"""
+
+from .aggregates import Aggregate, Count, First, Last, Max, Mean, Min, Reduce, Sum
+from .declaration import Derivation, Window
+from .windows import CountWindow, Hopping, Session, Tumbling
+
+__all__ = [
+    "Aggregate",
+    "Count",
+    "CountWindow",
+    "Derivation",
+    "First",
+    "Hopping",
+    "Last",
+    "Max",
+    "Mean",
+    "Min",
+    "Reduce",
+    "Session",
+    "Sum",
+    "Tumbling",
+    "Window",
+]

@@ -1,0 +1,151 @@
+"""Running every derived topic of a streaming API, each in exactly one process.
+
+:class:`Processing` is made when the API starts. It checks that every source exists (they may
+be declared after the derived topic, or on a router included later, so this is the first moment
+all are known), then, for each derived topic, keeps trying to take its lease; the process that
+holds it runs the topic's :class:`~.pipeline.Pipeline`, renews the lease every third of its
+lifetime, and stops computing at once if a renewal fails. When the owner dies its lease expires
+and another process takes over within a lease lifetime.
+
+What a takeover loses depends on the broker. On ``redis-stream://`` nothing: owners read the
+sources' history from a checkpoint and commit output and checkpoint atomically
+(:mod:`.stream_feed`). On ``redis://`` (pub/sub) the new owner starts from the events published
+after it took over, so the windows open at that moment miss what the old owner had folded in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qsl, urlsplit
+
+from ..brokers.extensions import PatternSubscription
+from ..runtime import StreamingRuntime
+from ..topics import TopicRegistry
+from .lease import DEFAULT_TTL_MS, Lease, RedisLease, lease_for, redis_url
+from .pipeline import Pipeline
+from .sources import channel_pattern
+from .stream_feed import MAXLEN, StreamFeed
+
+logger = logging.getLogger("fastapi_streaming.processing")
+
+
+class Processing:
+    """The derived topics of one running API: their pipelines, leases and owner loops."""
+
+    def __init__(
+        self,
+        topics: TopicRegistry,
+        runtime: StreamingRuntime,
+        *,
+        broker_url: str,
+        lease_ttl_ms: int = DEFAULT_TTL_MS,
+    ) -> None:
+        self.runtime = runtime
+        #: The pipeline of every derived topic, by address (running or not).
+        self.pipelines = {
+            topic.address: Pipeline(topic, topics, runtime)
+            for topic in topics
+            if topic.derivation is not None
+        }
+        scheme = broker_url.partition(":")[0]
+        #: On Redis Streams the owners replay from checkpoints and commit atomically.
+        self.streams = scheme in ("redis-stream", "rediss-stream")
+        self.broker_url = broker_url
+        pattern_capable = isinstance(runtime.broker.backend, PatternSubscription)
+        if self.pipelines and not (pattern_capable or self.streams):
+            raise RuntimeError(
+                f"Derived topics ({', '.join(self.pipelines)}) read every channel of their "
+                f"sources, and the broker {runtime.broker.url_for_display} cannot subscribe to "
+                "channel patterns yet: use memory://, redis:// or redis-stream://."
+            )
+        self.leases: dict[str, Lease] = {
+            address: lease_for(broker_url, pipeline.topic.channel or address, lease_ttl_ms)
+            for address, pipeline in self.pipelines.items()
+        }
+        #: The derived topics this process computes right now.
+        self.owned: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Try each lease once now, so that a process that owns a derived topic computes it
+        from the moment the API runs (a startup emit is not missed); then keep trying.
+        """
+        for address, lease in self.leases.items():
+            held = await self._try(address, lease.acquire)
+            if held:
+                await self._begin(address)
+            self._tasks.append(
+                asyncio.create_task(
+                    self._own(address, held), name=f"fastapi-streaming owner {address}"
+                )
+            )
+
+    async def stop(self) -> None:
+        owned = set(self.owned)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        for address, lease in self.leases.items():
+            with contextlib.suppress(Exception):
+                if address in owned:
+                    await lease.release()  # the next owner need not wait for it to expire
+                await lease.close()
+
+    async def _own(self, address: str, held: bool) -> None:
+        """Take the lease when free, compute while it is held, let go when it is lost."""
+        lease = self.leases[address]
+        interval = lease.ttl_ms / 3000
+        while True:
+            if not held:
+                await asyncio.sleep(interval)
+                held = await self._try(address, lease.acquire)
+                if not held:
+                    continue
+                await self._begin(address)
+            try:
+                while held:
+                    await asyncio.sleep(interval)
+                    held = await self._try(address, lease.renew)
+                    if not held:
+                        logger.warning("Lost the lease of derived topic %s", address)
+            finally:
+                self.owned.discard(address)
+                await asyncio.shield(self.pipelines[address].stop())
+
+    async def _begin(self, address: str) -> None:
+        logger.info("This process now computes derived topic %s", address)
+        self.owned.add(address)
+        pipeline, lease = self.pipelines[address], self.leases[address]
+        feed = None
+        if self.streams:
+            assert isinstance(lease, RedisLease)
+            feed = StreamFeed(
+                redis_url(self.broker_url),
+                lease,
+                [channel_pattern(source) for source in pipeline.sources],
+                accepts=lambda channel: pipeline.source_of(channel) is not None,
+                maxlen=stream_maxlen(self.broker_url),
+            )
+        await pipeline.start(feed)
+
+    async def _try(self, address: str, step: Callable[[], Awaitable[bool]]) -> bool:
+        try:
+            return await step()
+        except Exception as exc:
+            logger.warning("Could not hold the lease of %s: %r", address, exc)
+            return False
+
+
+def stream_maxlen(broker_url: str) -> int:
+    """The ``maxlen`` option of a ``redis-stream://`` URL (what its backend trims streams to)."""
+    options = dict(parse_qsl(urlsplit(broker_url).query))
+    try:
+        return max(int(options.get("maxlen", MAXLEN)), 0)
+    except ValueError:
+        return MAXLEN
