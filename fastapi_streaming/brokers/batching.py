@@ -28,7 +28,8 @@ class PublishBatcher:
     def __init__(self, send: Callable[[list[Outgoing]], Awaitable[None]]) -> None:
         self._send = send
         self._outbox: list[Outgoing] = []
-        self._sending: set[asyncio.Task[None]] = set()
+        #: Batches being sent, by the task that sends each.
+        self._sending: dict[asyncio.Task[None], list[Outgoing]] = {}
 
     async def publish(self, channel: str, message: Any) -> None:
         loop = asyncio.get_running_loop()
@@ -42,33 +43,43 @@ class PublishBatcher:
         batch, self._outbox = self._outbox, []
         if batch:
             task = asyncio.create_task(self._run(batch), name="broker publish batch")
-            self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
+            self._sending[task] = batch
+            task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        # Cancelled (the backend disconnects), maybe before its first step: what it did not
+        # settle failed.
+        _settle(self._sending.pop(task, []), _not_sent())
 
     async def _run(self, batch: list[Outgoing]) -> None:
-        error: BaseException | None = None
         try:
             await self._send(batch)
-        except asyncio.CancelledError:
-            error = ConnectionError("the backend disconnected before the events were sent")
-            raise
         except Exception as exc:
-            error = exc
-        finally:
-            for *_, future in batch:
-                if future.done():
-                    continue
-                if error is None:
-                    future.set_result(None)
-                else:
-                    future.set_exception(error)
+            _settle(batch, exc)
+        else:
+            _settle(batch, None)
 
     async def close(self) -> None:
         """End every batch in flight; their publishers (and those still waiting) get an error."""
-        for task in tuple(self._sending):
+        waiting, self._outbox = self._outbox, []
+        _settle(waiting, _not_sent())
+        tasks = tuple(self._sending)
+        for task in tasks:
             task.cancel()
-        self._flush()
-        for task in tuple(self._sending):
-            task.cancel()
-        if self._sending:
-            await asyncio.wait(tuple(self._sending))
+        if tasks:
+            await asyncio.wait(tasks)
+
+
+def _not_sent() -> ConnectionError:
+    return ConnectionError("the backend disconnected before the events were sent")
+
+
+def _settle(batch: list[Outgoing], error: Exception | None) -> None:
+    """Tell every publisher of ``batch`` still waiting how it went."""
+    for *_, future in batch:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
