@@ -56,7 +56,8 @@ class StreamingServer(uvicorn.Server):
     """A uvicorn server that ends event streams before waiting for connections to close, and
     lets the app abort a connection whose client stopped reading.
 
-    With ``gc_freeze``, once the app has started, everything alive then (modules, the app,
+    With ``gc_freeze`` (on in :func:`run`, off for a server made directly, which may share its
+    process with other work), once the app has started, everything alive then (modules, the app,
     its routes and models: tens of thousands of objects) moves out of the garbage collector's
     sight with :func:`gc.freeze`. Those objects live as long as the process anyway, and every
     full collection would otherwise walk them all while every client's next event waits.
@@ -64,7 +65,7 @@ class StreamingServer(uvicorn.Server):
     """
 
     def __init__(
-        self, config: uvicorn.Config, *, gc_freeze: bool = True, gc_threshold: int | None = None
+        self, config: uvicorn.Config, *, gc_freeze: bool = False, gc_threshold: int | None = None
     ) -> None:
         super().__init__(config)
         self.gc_freeze = gc_freeze
