@@ -68,8 +68,9 @@ COMMAND_TIMEOUT = 10.0
 #: How far before a resume point history is read, for clock skew between the publishing
 #: process (which dates the event id) and Redis (which dates the stream entry id).
 CLOCK_SKEW_MS = 1_000
-#: Events waiting for ``next_published()``; a full queue makes the reader wait (Redis holds
-#: the rest), so a slow consumer costs no memory here.
+#: Events waiting for ``next_published()`` when nobody set ``push``; a full queue makes the
+#: reader wait (Redis holds the rest), so a slow consumer costs no memory here. With ``push``
+#: (the broker connection sets it) entries go to the topics' bounded inbound queues at once.
 QUEUE_SIZE = READ_COUNT * 10
 #: Seconds between ``CLIENT UNBLOCK`` attempts while the read it should end has not reached
 #: Redis yet.
