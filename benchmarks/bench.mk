@@ -9,7 +9,7 @@ BENCH_STAMP := $(VENV)/.bench-installed
 PUBSUB_VENV := benchmarks/.venv-pubsub
 PUBSUB_STAMP := $(PUBSUB_VENV)/.installed
 
-.PHONY: bench bench-quick bench-medium bench-memory bench-venv
+.PHONY: bench bench-quick bench-medium bench-memory bench-soak bench-venv
 
 $(BENCH_STAMP): benchmarks/requirements.txt $(STAMP)
 	test -x $(BENCH_PYTHON) || python3 -m venv $(VENV)
@@ -36,6 +36,11 @@ bench-medium: bench-venv
 bench-quick: bench-venv
 	$(BENCH_PYTHON) -m benchmarks --quick --budget 120
 	$(BENCH_PYTHON) -m benchmarks.memory --connections 200
+	$(BENCH_PYTHON) -m benchmarks.soak --quick
+
+## Hold 2,000 SSE + 500 WebSocket clients for 30 minutes through churn and Redis restarts
+bench-soak: bench-venv
+	$(BENCH_PYTHON) -m benchmarks.soak
 
 ## Where the memory of an idle SSE connection goes, by layer (bound, FastAPI floor, ours)
 bench-memory: bench-venv

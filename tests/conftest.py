@@ -1,11 +1,26 @@
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.support.server import ServerProcess
+
+# Property-based tests are bounded: the "ci" profile (the default) keeps every fuzz test to a
+# few seconds so `make test` stays short; HYPOTHESIS_PROFILE=deep searches 20 times longer.
+settings.register_profile(
+    "ci",
+    max_examples=60,
+    deadline=timedelta(seconds=5),
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile("deep", max_examples=1200, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 pytest_plugins = ["tests.support.tansu"]  # the session's Kafka-protocol broker: tansu_broker
 

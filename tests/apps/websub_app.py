@@ -99,7 +99,7 @@ def settings_from_env() -> WebSubSettings:
     return WebSubSettings(
         database_url=env.get("DATABASE_URL", "sqlite+aiosqlite:///websub-test.sqlite3"),
         table_prefix=env.get("TABLE_PREFIX", "websub_"),
-        allow_networks=("127.0.0.1/32",),
+        allow_networks=("127.0.0.1/32", *filter(None, env.get("ALLOW_NETWORKS", "").split(","))),
         lease_min=1,
         retry_base=float(env.get("RETRY_BASE", "0.2")),
         retry_max=float(env.get("RETRY_MAX", "1")),

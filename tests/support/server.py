@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import psutil
@@ -33,9 +33,14 @@ class ServerProcess:
         env: Mapping[str, str] | None = None,
         workers: int = 1,
         port: int | None = None,
+        host: str = "127.0.0.1",
+        launcher: Sequence[str] = (),
         options: Mapping[str, object] | None = None,
     ) -> None:
+        """``launcher`` goes before the command, e.g. ``ip netns exec NAME`` for another host."""
         self.app = app
+        self.host = host
+        self.launcher = list(launcher)
         #: More keyword arguments of ``run()`` (``gc_freeze=False``...).
         self.options = dict(options or {})
         self.port = port or free_port()
@@ -48,23 +53,23 @@ class ServerProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+        return f"ws://{self.host}:{self.port}"
 
     def start(self, timeout: float = 20) -> ServerProcess:
         code = (
             "from fastapi_streaming.server import run; "
-            f"run({self.app!r}, host='127.0.0.1', port={self.port}, workers={self.workers}, "
+            f"run({self.app!r}, host={self.host!r}, port={self.port}, workers={self.workers}, "
             "log_level='info'"
             + "".join(f", {name}={value!r}" for name, value in self.options.items())
             + ")"
         )
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", code],
+                [*self.launcher, sys.executable, "-c", code],
                 cwd=ROOT,
                 env=self.env,
                 stdout=log,
@@ -86,7 +91,7 @@ class ServerProcess:
         if self.workers > 1 and self.output().count("Application startup complete") < self.workers:
             return False
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+            with socket.create_connection((self.host, self.port), timeout=0.2):
                 return True
         except OSError:
             return False

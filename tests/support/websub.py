@@ -50,7 +50,8 @@ class Behaviour:
 class Subscriber:
     """A WebSub subscriber server: confirms or refuses verifications, records deliveries."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.port = free_port()
         self.requests: list[Received] = []
         self.behaviours: dict[str, Behaviour] = {}
@@ -59,7 +60,7 @@ class Subscriber:
         self._task: asyncio.Task[None] | None = None
 
     def url(self, path: str = "/callback") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"http://{self.host}:{self.port}{path}"
 
     def behave(self, path: str, **options: Any) -> str:
         """Set how ``path`` answers; returns its callback URL."""
@@ -137,7 +138,7 @@ class Subscriber:
 
     async def __aenter__(self) -> Subscriber:
         app = Starlette(routes=[Route("/{rest:path}", self._handle, methods=["GET", "POST"])])
-        self._server, self._task = await serve(app, self.port, lifespan="off")
+        self._server, self._task = await serve(app, self.port, lifespan="off", host=self.host)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -146,11 +147,11 @@ class Subscriber:
 
 
 async def serve(
-    app: Any, port: int, *, lifespan: str = "on"
+    app: Any, port: int, *, lifespan: str = "on", host: str = "127.0.0.1"
 ) -> tuple[uvicorn.Server, asyncio.Task[None]]:
     """Start a uvicorn server for ``app`` in this event loop; return once it listens."""
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan, ws="none"
+        app, host=host, port=port, log_level="warning", lifespan=lifespan, ws="none"
     )
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
