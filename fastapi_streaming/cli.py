@@ -65,6 +65,18 @@ def add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     parser.add_argument("--ws-ping-interval", type=float, default=20.0, help="seconds")
     parser.add_argument("--ws-ping-timeout", type=float, default=20.0, help="seconds")
     parser.add_argument("--env-file", help="environment variables to load before the app")
+    parser.add_argument(
+        "--gc-freeze",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="after startup, keep the app's own objects out of the garbage collector's full "
+        "collections (gc.freeze(); default on)",
+    )
+    parser.add_argument(
+        "--gc-threshold",
+        type=int,
+        help="new objects that start a young garbage collection (default: Python's, 700)",
+    )
     parser.set_defaults(handler=run_command)
 
 
@@ -101,6 +113,8 @@ def run_command(arguments: argparse.Namespace) -> int:
             "ws_ping_interval",
             "ws_ping_timeout",
             "env_file",
+            "gc_freeze",
+            "gc_threshold",
         )
     }
     if arguments.log_config is None:

@@ -14,6 +14,7 @@ then closed within seconds instead of staying open with everything written to it
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing
 import signal
 import socket
@@ -21,6 +22,7 @@ from typing import Any
 
 import uvicorn
 
+from .reuseport import bind_reuseport_sockets, can_reuse_port
 from .runtime import StreamingRuntime
 from .security.redaction import install_redaction
 from .transports.abort import offer_connection_control
@@ -52,7 +54,22 @@ def _controlled(protocol: type[Any]) -> type[Any]:
 
 class StreamingServer(uvicorn.Server):
     """A uvicorn server that ends event streams before waiting for connections to close, and
-    lets the app abort a connection whose client stopped reading."""
+    lets the app abort a connection whose client stopped reading.
+
+    With ``gc_freeze`` (on in :func:`run`, off for a server made directly, which may share its
+    process with other work), once the app has started, everything alive then (modules, the app,
+    its routes and models: tens of thousands of objects) moves out of the garbage collector's
+    sight with :func:`gc.freeze`. Those objects live as long as the process anyway, and every
+    full collection would otherwise walk them all while every client's next event waits.
+    ``gc_threshold`` sets how many new container objects start a young collection.
+    """
+
+    def __init__(
+        self, config: uvicorn.Config, *, gc_freeze: bool = False, gc_threshold: int | None = None
+    ) -> None:
+        super().__init__(config)
+        self.gc_freeze = gc_freeze
+        self.gc_threshold = gc_threshold
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         config = self.config
@@ -60,6 +77,7 @@ class StreamingServer(uvicorn.Server):
         if config.ws_protocol_class is not None:
             config.ws_protocol_class = _controlled(config.ws_protocol_class)
         await super().startup(sockets=sockets)
+        tune_collector(freeze=self.gc_freeze, threshold=self.gc_threshold)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for runtime in list(StreamingRuntime.running):
@@ -67,14 +85,30 @@ class StreamingServer(uvicorn.Server):
         await super().shutdown(sockets=sockets)
 
 
-def run(app: Any, **options: Any) -> None:
+def tune_collector(*, freeze: bool, threshold: int | None) -> None:
+    """Freeze the heap as it is now (after a collection, so no garbage stays frozen), and set
+    the young generation's threshold; see :class:`StreamingServer`."""
+    if threshold is not None:
+        gc.set_threshold(threshold, *gc.get_threshold()[1:])
+    if freeze:
+        gc.collect()
+        gc.freeze()
+
+
+def run(
+    app: Any, *, gc_freeze: bool = True, gc_threshold: int | None = None, **options: Any
+) -> None:
     """Like ``uvicorn.run(app, ...)``, with :class:`StreamingServer` in every worker process.
 
-    With ``workers=N`` the parent binds the socket, starts N worker processes that share it,
-    and passes SIGINT/SIGTERM on to them as SIGTERM, so each worker ends its streams cleanly.
+    With ``workers=N`` the parent binds one socket per worker (``SO_REUSEPORT``, so the kernel
+    spreads connections evenly; one shared socket where that is not available), starts N worker
+    processes, and passes SIGINT/SIGTERM on to them as SIGTERM, so each worker ends its streams
+    cleanly.
     With ``reload=True``, uvicorn's reloader restarts a :class:`StreamingServer` process
-    whenever the code changes.
+    whenever the code changes. ``gc_freeze`` and ``gc_threshold`` tune each worker's garbage
+    collector once the app has started (see :class:`StreamingServer`).
     """
+    tuning: dict[str, Any] = {"gc_freeze": gc_freeze, "gc_threshold": gc_threshold}
     config = uvicorn.Config(app, **options)
     if config.should_reload:
         if not isinstance(app, str):
@@ -82,18 +116,22 @@ def run(app: Any, **options: Any) -> None:
         from uvicorn.supervisors import ChangeReload
 
         sock = config.bind_socket()
-        ChangeReload(config, target=StreamingServer(config).run, sockets=[sock]).run()
+        server = StreamingServer(config, **tuning)
+        ChangeReload(config, target=server.run, sockets=[sock]).run()
         return
     if config.workers <= 1:
-        _serve(config, None)
+        _serve(config, None, tuning)
         return
     if not isinstance(app, str):
         raise ValueError("Several workers need the app as an import string: 'module:app'.")
-    sock = config.bind_socket()
+    if can_reuse_port(config):
+        sockets = bind_reuseport_sockets(config, config.workers)
+    else:
+        sockets = [config.bind_socket()] * config.workers
     context = multiprocessing.get_context("spawn")
     workers = [
-        context.Process(target=_serve, args=(config, sock), name=f"worker-{index}")
-        for index in range(config.workers)
+        context.Process(target=_serve, args=(config, sock, tuning), name=f"worker-{index}")
+        for index, sock in enumerate(sockets)
     ]
     for worker in workers:
         worker.start()
@@ -107,12 +145,13 @@ def run(app: Any, **options: Any) -> None:
     signal.signal(signal.SIGTERM, stop)
     for worker in workers:
         worker.join()
-    sock.close()
+    for sock in set(sockets):
+        sock.close()
 
 
-def _serve(config: uvicorn.Config, sock: socket.socket | None) -> None:
+def _serve(config: uvicorn.Config, sock: socket.socket | None, tuning: dict[str, Any]) -> None:
     config.configure_logging()
     install_redaction()  # before the app is imported, in case it never calls init_app
     # uvicorn re-raises the signal it stopped on; Ctrl+C is how a server is meant to stop.
     with contextlib.suppress(KeyboardInterrupt):
-        StreamingServer(config).run(sockets=[sock] if sock else None)
+        StreamingServer(config, **tuning).run(sockets=[sock] if sock else None)

@@ -22,7 +22,7 @@ from broadcaster import BroadcastBackend
 from broadcaster import Event as BrokerMessage
 
 from ..redact import redact_url, scrub, secrets_in
-from .extensions import DirectDelivery, PingableBackend
+from .extensions import DirectDelivery, PingableBackend, PushDelivery
 
 logger = logging.getLogger("fastapi_streaming.broker")
 
@@ -71,6 +71,9 @@ class BrokerConnection:
             # An in-process backend hands messages over in the publisher's step: no listener.
             self.backend.deliver = self._dispatch
         else:
+            if isinstance(self.backend, PushDelivery):
+                # Its reader hands messages over itself; the listener only hears of losses.
+                self.backend.push = self._dispatch
             self._task = asyncio.create_task(
                 self._listen(), name="fastapi-streaming broker listener"
             )

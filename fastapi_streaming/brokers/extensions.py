@@ -27,6 +27,24 @@ class DirectDelivery(Protocol):
 
 
 @runtime_checkable
+class PushDelivery(Protocol):
+    """A networked backend whose own reader hands each message over as soon as it is read.
+
+    Queueing messages for ``next_published()`` costs every event two more trips through the
+    event loop (the backend's reader puts it on a queue, the connection's listener task takes
+    it off) and splits what arrived together from the broker over several of them, so every
+    client's writer wakes more often than it has to. The broker connection sets ``push`` to its
+    dispatcher when it connects; the backend then calls ``push(message)`` synchronously from
+    its reader for every message of a subscribed channel, and everything read from one network
+    read reaches the topics before any of them runs: one wake-up per client per batch.
+    ``next_published()`` still reports a lost connection (the listener task waits on it for
+    nothing else).
+    """
+
+    push: Callable[[BrokerMessage], None] | None
+
+
+@runtime_checkable
 class HistoryBackend(Protocol):
     """A broker backend that can read back what was published on a channel.
 
@@ -75,4 +93,10 @@ class PingableBackend(Protocol):
         ...
 
 
-__all__ = ["DirectDelivery", "HistoryBackend", "PatternSubscription", "PingableBackend"]
+__all__ = [
+    "DirectDelivery",
+    "HistoryBackend",
+    "PatternSubscription",
+    "PingableBackend",
+    "PushDelivery",
+]

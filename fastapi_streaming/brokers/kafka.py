@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -85,6 +85,8 @@ class KafkaBackend(BroadcastBackend):
         self._resume: dict[TopicPartition, int] = {}
         self._lock = asyncio.Lock()
         self._queue: asyncio.Queue[BrokerMessage | _Lost] = asyncio.Queue()
+        #: Set by the broker connection (``PushDelivery``): called with every message read.
+        self.push: Callable[[BrokerMessage], None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     async def connect(self) -> None:
@@ -264,7 +266,11 @@ class KafkaBackend(BroadcastBackend):
         if text is None:
             logger.warning("Skipped a message on Kafka topic %r that is not UTF-8", partition.topic)
             return
-        self._queue.put_nowait(BrokerMessage(channel=partition.topic, message=text))
+        message = BrokerMessage(channel=partition.topic, message=text)
+        if self.push is not None:
+            self.push(message)  # a fetched batch reaches the topics together
+        else:
+            self._queue.put_nowait(message)
 
     async def _probe(self) -> None:
         """Ask the broker about the cluster every few seconds; silence means it is gone."""

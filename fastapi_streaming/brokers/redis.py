@@ -5,7 +5,10 @@ channel, so the listener exits at once, and one message that is not UTF-8 stops 
 subscriber. Here one listener task reads the pub/sub connection for as long as the backend is
 connected; ``subscribe`` returns once Redis confirmed the subscription; bad messages are logged
 and skipped; a lost connection is reported through ``next_published`` so the caller can
-reconnect.
+reconnect. Publishes of the same moment go out in one pipeline (:mod:`.batching`), and messages
+go straight from the reader to the connection's dispatcher
+(:class:`~fastapi_streaming.brokers.extensions.PushDelivery`), so everything one read from Redis
+brought reaches the topics together.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from broadcaster import BroadcastBackend
 from redis import asyncio as aioredis
 from redis.asyncio.client import PubSub
 
+from .batching import Outgoing, PublishBatcher
 from .hookspecs import BrokerMessage
 
 logger = logging.getLogger("fastapi_streaming.broker.redis")
@@ -44,6 +48,9 @@ class RedisBackend(BroadcastBackend):
         self._listener: asyncio.Task[None] | None = None
         self._reading = asyncio.Event()
         self._confirmations: dict[tuple[str, str], asyncio.Future[None]] = {}
+        #: Set by the broker connection: called with every message as it is read.
+        self.push: Callable[[BrokerMessage], None] | None = None
+        self._batcher = PublishBatcher(self._send)
         #: Pattern subscriptions (derived topics reading every channel of a source topic);
         #: kept across reconnections, and subscribed again by ``connect``.
         self._patterns: dict[str, list[Callable[[BrokerMessage], None]]] = {}
@@ -59,6 +66,7 @@ class RedisBackend(BroadcastBackend):
             await self._confirmed("psubscribe", pattern)
 
     async def disconnect(self) -> None:
+        await self._batcher.close()
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -100,8 +108,17 @@ class RedisBackend(BroadcastBackend):
             await self._confirmed("punsubscribe", pattern)
 
     async def publish(self, channel: str, message: Any) -> None:
+        """Publish, in one pipeline with every other publish of the same moment."""
         assert self._client is not None, "connect() first"
-        await self._client.publish(channel, message)
+        await self._batcher.publish(channel, message)
+
+    async def _send(self, batch: list[Outgoing]) -> None:
+        if self._client is None:
+            raise ConnectionError("the Redis backend is not connected")
+        pipe = self._client.pipeline(transaction=False)
+        for channel, message, _ in batch:
+            pipe.publish(channel, message)
+        await pipe.execute()
 
     async def ping(self) -> None:
         """Ask Redis for an answer (health checks): a subscription-less pub/sub notices
@@ -160,7 +177,11 @@ class RedisBackend(BroadcastBackend):
             logger.warning("Skipped a message on Redis channel %r that is not UTF-8", channel)
             return
         if kind == "message":
-            self._queue.put_nowait(BrokerMessage(channel=channel, message=data))
+            event = BrokerMessage(channel=channel, message=data)
+            if self.push is not None:
+                self.push(event)
+            else:
+                self._queue.put_nowait(event)
             return
         for deliver in tuple(self._patterns.get(_text(message["pattern"]) or "", ())):
             try:

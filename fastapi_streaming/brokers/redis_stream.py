@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -50,6 +51,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 
 from . import stream_epochs
+from .batching import Outgoing, PublishBatcher
 from .hookspecs import BrokerMessage
 
 logger = logging.getLogger("fastapi_streaming.broker.redis_stream")
@@ -66,8 +68,9 @@ COMMAND_TIMEOUT = 10.0
 #: How far before a resume point history is read, for clock skew between the publishing
 #: process (which dates the event id) and Redis (which dates the stream entry id).
 CLOCK_SKEW_MS = 1_000
-#: Events waiting for ``next_published()``; a full queue makes the reader wait (Redis holds
-#: the rest), so a slow consumer costs no memory here.
+#: Events waiting for ``next_published()`` when nobody set ``push``; a full queue makes the
+#: reader wait (Redis holds the rest), so a slow consumer costs no memory here. With ``push``
+#: (the broker connection sets it) entries go to the topics' bounded inbound queues at once.
 QUEUE_SIZE = READ_COUNT * 10
 #: Seconds between ``CLIENT UNBLOCK`` attempts while the read it should end has not reached
 #: Redis yet.
@@ -100,7 +103,10 @@ class RedisStreamBackend(BroadcastBackend):
         self._resume: dict[str, EntryId] = {}
         self._changed = asyncio.Event()
         self._queue: asyncio.Queue[BrokerMessage | _Lost] = asyncio.Queue(QUEUE_SIZE)
+        #: Set by the broker connection (``PushDelivery``): called with every entry read.
+        self.push: Callable[[BrokerMessage], None] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._batcher = PublishBatcher(self._send)
 
     async def connect(self) -> None:
         no_retry = Retry(NoBackoff(), 0)  # the caller reconnects; a retried XADD could duplicate
@@ -124,6 +130,7 @@ class RedisStreamBackend(BroadcastBackend):
         self._task = asyncio.create_task(self._read(), name="redis stream reader")
 
     async def disconnect(self) -> None:
+        await self._batcher.close()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -155,13 +162,20 @@ class RedisStreamBackend(BroadcastBackend):
         self._resume.pop(channel, None)
 
     async def publish(self, channel: str, message: Any) -> None:
+        """Append, in one pipeline with every other publish of the same moment."""
+        self._connected()
+        await self._batcher.publish(channel, message)
+
+    async def _send(self, batch: list[Outgoing]) -> None:
         client = self._connected()
-        entry_id = await client.xadd(
-            channel, {FIELD: message}, maxlen=self.maxlen or None, approximate=True
-        )
-        if channel not in self._marked:  # once per stream and connection: one more round trip
-            await stream_epochs.mark_stream(client, channel, _parse_id(entry_id)[0])
-            self._marked.add(channel)
+        pipe = client.pipeline(transaction=False)
+        for channel, message, _ in batch:
+            pipe.xadd(channel, {FIELD: message}, maxlen=self.maxlen or None, approximate=True)
+        entry_ids = await pipe.execute()
+        for (channel, _, _), entry_id in zip(batch, entry_ids, strict=True):
+            if channel not in self._marked:  # once per stream and connection: one more round trip
+                await stream_epochs.mark_stream(client, channel, _parse_id(entry_id)[0])
+                self._marked.add(channel)
 
     async def next_published(self) -> BrokerMessage:
         item = await self._queue.get()
@@ -321,7 +335,10 @@ class RedisStreamBackend(BroadcastBackend):
                     continue  # read before a resubscription moved the position on
                 event = _event(name, raw_id, fields)
                 if event is not None:
-                    await self._queue.put(event)
+                    if self.push is not None:
+                        self.push(event)  # one XREAD's entries reach the topics together
+                    else:
+                        await self._queue.put(event)
                 current = self._positions.get(name)
                 if current is not None and current < entry_id:
                     self._positions[name] = entry_id

@@ -7,6 +7,7 @@ read the fan-out's counters, as an operator's code would.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 from typing import Any
@@ -132,3 +133,15 @@ async def emit_all(items: list[dict[str, Any]]) -> list[str]:
     """Emit to several addresses one right after the other (usually in one millisecond), as a
     feed that publishes several symbols at once does."""
     return [(await streaming.emit(item["address"], item["payload"])).id for item in items]
+
+
+@app.get("/test/pid")
+async def pid() -> int:
+    """Which worker process answered."""
+    return os.getpid()
+
+
+@app.get("/test/gc")
+async def collector() -> dict[str, Any]:
+    """How the worker's garbage collector is set up."""
+    return {"frozen": gc.get_freeze_count(), "threshold": list(gc.get_threshold())}

@@ -35,11 +35,14 @@ class ServerProcess:
         port: int | None = None,
         host: str = "127.0.0.1",
         launcher: Sequence[str] = (),
+        options: Mapping[str, object] | None = None,
     ) -> None:
         """``launcher`` goes before the command, e.g. ``ip netns exec NAME`` for another host."""
         self.app = app
         self.host = host
         self.launcher = list(launcher)
+        #: More keyword arguments of ``run()`` (``gc_freeze=False``...).
+        self.options = dict(options or {})
         self.port = port or free_port()
         self.workers = workers
         self.env = {**os.environ, **(env or {})}
@@ -60,7 +63,9 @@ class ServerProcess:
         code = (
             "from fastapi_streaming.server import run; "
             f"run({self.app!r}, host={self.host!r}, port={self.port}, workers={self.workers}, "
-            "log_level='info')"
+            "log_level='info'"
+            + "".join(f", {name}={value!r}" for name, value in self.options.items())
+            + ")"
         )
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(

@@ -186,6 +186,20 @@ def test_the_readme_app_streams_what_is_published() -> None:
         assert next(events).json() == quote
 
 
+def test_the_gc_freeze_example_freezes_the_heap_once_started() -> None:
+    import gc
+
+    from docs_src.deployment import gc_freeze
+
+    try:
+        with TestClient(gc_freeze.app):
+            frozen = gc.get_freeze_count()
+            assert gc_freeze.streaming.is_running
+    finally:
+        gc.unfreeze()  # the other tests' objects stay collectable
+    assert frozen > 10_000  # the app and everything imported
+
+
 def test_an_import_lists_what_it_did_not_keep(capsys: pytest.CaptureFixture[str]) -> None:
     sys.modules.pop("docs_src.asyncapi.import_warnings", None)
     importlib.import_module("docs_src.asyncapi.import_warnings")

@@ -1,0 +1,90 @@
+"""Events published together reach each client together, whatever the broker.
+
+A client's writer wakes once per batch of events and writes the batch in one go; on a broker
+that spreads events published together over many reads, every event would cost every client a
+wake-up and a write of its own, and the server's CPU per delivered event grows with that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import pytest
+
+from fastapi_streaming import StreamingAPI
+from fastapi_streaming.fanout import ClientQueue
+from tests.support.tansu import TansuProcess
+
+#: Fewer than the fan-out hands the loop to the writers after, so one batch is possible.
+BURST = 40
+CLIENTS = 3
+
+
+async def batches_of_a_burst(broker_url: str) -> list[list[int]]:
+    """Publish BURST events at once; return, per client, the size of every batch it took."""
+    streaming = StreamingAPI(title="batches", version="1", broker=broker_url)
+
+    @streaming.subscribe("/batch/{room}")
+    async def relay(event: dict[str, Any], room: str) -> dict[str, Any]:
+        return event
+
+    address = f"/batch/{uuid.uuid4().hex}"
+    taken: list[list[int]] = [[] for _ in range(CLIENTS)]
+
+    async def consume(queue: ClientQueue, sizes: list[int]) -> None:
+        while sum(sizes) < BURST:
+            if not queue.ready:
+                await queue.waiter()
+            batch = queue.take()
+            if batch:
+                sizes.append(len(batch))
+
+    async with streaming.running() as runtime:
+        queues = [ClientQueue(1000) for _ in range(CLIENTS)]
+        for queue in queues:
+            await runtime.subscribe(queue, address)
+        # A first event warms the connections up: the burst measures the steady state.
+        await runtime.emit(address, {"n": -1})
+        for queue in queues:
+            while not queue.items:
+                await asyncio.wait_for(queue.wait(), 10)
+            queue.take()
+        consumers = [
+            asyncio.create_task(consume(queue, sizes))
+            for queue, sizes in zip(queues, taken, strict=True)
+        ]
+        await asyncio.gather(*(runtime.emit(address, {"n": n}) for n in range(BURST)))
+        await asyncio.wait_for(asyncio.gather(*consumers), 20)
+    return taken
+
+
+@pytest.mark.redis
+async def test_a_burst_on_redis_reaches_every_client_in_one_batch() -> None:
+    taken = await batches_of_a_burst("redis://127.0.0.1:6379")
+
+    assert taken == [[BURST]] * CLIENTS
+
+
+async def test_a_burst_on_memory_reaches_every_client_in_one_batch() -> None:
+    taken = await batches_of_a_burst("memory://")
+
+    assert taken == [[BURST]] * CLIENTS
+
+
+@pytest.mark.redis
+async def test_a_burst_on_redis_streams_reaches_every_client_in_few_batches() -> None:
+    """XREAD returns what the stream holds: a burst read mid-way comes in at most two reads."""
+    taken = await batches_of_a_burst("redis-stream://127.0.0.1:6379")
+
+    assert all(sum(sizes) == BURST and len(sizes) <= 2 for sizes in taken), taken
+
+
+@pytest.mark.kafka
+async def test_a_burst_on_kafka_reaches_every_client_in_few_batches(
+    tansu_broker: TansuProcess,
+) -> None:
+    taken = await batches_of_a_burst(tansu_broker.url)
+
+    assert all(sum(sizes) == BURST and len(sizes) <= 3 for sizes in taken), taken
