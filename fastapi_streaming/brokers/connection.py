@@ -6,7 +6,9 @@ subscription per channel however many listeners want it, taken and released unde
 lock (two first subscribers must not race), a listener task that hands every message to the
 listeners of its channel without queueing it anywhere unbounded, and reconnection: when the
 backend fails, it reconnects with backoff and jitter and subscribes its channels again, while
-listeners stay registered and clients stay connected.
+listeners stay registered and clients stay connected. What was published while it was cut
+off is lost on a broker that keeps nothing, so after resubscribing it tells its interruption
+listeners which channels may have missed events, before it hands over anything newer.
 """
 
 from __future__ import annotations
@@ -22,12 +24,15 @@ from broadcaster import BroadcastBackend
 from broadcaster import Event as BrokerMessage
 
 from ..redact import redact_url, scrub, secrets_in
-from .extensions import DirectDelivery, PingableBackend
+from .extensions import ContinuingBackend, DirectDelivery, PingableBackend
 
 logger = logging.getLogger("fastapi_streaming.broker")
 
 #: Called, in the listener task, with every message of a channel it listens to. It must not block.
 Listener = Callable[[BrokerMessage], None]
+#: Called, in the listener task, with a channel that may have missed messages while the
+#: connection was lost; before any message that came after. It must not block.
+InterruptionListener = Callable[[str], None]
 
 #: Backoff between reconnection attempts: from the first delay, doubling up to the last. The
 #: last bounds how long after the broker's return the process is back (jitter only shortens).
@@ -57,6 +62,8 @@ class BrokerConnection:
         self.connected = False
         #: How many times the connection was re-established (visible in health checks).
         self.reconnects = 0
+        #: Told of every channel a reconnection could not continue without a possible loss.
+        self.interruption_listeners: list[InterruptionListener] = []
 
     async def connect(self) -> None:
         try:
@@ -191,9 +198,10 @@ class BrokerConnection:
         delay = FIRST_RETRY_DELAY
         while True:
             await _quietly(self.backend.disconnect())
+            channels = tuple(self._subscribed)
             try:
                 await self.backend.connect()
-                for channel in tuple(self._subscribed):
+                for channel in channels:
                     await self.backend.subscribe(channel)
             except Exception as exc:
                 logger.info(
@@ -207,7 +215,24 @@ class BrokerConnection:
             self.connected = True
             self.reconnects += 1
             logger.warning("Reconnected to the broker at %s.", self.url_for_display)
+            self._announce_interruption(channels)
             return
+
+    def _announce_interruption(self, channels: tuple[str, ...]) -> None:
+        """Tell the listeners which channels may have lost messages during the outage.
+
+        Called before the listener task reads again, so whatever is told comes before every
+        message that arrives after the reconnection.
+        """
+        backend = self.backend
+        for channel in channels:
+            if isinstance(backend, ContinuingBackend) and backend.continued(channel):
+                continue
+            for listener in tuple(self.interruption_listeners):
+                try:
+                    listener(channel)
+                except Exception:
+                    logger.exception("An interruption listener failed on channel %r", channel)
 
 
 def retry_pause(delay: float) -> float:
