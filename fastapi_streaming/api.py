@@ -44,6 +44,9 @@ else:  # pragma: no cover
 
 if TYPE_CHECKING:
     from .asyncapi.reading import AsyncAPIImportWarning
+    from .cdc.producers import Producers
+    from .limits import Limiter, Limits
+    from .metrics import MetricsExporter
     from .websub.hub import WebSubHub
     from .websub.settings import WebSubSettings
 
@@ -122,6 +125,10 @@ class StreamingAPI:
         dependencies: ``Depends(...)`` run before every handler of the API (as FastAPI's).
         websub: enable the WebSub hub (webhooks): ``WebSubSettings(...)``, or True for the
             defaults (a SQLite file in the working directory). Needs the ``websub`` extra.
+        limits: plans and where their counters live: ``Limits(plan=..., storage=...)``.
+            Needs the ``limits`` extra; see the plans and limits guide.
+        metrics_url: serve Prometheus metrics there (``"/metrics"``); None (the default)
+            serves none. Needs the ``metrics`` extra; see the observability guide.
 
     The rest describe the API in its AsyncAPI document (see the AsyncAPI guide):
 
@@ -156,6 +163,8 @@ class StreamingAPI:
         require_auth: bool = False,
         dependencies: Sequence[fastapi_params.Depends] | None = None,
         websub: WebSubSettings | bool | None = None,
+        limits: Limits | None = None,
+        metrics_url: str | None = None,
         terms_of_service: str | None = None,
         contact: Mapping[str, Any] | None = None,
         license_info: Mapping[str, Any] | None = None,
@@ -226,6 +235,11 @@ class StreamingAPI:
         #: What ``from_asyncapi`` could not keep of its document (empty otherwise).
         self.import_warnings: list[AsyncAPIImportWarning] = []
         self.broker_url = broker
+        #: How plans are enforced (None: only if a topic declares a plan, then in memory).
+        self.limits = limits
+        self.metrics_url = metrics_url
+        #: The Prometheus metrics, when ``metrics_url`` is set.
+        self.metrics: MetricsExporter | None = None
         self.overflow = OverflowPolicy(overflow)
         self.heartbeat = heartbeat
         self.plugin_manager = plugin_manager
@@ -235,6 +249,10 @@ class StreamingAPI:
         self.websub: WebSubHub | None = _websub_hub(self.context, websub)
         #: The derived topics' pipelines and leases, while the API runs.
         self.processing: Processing | None = None
+        if metrics_url is not None:
+            from .metrics import MetricsExporter
+
+            self.metrics = MetricsExporter(self.context, websub=self.websub)
         #: What the AsyncAPI document is built from (and its cache).
         self.asyncapi_source = AsyncAPISource(
             self.info,
@@ -325,6 +343,7 @@ class StreamingAPI:
         dependencies: Sequence[fastapi_params.Depends] | None = None,
         deprecated: bool | None = None,
         include_in_schema: bool = True,
+        plan: Any = None,
     ) -> Callable[[Handler], Handler]:
         """Declare that clients may receive the events of ``address``
         (see :meth:`StreamingRouter.subscribe <fastapi_streaming.StreamingRouter.subscribe>`).
@@ -343,6 +362,7 @@ class StreamingAPI:
             dependencies=dependencies,
             deprecated=deprecated,
             include_in_schema=include_in_schema,
+            plan=plan,
         )
 
     def publish(
@@ -359,6 +379,7 @@ class StreamingAPI:
         dependencies: Sequence[fastapi_params.Depends] | None = None,
         deprecated: bool | None = None,
         include_in_schema: bool = True,
+        plan: Any = None,
         reply: Any = None,
         reply_address: str | None = None,
     ) -> Callable[[Handler], Handler]:
@@ -378,6 +399,7 @@ class StreamingAPI:
             dependencies=dependencies,
             deprecated=deprecated,
             include_in_schema=include_in_schema,
+            plan=plan,
             reply=reply,
             reply_address=reply_address,
         )
@@ -385,6 +407,15 @@ class StreamingAPI:
     #: Declare a derived topic (see :meth:`StreamingRouter.derive
     #: <fastapi_streaming.StreamingRouter.derive>`).
     derive = _on_router(StreamingRouter.derive)
+
+    #: Declare a table topic: a database table's committed changes (see
+    #: :meth:`StreamingRouter.changes <fastapi_streaming.StreamingRouter.changes>`).
+    changes = _on_router(StreamingRouter.changes)
+
+    @property
+    def producers(self) -> Producers:
+        """What feeds topics from outside (database changes); runs with the API."""
+        return self.router.producers
 
     def add_operation(
         self,
@@ -404,6 +435,7 @@ class StreamingAPI:
         dependencies: Sequence[fastapi_params.Depends] | None = None,
         deprecated: bool | None = None,
         include_in_schema: bool = True,
+        plan: Any = None,
         reply: Any = None,
         reply_address: str | None = None,
     ) -> Topic:
@@ -424,6 +456,7 @@ class StreamingAPI:
             dependencies=dependencies,
             deprecated=deprecated,
             include_in_schema=include_in_schema,
+            plan=plan,
             reply=reply,
             reply_address=reply_address,
         )
@@ -440,6 +473,7 @@ class StreamingAPI:
         scopes: Iterable[str] = (),
         deprecated: bool | None = None,
         include_in_schema: bool = True,
+        plan: Any = None,
     ) -> None:
         """Add the topics of ``router`` to this API, under ``prefix``, with these ``tags``,
         ``dependencies`` and ``scopes`` added to each (as ``FastAPI.include_router``).
@@ -452,6 +486,7 @@ class StreamingAPI:
             scopes=scopes,
             deprecated=deprecated,
             include_in_schema=include_in_schema,
+            plan=plan,
         )
 
     # -- running ----------------------------------------------------------------------------
@@ -482,19 +517,51 @@ class StreamingAPI:
         )
         self.processing = processing = Processing(self.topics, runtime, broker_url=self.broker_url)
         await runtime.start()
+        limiter = self._limiter()
+        self.context.limits = limiter
+        if limiter is not None:
+            await limiter.start(runtime.fanout.events_sent)
         self.context.attach(runtime)
+        if self.metrics is not None:
+            self.metrics.start()
         try:
             if self.websub is not None:
                 await self.websub.start(runtime)
             await processing.start()
-            yield runtime
+            producers = self.router.producers
+            if len(producers):
+                runtime.health_sections["sources"] = producers.health
+            # Raises what is misconfigured (a database not set up for capture) at startup.
+            await producers.start(runtime.broker.publish)
+            try:
+                yield runtime
+            finally:
+                await producers.stop()
         finally:
             await processing.stop()
             self.processing = None
             if self.websub is not None:
                 await self.websub.stop()
+            if self.metrics is not None:
+                await self.metrics.stop()
             self.context.attach(None)
             await runtime.stop()
+            if limiter is not None:
+                await limiter.stop()
+
+    def _limiter(self) -> Limiter | None:
+        """What enforces plans: from ``limits=``, or in memory when only topics name plans."""
+        declared = any(
+            operation.limit is not None
+            for topic in self.topics
+            for operation in (topic.subscribe, topic.publish)
+            if operation is not None
+        )
+        if self.limits is None and not declared:
+            return None
+        from .limits import Limiter
+
+        return Limiter(self.limits)
 
     async def authorize(
         self, connection: HTTPConnection, accesses: Sequence[tuple[Topic, Mode]]
@@ -539,6 +606,10 @@ class StreamingAPI:
 
             app.include_router(build_websub_router(self.websub))
         add_asyncapi_routes(app, self.asyncapi_source)
+        if self.metrics is not None and self.metrics_url is not None:
+            from .metrics import metrics_endpoint
+
+            app.add_route(self.metrics_url, metrics_endpoint(self.metrics), include_in_schema=False)
         original = app.router.lifespan_context
 
         @asynccontextmanager

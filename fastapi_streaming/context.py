@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
 
 from .runtime import StreamingRuntime
 from .security.access import AccessControl
 from .topics import Mode, Topic, TopicRegistry
+
+if TYPE_CHECKING:
+    from .limits import Limiter
 
 
 class NotRunningError(RuntimeError):
@@ -33,6 +37,7 @@ class StreamingContext:
         max_queue: events a client may have waiting before its overflow policy applies.
         max_message_size: the largest event a client may send, in bytes.
         public_url: where clients reach the app, when it is configured.
+        limits: enforces the plans of clients, when any is declared (needs ``limits``).
     """
 
     topics: TopicRegistry
@@ -41,6 +46,7 @@ class StreamingContext:
     max_queue: int = 1000
     max_message_size: int = 1024 * 1024
     public_url: str | None = None
+    limits: Limiter | None = None
     _runtime: StreamingRuntime | None = field(default=None, repr=False)
 
     @property

@@ -17,6 +17,7 @@ from fastapi import params as fastapi_params
 from pydantic import TypeAdapter
 
 from .dependencies import plan_handler
+from .security.access import scope_parameters
 from .topics import (
     Derived,
     Mode,
@@ -50,6 +51,8 @@ class OperationDeclaration:
     dependencies: tuple[fastapi_params.Depends, ...] = ()
     deprecated: bool | None = None
     include_in_schema: bool = True
+    #: A ``Plan`` or plan chooser for clients of this operation (the innermost one wins).
+    plan: Any = None
     #: A derived topic's computation (``router.derive``); its sources move with the prefix.
     derivation: Derived | None = None
     #: The reply's type, for a request/reply publish operation.
@@ -74,6 +77,7 @@ class OperationDeclaration:
         scopes: Sequence[str] = (),
         deprecated: bool | None = None,
         include_in_schema: bool = True,
+        plan: Any = None,
     ) -> OperationDeclaration:
         """This declaration as seen through a router: its prefix, tags, dependencies, scopes.
 
@@ -93,6 +97,7 @@ class OperationDeclaration:
             scopes=tuple(dict.fromkeys([*scopes, *self.scopes])),
             deprecated=self.deprecated or deprecated,
             include_in_schema=self.include_in_schema and include_in_schema,
+            plan=self.plan if self.plan is not None else plan,
         )
 
 
@@ -138,6 +143,7 @@ def declare(registry: TopicRegistry, declaration: OperationDeclaration) -> Topic
             f"Topic {address!r} is already mapped to channel {topic.channel!r}, "
             f"not {channel!r}; give the channel once, or the same one on both modes."
         )
+    _check_scopes(topic, declaration.scopes)
     existing = topic.operation(mode)
     if existing is not None and existing.plan is None and handler is not None:
         # Declared without a handler (from an AsyncAPI document): the handler joins it.
@@ -177,6 +183,7 @@ def declare(registry: TopicRegistry, declaration: OperationDeclaration) -> Topic
         tags=declaration.tags,
         deprecated=bool(declaration.deprecated),
         include_in_schema=declaration.include_in_schema,
+        limit=declaration.plan,
         reply=reply,
     )
     if mode is Mode.SUBSCRIBE:
@@ -191,6 +198,17 @@ def declare(registry: TopicRegistry, declaration: OperationDeclaration) -> Topic
     # by both modes) is described only where it is declared (an imported document).
     registry.touch()
     return topic
+
+
+def _check_scopes(topic: Topic, scopes: Sequence[str]) -> None:
+    """A scope may name address parameters (``rooms:{room}:read``), and only those."""
+    for scope in scopes:
+        unknown = scope_parameters(scope) - set(topic.parameters)
+        if unknown:
+            raise ValueError(
+                f"Scope {scope!r} of topic {topic.address!r} names {sorted(unknown)}, which are "
+                f"not parameters of the address (it has: {', '.join(topic.parameters) or 'none'})."
+            )
 
 
 def _check_cycle(registry: TopicRegistry, address: str, derivation: Derived) -> None:
@@ -251,6 +269,7 @@ def _attach_handler(
         operation.payload_adapter = TypeAdapter(payload)
     operation.payload = payload
     operation.plan = plan
+    operation.limit = declaration.plan if declaration.plan is not None else operation.limit
     operation.scopes = tuple(dict.fromkeys([*operation.scopes, *declaration.scopes]))
     operation.summary = declaration.summary or operation.summary
     operation.description = (

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -47,6 +47,8 @@ class CloseReason:
 
     code: str
     message: str
+    #: Seconds after which the client may come back (a plan's window), when that is known.
+    retry_after: int | None = None
 
 
 SLOW_CLIENT = "slow_client"
@@ -123,9 +125,10 @@ class ClientQueue:
         "items",
         "maxsize",
         "on_close",
+        "transport",
     )
 
-    def __init__(self, maxsize: int) -> None:
+    def __init__(self, maxsize: int, transport: str = "") -> None:
         if maxsize < 1:
             raise ValueError("a client queue must hold at least one event")
         self.maxsize = maxsize
@@ -146,6 +149,8 @@ class ClientQueue:
         #: Called when the queue closes, so a transport stuck writing to a client that does not
         #: read can abandon the write.
         self.on_close: Callable[[CloseReason], None] | None = None
+        #: Which transport serves the client (``sse``, ``websocket``, ``websub``), for metrics.
+        self.transport = transport
 
     def __len__(self) -> int:
         return len(self.items)
@@ -339,8 +344,11 @@ class TopicStream:
         prepare: Prepare,
         policy: OverflowPolicy,
         replay: ReplayBuffers,
+        template: str | None = None,
     ) -> None:
         self.address = address
+        #: The address template (``/rooms/{room}``): what metrics label the stream with.
+        self.template = template or address
         self.channel = channel
         self.policy = policy
         self.clients: set[ClientQueue] = set()
@@ -351,6 +359,10 @@ class TopicStream:
         self._task: asyncio.Task[None] | None = None
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.events = 0
+        #: Events handed to clients' queues: ``events`` times the clients there were.
+        self.sent = 0
+        #: Payload bytes handed to clients' queues (each event's data times its clients).
+        self.sent_bytes = 0
         self.skipped = 0
         #: The id of the last event handed to the clients, for the ``gap`` after an outage.
         self.last_event_id: str | None = None
@@ -402,7 +414,10 @@ class TopicStream:
                 self.events += 1
                 self.last_event_id = encoded.event.id
                 self._replay.record(encoded)
-                for client in tuple(self.clients):
+                clients = tuple(self.clients)
+                self.sent += len(clients)
+                self.sent_bytes += len(encoded.data_json) * len(clients)
+                for client in clients:
                     client.put(encoded, self.policy)
                 if self.events % YIELD_EVERY == 0:
                     # In a burst, let the clients' writers drain their queues before going on.
@@ -428,6 +443,11 @@ class Fanout:
         self.replay = replay or ReplayBuffers()
         #: Queues of transports that need heartbeats while idle (event streams).
         self.heartbeats: set[ClientQueue] = set()
+        #: Events sent by streams that have ended, by address template (for metrics).
+        self.ended_sent: Counter[str] = Counter()
+        self.ended_sent_bytes: Counter[str] = Counter()
+        #: Events dropped for slow clients that have left, by reason (for metrics).
+        self.ended_dropped = 0
         broker.interruption_listeners.append(self._interrupted)
 
     def _interrupted(self, channel: str) -> None:
@@ -454,12 +474,13 @@ class Fanout:
         channel: str,
         prepare: Prepare,
         policy: OverflowPolicy,
+        template: str | None = None,
     ) -> None:
         """Start sending the events of ``address`` to ``queue``; return once subscribed."""
         self.queues.add(queue)
         stream = self.streams.get(address)
         if stream is None:
-            stream = TopicStream(address, channel, prepare, policy, self.replay)
+            stream = TopicStream(address, channel, prepare, policy, self.replay, template)
             self.streams[address] = stream
             stream.clients.add(queue)
             try:
@@ -489,15 +510,34 @@ class Fanout:
     async def leave_all(self, queue: ClientQueue, addresses: Any) -> None:
         for address in tuple(addresses):
             await self.leave(queue, address)
+        if queue in self.queues:
+            self.ended_dropped += queue.dropped
         self.queues.discard(queue)
         self.heartbeats.discard(queue)
 
     async def _end(self, stream: TopicStream) -> None:
         if self.streams.get(stream.address) is stream:
             del self.streams[stream.address]
+            self.ended_sent[stream.template] += stream.sent
+            self.ended_sent_bytes[stream.template] += stream.sent_bytes
         await stream.stop()
         if stream.ready.done() and stream.ready.exception() is None:
             await self.broker.unsubscribe(stream.channel, stream.receive)
+
+    def sent_by_template(self) -> tuple[Counter[str], Counter[str]]:
+        """Events and payload bytes handed to clients so far, by address template, ended
+        streams included."""
+        sent, sent_bytes = Counter(self.ended_sent), Counter(self.ended_sent_bytes)
+        for stream in self.streams.values():
+            sent[stream.template] += stream.sent
+            sent_bytes[stream.template] += stream.sent_bytes
+        return sent, sent_bytes
+
+    def events_sent(self, address: str) -> int | None:
+        """Events handed to the clients of ``address`` so far (None when nobody listens): what
+        plans charge, read in batches instead of counted per client."""
+        stream = self.streams.get(address)
+        return stream.events if stream is not None else None
 
     def close_all(self, reason: CloseReason) -> None:
         """Ask every client's transport to end its stream (the app is shutting down)."""

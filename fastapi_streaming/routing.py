@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import params as fastapi_params
 
@@ -24,6 +24,11 @@ from .processing.engine import EmitPolicy, LatePolicy
 from .processing.timing import TimeSpec
 from .processing.windows import WindowSpec
 from .topics import Mode, OverflowPolicy, Topic, TopicRegistry
+
+if TYPE_CHECKING:
+    from .cdc.capture import Source
+    from .cdc.declare import ChangesDeclaration
+    from .cdc.producers import Producers
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
@@ -42,6 +47,8 @@ class StreamingRouter:
         deprecated: mark every operation declared here deprecated in the AsyncAPI document.
         include_in_schema: False leaves every operation declared here out of the AsyncAPI
             document (clients may still use them).
+        plan: the ``Plan`` (or plan chooser) of clients of every operation declared here
+            that names none (see the plans and limits guide).
         topics: the registry the declarations go into at once. The router of a streaming API
             has one; a router of your own has none and keeps its declarations until it is
             included (as with ``APIRouter``, what is declared after including is not seen).
@@ -57,6 +64,7 @@ class StreamingRouter:
         deprecated: bool | None = None,
         include_in_schema: bool = True,
         topics: TopicRegistry | None = None,
+        plan: Any = None,
     ) -> None:
         self.prefix = check_prefix(prefix)
         self.tags = list(tags or ())
@@ -65,8 +73,71 @@ class StreamingRouter:
         self.deprecated = deprecated
         self.include_in_schema = include_in_schema
         self.topics = topics
+        self.plan = plan
         #: Everything declared here, with this router's prefix, tags, dependencies and scopes.
         self.declarations: list[OperationDeclaration] = []
+        #: The table topics declared here (``changes``), replayed where this router is included.
+        self.change_declarations: list[ChangesDeclaration] = []
+        self._producers: Producers | None = None
+
+    @property
+    def producers(self) -> Producers:
+        """What feeds this router's topics from outside (database changes)."""
+        if self._producers is None:
+            from .cdc.producers import Producers
+
+            self._producers = Producers()
+        return self._producers
+
+    def changes(
+        self,
+        address: str,
+        *,
+        source: Source,
+        scopes: Iterable[str] = (),
+        channel: str | None = None,
+        payload: Any = NOT_GIVEN,
+        name: str | None = None,
+        summary: str | None = None,
+        description: str | None = None,
+        exclude: Sequence[str] = (),
+        mask: Sequence[str] = (),
+    ) -> Callable[[Handler], Handler]:
+        """Declare a subscribe topic that carries a database table's committed changes.
+
+        ``source`` (such as ``PostgresChanges(dsn, table="public.orders")``) is captured once
+        per deployment; the decorated function runs once per change with the ``Change`` and
+        the address parameters (taken from the row's columns) and returns what clients get
+        (``None`` drops it). ``exclude`` and ``mask`` name columns that never leave the
+        process, or leave it masked. See the change data capture guide.
+        """
+        from .cdc.declare import ChangesDeclaration
+
+        def decorator(handler: Handler) -> Handler:
+            self._add_changes(
+                ChangesDeclaration(
+                    address=address,
+                    handler=handler,
+                    source=source,
+                    scopes=tuple(scopes),
+                    channel=channel,
+                    payload=payload,
+                    name=name,
+                    summary=summary,
+                    description=description,
+                    exclude=tuple(exclude),
+                    mask=tuple(mask),
+                )
+            )
+            return handler
+
+        return decorator
+
+    def _add_changes(self, declaration: ChangesDeclaration) -> None:
+        """Declare it now if this router registers topics, else when it is included."""
+        if self.topics is not None:
+            declaration.declare(self.add_operation, self.producers, self.topics.touch)
+        self.change_declarations.append(declaration)
 
     def subscribe(
         self,
@@ -84,6 +155,7 @@ class StreamingRouter:
         dependencies: Sequence[fastapi_params.Depends] | None = None,
         deprecated: bool | None = None,
         include_in_schema: bool = True,
+        plan: Any = None,
     ) -> Callable[[Handler], Handler]:
         """Declare that clients may receive the events of ``address``.
 
@@ -109,6 +181,7 @@ class StreamingRouter:
                 dependencies=dependencies,
                 deprecated=deprecated,
                 include_in_schema=include_in_schema,
+                plan=plan,
             )
             return handler
 
@@ -128,6 +201,7 @@ class StreamingRouter:
         dependencies: Sequence[fastapi_params.Depends] | None = None,
         deprecated: bool | None = None,
         include_in_schema: bool = True,
+        plan: Any = None,
         reply: Any = None,
         reply_address: str | None = None,
     ) -> Callable[[Handler], Handler]:
@@ -158,6 +232,7 @@ class StreamingRouter:
                 dependencies=dependencies,
                 deprecated=deprecated,
                 include_in_schema=include_in_schema,
+                plan=plan,
                 reply=reply,
                 reply_address=reply_address,
             )
@@ -269,6 +344,7 @@ class StreamingRouter:
         dependencies: Sequence[fastapi_params.Depends] | None = None,
         deprecated: bool | None = None,
         include_in_schema: bool = True,
+        plan: Any = None,
         derivation: Derivation | None = None,
         reply: Any = None,
         reply_address: str | None = None,
@@ -295,6 +371,7 @@ class StreamingRouter:
             dependencies=tuple(dependencies or ()),
             deprecated=deprecated,
             include_in_schema=include_in_schema,
+            plan=plan,
             derivation=derivation,
             reply=reply,
             reply_address=reply_address,
@@ -311,6 +388,7 @@ class StreamingRouter:
         scopes: Iterable[str] = (),
         deprecated: bool | None = None,
         include_in_schema: bool = True,
+        plan: Any = None,
     ) -> None:
         """Add every operation of ``router`` here, under ``prefix``, with these ``tags``,
         ``dependencies`` and ``scopes`` added (and this router's own).
@@ -318,6 +396,11 @@ class StreamingRouter:
         if router is self:
             raise ValueError("A router cannot include itself.")
         check_prefix(prefix)
+        for change in router.change_declarations:
+            if router.topics is None:  # else its topics and producers are declared already
+                self._add_changes(
+                    change.under(prefix=prefix + router.prefix, scopes=(*router.scopes, *scopes))
+                )
         for declaration in router.declarations:
             self._add(
                 declaration.under(
@@ -327,6 +410,7 @@ class StreamingRouter:
                     scopes=tuple(scopes),
                     deprecated=deprecated,
                     include_in_schema=include_in_schema,
+                    plan=plan,
                 )
             )
 
@@ -339,6 +423,7 @@ class StreamingRouter:
             scopes=self.scopes,
             deprecated=self.deprecated,
             include_in_schema=self.include_in_schema,
+            plan=self.plan,
         )
         topic = declare(self.topics, declaration) if self.topics is not None else None
         self.declarations.append(declaration)

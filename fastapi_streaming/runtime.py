@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio
@@ -94,6 +95,17 @@ class StreamingRuntime:
         self.broker = BrokerConnection(backend, url=broker_url)
         self.fanout = Fanout(self.broker)
         self.default_overflow = default_overflow
+        #: More sections of :meth:`health`, each made by its callable (producers add theirs).
+        self.health_sections: dict[str, Callable[[], Any]] = {}
+        #: Events published (by clients and ``emit``) and their payload bytes, by address
+        #: template: one increment per publish, read by metrics.
+        self.published: Counter[str] = Counter()
+        self.published_bytes: Counter[str] = Counter()
+        #: Broker events dropped because they do not match their topic's payload, by template.
+        self.invalid: Counter[str] = Counter()
+        #: Resumes (``Last-Event-ID``) served, and those that could not be complete (a ``gap``).
+        self.resumes = 0
+        self.resume_gaps = 0
 
     async def start(self) -> None:
         await self.broker.connect()
@@ -232,6 +244,8 @@ class StreamingRuntime:
                 f"The broker cannot take events right now ({exc or 'timed out'}); retry shortly.",
                 headers={"Retry-After": "1"},
             ) from None
+        self.published[topic.address] += 1
+        self.published_bytes[topic.address] += len(data_json)
         return event
 
     async def health(self) -> dict[str, Any]:
@@ -248,6 +262,7 @@ class StreamingRuntime:
             },
             "clients": len(self.fanout.queues),
             "streams": len(self.fanout.streams),
+            **{name: section() for name, section in self.health_sections.items()},
         }
 
     # -- broker to client -------------------------------------------------------------------
@@ -273,6 +288,7 @@ class StreamingRuntime:
                 channel=channel,
                 prepare=self._preparer(topic, operation, params, address),
                 policy=topic.overflow or self.default_overflow,
+                template=topic.address,
             )
             if last_event_id:
                 try:
@@ -290,7 +306,9 @@ class StreamingRuntime:
     ) -> None:
         missed, complete = await self._history(address, channel, last_event_id)
         notice = None
+        self.resumes += 1
         if not complete:
+            self.resume_gaps += 1
             detail = "history does not reach back to this event; some events may be missing"
             logger.info("Resume of %s after %s is incomplete", address, last_event_id)
             notice = gap_notice(address, last_event_id, detail)
@@ -352,12 +370,14 @@ class StreamingRuntime:
         channel = topic.channel_for(params)
         plan = operation.plan
         adapter = operation.payload_adapter
+        template = topic.address
 
         async def prepare(message: BrokerMessage) -> EncodedEvent | None:
             event = decode_message(message.message, topic=address, channel=channel)
             try:
                 value = adapter.validate_python(event.data)
             except ValidationError as exc:
+                self.invalid[template] += 1
                 logger.warning(
                     "Dropped an event on %s that does not match the topic's payload: %s",
                     address,

@@ -122,6 +122,9 @@ class Operation:
     deprecated: bool = False
     #: False leaves the operation out of the AsyncAPI document; clients may still use it.
     include_in_schema: bool = True
+    #: The plan of clients on this operation: a ``fastapi_streaming.limits.Plan`` or a plan
+    #: chooser (this layer does not import them); None uses the API's.
+    limit: Any = None
     #: The operation's name in the AsyncAPI document it came from (``operationId``).
     key: str | None = None
     #: The security schemes that grant access to this operation, by name; None: any of the

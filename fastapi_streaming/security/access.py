@@ -4,12 +4,17 @@ Every transport asks the same question through ``StreamingAPI.authorize(connecti
 accesses)``: may this client use all of these (topic, mode) pairs? The answer is all or
 nothing: a request touching several topics needs every scope of every one of them, and a
 partly authorised request is refused whole, naming the scopes that are missing.
+
+A scope may name parameters of its topic's address (``rooms:{room}:read`` on
+``/rooms/{room}``): an :class:`Access` carries the concrete address's parameters, and needs the
+scope with them filled in (``rooms:42:read``), so a token for room 42 cannot read room 43.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import HTTPConnection
 
@@ -20,6 +25,24 @@ from .principal import Principal
 
 if TYPE_CHECKING:
     from ..topics import Mode, Topic
+
+
+class Access(tuple["Topic", "Mode"]):
+    """What a client asks to do: a (topic, mode) pair, which also carries the parameters of
+    the concrete address (``params``), needed when a scope names them.
+
+    Still a pair, so access controls written for ``(topic, mode)`` pairs keep working.
+    """
+
+    params: Mapping[str, Any] | None
+
+    def __new__(cls, topic: Topic, mode: Mode, params: Mapping[str, Any] | None = None) -> Access:
+        access = super().__new__(cls, (topic, mode))
+        access.params = params
+        return access
+
+
+_PLACEHOLDER = re.compile(r"{([a-zA-Z_][a-zA-Z0-9_]*)}")
 
 #: Where a connection's principal is kept, so a socket is authenticated once, not per message.
 SCOPE_KEY = "fastapi_streaming.principal"
@@ -33,13 +56,41 @@ _ANONYMOUS = _Anonymous()
 
 
 def required_scopes(accesses: Sequence[tuple[Topic, Mode]]) -> list[str]:
-    """Every scope the accesses need, each once, in the order the topics list them."""
+    """Every scope the accesses need, each once, in the order the topics list them, with the
+    address parameters they name filled in (for an :class:`Access`)."""
     scopes: dict[str, None] = {}
-    for topic, mode in accesses:
+    for access in accesses:
+        topic, mode = access
+        params = access.params if isinstance(access, Access) else None
         operation = topic.operation(mode)
         if operation is not None:
-            scopes.update(dict.fromkeys(operation.scopes))
+            scopes.update(
+                dict.fromkeys(fill_scope(scope, topic, params) for scope in operation.scopes)
+            )
     return list(scopes)
+
+
+def fill_scope(scope: str, topic: Topic, params: Mapping[str, Any] | None) -> str:
+    """``rooms:{room}:read`` for the address ``/rooms/42`` is ``rooms:42:read``.
+
+    Without the parameters (or for a name the address lacks) the placeholder stays, and only
+    a principal holding that literal scope has it.
+    """
+    if params is None or "{" not in scope:
+        return scope
+
+    def value(found: re.Match[str]) -> str:
+        name = found.group(1)
+        if name not in params or name not in topic.convertors:
+            return found.group(0)
+        return str(topic.convertors[name].to_string(params[name]))
+
+    return _PLACEHOLDER.sub(value, scope)
+
+
+def scope_parameters(scope: str) -> set[str]:
+    """The address parameters a scope names."""
+    return set(_PLACEHOLDER.findall(scope))
 
 
 def security_required(accesses: Sequence[tuple[Topic, Mode]]) -> bool:

@@ -14,12 +14,14 @@ from starlette.websockets import WebSocket
 
 from ..errors import StreamingError
 from ..fanout import TOKEN_EXPIRED, ClientQueue, CloseReason
+from ..limits.answers import QUOTA_EXCEEDED, Refusal
 from ..security.principal import Principal
 from ..topics import Mode, Topic
 from ..uvicorn_support import refused_on_purpose
 
 if TYPE_CHECKING:
     from ..context import StreamingContext
+    from ..limits import Lease
 
 
 async def authorize(
@@ -31,6 +33,43 @@ async def authorize(
     context: list[object] = [connection]
     context.extend(await streaming.authorize(connection, accesses))
     return context
+
+
+def principal_of(context: Sequence[object]) -> Principal | None:
+    return next((item for item in context if isinstance(item, Principal)), None)
+
+
+async def charge_publish(
+    streaming: StreamingContext, connection: HTTPConnection, context: Sequence[object], topic: Topic
+) -> None:
+    """Count a publish against the client's plan; raises ``QuotaExceeded`` when over it."""
+    limits = streaming.limits
+    if limits is None:
+        return
+    meter = await limits.meter(connection, principal_of(context), topic, Mode.PUBLISH)
+    if meter is not None:
+        await limits.charge(meter, 1, publish=True)
+
+
+def quota_reason(refusal: Refusal) -> CloseReason:
+    """How a stream ended by its plan says so: the limit, and when to come back."""
+    return CloseReason(QUOTA_EXCEEDED, refusal.describe(), retry_after=refusal.retry_after)
+
+
+async def open_lease(
+    streaming: StreamingContext,
+    connection: HTTPConnection,
+    context: Sequence[object],
+    queue: ClientQueue,
+) -> Lease | None:
+    """What the connection holds under its plans (None when the API enforces none); a plan
+    that runs out ends the stream through its queue."""
+    limits = streaming.limits
+    if limits is None:
+        return None
+    return await limits.open(
+        connection, context, lambda refusal: queue.close(quota_reason(refusal))
+    )
 
 
 def expiry(context: Sequence[object]) -> float | None:

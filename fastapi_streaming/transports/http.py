@@ -13,8 +13,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..errors import PayloadTooLarge, StreamingError
+from ..security.access import Access
 from ..topics import Mode
-from .common import authorize, concrete_address, error_response
+from .common import authorize, charge_publish, concrete_address, error_response
 
 if TYPE_CHECKING:
     from ..context import StreamingContext
@@ -42,8 +43,9 @@ async def publish_over_http(
 ) -> Response:
     runtime = streaming.runtime
     try:
-        topic = runtime.resolve(address, Mode.PUBLISH)[0]
-        context = await authorize(streaming, request, [(topic, Mode.PUBLISH)])
+        topic, _, params = runtime.resolve(address, Mode.PUBLISH)
+        context = await authorize(streaming, request, [Access(topic, Mode.PUBLISH, params)])
+        await charge_publish(streaming, request, context, topic)
         body = await read_body(request, streaming.max_message_size)
         event = await runtime.publish(address, json_data=body, context=context)
     except StreamingError as error:

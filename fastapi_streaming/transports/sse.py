@@ -14,13 +14,22 @@ from starlette.types import Receive, Scope, Send
 
 from ..errors import MalformedMessage, StreamingError
 from ..fanout import SLOW_CLIENT, ClientQueue, CloseReason, Reply
+from ..security.access import Access
 from ..topics import Mode
 from .abort import SLOW_CLIENT_GRACE, connection_control, last_words
-from .common import authorize, concrete_address, end_at_expiry, error_response, expiry
+from .common import (
+    authorize,
+    concrete_address,
+    end_at_expiry,
+    error_response,
+    expiry,
+    open_lease,
+)
 
 if TYPE_CHECKING:
     from ..context import StreamingContext
     from ..events import EncodedEvent
+    from ..limits import Lease
     from ..runtime import StreamingRuntime
 
 HEARTBEAT = b": ping\n\n"
@@ -46,7 +55,7 @@ class EventStream:
     exists per connected client for as long as it stays.
     """
 
-    __slots__ = ("addresses", "expires_at", "named", "queue", "runtime")
+    __slots__ = ("addresses", "expires_at", "lease", "named", "queue", "runtime")
 
     def __init__(
         self,
@@ -56,8 +65,10 @@ class EventStream:
         *,
         named: bool,
         expires_at: float | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self.runtime = runtime
+        self.lease = lease
         self.queue = queue
         self.addresses = addresses
         self.named = named
@@ -91,9 +102,14 @@ class EventStream:
             for task in (writer, watcher):
                 if task is not None:
                     task.cancel()
-            await asyncio.shield(self.runtime.disconnect(queue, self.addresses))
+            await asyncio.shield(self._leave())
         if queue.closed is not None and queue.closed.code == SLOW_CLIENT:
             await end_slow_stream(scope, send, queue.closed)
+
+    async def _leave(self) -> None:
+        if self.lease is not None:
+            await self.lease.release()  # first: it charges what the streams sent
+        await self.runtime.disconnect(self.queue, self.addresses)
 
     async def _watch_disconnect(self, receive: Receive, writer: asyncio.Task[None]) -> None:
         while (await receive())["type"] != "http.disconnect":
@@ -190,7 +206,10 @@ async def end_slow_stream(scope: Scope, send: Send, reason: CloseReason) -> None
 
 def _final_frame(reason: CloseReason) -> bytes:
     """A last ``close`` event, so clients can tell a deliberate end from a dropped connection."""
-    data = json.dumps({"reason": reason.code, "detail": reason.message}, separators=(",", ":"))
+    body: dict[str, object] = {"reason": reason.code, "detail": reason.message}
+    if reason.retry_after is not None:
+        body["retry_after"] = reason.retry_after
+    data = json.dumps(body, separators=(",", ":"))
     return b"event: close\ndata: " + data.encode() + b"\n\n"
 
 
@@ -202,14 +221,24 @@ async def open_stream(
     try:
         if not addresses:
             raise MalformedMessage("Name at least one topic: ?topic=/some/address")
-        accesses = [runtime.resolve(address, Mode.SUBSCRIBE)[0] for address in addresses]
+        resolved = [runtime.resolve(address, Mode.SUBSCRIBE) for address in addresses]
         context = await authorize(
-            streaming, request, [(topic, Mode.SUBSCRIBE) for topic in accesses]
+            streaming,
+            request,
+            [Access(topic, Mode.SUBSCRIBE, params) for topic, _, params in resolved],
         )
     except StreamingError as error:
         return error_response(error)
+    accesses = [topic for topic, _, _ in resolved]
     size = accesses[0].max_queue if len(accesses) == 1 else None
-    queue = ClientQueue(size or streaming.max_queue)
+    queue = ClientQueue(size or streaming.max_queue, "sse")
+    lease = await open_lease(streaming, request, context, queue)
+    if lease is not None:
+        try:
+            await lease.add([(topic, Mode.SUBSCRIBE) for topic in accesses])
+        except StreamingError as error:
+            await lease.release()
+            return error_response(error)
     runtime.fanout.heartbeats.add(queue)
     # EventSource sends Last-Event-ID when it reconnects; a first connection may pass the query.
     last_event_id = request.headers.get("last-event-id") or request.query_params.get(
@@ -217,15 +246,19 @@ async def open_stream(
     )
     joined: list[str] = []
     try:
-        for address in addresses:
+        for topic, address in zip(accesses, addresses, strict=True):
             await runtime.subscribe(queue, address, last_event_id=last_event_id)
             joined.append(address)
+            if lease is not None:
+                await lease.track(topic, address)
     except BaseException as exc:
+        if lease is not None:
+            await asyncio.shield(lease.release())
         await asyncio.shield(runtime.disconnect(queue, joined))
         if isinstance(exc, StreamingError):  # e.g. 503: the history to resume from is unreachable
             return error_response(exc)
         raise
-    return EventStream(runtime, queue, joined, named=named, expires_at=expiry(context))
+    return EventStream(runtime, queue, joined, named=named, expires_at=expiry(context), lease=lease)
 
 
 class EventStreamEndpoint:

@@ -8,7 +8,9 @@ One task per socket writes everything the client gets (events and replies, in or
 bounded queue; the socket's own task reads what the client sends. Close codes: 1001 when the
 server shuts down, 1008 when the client is too slow for its queue, 1009 for an oversized
 message, 4401 when the access token the socket was opened with expires (4000 + the 401 a
-request with that token now gets, as for refused handshakes).
+request with that token now gets, as for refused handshakes), 1008 when the client's plan
+ends the socket (its quota is spent, its connection lasted its maximum, or on a socket of one
+topic a publish over its rate).
 """
 
 from __future__ import annotations
@@ -27,19 +29,37 @@ from starlette.websockets import WebSocket
 from ..errors import InvalidPayload, MalformedMessage, StreamingError, TopicNotFound
 from ..fanout import SHUTDOWN, SLOW_CLIENT, TOKEN_EXPIRED, ClientQueue, CloseReason, Reply
 from ..jsonwire import NonStandardNumber, loads
+from ..limits.answers import QUOTA_EXCEEDED, QuotaExceeded
+from ..security.access import Access
 from ..topics import Mode, Topic
 from .abort import SLOW_CLIENT_GRACE, last_words
-from .common import authorize, concrete_address, deny, end_at_expiry, error_text, expiry
+from .common import (
+    authorize,
+    concrete_address,
+    deny,
+    end_at_expiry,
+    error_text,
+    expiry,
+    open_lease,
+    quota_reason,
+)
 
 if TYPE_CHECKING:
     from ..context import StreamingContext
     from ..events import EncodedEvent, Event
+    from ..limits import Lease
 
 logger = logging.getLogger("fastapi_streaming.websocket")
 
 CLIENT_GONE = CloseReason("client_gone", "the client disconnected")
 TOO_LARGE = CloseReason("too_large", "message too large")
-CLOSE_CODES = {SHUTDOWN: 1001, SLOW_CLIENT: 1008, TOO_LARGE.code: 1009, TOKEN_EXPIRED: 4401}
+CLOSE_CODES = {
+    SHUTDOWN: 1001,
+    SLOW_CLIENT: 1008,
+    QUOTA_EXCEEDED: 1008,
+    TOO_LARGE.code: 1009,
+    TOKEN_EXPIRED: 4401,
+}
 
 
 class SocketSession:
@@ -59,7 +79,10 @@ class SocketSession:
         self.render = render
         self.context = context
         self.subscriptions: list[str] = []
+        #: (concrete address, mode) pairs already authorized: a scope may name the address.
         self._allowed: set[tuple[str, Mode]] = set()
+        #: What the socket holds under its client's plans (None when the API enforces none).
+        self.lease: Lease | None = None
         #: The socket ends when the token it was opened with expires.
         self.expires_at = expiry(context)
 
@@ -81,6 +104,8 @@ class SocketSession:
                 timer.cancel()
             with anyio.CancelScope(shield=True):
                 await self._close()
+                if self.lease is not None:
+                    await self.lease.release()  # first: it charges what the streams sent
                 await self.streaming.runtime.disconnect(self.queue, self.subscriptions)
 
     async def _send_loop(self, scope: anyio.CancelScope) -> None:
@@ -109,6 +134,8 @@ class SocketSession:
                 self.queue.close(CloseReason(TOO_LARGE.code, f"message larger than {limit} bytes"))
                 return
             await on_message(data)
+            if self.queue.closed is not None:
+                return  # the message ended the socket (its plan refused it)
 
     async def _close(self) -> None:
         reason = self.queue.closed
@@ -130,19 +157,21 @@ class SocketSession:
     def reply(self, message: dict[str, Any], *, first: bool = False) -> None:
         self.queue.reply(json.dumps(message, separators=(",", ":")), first=first)
 
-    async def allow(self, topic: Topic, mode: Mode) -> None:
-        """Check (once per topic and mode) that this socket's client may use ``topic``."""
-        if (topic.address, mode) not in self._allowed:
-            extra = await authorize(self.streaming, self.websocket, [(topic, mode)])
+    async def allow(self, topic: Topic, mode: Mode, address: str, params: dict[str, Any]) -> None:
+        """Check (once per address and mode) that this socket's client may use ``address``."""
+        if (address, mode) not in self._allowed:
+            extra = await authorize(self.streaming, self.websocket, [Access(topic, mode, params)])
             self.context = list(dict.fromkeys([*self.context, *extra]))
-            self._allowed.add((topic.address, mode))
+            self._allowed.add((address, mode))
 
     async def publish(
         self, address: str, *, text: str | bytes | None = None, data: Any = None
     ) -> Any:
         runtime = self.streaming.runtime
-        topic = runtime.resolve(address, Mode.PUBLISH)[0]
-        await self.allow(topic, Mode.PUBLISH)
+        topic, _, params = runtime.resolve(address, Mode.PUBLISH)
+        await self.allow(topic, Mode.PUBLISH, address, params)
+        if self.lease is not None:
+            await self.lease.publish(topic)
         return await runtime.publish(address, json_data=text, data=data, context=self.context)
 
     async def request(
@@ -150,10 +179,12 @@ class SocketSession:
     ) -> tuple[Event | None, bytes | None]:
         """Publish, and get the reply of a request/reply topic (its JSON, or None)."""
         runtime = self.streaming.runtime
-        topic = runtime.resolve(address, Mode.PUBLISH)[0]
-        await self.allow(topic, Mode.PUBLISH)
+        topic, _, params = runtime.resolve(address, Mode.PUBLISH)
+        await self.allow(topic, Mode.PUBLISH, address, params)
         if headers is not None and not isinstance(headers, dict):
             raise MalformedMessage('"headers" must be a JSON object.')
+        if self.lease is not None:
+            await self.lease.publish(topic)
         return await runtime.request(address, data=data, context=self.context, headers=headers)
 
 
@@ -163,33 +194,49 @@ async def serve_one_topic(streaming: StreamingContext, websocket: WebSocket, add
         found = streaming.topics.resolve(address)
         if found is None:
             raise TopicNotFound(address)
-        topic = found[0]
+        topic, params = found
         first = Mode.SUBSCRIBE if topic.subscribe is not None else Mode.PUBLISH
-        context = await authorize(streaming, websocket, [(topic, first)])
+        context = await authorize(streaming, websocket, [Access(topic, first, params)])
     except StreamingError as error:
         await deny(websocket, error)
         return
+    queue = ClientQueue(topic.max_queue or streaming.max_queue, "websocket")
+    lease = await open_lease(streaming, websocket, context, queue)
+    if lease is not None:
+        try:
+            await lease.add([(topic, first)])
+        except StreamingError as error:
+            await lease.release()
+            await deny(websocket, error)
+            return
     await websocket.accept()
-    queue = ClientQueue(topic.max_queue or streaming.max_queue)
     envelope = websocket.query_params.get("envelope", "").lower() in ("1", "true", "yes")
     render = _render_envelope if envelope else _render_data
     session = SocketSession(streaming, websocket, queue, render, context)
-    session._allowed.add((topic.address, first))
+    session.lease = lease
+    session._allowed.add((address, first))
     if topic.subscribe is not None:
         last_event_id = websocket.query_params.get("last_event_id")
         try:
             await runtime.subscribe(queue, address, last_event_id=last_event_id)
         except StreamingError as error:
             # The socket has nothing else to do: close it, 1013 "try again later" for a 503.
+            if lease is not None:
+                await lease.release()
             await runtime.disconnect(queue, [])
             code = 1013 if error.status_code == 503 else 1011
             await websocket.close(code=code, reason=str(error.detail)[:120])
             return
         session.subscriptions.append(address)
+        if lease is not None:
+            await lease.track(topic, address)
 
     async def on_message(data: str | bytes) -> None:
         try:
             await session.publish(address, text=data)
+        except QuotaExceeded as error:
+            # One topic, no request ids: the socket ends, saying which limit and until when.
+            queue.close(quota_reason(error.refusal))
         except StreamingError as error:
             session.reply_error(error)
         except HTTPException as exc:
@@ -206,10 +253,11 @@ async def serve_multiplexed(streaming: StreamingContext, websocket: WebSocket) -
     except StreamingError as error:
         await deny(websocket, error)
         return
+    queue = ClientQueue(streaming.max_queue, "websocket")
+    lease = await open_lease(streaming, websocket, context, queue)
     await websocket.accept()
-    session = SocketSession(
-        streaming, websocket, ClientQueue(streaming.max_queue), _render_envelope, context
-    )
+    session = SocketSession(streaming, websocket, queue, _render_envelope, context)
+    session.lease = lease
 
     async def on_message(data: str | bytes) -> None:
         request_id = kind = None
@@ -249,9 +297,12 @@ async def _handle_control(session: SocketSession, message: dict[str, Any]) -> No
         raise MalformedMessage('Name the topic\'s address in "topic", starting with "/".')
     runtime = session.streaming.runtime
     ack: dict[str, Any] = {"type": "ack", "id": request_id}
+    lease = session.lease
     if kind == "subscribe":
-        topic = runtime.resolve(address, Mode.SUBSCRIBE)[0]
-        await session.allow(topic, Mode.SUBSCRIBE)
+        topic, _, params = runtime.resolve(address, Mode.SUBSCRIBE)
+        await session.allow(topic, Mode.SUBSCRIBE, address, params)
+        if lease is not None:
+            await lease.add([(topic, Mode.SUBSCRIBE)])
         if address not in session.subscriptions:
             last_event_id = message.get("last_event_id")
             if last_event_id is not None and not isinstance(last_event_id, str):
@@ -260,6 +311,8 @@ async def _handle_control(session: SocketSession, message: dict[str, Any]) -> No
             try:
                 await runtime.subscribe(session.queue, address, last_event_id=last_event_id)
                 session.subscriptions.append(address)
+                if lease is not None:
+                    await lease.track(topic, address)
                 session.reply(ack, first=True)
             finally:
                 session.queue.release()
@@ -267,6 +320,9 @@ async def _handle_control(session: SocketSession, message: dict[str, Any]) -> No
     elif kind == "unsubscribe":
         if address in session.subscriptions:
             session.subscriptions.remove(address)
+            if lease is not None:
+                lease.untrack(address)
+                await lease.count(runtime.resolve(address, Mode.SUBSCRIBE)[0], Mode.SUBSCRIBE)
             await runtime.unsubscribe(session.queue, address)
     else:
         event, reply = await session.request(address, message.get("data"), message.get("headers"))

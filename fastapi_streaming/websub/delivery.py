@@ -19,6 +19,7 @@ import hmac
 import logging
 import random
 from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 
 import httpx
 
@@ -63,10 +64,19 @@ class DeliveryWorker:
     margin, so no other worker can take it meanwhile. Successes are marked in batches.
     """
 
-    def __init__(self, settings: WebSubSettings, repo: Repository, outbound: Outbound) -> None:
+    def __init__(
+        self,
+        settings: WebSubSettings,
+        repo: Repository,
+        outbound: Outbound,
+        admit: Callable[[Sequence[Claimed]], Awaitable[dict[int, str]]] | None = None,
+    ) -> None:
         self.settings = settings
         self.repo = repo
         self.outbound = outbound
+        #: Given claimed deliveries, the ids of those over their subscriber's quota, each with
+        #: the reason; those are not attempted.
+        self.admit = admit
         #: Claimed, unfinished deliveries per subscription (in flight or waiting for a slot).
         self.busy: Counter[int] = Counter()
         self._slots: dict[int, asyncio.Semaphore] = {}
@@ -76,6 +86,10 @@ class DeliveryWorker:
         self._to_mark = asyncio.Event()
         self.delivered = 0
         self.failures = 0
+        #: Subscriptions ended by their callback answering 410 Gone.
+        self.gone = 0
+        #: Deliveries not attempted because their subscriber's quota was spent.
+        self.over_quota = 0
 
     def wake(self) -> None:
         """New deliveries were recorded here: look for due ones now, not at the next poll."""
@@ -96,7 +110,7 @@ class DeliveryWorker:
                     except Exception:
                         logger.exception("Could not claim WebSub deliveries; retrying shortly")
                         claimed = []
-                    for item in claimed:
+                    for item in await self._over_quota(claimed):
                         self._start(item)
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), settings.poll_interval)
@@ -104,6 +118,26 @@ class DeliveryWorker:
             for task in (*self._tasks, marker):
                 task.cancel()
             await asyncio.gather(*self._tasks, marker, return_exceptions=True)
+
+    async def _over_quota(self, claimed: list[Claimed]) -> list[Claimed]:
+        """End the deliveries over their subscriber's quota unattempted (counted); return the
+        rest."""
+        if self.admit is None or not claimed:
+            return claimed
+        try:
+            refused = await self.admit(claimed)
+        except Exception:
+            logger.exception("Could not check WebSub deliveries against their quotas")
+            return claimed
+        for item in claimed:
+            reason = refused.get(item.id)
+            if reason is not None:
+                self.over_quota += 1
+                try:
+                    await self.repo.skip(item, reason)
+                except Exception:
+                    logger.exception("Could not record a delivery skipped over its quota")
+        return [item for item in claimed if item.id not in refused]
 
     def _start(self, claimed: Claimed) -> None:
         self.busy[claimed.subscription_id] += 1
@@ -132,6 +166,7 @@ class DeliveryWorker:
                 self._succeeded.append(claimed)
                 self._to_mark.set()
             elif error == "gone":
+                self.gone += 1
                 logger.info("Callback %s answered 410 Gone; unsubscribed", claimed.callback)
                 await self.repo.remove_subscription_by_id(sid)
             else:

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -22,6 +22,7 @@ from urllib.parse import quote
 from starlette.requests import Request
 
 from ..errors import Forbidden, PayloadTooLarge, StreamingError
+from ..security.access import Access
 from ..security.principal import Principal
 from ..topics import Mode
 from ..transports.http import read_body
@@ -30,7 +31,7 @@ from .intake import EventIntake
 from .intent import HubError, Intent, IntentReader, parse_form
 from .outbound import Outbound
 from .ratelimit import RateLimiter
-from .repository import NewSubscription, Repository
+from .repository import Claimed, NewSubscription, Repository
 from .settings import WebSubSettings
 from .ssrf import CallbackGuard, CallbackRefused
 from .verification import Verifier
@@ -103,7 +104,7 @@ class WebSubHub:
         try:
             if settings.create_schema:
                 await repo.create_schema()
-            worker = DeliveryWorker(settings, repo, outbound)
+            worker = DeliveryWorker(settings, repo, outbound, admit=self._admit)
             intake = EventIntake(settings, runtime, repo, worker.wake)
             # Join before serving requests, so no event of a subscribed topic passes unseen.
             await intake.sync()
@@ -189,9 +190,10 @@ class WebSubHub:
             raise HubError(400, str(exc)) from None
         running = self.running
         # Authorization first: a client without credentials makes the hub look up nothing.
-        denial, valid_for = None, None
+        denial, valid_for, quota = None, None, {}
         if intent.mode == "subscribe":
-            denial, valid_for = await self._authorize(request, intent)
+            denial, valid_for, granted = await self._authorize(request, intent)
+            quota = await self._quota_of(request, intent, granted)
         try:
             await self.guard.resolve(callback_url)
         except CallbackRefused as exc:
@@ -207,21 +209,26 @@ class WebSubHub:
             await self._check_quotas(intent, callback_url.host)
         urls = self.urls(request, intent.address)
         lease = self.grant_lease(intent.requested_lease, valid_for)
-        self._spawn(self._verify(intent, callback_url.host, urls, lease))
+        self._spawn(self._verify(intent, callback_url.host, urls, lease, quota))
         return intent
 
-    async def _authorize(self, request: Request, intent: Intent) -> tuple[str | None, float | None]:
-        """(denial reason or None, seconds the client's credentials stay valid or None).
+    async def _authorize(
+        self, request: Request, intent: Intent
+    ) -> tuple[str | None, float | None, list[object]]:
+        """(denial reason or None, seconds the client's credentials stay valid or None, what
+        authorization gave: the principal).
 
         A request without valid credentials is answered 401 at once, like on every transport
         (and makes the hub send nothing anywhere). A refusal of a known client is the spec's
         validation step: the answer stays 202 and the callback gets ``hub.mode=denied``.
         """
-        topic = self.streaming.runtime.resolve(intent.address, Mode.SUBSCRIBE)[0]
+        topic, _, params = self.streaming.runtime.resolve(intent.address, Mode.SUBSCRIBE)
         try:
-            granted = await self.streaming.authorize(request, [(topic, Mode.SUBSCRIBE)])
+            granted = await self.streaming.authorize(
+                request, [Access(topic, Mode.SUBSCRIBE, params)]
+            )
         except Forbidden as error:
-            return str(error.detail), None
+            return str(error.detail), None, []
         except StreamingError as error:
             raise HubError(error.status_code, str(error.detail), error.headers) from None
         lifetimes = [
@@ -229,7 +236,42 @@ class WebSubHub:
             for item in granted
             if isinstance(item, Principal) and item.expires_in is not None
         ]
-        return None, min(lifetimes, default=None)
+        return None, min(lifetimes, default=None), granted
+
+    async def _quota_of(
+        self, request: Request, intent: Intent, granted: list[object]
+    ) -> dict[str, str]:
+        """The subscriber's plan quota, recorded with the subscription so that every worker
+        counts its deliveries against it (``quota_plan``, ``quota_key``, ``quota``)."""
+        limits = self.streaming.limits
+        if limits is None:
+            return {}
+        topic = self.streaming.runtime.resolve(intent.address, Mode.SUBSCRIBE)[0]
+        principal = next((item for item in granted if isinstance(item, Principal)), None)
+        meter = await limits.meter(request, principal, topic, Mode.SUBSCRIBE)
+        if meter is None or meter.plan.quota is None:
+            return {}
+        return {"quota_plan": meter.plan.name, "quota_key": meter.key, "quota": meter.plan.quota}
+
+    async def _admit(self, claimed: Sequence[Claimed]) -> dict[int, str]:
+        """The claimed deliveries over their subscriber's quota, with the reason; one check
+        per subscriber and batch."""
+        limits = self.streaming.limits
+        if limits is None:
+            return {}
+        groups: dict[tuple[str, str, str], list[Claimed]] = {}
+        for item in claimed:
+            if item.quota_plan and item.quota_key and item.quota:
+                group = (item.quota_plan, item.quota_key, item.quota)
+                groups.setdefault(group, []).append(item)
+        refused: dict[int, str] = {}
+        for (plan, key, quota), items in groups.items():
+            meter = limits.stored_meter(plan, key, quota)
+            allowed = await limits.admit(meter, len(items))
+            if allowed < len(items):
+                reason = "over quota: " + (await limits.refusal(meter, "quota")).describe()
+                refused.update((item.id, reason) for item in items[allowed:])
+        return refused
 
     def grant_lease(self, requested: int | None, valid_for: float | None) -> int:
         """The lease for a subscription: the settings' bounds, and never past the expiry of the
@@ -273,7 +315,9 @@ class WebSubHub:
         self._verifying.add(task)
         task.add_done_callback(self._verifying.discard)
 
-    async def _verify(self, intent: Intent, host: str, urls: Urls, lease: int) -> None:
+    async def _verify(
+        self, intent: Intent, host: str, urls: Urls, lease: int, quota: dict[str, str]
+    ) -> None:
         """Verify intent; apply the request only if the subscriber confirms (WebSub 5.1)."""
         running = self.running
         started = time.time()
@@ -308,6 +352,9 @@ class WebSubHub:
                     secret=intent.secret,
                     lease_seconds=lease,
                     verified_at=started,
+                    quota_plan=quota.get("quota_plan"),
+                    quota_key=quota.get("quota_key"),
+                    quota=quota.get("quota"),
                 )
             )
         except Exception:
@@ -319,6 +366,6 @@ class WebSubHub:
         """The URLs of a topic and its latest recorded event (body, content type) or None."""
         runtime = self.streaming.runtime
         topic, _, params = runtime.resolve(address, Mode.SUBSCRIBE)
-        await self.streaming.authorize(request, [(topic, Mode.SUBSCRIBE)])
+        await self.streaming.authorize(request, [Access(topic, Mode.SUBSCRIBE, params)])
         address = topic.address_for(params)
         return self.urls(request, address), await self.repo.latest_event(address)

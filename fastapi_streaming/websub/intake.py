@@ -54,7 +54,7 @@ class EventIntake:
         self.runtime = runtime
         self.repo = repo
         self.on_recorded = on_recorded
-        self.queue = IntakeQueue(settings.queue_size)
+        self.queue = IntakeQueue(settings.queue_size, "websub")
         self.joined: set[str] = set()
         #: When each address was joined, so a sync that read the database before a join (and so
         #: does not see the subscription being activated) does not leave it again.

@@ -22,13 +22,14 @@ from sqlalchemy import (
     Connection,
     Insert,
     MetaData,
+    Table,
     and_,
     bindparam,
     case,
     delete,
-    event,
     exists,
     func,
+    inspect,
     literal,
     not_,
     select,
@@ -40,6 +41,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .settings import WebSubSettings
+from .sqlite import sqlite_engine
 from .tables import DONE, FAILED, PENDING, Tables, build_tables
 
 
@@ -56,6 +58,10 @@ class NewSubscription:
     secret: str | None
     lease_seconds: int
     verified_at: float
+    #: The subscriber's plan (name, whom it counts, its quota) when its deliveries count.
+    quota_plan: str | None = None
+    quota_key: str | None = None
+    quota: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,32 +90,15 @@ class Claimed:
     event_id: str
     body: bytes
     content_type: str
+    quota_plan: str | None = None
+    quota_key: str | None = None
+    quota: str | None = None
 
 
 def make_engine(url: str) -> AsyncEngine:
-    """An engine tuned for the hub.
-
-    SQLite: WAL mode, and every transaction starts with ``BEGIN IMMEDIATE``, so it takes the
-    write lock up front and waits for it (``busy_timeout``) instead of failing when it finds
-    halfway that another process wrote meanwhile. DDL becomes transactional too.
-    """
+    """An engine tuned for the hub: see :func:`.sqlite.sqlite_engine` for SQLite."""
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _pragmas(dbapi_connection: Any, record: Any) -> None:
-            dbapi_connection.isolation_level = None  # no implicit BEGIN from the driver
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.close()
-
-        @event.listens_for(engine.sync_engine, "begin")
-        def _begin(connection: Any) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-        return engine
+        return sqlite_engine(url)
     return create_async_engine(url, pool_pre_ping=True)
 
 
@@ -176,6 +165,9 @@ class Repository:
             "created_at": new.verified_at,
             "verified_at": new.verified_at,
             "expires_at": new.verified_at + new.lease_seconds,
+            "quota_plan": new.quota_plan,
+            "quota_key": new.quota_key,
+            "quota": new.quota,
         }
         statement = self._insert(table).values(**values)
         changed = {k: v for k, v in values.items() if k not in ("topic", "callback", "created_at")}
@@ -407,6 +399,9 @@ class Repository:
                 events.c.event_id,
                 events.c.body,
                 events.c.content_type,
+                subs.c.quota_plan,
+                subs.c.quota_key,
+                subs.c.quota,
             )
             .join(subs, subs.c.id == deliveries.c.subscription_id)
             .join(events, events.c.id == deliveries.c.event_pk)
@@ -432,6 +427,9 @@ class Repository:
                     event_id=row.event_id,
                     body=bytes(row.body),
                     content_type=row.content_type,
+                    quota_plan=row.quota_plan,
+                    quota_key=row.quota_key,
+                    quota=row.quota,
                 )
                 for row in rows
             ]
@@ -473,6 +471,10 @@ class Repository:
                 .values(claim=None, next_attempt_at=retry_at, last_error=error[:1000])
             )
         return bool(result.rowcount)
+
+    async def skip(self, claimed: Claimed, reason: str) -> bool:
+        """End a delivery without attempting it (its subscriber's quota is spent)."""
+        return await self._finish(claimed, status=FAILED, error=reason)
 
     async def _finish(self, claimed: Claimed, *, status: str, error: str | None) -> bool:
         deliveries = self.tables.deliveries
@@ -529,6 +531,18 @@ def _create_all(connection: Connection, metadata: MetaData) -> None:
     for table in metadata.sorted_tables:
         for index in table.indexes:
             index.create(connection, checkfirst=True)
+        _add_missing_columns(connection, table)
+
+
+def _add_missing_columns(connection: Connection, table: Table) -> None:
+    """Tables made by an older release lack newer (nullable) columns: add them."""
+    present = {column["name"] for column in inspect(connection).get_columns(table.name)}
+    for column in table.columns:
+        if column.name not in present:
+            kind = column.type.compile(dialect=connection.dialect)
+            connection.exec_driver_sql(
+                f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}'
+            )
 
 
 def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:

@@ -35,6 +35,16 @@ DONE = "done"
 FAILED = "failed"
 
 
+def quota_columns() -> list[Column[str]]:
+    """Columns added after the first release: created with the table, or added to an older
+    one by ``Repository.create_schema``."""
+    return [
+        Column("quota_plan", String(64)),
+        Column("quota_key", String(255)),
+        Column("quota", String(64)),
+    ]
+
+
 @dataclass(frozen=True)
 class Tables:
     metadata: MetaData
@@ -61,6 +71,8 @@ def build_tables(prefix: str = "websub_") -> Tables:
         Column("created_at", Float, nullable=False),
         Column("verified_at", Float, nullable=False),
         Column("expires_at", Float, nullable=False),
+        # The subscriber's plan quota, when one applies: its deliveries count against it.
+        *quota_columns(),
         UniqueConstraint("topic", "callback", name=f"{prefix}subscriptions_topic_callback"),
         Index(f"{prefix}subscriptions_expiry", "topic", "expires_at"),
         Index(f"{prefix}subscriptions_host", "callback_host"),

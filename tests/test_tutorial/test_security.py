@@ -89,3 +89,27 @@ async def test_gateway_tokens_publish_and_subscribe_by_scope(jwks_url: str) -> N
         "placed_by": "partner-42",
     }
     assert other_issuer.status_code == 401
+
+
+async def test_scopes_for_one_address() -> None:
+    secret = "a-secret-of-at-least-thirty-two-bytes-for-hs256"
+    room_42 = jwt.encode(
+        {"sub": "ann", "exp": int(time.time()) + 300, "scope": "rooms:42:read rooms:42:write"},
+        secret,
+        algorithm="HS256",
+    )
+    with ServerProcess("docs_src.security.rooms:app", env={"JWT_SECRET": secret}) as server:
+        headers = {"Authorization": f"Bearer {room_42}"}
+        async with (
+            sse_stream(server.url, "/streams/sse/rooms/42", access_token=room_42) as room,
+            httpx.AsyncClient(base_url=server.url) as http,
+        ):
+            own = await http.post("/streams/publish/rooms/42", json={"text": "hi"}, headers=headers)
+            other = await http.post("/streams/publish/rooms/43", json={}, headers=headers)
+            reading_other = await http.get("/streams/sse/rooms/43", headers=headers)
+            await room.wait_for(1)
+    assert own.status_code == 202
+    assert other.status_code == 403
+    assert reading_other.status_code == 403
+    assert 'scope="rooms:43:read"' in reading_other.headers["WWW-Authenticate"]
+    assert json.loads(room.events[0].data) == {"text": "hi"}

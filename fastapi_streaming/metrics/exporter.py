@@ -1,0 +1,264 @@
+"""Prometheus metrics of a streaming API, served at ``/metrics``.
+
+Nothing is counted per client per event here: the engine keeps plain totals it needs anyway
+(events per topic stream, times the clients they went to; publishes per topic; drops per
+queue) and this exporter turns their growth into Prometheus counters every ``interval``
+seconds and at every scrape. Labels name address templates (``/rooms/{room}``), never
+concrete addresses, so their number stays that of the declared topics.
+
+With several worker processes, set ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory before
+the server starts (prometheus-client's multiprocess mode): every worker writes its values
+there and a scrape of any worker reports the sum. A worker's last ``interval`` of counts shows
+up at its next sync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+    multiprocess,
+)
+from starlette.requests import Request
+from starlette.responses import Response
+
+if TYPE_CHECKING:
+    from ..context import StreamingContext
+    from ..websub.hub import WebSubHub
+
+
+def multiprocess_mode() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+class _Totals:
+    """Turns cumulative totals into increments (a total that went down restarted from 0)."""
+
+    def __init__(self) -> None:
+        self.last: dict[tuple[str, ...], int] = {}
+
+    def growth(self, key: tuple[str, ...], total: int) -> int:
+        before = self.last.get(key, 0)
+        self.last[key] = total
+        return total - before if total >= before else total
+
+
+class MetricsExporter:
+    """The Prometheus metrics of one streaming API (see the observability guide)."""
+
+    def __init__(
+        self,
+        streaming: StreamingContext,
+        *,
+        websub: WebSubHub | None = None,
+        interval: float = 1.0,
+    ) -> None:
+        self.streaming = streaming
+        self.websub = websub
+        self.interval = interval
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._totals = _Totals()
+        self._connection_series: set[tuple[str, str]] = set()
+        self._task: asyncio.Task[None] | None = None
+        registry = self.registry
+        self.connections = Gauge(
+            "streaming_connections",
+            "Clients subscribed, by topic (address template) and transport.",
+            ["topic", "transport"],
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.clients = Gauge(
+            "streaming_clients",
+            "Client connections of any transport.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.queue_depth = Gauge(
+            "streaming_client_queue_depth",
+            "Events waiting in clients' queues, all clients together.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.published = Counter(
+            "streaming_events_published",
+            "Events published into topics (HTTP, WebSocket, emit), by topic.",
+            ["topic"],
+            registry=registry,
+        )
+        self.published_bytes = Counter(
+            "streaming_events_published_bytes",
+            "Payload bytes of the events published, by topic.",
+            ["topic"],
+            registry=registry,
+        )
+        self.sent = Counter(
+            "streaming_events_sent",
+            "Events handed to subscribed clients, by topic.",
+            ["topic"],
+            registry=registry,
+        )
+        self.sent_bytes = Counter(
+            "streaming_events_sent_bytes",
+            "Payload bytes handed to subscribed clients (each event's data times its clients).",
+            ["topic"],
+            registry=registry,
+        )
+        self.resumes = Counter(
+            "streaming_resumes",
+            "Resumes from a Last-Event-ID, by outcome: complete, or gap (events may be missing).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.websub_deliveries = Counter(
+            "streaming_websub_deliveries",
+            "WebSub delivery attempts, by outcome: delivered, failed (retried until the "
+            "attempts run out), gone (410: the subscription ends).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.dropped = Counter(
+            "streaming_events_dropped",
+            "Events a client did not get, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.reconnects = Counter(
+            "streaming_broker_reconnects",
+            "Times the broker connection was lost and made again.",
+            registry=registry,
+        )
+        self.throttles = Counter(
+            "streaming_quota_throttles",
+            "Requests, messages and streams refused or ended by a plan, by plan and limit.",
+            ["plan", "limit"],
+            registry=registry,
+        )
+        self.counted = Counter(
+            "streaming_quota_events",
+            "Events counted against plans' quotas, by plan.",
+            ["plan"],
+            registry=registry,
+        )
+
+    # -- keeping up with the engine -----------------------------------------------------------
+
+    def _add(self, counter: Counter, name: str, totals: Mapping[str, int]) -> None:
+        for label, total in totals.items():
+            grown = self._totals.growth((name, label), total)
+            if grown:
+                counter.labels(label).inc(grown)
+
+    def sync(self) -> None:
+        """Bring the Prometheus values up to the engine's totals (cheap: one pass over the
+        topic streams and client queues of this process)."""
+        streaming = self.streaming
+        if streaming.is_running:
+            runtime = streaming.runtime
+            fanout = runtime.fanout
+            self._add(self.published, "published", runtime.published)
+            self._add(self.published_bytes, "published_bytes", runtime.published_bytes)
+            sent, sent_bytes = fanout.sent_by_template()
+            self._add(self.sent, "sent", sent)
+            self._add(self.sent_bytes, "sent_bytes", sent_bytes)
+            self._sync_connections()
+            queues = tuple(fanout.queues)
+            self.clients.set(len(queues))
+            self.queue_depth.set(sum(len(queue) for queue in queues))
+            dropped = fanout.ended_dropped + sum(queue.dropped for queue in queues)
+            invalid = sum(runtime.invalid.values())
+            self._add(self.dropped, "dropped", {"slow_client": dropped, "validation": invalid})
+            gaps = runtime.resume_gaps
+            self._add(self.resumes, "resumes", {"complete": runtime.resumes - gaps, "gap": gaps})
+            self._increment(self.reconnects, ("reconnects",), runtime.broker.reconnects)
+        self._sync_websub()
+        limits = streaming.limits
+        if limits is not None:
+            for (plan, limit), total in tuple(limits.throttles.items()):
+                grown = self._totals.growth(("throttles", plan, limit), total)
+                if grown:
+                    self.throttles.labels(plan, limit).inc(grown)
+            self._add(self.counted, "counted", limits.counted)
+
+    def _sync_connections(self) -> None:
+        """Clients by topic and transport: one pass over the subscriptions, once a second."""
+        clients: dict[tuple[str, str], int] = {}
+        for stream in self.streaming.runtime.fanout.streams.values():
+            for client in stream.clients:
+                key = (stream.template, client.transport or "other")
+                clients[key] = clients.get(key, 0) + 1
+        # Series seen before and now gone go to 0 rather than vanish.
+        for key in self._connection_series - clients.keys():
+            self.connections.labels(*key).set(0)
+        for key, count in clients.items():
+            self.connections.labels(*key).set(count)
+        self._connection_series |= clients.keys()
+
+    def _sync_websub(self) -> None:
+        if self.websub is None:
+            return
+        try:
+            worker = self.websub.running.worker
+        except RuntimeError:
+            return  # not running
+        outcomes = {
+            "delivered": worker.delivered,
+            "failed": worker.failures,
+            "gone": worker.gone,
+            "over_quota": worker.over_quota,
+        }
+        self._add(self.websub_deliveries, "websub", outcomes)
+
+    def _increment(self, counter: Counter, key: tuple[str, ...], total: int) -> None:
+        grown = self._totals.growth(key, total)
+        if grown:
+            counter.inc(grown)
+
+    # -- running and serving ------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="fastapi-streaming metrics")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self.sync()
+        if multiprocess_mode():
+            # This worker's gauges stop counting; its counters stay in the totals.
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            self.sync()
+
+    def render(self) -> tuple[bytes, str]:
+        """The text exposition of every metric (of every worker, in multiprocess mode)."""
+        self.sync()
+        if multiprocess_mode():
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def metrics_endpoint(exporter: MetricsExporter) -> Callable[[Request], Awaitable[Response]]:
+    """The ``/metrics`` route: the exposition, in Prometheus text format."""
+
+    async def metrics(request: Request) -> Response:
+        body, content_type = exporter.render()
+        return Response(body, media_type=content_type)
+
+    return metrics

@@ -1,0 +1,180 @@
+"""Plans, plan choice, refusals and the limiter's batched charging, in one process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from starlette.requests import HTTPConnection
+
+from fastapi_streaming import StreamingAPI, StreamingRouter
+from fastapi_streaming.limits import Limiter, Limits, Plan, PlanByClaim, QuotaExceeded, Refusal
+from fastapi_streaming.security import Principal
+from fastapi_streaming.security.access import Access, fill_scope, required_scopes
+from fastapi_streaming.topics import Mode
+
+
+def connection(host: str = "10.0.0.1") -> HTTPConnection:
+    return HTTPConnection({"type": "http", "headers": [], "client": (host, 1234)})
+
+
+def principal(subject: str = "ann", **claims: Any) -> Principal:
+    return Principal(subject=subject, claims=claims)
+
+
+def test_a_plan_checks_its_limits_when_declared() -> None:
+    plan = Plan(name="gold", quota="1000/day", publish_rate=10, burst=50, max_connections=3)
+    assert plan.quota_item is not None and plan.quota_item.amount == 1000
+    assert plan.publish_item is not None
+    assert (plan.publish_item.amount, plan.publish_item.get_expiry()) == (50, 5)
+    assert Plan(name="x", publish_rate=2).publish_item.amount == 2  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="'<count>/<period>'"):
+        Plan(name="bad", quota="lots")
+    with pytest.raises(ValueError, match="burst needs a numeric publish_rate"):
+        Plan(name="bad", burst=3)
+    with pytest.raises(ValueError, match="must be a word"):
+        Plan(name="two words")
+    with pytest.raises(ValueError, match="max_connections must be positive"):
+        Plan(name="bad", max_connections=0)
+
+
+def test_plan_by_claim() -> None:
+    free, gold = Plan(name="free", quota="10/day"), Plan(name="gold")
+    choose = PlanByClaim([free, gold], default="free", by_value={"client-7": "gold"})
+    assert choose(principal(plan="gold"), connection()) is gold
+    assert choose(principal(plan="unknown"), connection()) is free
+    assert choose(principal(), connection()) is free
+    assert choose(None, connection()) is free
+    by_client = PlanByClaim([free, gold], claim="client_id", by_value={"client-7": "gold"})
+    assert by_client(principal(client_id="client-7"), connection()) is gold
+    assert by_client(principal(client_id="client-8"), connection()) is None
+    with pytest.raises(ValueError, match="No plan named 'platinum'"):
+        PlanByClaim([free], default="platinum")
+
+
+def test_refusal_headers_follow_the_ietf_draft() -> None:
+    refusal = Refusal("gold", "quota", 1000, 86400, 42)
+    assert refusal.headers() == {
+        "Retry-After": "42",
+        "RateLimit-Policy": '"gold-quota";q=1000;w=86400',
+        "RateLimit": '"gold-quota";r=0;t=42',
+    }
+    error = QuotaExceeded(refusal)
+    assert error.status_code == 429
+    assert error.to_message(7) == {
+        "type": "error",
+        "id": 7,
+        "code": 429,
+        "error": "quota_exceeded",
+        "detail": "Plan 'gold' allows a quota of 1000 events per 86400 s; that limit is reached. "
+        "Come back in 42 s.",
+        "limit": "quota",
+        "plan": "gold",
+        "retry_after": 42,
+    }
+
+
+def test_scopes_name_address_parameters() -> None:
+    streaming = StreamingAPI()
+
+    @streaming.subscribe(
+        "/rooms/{room:int}/{thread}", scopes=["rooms:{room}:{thread}:read", "chat"]
+    )
+    async def room(event: dict[str, Any], room: int, thread: str) -> dict[str, Any]:
+        return event
+
+    topic = streaming.topics.get("/rooms/{room:int}/{thread}")
+    assert topic is not None
+    params = topic.match("/rooms/42/general")
+    assert fill_scope("rooms:{room}:{thread}:read", topic, params) == "rooms:42:general:read"
+    assert fill_scope("rooms:{room}:read", topic, None) == "rooms:{room}:read"
+    access = Access(topic, Mode.SUBSCRIBE, params)
+    assert access == (topic, Mode.SUBSCRIBE)  # still a pair for access controls of pairs
+    assert required_scopes([access]) == ["rooms:42:general:read", "chat"]
+    assert required_scopes([(topic, Mode.SUBSCRIBE)]) == ["rooms:{room}:{thread}:read", "chat"]
+    with pytest.raises(ValueError, match=r"names \['user'\], which are not parameters"):
+        streaming.subscribe("/rooms/{room}", scopes=["rooms:{user}:read"])(room)
+
+
+def test_the_innermost_plan_wins() -> None:
+    outer, inner, own = Plan(name="outer"), Plan(name="inner"), Plan(name="own")
+    router = StreamingRouter(prefix="/r", plan=inner)
+
+    @router.publish("/a")
+    async def a(event: dict[str, Any]) -> None: ...
+
+    @router.publish("/b", plan=own)
+    async def b(event: dict[str, Any]) -> None: ...
+
+    streaming = StreamingAPI()
+    streaming.include_router(router, plan=outer)
+    plain = StreamingRouter()
+
+    @plain.publish("/c")
+    async def c(event: dict[str, Any]) -> None: ...
+
+    streaming.include_router(plain, plan=outer)
+    limits = {topic.address: topic.publish.limit for topic in streaming.topics if topic.publish}
+    assert limits == {"/r/a": inner, "/r/b": own, "/c": outer}
+
+
+async def test_delivered_events_are_charged_in_batches() -> None:
+    sent = {"/feed/a": 0}
+    limiter = Limiter(Limits(plan=Plan(name="tiny", quota="10/minute"), flush_interval=3600))
+    await limiter.start(lambda address: sent.get(address))
+    streaming = StreamingAPI()
+
+    @streaming.subscribe("/feed/{name}")
+    async def feed(event: dict[str, Any], name: str) -> dict[str, Any]:
+        return event
+
+    topic = streaming.topics.get("/feed/{name}")
+    assert topic is not None
+    ended: list[Refusal] = []
+    try:
+        lease = await limiter.open(connection(), [principal()], ended.append)
+        await lease.add([(topic, Mode.SUBSCRIBE)])  # the request: 1
+        await lease.track(topic, "/feed/a")
+        sent["/feed/a"] += 8  # the fan-out sent 8 events: nothing is charged yet
+        assert limiter.counted["tiny"] == 1
+        await limiter.flush()
+        assert limiter.counted["tiny"] == 9 and ended == []
+        sent["/feed/a"] += 2
+        await limiter.flush()  # 11 > 10: the stream ends, saying when to come back
+        assert [refusal.limit for refusal in ended] == ["quota"]
+        assert 1 <= ended[0].retry_after <= 60
+        assert limiter.throttles[("tiny", "quota")] == 1
+        with pytest.raises(QuotaExceeded):
+            await lease.add([(topic, Mode.SUBSCRIBE)])
+        await lease.release()
+        assert lease not in limiter.leases
+    finally:
+        await limiter.stop()
+
+
+async def test_anonymous_clients_are_counted_by_address() -> None:
+    limiter = Limiter(Limits(plan=Plan(name="anon", publish_rate="1/minute")))
+    await limiter.start(lambda address: None)
+    streaming = StreamingAPI()
+
+    @streaming.publish("/in")
+    async def into(event: dict[str, Any]) -> None: ...
+
+    topic = streaming.topics.get("/in")
+    assert topic is not None
+    try:
+        first = await limiter.meter(connection("10.0.0.1"), None, topic, Mode.PUBLISH)
+        second = await limiter.meter(connection("10.0.0.2"), None, topic, Mode.PUBLISH)
+        assert first is not None and second is not None
+        assert first.key == "address:10.0.0.1"
+        await limiter.charge(first, publish=True)
+        await limiter.charge(second, publish=True)
+        with pytest.raises(QuotaExceeded):
+            await limiter.charge(first, publish=True)
+    finally:
+        await limiter.stop()
+
+
+def test_a_bad_storage_url_says_what_to_use() -> None:
+    with pytest.raises(ValueError, match="use 'memory://'"):
+        _ = Limiter(Limits(storage="mongodb://x")).storage
