@@ -14,7 +14,7 @@ import logging
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from broadcaster import Event as BrokerMessage
 
@@ -30,6 +30,12 @@ Prepare = Callable[[BrokerMessage], Awaitable[EncodedEvent | None]]
 
 #: How many broker messages may wait for a slow subscribe handler before the oldest is dropped.
 INBOUND_LIMIT = 10_000
+
+#: A frame of a reply, in whatever type its transport writes (text or bytes).
+F = TypeVar("F")
+
+#: What a client is told after a broker outage its backend could not bridge.
+OUTAGE_DETAIL = "the connection to the broker was lost; events published meanwhile may be missing"
 
 #: In a burst, the fan-out hands the event loop to the transports' writers this often.
 YIELD_EVERY = 64
@@ -55,10 +61,12 @@ class Reply:
     """A message for one client only, queued in order among its events.
 
     Either ``text`` a socket made itself (an ``ack`` or ``error``), or a ``signal`` of the core
-    (``gap``) with its ``body``, which each transport writes in its own format.
+    (``gap``) with its ``body``, which each transport writes in its own format. One reply may be
+    queued for many clients (the ``gap`` after a broker outage): :meth:`frame` encodes it once
+    per format.
     """
 
-    __slots__ = ("body", "signal", "text")
+    __slots__ = ("_frames", "body", "signal", "text")
 
     def __init__(
         self,
@@ -70,6 +78,17 @@ class Reply:
         self.text = text
         self.signal = signal
         self.body = body or {}
+        self._frames: dict[Callable[[Reply], Any], Any] | None = None  # most replies go to one
+
+    def frame(self, encoder: Callable[[Reply], F]) -> F:
+        """This reply as ``encoder`` writes it, encoded once and shared by every client."""
+        frames = self._frames
+        if frames is None:
+            frames = self._frames = {}
+        found: F | None = frames.get(encoder)
+        if found is None:
+            found = frames[encoder] = encoder(self)
+        return found
 
 
 class _Slot:
@@ -196,6 +215,21 @@ class ClientQueue:
             self.items.append(Reply(text))
         self._wake()
 
+    def signal(self, notice: Reply) -> None:
+        """Queue a signal of the core (an outage ``gap``) after what is pending.
+
+        It is queued even past ``maxsize`` (a client that does not read is dealt with by its
+        events' policy), but never twice in a row: a notice lost to the bound would be a silent
+        loss, and one per outage is all a client needs.
+        """
+        if self.closed is not None:
+            return
+        items = self.items
+        if items and isinstance(items[-1], Reply) and items[-1].body == notice.body:
+            return
+        items.append(notice)
+        self._wake()
+
     def replay(self, events: list[EncodedEvent], notice: Reply | None = None) -> None:
         """Put missed events (and a notice such as a ``gap``) before everything queued since the
         queue was held (before everything pending, if it is not held).
@@ -320,7 +354,7 @@ class TopicStream:
         self.clients: set[ClientQueue] = set()
         self.prepare = prepare
         self._replay = replay
-        self._inbound: deque[BrokerMessage] = deque(maxlen=INBOUND_LIMIT)
+        self._inbound: deque[BrokerMessage | None] = deque(maxlen=INBOUND_LIMIT)
         self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -330,6 +364,8 @@ class TopicStream:
         #: Payload bytes handed to clients' queues (each event's data times its clients).
         self.sent_bytes = 0
         self.skipped = 0
+        #: The id of the last event handed to the clients, for the ``gap`` after an outage.
+        self.last_event_id: str | None = None
 
     def receive(self, message: BrokerMessage) -> None:
         """Broker listener callback: queue the message for this stream's worker."""
@@ -337,6 +373,15 @@ class TopicStream:
             self.skipped += 1
             logger.warning("Subscribe handler of %s is behind; dropped an event", self.address)
         self._inbound.append(message)
+        self._arrived.set()
+
+    def interrupted(self) -> None:
+        """Broker connection callback: the channel may have lost messages during an outage.
+
+        Queued among the messages (``None``), so the clients' ``gap`` comes after every event
+        received before the outage and before every event received after it.
+        """
+        self._inbound.append(None)
         self._arrived.set()
 
     def start(self) -> None:
@@ -355,6 +400,9 @@ class TopicStream:
             self._arrived.clear()
             while inbound:
                 message = inbound.popleft()
+                if message is None:
+                    self._announce_gap()
+                    continue
                 try:
                     encoded = await self.prepare(message)
                 except Exception:
@@ -364,6 +412,7 @@ class TopicStream:
                 if encoded is None:
                     continue
                 self.events += 1
+                self.last_event_id = encoded.event.id
                 self._replay.record(encoded)
                 clients = tuple(self.clients)
                 self.sent += len(clients)
@@ -373,6 +422,15 @@ class TopicStream:
                 if self.events % YIELD_EVERY == 0:
                     # In a burst, let the clients' writers drain their queues before going on.
                     await asyncio.sleep(0)
+
+    def _announce_gap(self) -> None:
+        """Tell every client that events may be missing: one notice, shared by all of them."""
+        logger.warning("Events of %s may have been lost during a broker outage", self.address)
+        self._replay.forget(self.address)  # a resume must not bridge the outage silently
+        body = {"topic": self.address, "last_event_id": self.last_event_id}
+        notice = Reply(signal="gap", body={**body, "detail": OUTAGE_DETAIL})
+        for client in tuple(self.clients):
+            client.signal(notice)
 
 
 class Fanout:
@@ -390,6 +448,12 @@ class Fanout:
         self.ended_sent_bytes: Counter[str] = Counter()
         #: Events dropped for slow clients that have left, by reason (for metrics).
         self.ended_dropped = 0
+        broker.interruption_listeners.append(self._interrupted)
+
+    def _interrupted(self, channel: str) -> None:
+        for stream in tuple(self.streams.values()):
+            if stream.channel == channel:
+                stream.interrupted()
 
     async def run_heartbeats(self, interval: float) -> None:
         """Every ``interval`` seconds, ping the idle streams: one timer for all clients.

@@ -111,6 +111,12 @@ class ReplayBuffers:
     def recent(self, address: str) -> Sequence[EncodedEvent]:
         return tuple(self._buffers.get(address, ()))
 
+    def forget(self, address: str) -> None:
+        """Drop what ``address`` holds: its stream was interrupted, so the events kept from
+        before and those after no longer follow each other, and a resume across the outage
+        must not look complete."""
+        self._buffers.pop(address, None)
+
 
 def without_duplicates(
     replayed: Iterable[EncodedEvent], pending_ids: set[str]

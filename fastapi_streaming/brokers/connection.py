@@ -6,7 +6,9 @@ subscription per channel however many listeners want it, taken and released unde
 lock (two first subscribers must not race), a listener task that hands every message to the
 listeners of its channel without queueing it anywhere unbounded, and reconnection: when the
 backend fails, it reconnects with backoff and jitter and subscribes its channels again, while
-listeners stay registered and clients stay connected.
+listeners stay registered and clients stay connected. What was published while it was cut
+off is lost on a broker that keeps nothing, so after resubscribing it tells its interruption
+listeners which channels may have missed events, before it hands over anything newer.
 """
 
 from __future__ import annotations
@@ -22,12 +24,15 @@ from broadcaster import BroadcastBackend
 from broadcaster import Event as BrokerMessage
 
 from ..redact import redact_url, scrub, secrets_in
-from .extensions import DirectDelivery, PingableBackend, PushDelivery
+from .extensions import ContinuingBackend, DirectDelivery, PingableBackend, PushDelivery
 
 logger = logging.getLogger("fastapi_streaming.broker")
 
 #: Called, in the listener task, with every message of a channel it listens to. It must not block.
 Listener = Callable[[BrokerMessage], None]
+#: Called, in the listener task, with a channel that may have missed messages while the
+#: connection was lost; before any message that came after. It must not block.
+InterruptionListener = Callable[[str], None]
 
 #: Backoff between reconnection attempts: from the first delay, doubling up to the last. The
 #: last bounds how long after the broker's return the process is back (jitter only shortens).
@@ -57,6 +62,11 @@ class BrokerConnection:
         self.connected = False
         #: How many times the connection was re-established (visible in health checks).
         self.reconnects = 0
+        #: Told of every channel a reconnection could not continue without a possible loss.
+        self.interruption_listeners: list[InterruptionListener] = []
+        #: While reconnecting: what a pushing backend read meanwhile, held back until the
+        #: interruption is announced, so that every ``gap`` precedes the messages after it.
+        self._held: list[BrokerMessage] | None = None
 
     async def connect(self) -> None:
         try:
@@ -85,6 +95,7 @@ class BrokerConnection:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        self._held = None  # a reconnection cancelled midway holds nothing back any more
         for channel in list(self._subscribed):
             await _quietly(self.backend.unsubscribe(channel))
         self._subscribed.clear()
@@ -186,17 +197,22 @@ class BrokerConnection:
             self._dispatch(message)
 
     def _dispatch(self, message: BrokerMessage) -> None:
+        if self._held is not None:
+            self._held.append(message)
+            return
         for listener in tuple(self._listeners.get(message.channel, ())):
             _call(listener, message)
 
     async def _reconnect(self) -> None:
         """Connect again with exponential backoff and jitter, then resubscribe every channel."""
         delay = FIRST_RETRY_DELAY
+        self._held = []
         while True:
             await _quietly(self.backend.disconnect())
+            channels = tuple(self._subscribed)
             try:
                 await self.backend.connect()
-                for channel in tuple(self._subscribed):
+                for channel in channels:
                     await self.backend.subscribe(channel)
             except Exception as exc:
                 logger.info(
@@ -210,7 +226,27 @@ class BrokerConnection:
             self.connected = True
             self.reconnects += 1
             logger.warning("Reconnected to the broker at %s.", self.url_for_display)
+            self._announce_interruption(channels)
+            held, self._held = self._held, None
+            for message in held:
+                self._dispatch(message)
             return
+
+    def _announce_interruption(self, channels: tuple[str, ...]) -> None:
+        """Tell the listeners which channels may have lost messages during the outage.
+
+        Called before the listener task reads again, so whatever is told comes before every
+        message that arrives after the reconnection.
+        """
+        backend = self.backend
+        for channel in channels:
+            if isinstance(backend, ContinuingBackend) and backend.continued(channel):
+                continue
+            for listener in tuple(self.interruption_listeners):
+                try:
+                    listener(channel)
+                except Exception:
+                    logger.exception("An interruption listener failed on channel %r", channel)
 
 
 def retry_pause(delay: float) -> float:

@@ -45,6 +45,23 @@ class PushDelivery(Protocol):
 
 
 @runtime_checkable
+class ContinuingBackend(Protocol):
+    """A broker backend that, subscribed again after a lost connection, goes on reading each
+    channel where the previous connection stopped, so nothing published meanwhile is missed.
+
+    After a reconnection, the broker connection asks ``continued(channel)`` for each channel it
+    subscribed again. On a channel the backend does not vouch for (False, or a backend without
+    this method, such as pub/sub ones that keep nothing), the clients are told with a ``gap``
+    signal that events may have been missed during the outage.
+    """
+
+    def continued(self, channel: str) -> bool:
+        """Whether the last ``subscribe(channel)`` continued from where the previous connection
+        stopped reading, with nothing lost in between (not trimmed, not lost by the broker)."""
+        ...
+
+
+@runtime_checkable
 class HistoryBackend(Protocol):
     """A broker backend that can read back what was published on a channel.
 
@@ -94,6 +111,7 @@ class PingableBackend(Protocol):
 
 
 __all__ = [
+    "ContinuingBackend",
     "DirectDelivery",
     "HistoryBackend",
     "PatternSubscription",

@@ -10,7 +10,8 @@ Here one consumer is *assigned* the partitions of the subscribed topics, so:
 - ``subscribe`` returns once the consumer sits at the topic's end offset, so a message
   published right after it is delivered, and nothing older is;
 - the position of each partition is remembered across a reconnection, so messages published
-  while the process was cut off are delivered afterwards (as far as the broker retained them);
+  while the process was cut off are delivered afterwards (as far as the broker retained them:
+  :meth:`KafkaBackend.continued` says so, and the clients get a ``gap`` otherwise);
 - a broker that stops answering is raised from ``next_published()`` (aiokafka's own clients
   retry silently forever), so the caller reconnects;
 - :meth:`KafkaBackend.history` reads back a channel from a point in time, for resumes.
@@ -83,6 +84,8 @@ class KafkaBackend(BroadcastBackend):
         self._positions: dict[TopicPartition, int] = {}
         #: Positions kept from before a disconnect, to continue from on resubscribe.
         self._resume: dict[TopicPartition, int] = {}
+        #: Channels whose last subscription went on from kept positions the broker still holds.
+        self._continued: set[str] = set()
         self._lock = asyncio.Lock()
         self._queue: asyncio.Queue[BrokerMessage | _Lost] = asyncio.Queue()
         #: Set by the broker connection (``PushDelivery``): called with every message read.
@@ -140,16 +143,28 @@ class KafkaBackend(BroadcastBackend):
             await self._ensure_topic(channel)
             partitions = await self._connected(self._producer).partitions_for(channel)
             added = [TopicPartition(channel, p) for p in sorted(partitions)]
-            ends = await self._connected(self._offsets).end_offsets(added)
-            for partition in added:
-                resume = self._resume.pop(partition, None)
+            offsets = self._connected(self._offsets)
+            ends = await offsets.end_offsets(added)
+            resumes = {p: self._resume.pop(p, None) for p in added}
+            kept = {p: r for p, r in resumes.items() if r is not None}
+            begins = await offsets.beginning_offsets(list(kept)) if kept else {}
+            self._continued.discard(channel)
+            if len(kept) == len(added) and all(r >= begins[p] for p, r in kept.items()):
+                self._continued.add(channel)
+            for partition, resume in resumes.items():
                 end = ends[partition]
                 self._positions[partition] = end if resume is None else min(resume, end)
             self._channels.add(channel)
             self._assign()
 
+    def continued(self, channel: str) -> bool:
+        """Whether the last subscription of ``channel`` went on from the positions this process
+        had reached, in every partition, and the broker still retains everything after them."""
+        return channel in self._continued
+
     async def unsubscribe(self, channel: str) -> None:
         async with self._lock:
+            self._continued.discard(channel)
             if channel not in self._channels:
                 return
             self._channels.discard(channel)

@@ -14,6 +14,9 @@ Here:
 - entries that are not UTF-8, or have no ``message`` field, are logged and skipped;
 - a lost connection is raised from ``next_published()``, and the positions are kept across the
   caller's reconnection, so entries written during an outage are delivered afterwards;
+  :meth:`RedisStreamBackend.continued` says whether that resubscription could vouch for them
+  (no trimming past the position, and the same Redis dataset: a restart without persistence
+  starts a new one), so the clients are told with a ``gap`` otherwise;
 - ``publish`` trims with ``XADD MAXLEN ~`` (option ``maxlen``, default 10,000 entries);
 - :meth:`RedisStreamBackend.history` reads a stream back from a point in time, for resumes, and
   says it is incomplete when the stream was trimmed past that point, or recreated, or when the
@@ -101,6 +104,11 @@ class RedisStreamBackend(BroadcastBackend):
         self._positions: dict[str, EntryId] = {}
         #: Positions kept from before a disconnect, to continue from on resubscribe.
         self._resume: dict[str, EntryId] = {}
+        #: Streams whose last subscription continued from a kept position with nothing lost.
+        self._continued: set[str] = set()
+        #: The dataset epoch seen at the last connection, and whether it is the one before.
+        self._dataset: int | None = None
+        self._same_dataset = True
         self._changed = asyncio.Event()
         self._queue: asyncio.Queue[BrokerMessage | _Lost] = asyncio.Queue(QUEUE_SIZE)
         #: Set by the broker connection (``PushDelivery``): called with every entry read.
@@ -119,11 +127,13 @@ class RedisStreamBackend(BroadcastBackend):
         self._reader = self._new_reader()
         try:
             await self._client.ping()  # fail now, not on the first event, if Redis is not there
-            await stream_epochs.open_dataset(self._client)
+            dataset = await stream_epochs.open_dataset(self._client)
             self._reader_id = await self._reader.client_id()  # connects the reader now, too
         except BaseException:
             await self._close_clients()
             raise
+        self._same_dataset = self._dataset in (None, dataset)
+        self._dataset = dataset
         self._queue = asyncio.Queue(QUEUE_SIZE)
         self._changed = asyncio.Event()
         self._marked = set()
@@ -143,9 +153,16 @@ class RedisStreamBackend(BroadcastBackend):
     async def subscribe(self, channel: str) -> None:
         if channel in self._positions:
             return
+        self._continued.discard(channel)
         start = self._resume.get(channel)
         if start is None:
             start = await self._last_id(channel)
+        elif not self._same_dataset:
+            logger.warning(
+                "Redis lost its data since this process read stream %r (a restart without "
+                "persistence?): entries added before it returned may be missing",
+                channel,
+            )
         elif not await self._holds_since(channel, start):
             logger.warning(
                 "Redis stream %r no longer holds every entry after %s, where this process "
@@ -153,13 +170,21 @@ class RedisStreamBackend(BroadcastBackend):
                 channel,
                 _format(start),
             )
+        else:
+            self._continued.add(channel)
         self._resume.pop(channel, None)
         self._positions.setdefault(channel, start)
         self._changed.set()
 
+    def continued(self, channel: str) -> bool:
+        """Whether the last subscription of ``channel`` went on from where this process stopped
+        reading it, in the same dataset, with nothing trimmed in between."""
+        return channel in self._continued
+
     async def unsubscribe(self, channel: str) -> None:
         self._positions.pop(channel, None)
         self._resume.pop(channel, None)
+        self._continued.discard(channel)
 
     async def publish(self, channel: str, message: Any) -> None:
         """Append, in one pipeline with every other publish of the same moment."""

@@ -175,7 +175,8 @@ def _frames(batch: list[EncodedEvent | Reply], named: bool) -> bytes:
     if len(batch) == 1 and not isinstance(batch[0], Reply):
         return batch[0].frame(encoder)
     return b"".join(
-        item.frame(encoder) if not isinstance(item, Reply) else sse_reply(item) for item in batch
+        item.frame(encoder) if not isinstance(item, Reply) else item.frame(sse_reply)
+        for item in batch
     )
 
 

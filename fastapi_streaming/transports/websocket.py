@@ -114,7 +114,7 @@ class SocketSession:
             if not queue.ready:
                 await queue.waiter()
             for item in queue.take():
-                text = ws_reply(item) if isinstance(item, Reply) else render(item)
+                text = item.frame(ws_reply) if isinstance(item, Reply) else render(item)
                 await send({"type": "websocket.send", "text": text})
             if queue.closed is not None and not queue.items:
                 scope.cancel()

@@ -102,6 +102,8 @@ async def test_a_resume_while_redis_is_down_gets_503_and_other_subscriptions_sta
         await wait_health(http, up=True)
         # The socket and its other subscription are still there; the refused one can be retried.
         (live,) = await publish(http, 2, ["after the outage"])
+        gap = await receive_json(ws)  # Redis came back empty: it cannot vouch for the outage
+        assert (gap["type"], gap["topic"]) == ("gap", "/rooms/2")
         event = await receive_json(ws)
         assert (event["type"], event["id"]) == ("event", live)
         await send_json(ws, resume)
