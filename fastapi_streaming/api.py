@@ -36,6 +36,7 @@ from .security.authorizer import Authenticator
 from .security.redaction import install_redaction
 from .topics import Mode, OverflowPolicy, Topic, TopicRegistry
 from .uvicorn_support import end_streams_on_shutdown
+from .wiring import add_routes, join_lifespan, requires_scopes, run_parts, websub_hub
 
 if sys.version_info >= (3, 11):
     from typing import Self
@@ -45,7 +46,7 @@ else:  # pragma: no cover
 if TYPE_CHECKING:
     from .asyncapi.reading import AsyncAPIImportWarning
     from .cdc.producers import Producers
-    from .limits import Limiter, Limits
+    from .limits import Limits
     from .metrics import MetricsExporter
     from .websub.hub import WebSubHub
     from .websub.settings import WebSubSettings
@@ -246,7 +247,7 @@ class StreamingAPI:
         #: The app whose ``dependency_overrides`` apply to handlers (set by ``init_app``).
         self.dependency_overrides_provider: Any = None
         #: The WebSub hub (webhooks), when enabled with ``websub=WebSubSettings(...)`` or True.
-        self.websub: WebSubHub | None = _websub_hub(self.context, websub)
+        self.websub: WebSubHub | None = websub_hub(self.context, websub)
         #: The derived topics' pipelines and leases, while the API runs.
         self.processing: Processing | None = None
         if metrics_url is not None:
@@ -503,65 +504,23 @@ class StreamingAPI:
     @asynccontextmanager
     async def running(self) -> AsyncIterator[StreamingRuntime]:
         """Connect to the broker for the duration of the block (the app lifespan uses this)."""
-        from .plugins import create_backend
-
-        backend = create_backend(self.broker_url, self.plugin_manager)
-        install_redaction()  # again: the backend's client library may have made its loggers now
-        runtime = StreamingRuntime(
-            self.topics,
-            backend,
+        async with run_parts(
+            self.context,
             broker_url=self.broker_url,
+            plugin_manager=self.plugin_manager,
             default_overflow=self.overflow,
             heartbeat=self.heartbeat,
             dependency_overrides_provider=self.dependency_overrides_provider,
-        )
-        self.processing = processing = Processing(self.topics, runtime, broker_url=self.broker_url)
-        await runtime.start()
-        limiter = self._limiter()
-        self.context.limits = limiter
-        if limiter is not None:
-            await limiter.start(runtime.fanout.events_sent)
-        self.context.attach(runtime)
-        if self.metrics is not None:
-            self.metrics.start()
-        try:
-            if self.websub is not None:
-                await self.websub.start(runtime)
-            await processing.start()
-            producers = self.router.producers
-            if len(producers):
-                runtime.health_sections["sources"] = producers.health
-            # Raises what is misconfigured (a database not set up for capture) at startup.
-            await producers.start(runtime.broker.publish)
+            limits=self.limits,
+            metrics=self.metrics,
+            websub=self.websub,
+            producers=self.router.producers,
+        ) as parts:
+            self.processing = parts.processing
             try:
-                yield runtime
+                yield parts.runtime
             finally:
-                await producers.stop()
-        finally:
-            await processing.stop()
-            self.processing = None
-            if self.websub is not None:
-                await self.websub.stop()
-            if self.metrics is not None:
-                await self.metrics.stop()
-            self.context.attach(None)
-            await runtime.stop()
-            if limiter is not None:
-                await limiter.stop()
-
-    def _limiter(self) -> Limiter | None:
-        """What enforces plans: from ``limits=``, or in memory when only topics name plans."""
-        declared = any(
-            operation.limit is not None
-            for topic in self.topics
-            for operation in (topic.subscribe, topic.publish)
-            if operation is not None
-        )
-        if self.limits is None and not declared:
-            return None
-        from .limits import Limiter
-
-        return Limiter(self.limits)
+                self.processing = None
 
     async def authorize(
         self, connection: HTTPConnection, accesses: Sequence[tuple[Topic, Mode]]
@@ -581,54 +540,23 @@ class StreamingAPI:
         An app that has a lifespan of its own keeps it: the streaming API starts before it (so
         the app's startup code can already emit) and stops after it.
         """
-        from .asyncapi.routes import add_asyncapi_routes
-        from .transports import build_router, stream_routes
-
         # Browsers send tokens in the URL (?access_token=); servers log URLs.
         install_redaction()
         end_streams_on_shutdown()  # under plain uvicorn too
-        if not self.access.authorizers and any(
-            operation.scopes
-            for topic in self.topics
-            for operation in (topic.subscribe, topic.publish)
-            if operation is not None
-        ):
+        if not self.access.authorizers and requires_scopes(self.topics):
             logger.warning(
                 "Topics of %r require scopes but the streaming API has no authorizer: every "
                 "client is refused on them. Pass authorizer=... to StreamingAPI.",
                 self.title,
             )
-        app.router.routes.extend(stream_routes(self.context))
-        docs_url = self.asyncapi_docs_url if self.asyncapi_url or self.asyncapi_yaml_url else None
-        app.include_router(build_router(self.context, asyncapi_docs_url=docs_url))
-        if self.websub is not None:
-            from .websub.routes import build_router as build_websub_router
-
-            app.include_router(build_websub_router(self.websub))
-        add_asyncapi_routes(app, self.asyncapi_source)
-        if self.metrics is not None and self.metrics_url is not None:
-            from .metrics import metrics_endpoint
-
-            app.add_route(self.metrics_url, metrics_endpoint(self.metrics), include_in_schema=False)
-        original = app.router.lifespan_context
-
-        @asynccontextmanager
-        async def lifespan(app: Any) -> AsyncIterator[Any]:
-            async with self.running(), original(app) as state:
-                yield state
-
-        app.router.lifespan_context = lifespan
+        add_routes(
+            app,
+            self.context,
+            self.asyncapi_source,
+            websub=self.websub,
+            metrics=self.metrics,
+            metrics_url=self.metrics_url,
+        )
+        join_lifespan(app, self.running)
         app.state.fastapi_streaming = self
         self.dependency_overrides_provider = app
-
-
-def _websub_hub(
-    context: StreamingContext, websub: WebSubSettings | bool | None
-) -> WebSubHub | None:
-    """The WebSub hub for ``websub=``; imported only when enabled (it needs the extra)."""
-    if websub is None or websub is False:
-        return None
-    from .websub.hub import WebSubHub
-    from .websub.settings import WebSubSettings
-
-    return WebSubHub(context, WebSubSettings() if websub is True else websub)
