@@ -9,13 +9,12 @@ the transports, the WebSub hub and the AsyncAPI document get from it are narrow 
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from os import PathLike
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 from fastapi import FastAPI
@@ -27,6 +26,7 @@ from .asyncapi.info import ApiInfo, AsyncAPISource
 from .asyncapi.versions import check_version
 from .context import NotRunningError, StreamingContext
 from .declarations import NOT_GIVEN
+from .delegation import Setting, on_router
 from .events import Event
 from .processing.runner import Processing
 from .routing import StreamingRouter
@@ -36,7 +36,14 @@ from .security.authorizer import Authenticator
 from .security.redaction import install_redaction
 from .topics import Mode, OverflowPolicy, Topic, TopicRegistry
 from .uvicorn_support import end_streams_on_shutdown
-from .wiring import add_routes, join_lifespan, requires_scopes, run_parts, websub_hub
+from .wiring import (
+    add_routes,
+    join_lifespan,
+    metrics_exporter,
+    requires_scopes,
+    run_parts,
+    websub_hub,
+)
 
 if sys.version_info >= (3, 11):
     from typing import Self
@@ -47,57 +54,13 @@ if TYPE_CHECKING:
     from .asyncapi.reading import AsyncAPIImportWarning
     from .cdc.producers import Producers
     from .limits import Limits
-    from .metrics import MetricsExporter
     from .websub.hub import WebSubHub
     from .websub.settings import WebSubSettings
 
-Handler = TypeVar("Handler", bound=Callable[..., Any])
-T = TypeVar("T")
-P = ParamSpec("P")
 
 logger = logging.getLogger("fastapi_streaming")
 
 __all__ = ["NotRunningError", "StreamingAPI"]
-
-
-class _Setting(Generic[T]):
-    """An attribute of the API that lives on the narrow objects it hands out (the document's
-    :class:`ApiInfo`, the transports' :class:`StreamingContext`...), so changing it on the API
-    changes what they see. Read from the first owner, written to every one.
-    """
-
-    def __init__(self, *owners: str) -> None:
-        self.owner = owners[0]
-        self.owners = owners
-
-    def __set_name__(self, cls: type, name: str) -> None:
-        self.name = name
-
-    @overload
-    def __get__(self, api: None, cls: type) -> _Setting[T]: ...
-    @overload
-    def __get__(self, api: StreamingAPI, cls: type) -> T: ...
-    def __get__(self, api: StreamingAPI | None, cls: type) -> T | _Setting[T]:
-        if api is None:
-            return self
-        value: T = getattr(getattr(api, self.owner), self.name)
-        return value
-
-    def __set__(self, api: StreamingAPI, value: T) -> None:
-        for owner in self.owners:
-            setattr(getattr(api, owner), self.name, value)
-
-
-def _on_router(
-    method: Callable[Concatenate[StreamingRouter, P], T],
-) -> Callable[Concatenate[StreamingAPI, P], T]:
-    """A method of the API that declares on its own router, with the router method's signature."""
-
-    @functools.wraps(method)
-    def declare(api: StreamingAPI, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return method(api.router, *args, **kwargs)
-
-    return declare
 
 
 class StreamingAPI:
@@ -239,8 +202,6 @@ class StreamingAPI:
         #: How plans are enforced (None: only if a topic declares a plan, then in memory).
         self.limits = limits
         self.metrics_url = metrics_url
-        #: The Prometheus metrics, when ``metrics_url`` is set.
-        self.metrics: MetricsExporter | None = None
         self.overflow = OverflowPolicy(overflow)
         self.heartbeat = heartbeat
         self.plugin_manager = plugin_manager
@@ -250,10 +211,8 @@ class StreamingAPI:
         self.websub: WebSubHub | None = websub_hub(self.context, websub)
         #: The derived topics' pipelines and leases, while the API runs.
         self.processing: Processing | None = None
-        if metrics_url is not None:
-            from .metrics import MetricsExporter
-
-            self.metrics = MetricsExporter(self.context, websub=self.websub)
+        #: The Prometheus metrics, when ``metrics_url`` is set.
+        self.metrics = metrics_exporter(self.context, self.websub, metrics_url)
         #: What the AsyncAPI document is built from (and its cache).
         self.asyncapi_source = AsyncAPISource(
             self.info,
@@ -263,29 +222,29 @@ class StreamingAPI:
             websub=self.websub is not None,
         )
 
-    title = _Setting[str]("info")
-    version = _Setting[str]("info")
-    description = _Setting["str | None"]("info")
-    terms_of_service = _Setting["str | None"]("info")
-    contact = _Setting["dict[str, Any] | None"]("info")
-    license_info = _Setting["dict[str, Any] | None"]("info")
-    tags = _Setting["list[dict[str, Any]] | None"]("info")
-    external_docs = _Setting["dict[str, Any] | None"]("info")
-    public_url = _Setting["str | None"]("info", "context")
-    security_schemes = _Setting["dict[str, dict[str, Any]] | None"]("info")
-    server_security = _Setting["dict[str, list[str]] | None"]("info")
-    asyncapi_version = _Setting[str]("info")
-    asyncapi_url = _Setting["str | None"]("info")
-    asyncapi_yaml_url = _Setting["str | None"]("info")
-    asyncapi_docs_url = _Setting["str | None"]("info")
-    asyncapi_js_url = _Setting["str | None"]("info")
-    asyncapi_css_url = _Setting["str | None"]("info")
-    prefix = _Setting[str]("context", "asyncapi_source")
-    max_queue = _Setting[int]("context")
-    max_message_size = _Setting[int]("context")
+    title = Setting[str]("info")
+    version = Setting[str]("info")
+    description = Setting["str | None"]("info")
+    terms_of_service = Setting["str | None"]("info")
+    contact = Setting["dict[str, Any] | None"]("info")
+    license_info = Setting["dict[str, Any] | None"]("info")
+    tags = Setting["list[dict[str, Any]] | None"]("info")
+    external_docs = Setting["dict[str, Any] | None"]("info")
+    public_url = Setting["str | None"]("info", "context")
+    security_schemes = Setting["dict[str, dict[str, Any]] | None"]("info")
+    server_security = Setting["dict[str, list[str]] | None"]("info")
+    asyncapi_version = Setting[str]("info")
+    asyncapi_url = Setting["str | None"]("info")
+    asyncapi_yaml_url = Setting["str | None"]("info")
+    asyncapi_docs_url = Setting["str | None"]("info")
+    asyncapi_js_url = Setting["str | None"]("info")
+    asyncapi_css_url = Setting["str | None"]("info")
+    prefix = Setting[str]("context", "asyncapi_source")
+    max_queue = Setting[int]("context")
+    max_message_size = Setting[int]("context")
 
     #: Who clients are and what they may touch, for every transport and the document.
-    access = _Setting[AccessControl]("context", "asyncapi_source")
+    access = Setting[AccessControl]("context", "asyncapi_source")
 
     @classmethod
     def from_asyncapi(
@@ -328,96 +287,20 @@ class StreamingAPI:
 
     # -- declaring topics (delegated to the API's own router) -------------------------------
 
-    def subscribe(
-        self,
-        address: str,
-        *,
-        scopes: Iterable[str] = (),
-        channel: str | None = None,
-        payload: Any = NOT_GIVEN,
-        name: str | None = None,
-        summary: str | None = None,
-        description: str | None = None,
-        overflow: OverflowPolicy | str | None = None,
-        max_queue: int | None = None,
-        tags: Sequence[str] | None = None,
-        dependencies: Sequence[fastapi_params.Depends] | None = None,
-        deprecated: bool | None = None,
-        include_in_schema: bool = True,
-        plan: Any = None,
-    ) -> Callable[[Handler], Handler]:
-        """Declare that clients may receive the events of ``address``
-        (see :meth:`StreamingRouter.subscribe <fastapi_streaming.StreamingRouter.subscribe>`).
-        """
-        return self.router.subscribe(
-            address,
-            scopes=scopes,
-            channel=channel,
-            payload=payload,
-            name=name,
-            summary=summary,
-            description=description,
-            overflow=overflow,
-            max_queue=max_queue,
-            tags=tags,
-            dependencies=dependencies,
-            deprecated=deprecated,
-            include_in_schema=include_in_schema,
-            plan=plan,
-        )
-
-    def publish(
-        self,
-        address: str,
-        *,
-        scopes: Iterable[str] = (),
-        channel: str | None = None,
-        payload: Any = NOT_GIVEN,
-        name: str | None = None,
-        summary: str | None = None,
-        description: str | None = None,
-        tags: Sequence[str] | None = None,
-        dependencies: Sequence[fastapi_params.Depends] | None = None,
-        deprecated: bool | None = None,
-        include_in_schema: bool = True,
-        plan: Any = None,
-        reply: Any = None,
-        reply_address: str | None = None,
-    ) -> Callable[[Handler], Handler]:
-        """Declare that clients may send events into ``address``
-        (see :meth:`StreamingRouter.publish <fastapi_streaming.StreamingRouter.publish>`;
-        ``reply=`` makes it request/reply).
-        """
-        return self.router.publish(
-            address,
-            scopes=scopes,
-            channel=channel,
-            payload=payload,
-            name=name,
-            summary=summary,
-            description=description,
-            tags=tags,
-            dependencies=dependencies,
-            deprecated=deprecated,
-            include_in_schema=include_in_schema,
-            plan=plan,
-            reply=reply,
-            reply_address=reply_address,
-        )
-
-    #: Declare a derived topic (see :meth:`StreamingRouter.derive
-    #: <fastapi_streaming.StreamingRouter.derive>`).
-    derive = _on_router(StreamingRouter.derive)
-
-    #: Declare a table topic: a database table's committed changes (see
-    #: :meth:`StreamingRouter.changes <fastapi_streaming.StreamingRouter.changes>`).
-    changes = _on_router(StreamingRouter.changes)
+    # The declaring methods are the router's own (see ``on_router``): one signature to keep,
+    # still typed for editors and mypy, where FastAPI repeats each signature by hand.
+    subscribe = on_router(StreamingRouter.subscribe)
+    publish = on_router(StreamingRouter.publish)  #: ``reply=`` makes it request/reply.
+    derive = on_router(StreamingRouter.derive)  #: A topic computed from others.
+    changes = on_router(StreamingRouter.changes)  #: A table topic: a table's committed changes.
 
     @property
     def producers(self) -> Producers:
         """What feeds topics from outside (database changes); runs with the API."""
         return self.router.producers
 
+    # Written out, unlike the decorators: the API's always returns the topic (its router has
+    # a registry) and takes no ``derivation`` (``derive`` makes those).
     def add_operation(
         self,
         mode: Mode,
@@ -464,31 +347,8 @@ class StreamingAPI:
         assert topic is not None  # the API's router declares into the API's registry
         return topic
 
-    def include_router(
-        self,
-        router: StreamingRouter,
-        *,
-        prefix: str = "",
-        tags: Sequence[str] | None = None,
-        dependencies: Sequence[fastapi_params.Depends] | None = None,
-        scopes: Iterable[str] = (),
-        deprecated: bool | None = None,
-        include_in_schema: bool = True,
-        plan: Any = None,
-    ) -> None:
-        """Add the topics of ``router`` to this API, under ``prefix``, with these ``tags``,
-        ``dependencies`` and ``scopes`` added to each (as ``FastAPI.include_router``).
-        """
-        self.router.include_router(
-            router,
-            prefix=prefix,
-            tags=tags,
-            dependencies=dependencies,
-            scopes=scopes,
-            deprecated=deprecated,
-            include_in_schema=include_in_schema,
-            plan=plan,
-        )
+    #: Add a router's topics, with its prefix, tags, dependencies and scopes (as FastAPI's).
+    include_router = on_router(StreamingRouter.include_router)
 
     # -- running ----------------------------------------------------------------------------
 

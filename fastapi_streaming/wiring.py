@@ -131,6 +131,17 @@ def websub_hub(context: StreamingContext, websub: WebSubSettings | bool | None) 
     return WebSubHub(context, WebSubSettings() if websub is True else websub)
 
 
+def metrics_exporter(
+    context: StreamingContext, websub: WebSubHub | None, metrics_url: str | None
+) -> MetricsExporter | None:
+    """The Prometheus metrics for ``metrics_url=``; imported only when on (it needs the extra)."""
+    if metrics_url is None:
+        return None
+    from .metrics import MetricsExporter
+
+    return MetricsExporter(context, websub=websub)
+
+
 def requires_scopes(topics: TopicRegistry) -> bool:
     """Whether some topic requires scopes (which then needs an authorizer to be reachable)."""
     return any(
