@@ -313,11 +313,16 @@ class DocumentReader:
         scheme = "https" if protocol == "wss" else "http"
         return {"public_url": f"{scheme}://{host}", "prefix": path.rstrip("/")[: -len("/ws")]}
 
-    @staticmethod
-    def extension(channel: dict[str, Any], where: list[str | int]) -> dict[str, Any]:
+    def extension(self, channel: dict[str, Any], where: list[str | int]) -> dict[str, Any]:
         value = channel.get(EXTENSION) or {}
         if not isinstance(value, dict):
             raise AsyncAPIImportError(pointer([*where, EXTENSION]), "Expected an object.")
+        if "derivedFrom" in value:
+            self.warn(
+                [*where, EXTENSION, "derivedFrom"],
+                "a derived topic is computed by code: it is imported as an ordinary topic; "
+                "declare it with derive() to compute it here",
+            )
         return value
 
     @staticmethod

@@ -27,7 +27,6 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
-    event,
     exists,
     func,
     inspect,
@@ -42,6 +41,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .settings import WebSubSettings
+from .sqlite import sqlite_engine
 from .tables import DONE, FAILED, PENDING, Tables, build_tables
 
 
@@ -96,29 +96,9 @@ class Claimed:
 
 
 def make_engine(url: str) -> AsyncEngine:
-    """An engine tuned for the hub.
-
-    SQLite: WAL mode, and every transaction starts with ``BEGIN IMMEDIATE``, so it takes the
-    write lock up front and waits for it (``busy_timeout``) instead of failing when it finds
-    halfway that another process wrote meanwhile. DDL becomes transactional too.
-    """
+    """An engine tuned for the hub: see :func:`.sqlite.sqlite_engine` for SQLite."""
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _pragmas(dbapi_connection: Any, record: Any) -> None:
-            dbapi_connection.isolation_level = None  # no implicit BEGIN from the driver
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.close()
-
-        @event.listens_for(engine.sync_engine, "begin")
-        def _begin(connection: Any) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-        return engine
+        return sqlite_engine(url)
     return create_async_engine(url, pool_pre_ping=True)
 
 
