@@ -9,13 +9,12 @@ the transports, the WebSub hub and the AsyncAPI document get from it are narrow 
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from os import PathLike
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 from fastapi import FastAPI
@@ -27,6 +26,7 @@ from .asyncapi.info import ApiInfo, AsyncAPISource
 from .asyncapi.versions import check_version
 from .context import NotRunningError, StreamingContext
 from .declarations import NOT_GIVEN
+from .delegation import Setting, on_router
 from .events import Event
 from .processing.runner import Processing
 from .routing import StreamingRouter
@@ -36,6 +36,14 @@ from .security.authorizer import Authenticator
 from .security.redaction import install_redaction
 from .topics import Mode, OverflowPolicy, Topic, TopicRegistry
 from .uvicorn_support import end_streams_on_shutdown
+from .wiring import (
+    add_routes,
+    join_lifespan,
+    metrics_exporter,
+    requires_scopes,
+    run_parts,
+    websub_hub,
+)
 
 if sys.version_info >= (3, 11):
     from typing import Self
@@ -45,58 +53,14 @@ else:  # pragma: no cover
 if TYPE_CHECKING:
     from .asyncapi.reading import AsyncAPIImportWarning
     from .cdc.producers import Producers
-    from .limits import Limiter, Limits
-    from .metrics import MetricsExporter
+    from .limits import Limits
     from .websub.hub import WebSubHub
     from .websub.settings import WebSubSettings
 
-Handler = TypeVar("Handler", bound=Callable[..., Any])
-T = TypeVar("T")
-P = ParamSpec("P")
 
 logger = logging.getLogger("fastapi_streaming")
 
 __all__ = ["NotRunningError", "StreamingAPI"]
-
-
-class _Setting(Generic[T]):
-    """An attribute of the API that lives on the narrow objects it hands out (the document's
-    :class:`ApiInfo`, the transports' :class:`StreamingContext`...), so changing it on the API
-    changes what they see. Read from the first owner, written to every one.
-    """
-
-    def __init__(self, *owners: str) -> None:
-        self.owner = owners[0]
-        self.owners = owners
-
-    def __set_name__(self, cls: type, name: str) -> None:
-        self.name = name
-
-    @overload
-    def __get__(self, api: None, cls: type) -> _Setting[T]: ...
-    @overload
-    def __get__(self, api: StreamingAPI, cls: type) -> T: ...
-    def __get__(self, api: StreamingAPI | None, cls: type) -> T | _Setting[T]:
-        if api is None:
-            return self
-        value: T = getattr(getattr(api, self.owner), self.name)
-        return value
-
-    def __set__(self, api: StreamingAPI, value: T) -> None:
-        for owner in self.owners:
-            setattr(getattr(api, owner), self.name, value)
-
-
-def _on_router(
-    method: Callable[Concatenate[StreamingRouter, P], T],
-) -> Callable[Concatenate[StreamingAPI, P], T]:
-    """A method of the API that declares on its own router, with the router method's signature."""
-
-    @functools.wraps(method)
-    def declare(api: StreamingAPI, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return method(api.router, *args, **kwargs)
-
-    return declare
 
 
 class StreamingAPI:
@@ -238,21 +202,17 @@ class StreamingAPI:
         #: How plans are enforced (None: only if a topic declares a plan, then in memory).
         self.limits = limits
         self.metrics_url = metrics_url
-        #: The Prometheus metrics, when ``metrics_url`` is set.
-        self.metrics: MetricsExporter | None = None
         self.overflow = OverflowPolicy(overflow)
         self.heartbeat = heartbeat
         self.plugin_manager = plugin_manager
         #: The app whose ``dependency_overrides`` apply to handlers (set by ``init_app``).
         self.dependency_overrides_provider: Any = None
         #: The WebSub hub (webhooks), when enabled with ``websub=WebSubSettings(...)`` or True.
-        self.websub: WebSubHub | None = _websub_hub(self.context, websub)
+        self.websub: WebSubHub | None = websub_hub(self.context, websub)
         #: The derived topics' pipelines and leases, while the API runs.
         self.processing: Processing | None = None
-        if metrics_url is not None:
-            from .metrics import MetricsExporter
-
-            self.metrics = MetricsExporter(self.context, websub=self.websub)
+        #: The Prometheus metrics, when ``metrics_url`` is set.
+        self.metrics = metrics_exporter(self.context, self.websub, metrics_url)
         #: What the AsyncAPI document is built from (and its cache).
         self.asyncapi_source = AsyncAPISource(
             self.info,
@@ -262,29 +222,29 @@ class StreamingAPI:
             websub=self.websub is not None,
         )
 
-    title = _Setting[str]("info")
-    version = _Setting[str]("info")
-    description = _Setting["str | None"]("info")
-    terms_of_service = _Setting["str | None"]("info")
-    contact = _Setting["dict[str, Any] | None"]("info")
-    license_info = _Setting["dict[str, Any] | None"]("info")
-    tags = _Setting["list[dict[str, Any]] | None"]("info")
-    external_docs = _Setting["dict[str, Any] | None"]("info")
-    public_url = _Setting["str | None"]("info", "context")
-    security_schemes = _Setting["dict[str, dict[str, Any]] | None"]("info")
-    server_security = _Setting["dict[str, list[str]] | None"]("info")
-    asyncapi_version = _Setting[str]("info")
-    asyncapi_url = _Setting["str | None"]("info")
-    asyncapi_yaml_url = _Setting["str | None"]("info")
-    asyncapi_docs_url = _Setting["str | None"]("info")
-    asyncapi_js_url = _Setting["str | None"]("info")
-    asyncapi_css_url = _Setting["str | None"]("info")
-    prefix = _Setting[str]("context", "asyncapi_source")
-    max_queue = _Setting[int]("context")
-    max_message_size = _Setting[int]("context")
+    title = Setting[str]("info")
+    version = Setting[str]("info")
+    description = Setting["str | None"]("info")
+    terms_of_service = Setting["str | None"]("info")
+    contact = Setting["dict[str, Any] | None"]("info")
+    license_info = Setting["dict[str, Any] | None"]("info")
+    tags = Setting["list[dict[str, Any]] | None"]("info")
+    external_docs = Setting["dict[str, Any] | None"]("info")
+    public_url = Setting["str | None"]("info", "context")
+    security_schemes = Setting["dict[str, dict[str, Any]] | None"]("info")
+    server_security = Setting["dict[str, list[str]] | None"]("info")
+    asyncapi_version = Setting[str]("info")
+    asyncapi_url = Setting["str | None"]("info")
+    asyncapi_yaml_url = Setting["str | None"]("info")
+    asyncapi_docs_url = Setting["str | None"]("info")
+    asyncapi_js_url = Setting["str | None"]("info")
+    asyncapi_css_url = Setting["str | None"]("info")
+    prefix = Setting[str]("context", "asyncapi_source")
+    max_queue = Setting[int]("context")
+    max_message_size = Setting[int]("context")
 
     #: Who clients are and what they may touch, for every transport and the document.
-    access = _Setting[AccessControl]("context", "asyncapi_source")
+    access = Setting[AccessControl]("context", "asyncapi_source")
 
     @classmethod
     def from_asyncapi(
@@ -327,96 +287,20 @@ class StreamingAPI:
 
     # -- declaring topics (delegated to the API's own router) -------------------------------
 
-    def subscribe(
-        self,
-        address: str,
-        *,
-        scopes: Iterable[str] = (),
-        channel: str | None = None,
-        payload: Any = NOT_GIVEN,
-        name: str | None = None,
-        summary: str | None = None,
-        description: str | None = None,
-        overflow: OverflowPolicy | str | None = None,
-        max_queue: int | None = None,
-        tags: Sequence[str] | None = None,
-        dependencies: Sequence[fastapi_params.Depends] | None = None,
-        deprecated: bool | None = None,
-        include_in_schema: bool = True,
-        plan: Any = None,
-    ) -> Callable[[Handler], Handler]:
-        """Declare that clients may receive the events of ``address``
-        (see :meth:`StreamingRouter.subscribe <fastapi_streaming.StreamingRouter.subscribe>`).
-        """
-        return self.router.subscribe(
-            address,
-            scopes=scopes,
-            channel=channel,
-            payload=payload,
-            name=name,
-            summary=summary,
-            description=description,
-            overflow=overflow,
-            max_queue=max_queue,
-            tags=tags,
-            dependencies=dependencies,
-            deprecated=deprecated,
-            include_in_schema=include_in_schema,
-            plan=plan,
-        )
-
-    def publish(
-        self,
-        address: str,
-        *,
-        scopes: Iterable[str] = (),
-        channel: str | None = None,
-        payload: Any = NOT_GIVEN,
-        name: str | None = None,
-        summary: str | None = None,
-        description: str | None = None,
-        tags: Sequence[str] | None = None,
-        dependencies: Sequence[fastapi_params.Depends] | None = None,
-        deprecated: bool | None = None,
-        include_in_schema: bool = True,
-        plan: Any = None,
-        reply: Any = None,
-        reply_address: str | None = None,
-    ) -> Callable[[Handler], Handler]:
-        """Declare that clients may send events into ``address``
-        (see :meth:`StreamingRouter.publish <fastapi_streaming.StreamingRouter.publish>`;
-        ``reply=`` makes it request/reply).
-        """
-        return self.router.publish(
-            address,
-            scopes=scopes,
-            channel=channel,
-            payload=payload,
-            name=name,
-            summary=summary,
-            description=description,
-            tags=tags,
-            dependencies=dependencies,
-            deprecated=deprecated,
-            include_in_schema=include_in_schema,
-            plan=plan,
-            reply=reply,
-            reply_address=reply_address,
-        )
-
-    #: Declare a derived topic (see :meth:`StreamingRouter.derive
-    #: <fastapi_streaming.StreamingRouter.derive>`).
-    derive = _on_router(StreamingRouter.derive)
-
-    #: Declare a table topic: a database table's committed changes (see
-    #: :meth:`StreamingRouter.changes <fastapi_streaming.StreamingRouter.changes>`).
-    changes = _on_router(StreamingRouter.changes)
+    # The declaring methods are the router's own (see ``on_router``): one signature to keep,
+    # still typed for editors and mypy, where FastAPI repeats each signature by hand.
+    subscribe = on_router(StreamingRouter.subscribe)
+    publish = on_router(StreamingRouter.publish)  #: ``reply=`` makes it request/reply.
+    derive = on_router(StreamingRouter.derive)  #: A topic computed from others.
+    changes = on_router(StreamingRouter.changes)  #: A table topic: a table's committed changes.
 
     @property
     def producers(self) -> Producers:
         """What feeds topics from outside (database changes); runs with the API."""
         return self.router.producers
 
+    # Written out, unlike the decorators: the API's always returns the topic (its router has
+    # a registry) and takes no ``derivation`` (``derive`` makes those).
     def add_operation(
         self,
         mode: Mode,
@@ -463,31 +347,8 @@ class StreamingAPI:
         assert topic is not None  # the API's router declares into the API's registry
         return topic
 
-    def include_router(
-        self,
-        router: StreamingRouter,
-        *,
-        prefix: str = "",
-        tags: Sequence[str] | None = None,
-        dependencies: Sequence[fastapi_params.Depends] | None = None,
-        scopes: Iterable[str] = (),
-        deprecated: bool | None = None,
-        include_in_schema: bool = True,
-        plan: Any = None,
-    ) -> None:
-        """Add the topics of ``router`` to this API, under ``prefix``, with these ``tags``,
-        ``dependencies`` and ``scopes`` added to each (as ``FastAPI.include_router``).
-        """
-        self.router.include_router(
-            router,
-            prefix=prefix,
-            tags=tags,
-            dependencies=dependencies,
-            scopes=scopes,
-            deprecated=deprecated,
-            include_in_schema=include_in_schema,
-            plan=plan,
-        )
+    #: Add a router's topics, with its prefix, tags, dependencies and scopes (as FastAPI's).
+    include_router = on_router(StreamingRouter.include_router)
 
     # -- running ----------------------------------------------------------------------------
 
@@ -503,65 +364,23 @@ class StreamingAPI:
     @asynccontextmanager
     async def running(self) -> AsyncIterator[StreamingRuntime]:
         """Connect to the broker for the duration of the block (the app lifespan uses this)."""
-        from .plugins import create_backend
-
-        backend = create_backend(self.broker_url, self.plugin_manager)
-        install_redaction()  # again: the backend's client library may have made its loggers now
-        runtime = StreamingRuntime(
-            self.topics,
-            backend,
+        async with run_parts(
+            self.context,
             broker_url=self.broker_url,
+            plugin_manager=self.plugin_manager,
             default_overflow=self.overflow,
             heartbeat=self.heartbeat,
             dependency_overrides_provider=self.dependency_overrides_provider,
-        )
-        self.processing = processing = Processing(self.topics, runtime, broker_url=self.broker_url)
-        await runtime.start()
-        limiter = self._limiter()
-        self.context.limits = limiter
-        if limiter is not None:
-            await limiter.start(runtime.fanout.events_sent)
-        self.context.attach(runtime)
-        if self.metrics is not None:
-            self.metrics.start()
-        try:
-            if self.websub is not None:
-                await self.websub.start(runtime)
-            await processing.start()
-            producers = self.router.producers
-            if len(producers):
-                runtime.health_sections["sources"] = producers.health
-            # Raises what is misconfigured (a database not set up for capture) at startup.
-            await producers.start(runtime.broker.publish)
+            limits=self.limits,
+            metrics=self.metrics,
+            websub=self.websub,
+            producers=self.router.producers,
+        ) as parts:
+            self.processing = parts.processing
             try:
-                yield runtime
+                yield parts.runtime
             finally:
-                await producers.stop()
-        finally:
-            await processing.stop()
-            self.processing = None
-            if self.websub is not None:
-                await self.websub.stop()
-            if self.metrics is not None:
-                await self.metrics.stop()
-            self.context.attach(None)
-            await runtime.stop()
-            if limiter is not None:
-                await limiter.stop()
-
-    def _limiter(self) -> Limiter | None:
-        """What enforces plans: from ``limits=``, or in memory when only topics name plans."""
-        declared = any(
-            operation.limit is not None
-            for topic in self.topics
-            for operation in (topic.subscribe, topic.publish)
-            if operation is not None
-        )
-        if self.limits is None and not declared:
-            return None
-        from .limits import Limiter
-
-        return Limiter(self.limits)
+                self.processing = None
 
     async def authorize(
         self, connection: HTTPConnection, accesses: Sequence[tuple[Topic, Mode]]
@@ -581,54 +400,23 @@ class StreamingAPI:
         An app that has a lifespan of its own keeps it: the streaming API starts before it (so
         the app's startup code can already emit) and stops after it.
         """
-        from .asyncapi.routes import add_asyncapi_routes
-        from .transports import build_router, stream_routes
-
         # Browsers send tokens in the URL (?access_token=); servers log URLs.
         install_redaction()
         end_streams_on_shutdown()  # under plain uvicorn too
-        if not self.access.authorizers and any(
-            operation.scopes
-            for topic in self.topics
-            for operation in (topic.subscribe, topic.publish)
-            if operation is not None
-        ):
+        if not self.access.authorizers and requires_scopes(self.topics):
             logger.warning(
                 "Topics of %r require scopes but the streaming API has no authorizer: every "
                 "client is refused on them. Pass authorizer=... to StreamingAPI.",
                 self.title,
             )
-        app.router.routes.extend(stream_routes(self.context))
-        docs_url = self.asyncapi_docs_url if self.asyncapi_url or self.asyncapi_yaml_url else None
-        app.include_router(build_router(self.context, asyncapi_docs_url=docs_url))
-        if self.websub is not None:
-            from .websub.routes import build_router as build_websub_router
-
-            app.include_router(build_websub_router(self.websub))
-        add_asyncapi_routes(app, self.asyncapi_source)
-        if self.metrics is not None and self.metrics_url is not None:
-            from .metrics import metrics_endpoint
-
-            app.add_route(self.metrics_url, metrics_endpoint(self.metrics), include_in_schema=False)
-        original = app.router.lifespan_context
-
-        @asynccontextmanager
-        async def lifespan(app: Any) -> AsyncIterator[Any]:
-            async with self.running(), original(app) as state:
-                yield state
-
-        app.router.lifespan_context = lifespan
+        add_routes(
+            app,
+            self.context,
+            self.asyncapi_source,
+            websub=self.websub,
+            metrics=self.metrics,
+            metrics_url=self.metrics_url,
+        )
+        join_lifespan(app, self.running)
         app.state.fastapi_streaming = self
         self.dependency_overrides_provider = app
-
-
-def _websub_hub(
-    context: StreamingContext, websub: WebSubSettings | bool | None
-) -> WebSubHub | None:
-    """The WebSub hub for ``websub=``; imported only when enabled (it needs the extra)."""
-    if websub is None or websub is False:
-        return None
-    from .websub.hub import WebSubHub
-    from .websub.settings import WebSubSettings
-
-    return WebSubHub(context, WebSubSettings() if websub is True else websub)
