@@ -20,7 +20,10 @@ a stream without a marker is judged by its entries alone.
 
 from __future__ import annotations
 
-from redis import asyncio as aioredis
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from redis import asyncio as aioredis
 
 EPOCHS_KEY = "fastapi-streaming:epochs"
 DATASET_FIELD = "dataset"

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from redis import asyncio as aioredis
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
 
 #: Milliseconds a lease lasts unless renewed; the owner renews every third of it.
 DEFAULT_TTL_MS = 3000
@@ -87,7 +89,10 @@ class RedisLease:
         self.ttl_ms = ttl_ms
         self.key = f"fastapi-streaming:lease:{name}"
         self.token = f"{os.getpid()}-{uuid.uuid4().hex}"
-        self._client = aioredis.Redis.from_url(url)
+        # Imported here: only derived topics on a Redis broker need the redis extra.
+        from redis.asyncio import Redis as RedisClient
+
+        self._client: Redis = RedisClient.from_url(url)
 
     async def acquire(self) -> bool:
         taken = await self._client.set(self.key, self.token, nx=True, px=self.ttl_ms)

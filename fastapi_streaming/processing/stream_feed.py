@@ -24,12 +24,13 @@ import logging
 import pickle
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-from redis import asyncio as aioredis
+from typing import TYPE_CHECKING, Any
 
 from ..brokers.stream_epochs import EPOCHS_KEY
 from .lease import RedisLease
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 logger = logging.getLogger("fastapi_streaming.processing")
 
@@ -90,7 +91,10 @@ class StreamFeed:
         self.patterns = patterns
         self.accepts = accepts
         self.key = f"fastapi-streaming:checkpoint:{lease.name}"
-        self._client = aioredis.Redis.from_url(url)
+        # Imported here: only derived topics on a Redis broker need the redis extra.
+        from redis.asyncio import Redis as RedisClient
+
+        self._client: Redis = RedisClient.from_url(url)
         self.checkpoint = Checkpoint(origin_ms=0)
 
     async def load(self) -> Checkpoint:

@@ -58,3 +58,77 @@ def test_make_test_still_installs_the_toolchain(tmp_path: Path) -> None:
         check=True,
     ).stdout
     assert '-e ".[dev]"' in plan
+
+
+#: What optional extras bring; a plain install has none of them.
+OPTIONAL_MODULES = (
+    "redis",
+    "aiokafka",
+    "asyncpg",
+    "psycopg2",
+    "pymysql",
+    "pymysqlreplication",
+    "limits",
+    "prometheus_client",
+    "jsonschema",
+    "jwt",
+    "fastapi_users",
+    "sqlalchemy",
+    "aiosqlite",
+)
+
+WITHOUT_EXTRAS = f"""
+import asyncio, sys
+from importlib.abc import MetaPathFinder
+
+class Missing(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {OPTIONAL_MODULES!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}")
+        return None
+
+sys.meta_path.insert(0, Missing())
+
+from fastapi import FastAPI
+from fastapi_streaming import StreamingAPI, StreamingRouter
+from fastapi_streaming.processing import Count, Tumbling, Window
+
+streaming = StreamingAPI(broker="memory://")
+router = StreamingRouter(prefix="/rooms")
+
+@router.subscribe("/{{room}}")
+async def messages(event: dict, room: str) -> dict:
+    return event
+
+@router.publish("/{{room}}")
+async def post(event: dict, room: str) -> dict:
+    return event
+
+@router.derive("/{{room}}/per-second", source="/{{room}}", window=Tumbling(seconds=1),
+               aggregate=Count())
+def per_second(window: Window[int], room: str) -> dict:
+    return {{"count": window.value}}
+
+streaming.include_router(router)
+streaming.init_app(FastAPI())
+
+async def main() -> None:
+    async with streaming.running():
+        await streaming.emit("/rooms/a", {{"text": "hi"}})
+
+asyncio.run(main())
+print("ok")
+"""
+
+
+def test_the_core_runs_without_any_extra() -> None:
+    """`pip install fastapi-streaming` alone declares, wires and runs topics on memory://:
+    no module of the package imports an extra's library before it is used."""
+    ran = subprocess.run(
+        [sys.executable, "-c", WITHOUT_EXTRAS],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ran.returncode == 0 and ran.stdout.strip() == "ok", ran.stderr
