@@ -254,6 +254,7 @@ class StreamingRouter:
         emit: EmitPolicy = "final",
         min_interval: float = 0.0,
         idle: float | None = 2.0,
+        partitions: int = 1,
         scopes: Iterable[str] = (),
         channel: str | None = None,
         name: str | None = None,
@@ -287,6 +288,9 @@ class StreamingRouter:
             min_interval: with ``emit="updates"``, seconds between two updates of a window.
             idle: after this many seconds without events, event time moves on with the clock,
                 so the last windows close; None waits for the next event.
+            partitions: split the work by key into this many partitions, which the
+                processes of the deployment share through a Redis Streams consumer group
+                (``redis-stream://``); 1 (the default) has one process compute it all.
         """
         sources = (source,) if isinstance(source, str) else tuple(source)
 
@@ -303,6 +307,7 @@ class StreamingRouter:
                 emit=emit,
                 min_interval=min_interval,
                 idle=idle,
+                partitions=partitions,
             )
             checked = derivation.check(address)
             self.add_operation(

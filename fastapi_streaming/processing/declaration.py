@@ -69,6 +69,8 @@ class Derivation:
     emit: EmitPolicy = "final"
     min_interval: float = 0.0
     idle: float | None = 2.0
+    #: Key partitions the work is split into across the deployment's processes (1: one owner).
+    partitions: int = 1
     shape: HandlerShape = field(init=False, repr=False, compare=False)
 
     @property
@@ -96,6 +98,7 @@ class Derivation:
         if isinstance(self.window, CountWindow) and self.late != "drop":
             raise ValueError(f"{where}: count windows have no lateness; leave late='drop'.")
         own = parameters(address)
+        self._check_partitions(where, own)
         for source in self.sources:
             available = set(parameters(source)) | ({self.key} if self.key else set())
             missing = [name for name in own if name not in available]
@@ -115,6 +118,27 @@ class Derivation:
             names = _common_parameters(self.sources)
         object.__setattr__(checked, "shape", shape_of(self.handler, names, self.windowed, where))
         return checked
+
+    def _check_partitions(self, where: str, own: tuple[str, ...]) -> None:
+        """Partitions split the work by key, and a process must find an entry's partition
+        from the stream it is on: so every key name must be an address parameter of every
+        source (a key read from the payload would need the entries copied into partition
+        streams first, which is not done).
+        """
+        if not isinstance(self.partitions, int) or self.partitions < 1:
+            raise ValueError(f"{where}: partitions must be a whole number of at least 1.")
+        if self.partitions == 1 or self.window is None:
+            return  # a filter/map keeps no state: its streams are split as they are
+        names = own + ((self.key,) if self.key and self.key not in own else ())
+        for source in self.sources:
+            missing = [name for name in names if name not in parameters(source)]
+            if missing:
+                raise ValueError(
+                    f"{where} is split into {self.partitions} partitions by its key, but the "
+                    f"key {missing} is not a parameter of its source {source!r}: key by "
+                    "parameters of the source's address (for example key='page' for "
+                    "'/clicks/{page}'), or leave partitions=1."
+                )
 
     def under(self, prefix: str) -> Derivation:
         """The same derivation seen through a router with ``prefix``: its sources are prefixed
@@ -144,6 +168,8 @@ class Derivation:
             described["late"] = self.late
         if self.key:
             described["key"] = self.key
+        if self.partitions > 1:
+            described["partitions"] = self.partitions
         return described
 
 

@@ -111,6 +111,10 @@ class RedisLease:
     async def close(self) -> None:
         await self._client.aclose()
 
+    def fence(self) -> tuple[str, str, str, str]:
+        """What a checkpoint commit checks: that this key still holds this process's token."""
+        return self.key, self.token, "", ""
+
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value

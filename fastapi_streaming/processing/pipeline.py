@@ -29,6 +29,7 @@ from ..topics import Topic, TopicRegistry
 from .declaration import Derivation, Window
 from .engine import Key, Result, WindowEngine
 from .ids import mapped_event_id, window_event_id
+from .partitions import partition_of
 from .sources import ChannelReader, channel_pattern
 from .stream_feed import LostLease, StreamFeed
 from .timing import BadTime, RateLimitedLog, event_time
@@ -62,6 +63,7 @@ class Pipeline:
         assert isinstance(derivation, Derivation)
         self.topic = topic
         self.derivation = derivation
+        self.topics = topics
         self.runtime = runtime
         self.stats = PipelineStats()
         self.sources = [_source(topics, address, topic.address) for address in derivation.sources]
@@ -150,6 +152,23 @@ class Pipeline:
             found = (i for i, reader in enumerate(self.readers) if reader.read(channel))
             self._stream_sources[channel] = next(found, None)
         return self._stream_sources[channel]
+
+    def partition_of(self, channel: str, partitions: int) -> int | None:
+        """Which key partition a source stream's entries belong to (None: not a source's).
+
+        The key is read from the stream's address parameters (declarations check that it
+        can be), so all the entries of one stream, and all the streams of one key, go to the
+        same partition. A filter/map keeps no state: its streams are split as they are.
+        """
+        index = self.source_of(channel)
+        if index is None:
+            return None
+        found = self.readers[index].read(channel)
+        assert found is not None
+        params = found[0]
+        if self.derivation.window is None:
+            return partition_of((channel,), partitions)
+        return partition_of(tuple(params[name] for name in self.key_names), partitions)
 
     async def _read_feed(self, feed: StreamFeed) -> None:
         """Process each batch of source entries, then commit its output and checkpoint.
@@ -304,10 +323,9 @@ class Pipeline:
         await self._publish_results(self.engine.add(key, at, value, now=time.monotonic()))
 
     def _key(self, params: dict[str, Any], value: Any) -> Key:
-        field = self.derivation.key
         parts: list[Hashable] = []
         for name in self.key_names:
-            if name in params and name != field:
+            if name in params:  # a key field may be a parameter of the source's address
                 parts.append(params[name])
             else:
                 parts.append(value[name] if isinstance(value, dict) else getattr(value, name))

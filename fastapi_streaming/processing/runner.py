@@ -11,6 +11,10 @@ What a takeover loses depends on the broker. On ``redis-stream://`` nothing: own
 sources' history from a checkpoint and commit output and checkpoint atomically
 (:mod:`.stream_feed`). On ``redis://`` (pub/sub) the new owner starts from the events published
 after it took over, so the windows open at that moment miss what the old owner had folded in.
+
+A derived topic declared with ``partitions=N`` on ``redis-stream://`` has no single owner: its
+key partitions are shared among the processes through a consumer group
+(:mod:`.partitions`, :mod:`.scaleout`), each partition with its own checkpoint.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl, urlsplit
 
@@ -25,9 +32,11 @@ from ..brokers.extensions import PatternSubscription
 from ..runtime import StreamingRuntime
 from ..topics import TopicRegistry
 from .lease import DEFAULT_TTL_MS, Lease, RedisLease, lease_for, redis_url
+from .partitions import PartitionClaim, PartitionGroup
 from .pipeline import Pipeline
+from .scaleout import PartitionedOwner
 from .sources import channel_pattern
-from .stream_feed import MAXLEN, StreamFeed
+from .stream_feed import MAXLEN, StreamDirectory, StreamFeed
 
 logger = logging.getLogger("fastapi_streaming.processing")
 
@@ -61,10 +70,29 @@ class Processing:
                 f"sources, and the broker {runtime.broker.url_for_display} cannot subscribe to "
                 "channel patterns yet: use memory://, redis:// or redis-stream://."
             )
+        partitioned = [
+            address
+            for address, pipeline in self.pipelines.items()
+            if pipeline.derivation.partitions > 1
+        ]
+        if partitioned and not self.streams and scheme != "memory":
+            raise RuntimeError(
+                f"Derived topics {partitioned} are split into key partitions, which the "
+                "processes share through a Redis Streams consumer group, with checkpoints: "
+                f"the broker {runtime.broker.url_for_display} has neither. Use "
+                "redis-stream:// (or memory:// in one process), or leave partitions=1."
+            )
+        self.lease_ttl_ms = lease_ttl_ms
+        #: Partitioned derived topics (on Redis Streams), shared among the processes.
+        self.partitioned = partitioned if self.streams else []
         self.leases: dict[str, Lease] = {
             address: lease_for(broker_url, pipeline.topic.channel or address, lease_ttl_ms)
             for address, pipeline in self.pipelines.items()
+            if address not in self.partitioned
         }
+        #: This process's share of each partitioned derived topic, once started.
+        self.partition_owners: dict[str, PartitionedOwner] = {}
+        self._directory: StreamDirectory | None = None
         #: The derived topics this process computes right now.
         self.owned: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -82,6 +110,47 @@ class Processing:
                     self._own(address, held), name=f"fastapi-streaming owner {address}"
                 )
             )
+        if self.partitioned:
+            await self._start_partitioned()
+
+    async def _start_partitioned(self) -> None:
+        url = redis_url(self.broker_url)
+        from redis.asyncio import Redis as RedisClient  # only with the redis extra
+
+        client = RedisClient.from_url(url)
+        self._directory = StreamDirectory(url)
+        consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        for address in self.partitioned:
+            template = self.pipelines[address]
+            channel = template.topic.channel or address
+            group = PartitionGroup(
+                client, channel, template.derivation.partitions, consumer, self.lease_ttl_ms
+            )
+            owner = PartitionedOwner(
+                address, group, self._pipeline_maker(template), self._partition_feed
+            )
+            self.partition_owners[address] = owner
+            with contextlib.suppress(Exception):
+                await group.join()
+                await owner.rebalance()  # take a share now, as a single owner does
+            self._tasks.append(
+                asyncio.create_task(owner.run(), name=f"fastapi-streaming partitions {address}")
+            )
+
+    def _pipeline_maker(self, template: Pipeline) -> Callable[[], Pipeline]:
+        """Makes the pipeline of one partition: the derived topic's, with a state of its own."""
+        return lambda: Pipeline(template.topic, template.topics, self.runtime)
+
+    def _partition_feed(self, pipeline: Pipeline, claim: PartitionClaim) -> StreamFeed:
+        count = pipeline.derivation.partitions
+        return StreamFeed(
+            redis_url(self.broker_url),
+            claim,
+            [channel_pattern(source) for source in pipeline.sources],
+            accepts=lambda channel: pipeline.partition_of(channel, count) == claim.partition,
+            maxlen=stream_maxlen(self.broker_url),
+            directory=self._directory,
+        )
 
     async def stop(self) -> None:
         owned = set(self.owned)
@@ -91,6 +160,17 @@ class Processing:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        for owner in self.partition_owners.values():
+            await owner.stop()
+        for owner in self.partition_owners.values():
+            with contextlib.suppress(Exception):
+                await owner.group.client.aclose()
+                break  # one client, shared by every group
+        self.partition_owners = {}
+        if self._directory is not None:
+            with contextlib.suppress(Exception):
+                await self._directory.close()
+            self._directory = None
         for address, lease in self.leases.items():
             with contextlib.suppress(Exception):
                 if address in owned:

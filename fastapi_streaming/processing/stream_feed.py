@@ -24,10 +24,9 @@ import logging
 import pickle
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..brokers.stream_epochs import EPOCHS_KEY
-from .lease import RedisLease
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -44,21 +43,45 @@ DISCOVER_EVERY = 1.0
 #: says otherwise (as the backend does; 0 never trims).
 MAXLEN = 10_000
 
+# KEYS: the fence, the checkpoint, the stream epochs, then one derived stream per output.
+# ARGV: the owner, the checkpoint, maxlen, the fence's group ('' for a lease) and entry id,
+# then one message per output. The fence is a lease key holding the owner's token, or, for a
+# key partition, the partition's token entry, pending for the owner in the consumer group.
 _COMMIT = """
-if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+local held
+if ARGV[4] == '' then
+  held = redis.call('get', KEYS[1]) == ARGV[1]
+else
+  local entry = redis.call('xpending', KEYS[1], ARGV[4], ARGV[5], ARGV[5], 1)[1]
+  held = entry ~= nil and entry[2] == ARGV[1]
+end
+if not held then return 0 end
 redis.call('set', KEYS[2], ARGV[2])
 for i = 4, #KEYS do
   local id
   if ARGV[3] == '0' then
-    id = redis.call('xadd', KEYS[i], '*', 'message', ARGV[i])
+    id = redis.call('xadd', KEYS[i], '*', 'message', ARGV[i + 2])
   else
-    id = redis.call('xadd', KEYS[i], 'MAXLEN', '~', ARGV[3], '*', 'message', ARGV[i])
+    id = redis.call('xadd', KEYS[i], 'MAXLEN', '~', ARGV[3], '*', 'message', ARGV[i + 2])
   end
   local ms = string.match(id, '^(%d+)')
   redis.call('hsetnx', KEYS[3], 'stream:' .. KEYS[i], ms)
 end
 return 1
 """
+
+
+class Fence(Protocol):
+    """What a commit checks first: that this process still owns the work (see _COMMIT)."""
+
+    @property
+    def name(self) -> str:
+        """What the checkpoint is named after: the derived channel, and the partition if any."""
+        ...
+
+    def fence(self) -> tuple[str, str, str, str]:
+        """(key, owner, group or '', entry id or '') for the commit script."""
+        ...
 
 
 @dataclass
@@ -80,10 +103,11 @@ class StreamFeed:
     def __init__(
         self,
         url: str,
-        lease: RedisLease,
+        lease: Fence,
         patterns: list[str],
         accepts: Callable[[str], bool] = lambda stream: True,
         maxlen: int = MAXLEN,
+        directory: StreamDirectory | None = None,
     ) -> None:
         self.maxlen = maxlen
         self.url = url
@@ -91,6 +115,8 @@ class StreamFeed:
         self.patterns = patterns
         self.accepts = accepts
         self.key = f"fastapi-streaming:checkpoint:{lease.name}"
+        #: Shared by the partitions of one process, so the key space is scanned once for all.
+        self.directory = directory
         # Imported here: only derived topics on a Redis broker need the redis extra.
         from redis.asyncio import Redis as RedisClient
 
@@ -100,11 +126,14 @@ class StreamFeed:
     async def load(self) -> Checkpoint:
         """The last committed checkpoint, or a new one starting now."""
         raw: Any = await self._client.get(self.key)
-        if raw is not None:
-            self.checkpoint = pickle.loads(raw)  # written by this library's owners only
-        else:
+        if raw is None:
+            # Saved at once: an owner that hands over before its first commit must not move
+            # the origin, or the next owner would skip what came in between.
             seconds, micros = await self._client.time()
-            self.checkpoint = Checkpoint(origin_ms=int(seconds) * 1000 + int(micros) // 1000)
+            first = Checkpoint(origin_ms=int(seconds) * 1000 + int(micros) // 1000)
+            await self._client.set(self.key, pickle.dumps(first), nx=True)
+            raw = await self._client.get(self.key)
+        self.checkpoint = pickle.loads(raw)  # written by this library's owners only
         return self.checkpoint
 
     async def batches(
@@ -129,20 +158,8 @@ class StreamFeed:
                 continue
             streams: dict[Any, Any] = dict(positions)
             reply: Any = await self._client.xread(streams, count=BATCH, block=BLOCK_MS)
-            batch: list[tuple[str, str]] = []
-            for stream, entries in reply or ():
-                name = _text(stream)
-                for entry_id, fields in entries:
-                    positions[name] = _text(entry_id)
-                    data = fields.get(b"message")
-                    if data is None:
-                        continue
-                    try:
-                        batch.append((name, data.decode()))
-                    except UnicodeDecodeError:
-                        logger.warning("Skipped an entry of %r that is not UTF-8", name)
             if reply:
-                yield batch, positions
+                yield in_arrival_order(reply, positions)
 
     def advance(self, positions: dict[str, str]) -> None:
         """Record that the entries up to ``positions`` are processed (saved by the next commit)."""
@@ -152,8 +169,9 @@ class StreamFeed:
         """Publish ``outputs`` (channel, message) and save the checkpoint, atomically."""
         self.checkpoint.engine = state
         blob = pickle.dumps(self.checkpoint)
-        keys = [self.lease.key, self.key, EPOCHS_KEY, *(channel for channel, _ in outputs)]
-        args: list[bytes | str | int] = [self.lease.token, blob, self.maxlen]
+        fence, owner, group, entry = self.lease.fence()
+        keys = [fence, self.key, EPOCHS_KEY, *(channel for channel, _ in outputs)]
+        args: list[bytes | str | int] = [owner, blob, self.maxlen, group, entry]
         args += [message for _, message in outputs]
         done = await self._client.eval(_COMMIT, len(keys), *keys, *args)
         if not done:
@@ -163,10 +181,87 @@ class StreamFeed:
         positions = self.checkpoint.positions
         start = f"{self.checkpoint.origin_ms}-0"
         for pattern in self.patterns:
-            async for key in self._client.scan_iter(match=pattern, _type="stream", count=1000):
-                name = _text(key)
+            if self.directory is not None:
+                found = await self.directory.streams(pattern)
+            else:
+                found = await scan_streams(self._client, pattern)
+            for name in found:
                 if name not in positions and self.accepts(name):
                     positions[name] = start
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def in_arrival_order(
+    reply: Any, positions: dict[str, str]
+) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """The entries of one ``XREAD`` over several streams in the order Redis received them,
+    and the positions after them (``positions`` is updated).
+
+    ``XREAD`` answers stream by stream; processed that way, a stream's later entries would
+    pass the next stream's earlier ones, and event-time windows would see events late that
+    were not (on a replay after a takeover most of all). Entry ids are Redis's arrival times,
+    so merging by id restores the order, up to the first stream that was cut off by ``COUNT``
+    (its next entries may be older than the other streams' last): the rest waits for the
+    next read.
+    """
+    entries: list[tuple[tuple[int, int], str, str, Any]] = []
+    cutoff: tuple[int, int] | None = None
+    for stream, stream_entries in reply:
+        name = _text(stream)
+        for entry_id, fields in stream_entries:
+            raw_id = _text(entry_id)
+            entries.append((_entry_id(raw_id), name, raw_id, fields.get(b"message")))
+        if len(stream_entries) >= BATCH:
+            last = _entry_id(_text(stream_entries[-1][0]))
+            cutoff = last if cutoff is None else min(cutoff, last)
+    entries.sort(key=lambda entry: entry[0])
+    batch: list[tuple[str, str]] = []
+    for order, name, raw_id, data in entries:
+        if cutoff is not None and order > cutoff:
+            break
+        positions[name] = raw_id
+        if data is None:
+            continue
+        try:
+            batch.append((name, data.decode()))
+        except UnicodeDecodeError:
+            logger.warning("Skipped an entry of %r that is not UTF-8", name)
+    return batch, positions
+
+
+def _entry_id(raw: str) -> tuple[int, int]:
+    millis, _, sequence = raw.partition("-")
+    return int(millis), int(sequence or 0)
+
+
+async def scan_streams(client: Redis, pattern: str) -> list[str]:
+    """The streams whose names match ``pattern`` (``SCAN ... TYPE stream``)."""
+    return [_text(key) async for key in client.scan_iter(match=pattern, _type="stream", count=1000)]
+
+
+class StreamDirectory:
+    """The source streams of one process's partitions, scanned at most once a second.
+
+    Every partition of a derived topic reads its own share of the same source streams; each
+    scanning the whole key space every second would multiply that work by the partitions.
+    """
+
+    def __init__(self, url: str) -> None:
+        from redis.asyncio import Redis as RedisClient
+
+        self._client: Redis = RedisClient.from_url(url)
+        self._found: dict[str, tuple[float, list[str]]] = {}
+        self._lock = asyncio.Lock()
+
+    async def streams(self, pattern: str) -> list[str]:
+        async with self._lock:
+            now = asyncio.get_running_loop().time()
+            cached = self._found.get(pattern)
+            if cached is None or now - cached[0] >= DISCOVER_EVERY:
+                cached = self._found[pattern] = (now, await scan_streams(self._client, pattern))
+            return cached[1]
 
     async def close(self) -> None:
         await self._client.aclose()
