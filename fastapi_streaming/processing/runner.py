@@ -93,6 +93,7 @@ class Processing:
         #: This process's share of each partitioned derived topic, once started.
         self.partition_owners: dict[str, PartitionedOwner] = {}
         self._directory: StreamDirectory | None = None
+        self._stopping = False
         #: The derived topics this process computes right now.
         self.owned: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -154,10 +155,15 @@ class Processing:
 
     async def stop(self) -> None:
         owned = set(self.owned)
+        # redis-py may turn a cancellation inside a command into a ConnectionError, which the
+        # owner loops take for a Redis failure and go on: they look at this flag instead.
+        self._stopping = True
+        for owner in self.partition_owners.values():
+            owner.stopping = True
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
         for owner in self.partition_owners.values():
@@ -218,6 +224,8 @@ class Processing:
         try:
             return await step()
         except Exception as exc:
+            if self._stopping:
+                raise asyncio.CancelledError from exc
             logger.warning("Could not hold the lease of %s: %r", address, exc)
             return False
 

@@ -42,6 +42,8 @@ class PartitionedOwner:
         self.new_feed = new_feed
         #: The running pipeline of every partition this process holds.
         self.running: dict[int, Pipeline] = {}
+        #: Set when the API stops: a Redis error from then on is the cancellation.
+        self.stopping = False
 
     async def run(self) -> None:
         """Join the group, then rebalance every third of the lease time, for ever."""
@@ -54,6 +56,8 @@ class PartitionedOwner:
                     joined = True
                 await self.rebalance()
             except Exception as exc:
+                if self.stopping:
+                    raise asyncio.CancelledError from exc
                 logger.warning(
                     "Could not share the partitions of derived topic %s: %r", self.address, exc
                 )
