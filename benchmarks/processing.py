@@ -49,21 +49,31 @@ def rss_mib() -> float:
     return pages * resource.getpagesize() / 2**20
 
 
-def bench_engine(duration: float) -> dict[str, Any]:
+def bench_engine(duration: float, samples: int = 10) -> dict[str, Any]:
+    """Run the engine alone for ``duration`` seconds, taking the RSS ``samples`` times."""
     engine = WindowEngine(Tumbling(seconds=1), Count())
     keys = [(f"page-{i}",) for i in range(KEYS)]
     event = {"user": "u"}
     sent = emitted = 0
     start_cpu, start_rss = time.process_time(), rss_mib()
     start_py = tracemalloc.get_traced_memory()[0]
-    deadline = time.monotonic() + duration
-    while time.monotonic() < deadline:
+    began = time.monotonic()
+    deadline = began + duration
+    every = duration / samples
+    next_sample = began + every
+    rss_samples: list[tuple[float, float]] = []
+    while (now := time.monotonic()) < deadline:
+        if now >= next_sample:
+            rss_samples.append((now - began, rss_mib()))
+            next_sample += every
         for _ in range(100):
             for key in keys:
                 emitted += len(engine.add(key, sent / RATE, event))
                 sent += 1
     cpu = time.process_time() - start_cpu
-    return _row("engine", sent, emitted, cpu, start_rss, start_py, engine.open_windows)
+    row = _row("engine", sent, emitted, cpu, start_rss, start_py, engine.open_windows)
+    row["rss_samples"] = [*rss_samples, (time.monotonic() - began, row["rss_end_mib"])]
+    return row
 
 
 async def bench_pipeline(duration: float, events_seconds: float) -> dict[str, Any]:
@@ -140,6 +150,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per run")
     parser.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="run the engine this many minutes instead (memory over a long run)",
+    )
+    parser.add_argument(
         "--event-seconds",
         type=float,
         default=3.0,
@@ -151,11 +167,15 @@ def main() -> None:
     options = parser.parse_args()
     if options.tracemalloc:
         tracemalloc.start()
+    engine_seconds = options.minutes * 60 if options.minutes else options.duration
     rows = [
-        bench_engine(options.duration),
+        bench_engine(engine_seconds),
         asyncio.run(bench_pipeline(options.duration, options.event_seconds)),
     ]
-    print(f"Keyed tumbling count (1 s windows), {KEYS:,} keys, {options.duration:g} s per run")
+    print(
+        f"Keyed tumbling count (1 s windows), {KEYS:,} keys; engine {engine_seconds:g} s, "
+        f"pipeline {options.duration:g} s"
+    )
     print()
     print(
         "| run | input events | results | CPU s | events/s per core | RSS start -> end MiB "
@@ -172,6 +192,11 @@ def main() -> None:
             f"| {row['rss_start_mib']:.1f} -> {row['rss_end_mib']:.1f} | {heap} "
             f"| {row['open_windows']:,} |"
         )
+    print()
+    print(
+        "Engine RSS over the run (MiB): "
+        + ", ".join(f"{at / 60:.1f} min {rss:.1f}" for at, rss in rows[0]["rss_samples"])
+    )
 
 
 if __name__ == "__main__":
