@@ -51,7 +51,7 @@ else:  # pragma: no cover
     from typing_extensions import Self
 
 if TYPE_CHECKING:
-    from .asyncapi.reading import AsyncAPIImportWarning
+    from .asyncapi.declared import AsyncAPIImportWarning
     from .cdc.producers import Producers
     from .limits import Limits
     from .websub.hub import WebSubHub
