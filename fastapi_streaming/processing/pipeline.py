@@ -31,7 +31,7 @@ from .engine import Key, Result, WindowEngine
 from .ids import mapped_event_id, window_event_id
 from .partitions import partition_of
 from .sources import ChannelReader, channel_pattern
-from .stream_feed import LostLease, StreamFeed
+from .stream_feed import Feed, LostLease
 from .timing import BadTime, RateLimitedLog, event_time
 
 logger = logging.getLogger("fastapi_streaming.processing")
@@ -74,7 +74,7 @@ class Pipeline:
         self._delivers = [self._deliverer(index) for index in range(len(self.sources))]
         self._tasks: list[asyncio.Task[None]] = []
         #: With a feed (Redis Streams), events made wait here for the next atomic commit.
-        self._feed: StreamFeed | None = None
+        self._feed: Feed | None = None
         self._outbox: list[tuple[str, str]] = []
         self._lock = asyncio.Lock()
         self._stream_sources: dict[str, int | None] = {}
@@ -99,7 +99,7 @@ class Pipeline:
 
     # -- running -----------------------------------------------------------------------------
 
-    async def start(self, feed: StreamFeed | None = None) -> None:
+    async def start(self, feed: Feed | None = None) -> None:
         """Subscribe to the sources and compute, from a fresh state (a new owner's), or,
         with a ``feed``, from its last checkpoint.
         """
@@ -170,7 +170,7 @@ class Pipeline:
             return partition_of((channel,), partitions)
         return partition_of(tuple(params[name] for name in self.key_names), partitions)
 
-    async def _read_feed(self, feed: StreamFeed) -> None:
+    async def _read_feed(self, feed: Feed) -> None:
         """Process each batch of source entries, then commit its output and checkpoint.
 
         When Redis fails (a read, a commit), what was processed since the last commit is
@@ -189,7 +189,7 @@ class Pipeline:
                 return
             except Exception as exc:
                 logger.warning(
-                    "Derived topic %s lost Redis (%r); resuming from its last checkpoint",
+                    "Derived topic %s lost its sources (%r); resuming from its last checkpoint",
                     self.topic.address,
                     exc,
                 )
@@ -208,7 +208,7 @@ class Pipeline:
             except Exception:
                 logger.exception("Derived topic %s failed on an event", self.topic.address)
 
-    async def _restore(self, feed: StreamFeed) -> None:
+    async def _restore(self, feed: Feed) -> None:
         """Go back to the last committed checkpoint (at start, and after a failure)."""
         checkpoint = await feed.load()
         self.engine = self._new_engine()
@@ -216,7 +216,7 @@ class Pipeline:
         if checkpoint.engine is not None and self.engine is not None:
             self.engine.restore(checkpoint.engine)
 
-    async def _commit(self, feed: StreamFeed) -> None:
+    async def _commit(self, feed: Feed) -> None:
         outputs, self._outbox = self._outbox, []
         state = self.engine.snapshot() if self.engine is not None else None
         await feed.commit(state, outputs)

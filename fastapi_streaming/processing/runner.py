@@ -62,9 +62,11 @@ class Processing:
         scheme = broker_url.partition(":")[0]
         #: On Redis Streams the owners replay from checkpoints and commit atomically.
         self.streams = scheme in ("redis-stream", "rediss-stream")
+        #: On Kafka a consumer group elects the owner, which replays from checkpoints.
+        self.kafka = scheme == "kafka"
         self.broker_url = broker_url
         pattern_capable = isinstance(runtime.broker.backend, PatternSubscription)
-        if self.pipelines and not (pattern_capable or self.streams):
+        if self.pipelines and not (pattern_capable or self.streams or self.kafka):
             raise RuntimeError(
                 f"Derived topics ({', '.join(self.pipelines)}) read every channel of their "
                 f"sources, and the broker {runtime.broker.url_for_display} cannot subscribe to "
@@ -75,6 +77,12 @@ class Processing:
             for address, pipeline in self.pipelines.items()
             if pipeline.derivation.partitions > 1
         ]
+        if partitioned and self.kafka:
+            raise RuntimeError(
+                f"Derived topics {partitioned} are split into key partitions, which run on "
+                "redis-stream:// only for now; on kafka:// leave partitions=1 (one owner, "
+                "chosen by a consumer group)."
+            )
         if partitioned and not self.streams and scheme != "memory":
             raise RuntimeError(
                 f"Derived topics {partitioned} are split into key partitions, which the "
@@ -88,7 +96,7 @@ class Processing:
         self.leases: dict[str, Lease] = {
             address: lease_for(broker_url, pipeline.topic.channel or address, lease_ttl_ms)
             for address, pipeline in self.pipelines.items()
-            if address not in self.partitioned
+            if address not in self.partitioned and not self.kafka
         }
         #: This process's share of each partitioned derived topic, once started.
         self.partition_owners: dict[str, PartitionedOwner] = {}
@@ -113,6 +121,23 @@ class Processing:
             )
         if self.partitioned:
             await self._start_partitioned()
+        if self.kafka:
+            await self._start_kafka()
+
+    async def _start_kafka(self) -> None:
+        """Every process runs every derived topic's pipeline on a Kafka feed; the consumer
+        group gives the sources to one of them, and the others' feeds wait."""
+        from .kafka_feed import KafkaFeed  # only with the kafka extra
+
+        servers = urlsplit(self.broker_url).netloc.rpartition("@")[2]
+        for address, pipeline in self.pipelines.items():
+            feed = KafkaFeed(
+                servers,
+                pipeline.topic.channel or address,
+                [channel_pattern(source) for source in pipeline.sources],
+                accepts=_source_channels(pipeline),
+            )
+            await pipeline.start(feed)
 
     async def _start_partitioned(self) -> None:
         url = redis_url(self.broker_url)
@@ -166,6 +191,9 @@ class Processing:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
+        if self.kafka:
+            for pipeline in self.pipelines.values():
+                await pipeline.stop()
         for owner in self.partition_owners.values():
             await owner.stop()
         for owner in self.partition_owners.values():
@@ -228,6 +256,11 @@ class Processing:
                 raise asyncio.CancelledError from exc
             logger.warning("Could not hold the lease of %s: %r", address, exc)
             return False
+
+
+def _source_channels(pipeline: Pipeline) -> Callable[[str], bool]:
+    """Whether a channel is one of ``pipeline``'s sources' (a pattern matches others too)."""
+    return lambda channel: pipeline.source_of(channel) is not None
 
 
 def stream_maxlen(broker_url: str) -> int:

@@ -84,6 +84,23 @@ class Fence(Protocol):
         ...
 
 
+class Feed(Protocol):
+    """Where a pipeline reads its sources from a checkpoint and commits what it made:
+    :class:`StreamFeed` (Redis Streams) or :class:`~.kafka_feed.KafkaFeed`."""
+
+    async def load(self) -> Checkpoint: ...
+
+    def batches(self) -> AsyncIterator[tuple[list[tuple[str, str]], dict[str, str]]]: ...
+
+    def advance(self, positions: dict[str, str]) -> None: ...
+
+    async def commit(
+        self, state: dict[str, Any] | None, outputs: list[tuple[str, str]]
+    ) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 @dataclass
 class Checkpoint:
     """What a new owner continues from."""
