@@ -246,8 +246,10 @@ class KafkaFeed(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def _ensure_topic(self, topic: str) -> None:
         admin = self._connected(self._admin)
+        # Compacted: a new owner reads the checkpoints through, and needs only the last ones.
+        configs = {"cleanup.policy": "compact"} if topic == CHECKPOINTS else {}
         with contextlib.suppress(Exception):  # exists already, or created elsewhere
-            await admin.create_topics([NewTopic(topic, 1, 1)])
+            await admin.create_topics([NewTopic(topic, 1, 1, topic_configs=configs)])
         self._topics.add(topic)
 
     async def _read_checkpoint(self) -> bytes | None:
