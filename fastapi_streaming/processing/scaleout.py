@@ -75,7 +75,8 @@ class PartitionedOwner:
             await self._stop(partition)
             await group.release(partition)
         for claim in await group.claim(share - len(group.held)):
-            await self._start(claim)
+            if claim.partition not in self.running:  # (its own token, idle after a stall)
+                await self._start(claim)
 
     async def stop(self) -> None:
         """Stop every partition and hand them back, so others take them at once."""
