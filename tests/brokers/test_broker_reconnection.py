@@ -1,4 +1,8 @@
-"""After a reconnection, the ``gap`` of a channel comes before every message read after it.
+"""What a broker connection promises across a reconnection, on the real Redis Streams backend.
+
+- The ``gap`` of a channel comes before every message read after the reconnection.
+- A channel first listened to while the connection is being re-established is subscribed by
+  that reconnection.
 
 A pushing backend (Redis Streams) starts reading a channel as soon as it is subscribed again,
 while the broker connection is still resubscribing the others; only then does it announce
@@ -7,9 +11,10 @@ which channels may have lost messages. What the reader pushes meanwhile must wai
 ``gap`` would tell clients that the outage came after it, and a resume would take it as lost.
 
 The real Redis Streams backend on a private redis-server (stopped and started by its PID). Two
-hooks make the interleaving certain instead of likely: the reconnection waits until the test
-has written into Redis, and ``subscribe`` returns only once the reader has pushed what the
-stream held, as a slow resubscription of another channel lets it do.
+hooks make the interleavings certain instead of likely: the reconnection waits at a gate the
+test opens (after writing into Redis, or after a client came), and ``subscribe`` returns only
+once the reader has pushed what the stream held, as a slow resubscription of another channel
+lets it do.
 """
 
 from __future__ import annotations
@@ -31,12 +36,14 @@ pytestmark = pytest.mark.redis
 
 class ReaderFirst(RedisStreamBackend):
     """Redis Streams whose reconnection waits for a gate, and whose resubscription returns
-    only after its reader has pushed an entry of the channel."""
+    only after its reader has pushed an entry of the channel (when ``reader_first``)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, reader_first: bool = False) -> None:
+        self.reader_first = reader_first
         self.pushed = asyncio.Event()
         self.gate = asyncio.Event()
         self.gate.set()
+        self.at_gate = asyncio.Event()
         self._dispatch: Callable[[BrokerMessage], None] | None = None
         super().__init__(url)
 
@@ -54,21 +61,32 @@ class ReaderFirst(RedisStreamBackend):
         self.pushed.set()
 
     async def connect(self) -> None:
+        if not self.gate.is_set():
+            self.at_gate.set()
         await self.gate.wait()
         await super().connect()
 
     async def subscribe(self, channel: str) -> None:
         self.pushed.clear()
-        resubscribing = channel in self._resume
+        resubscribing = self.reader_first and channel in self._resume
         await super().subscribe(channel)
         if resubscribing:
             await self.pushed.wait()  # (no wait_for: on Python 3.11 it can swallow a cancel)
 
 
+async def wait_until(condition: Callable[[], bool]) -> None:
+    """A bounded wait for what the broker connection does on its own (not a timed assertion)."""
+    for _ in range(400):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the broker connection never got there")
+
+
 async def test_a_message_read_while_resubscribing_comes_after_the_gap() -> None:
     channel = f"order-{uuid.uuid4().hex[:8]}"
     with private_redis("redis-stream") as redis:
-        backend = ReaderFirst(redis.url)
+        backend = ReaderFirst(redis.url, reader_first=True)
         broker = BrokerConnection(backend, url=redis.url)
         seen: list[tuple[str, str]] = []
         arrived = asyncio.Event()
@@ -89,11 +107,7 @@ async def test_a_message_read_while_resubscribing_comes_after_the_gap() -> None:
 
             backend.gate.clear()
             await redis.stop()
-            for _ in range(200):  # the reader notices at once; bounded, not a timed assertion
-                if not broker.connected:
-                    break
-                await asyncio.sleep(0.05)
-            assert not broker.connected
+            await wait_until(lambda: not broker.connected)  # the reader notices at once
             await redis.start()  # empty: the stream cannot vouch for the outage
             direct = Redis(port=redis.process.port)
             await direct.xadd(channel, {"message": "during"})  # another process published
@@ -104,10 +118,34 @@ async def test_a_message_read_while_resubscribing_comes_after_the_gap() -> None:
             while ("message", "during") not in seen:
                 arrived.clear()
                 await asyncio.wait_for(arrived.wait(), 20)
-            for _ in range(200):  # the reconnection ends with the gap and what it held
-                if broker.connected:
-                    break
-                await asyncio.sleep(0.05)
+            await wait_until(lambda: broker.connected)  # it ends with the gap and what it held
         finally:
             await broker.disconnect()
     assert seen == [("message", "before"), ("gap", channel), ("message", "during")]
+
+
+async def test_a_channel_first_listened_to_while_reconnecting_is_subscribed() -> None:
+    """A client that comes during an outage only registers its channel; the reconnection under
+    way, which listed its channels before the client came, must subscribe it as well."""
+    old, new = (f"{name}-{uuid.uuid4().hex[:8]}" for name in ("old", "new"))
+    with private_redis("redis-stream") as redis:
+        backend = ReaderFirst(redis.url)
+        broker = BrokerConnection(backend, url=redis.url)
+        received: asyncio.Queue[BrokerMessage] = asyncio.Queue()
+        await broker.connect()
+        try:
+            await broker.subscribe(old, received.put_nowait)
+            await redis.stop()
+            await wait_until(lambda: not broker.connected)
+            backend.gate.clear()
+            await redis.start()
+            await asyncio.wait_for(backend.at_gate.wait(), 20)  # reconnecting, channels listed
+
+            await broker.subscribe(new, received.put_nowait)  # a client comes now
+            backend.gate.set()
+            await wait_until(lambda: broker.connected)
+            await broker.publish(new, "for the new client")
+            message = await asyncio.wait_for(received.get(), 10)
+            assert (message.channel, message.message) == (new, "for the new client")
+        finally:
+            await broker.disconnect()
