@@ -28,6 +28,7 @@ from .handover import Handover, Stopped
 from .lease import AdvisoryLease
 from .mysqlcheck import (
     POSITIONS,
+    check_key,
     check_server,
     connect,
     ensure_positions_table,
@@ -89,7 +90,8 @@ class MySQLChanges:
                 raise CaptureConfigurationError(
                     f"The address parameters {missing} are not columns of {info.qualified_name}."
                 )
-            ensure_positions_table(cursor)
+            check_key(info, snapshot=self.snapshot)
+            ensure_positions_table(cursor, self.database)
             return info
         finally:
             connection.close()
