@@ -25,7 +25,7 @@ from .capture import CapturedChange, Item
 from .errors import CaptureConfigurationError
 from .handover import Handover
 from .lease import AdvisoryLease, lock_key
-from .mysqlbinlog import BinlogReader
+from .mysqlbinlog import BinlogReader, bytes_after
 from .mysqlcheck import (
     POSITIONS,
     check_key,
@@ -42,6 +42,8 @@ logger = logging.getLogger("fastapi_streaming.cdc")
 
 #: Seconds between writes of the confirmed position while changes keep coming.
 STORE_INTERVAL = 0.2
+#: Seconds between measurements of the lag (``SHOW BINARY LOGS``).
+LAG_INTERVAL = 1.0
 
 
 def lock_name(capture: str) -> str:
@@ -80,6 +82,9 @@ class MySQLChanges:
         self._stored_at = 0.0
         self._reader: BinlogReader | None = None
         self.snapshot_rows = 0
+        #: Binlog bytes written beyond the stored position, measured every LAG_INTERVAL.
+        self.lag_bytes: int | None = None
+        self._lag_at = 0.0
 
     # -- startup ---------------------------------------------------------------------------
 
@@ -137,6 +142,8 @@ class MySQLChanges:
         try:
             while True:
                 item = await handover.get(1.0)
+                if time.monotonic() - self._lag_at >= LAG_INTERVAL:
+                    await self._measure_lag()
                 if item is None:
                     await self._flush_position()
                     yield []
@@ -167,7 +174,7 @@ class MySQLChanges:
             "table": f"{self.database}.{self.table_name}",
             "streaming": reader is not None and reader.streaming,
             "confirmed_position": list(self._stored) if self._stored else None,
-            "lag_bytes": None,
+            "lag_bytes": self.lag_bytes,
             "snapshot_rows": self.snapshot_rows,
         }
 
@@ -202,6 +209,27 @@ class MySQLChanges:
         finally:
             connection.close()
         self._stored, self._stored_at = position, time.monotonic()
+
+    async def _measure_lag(self) -> None:
+        """How much binlog the server wrote beyond the stored position (never stops capture)."""
+        self._lag_at = time.monotonic()
+        if self._stored is None:
+            return
+        try:
+            logs = await asyncio.to_thread(self._binary_logs)
+        except Exception as exc:
+            logger.debug("Could not measure the lag of %s: %s", self.name, exc)
+            return
+        self.lag_bytes = bytes_after(logs, self._stored)
+
+    def _binary_logs(self) -> list[tuple[str, int]]:
+        connection = connect(self.options)
+        try:
+            cursor = connection.cursor()
+            cursor.execute("SHOW BINARY LOGS")
+            return [(str(row[0]), int(row[1])) for row in cursor.fetchall()]
+        finally:
+            connection.close()
 
     def _current_position(self) -> tuple[str, int]:
         connection = connect(self.options)

@@ -167,3 +167,15 @@ def _far_beyond(position: tuple[str, int], checkpoint: tuple[str, int]) -> bool:
     which would then be stored in turn, for ever.
     """
     return position[0] != checkpoint[0] or position[1] - checkpoint[1] >= IDLE_CHECKPOINT_BYTES
+
+
+def bytes_after(logs: list[tuple[str, int]], position: tuple[str, int]) -> int:
+    """Binlog bytes beyond ``position``, given ``SHOW BINARY LOGS`` (file names and sizes).
+
+    A position in a file the server no longer lists (purged) counts every listed byte.
+    """
+    names = [name for name, _ in logs]
+    if position[0] not in names:
+        return sum(size for _, size in logs)
+    at = names.index(position[0])
+    return max(0, logs[at][1] - position[1]) + sum(size for _, size in logs[at + 1 :])
