@@ -1,10 +1,12 @@
 """Derived topics on Kafka: one owner chosen by a consumer group, checkpoints in a topic.
 
 Every process runs a consumer of the group ``fastapi-streaming.derive.<derived channel>``,
-subscribed to the sources' topics by pattern. The group's assignor (:func:`one_owner`) gives
-every partition to one member, the one that had them if it is still there: Kafka's group
-protocol elects the owner and notices when it dies (its session times out), so no lease of ours
-is needed. The owner reads the sources from its checkpoint and, after each batch,
+subscribed to the sources' topics by pattern. The group's assignor (:mod:`.kafka_assignor`)
+gives every partition to one member: Kafka's group protocol elects the owner and notices when it
+dies (its session times out), so no lease of ours is needed. With ``partitions=N`` there is a
+group per key partition, whose assignor gives only that partition's topics, to one member
+chosen so that the partitions spread over the processes. The owner reads the sources from its
+checkpoint and, after each batch,
 
 1. commits the batch's offsets to the group (refused once the group has moved on: the fence),
 2. publishes the derived events the batch produced,
@@ -25,20 +27,15 @@ import fnmatch
 import logging
 import pickle
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.cluster import ClusterMetadata
-from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
-from aiokafka.coordinator.protocol import (
-    ConsumerProtocolMemberAssignment,
-    ConsumerProtocolMemberMetadata,
-)
 from aiokafka.errors import CommitFailedError, IllegalGenerationError
 from aiokafka.structs import OffsetAndMetadata
 
+from .kafka_assignor import Assignment, one_owner
 from .stream_feed import BATCH, Checkpoint
 
 logger = logging.getLogger("fastapi_streaming.processing")
@@ -54,47 +51,6 @@ class Reassigned(RuntimeError):
     """The group moved partitions since the checkpoint was loaded: load it again."""
 
 
-def one_owner() -> type[AbstractPartitionAssignor]:
-    """An assignor that gives every partition to one member, the same one while it stays.
-
-    A class per consumer, so that its memory of the owner is that consumer's.
-    """
-
-    class OneOwner(AbstractPartitionAssignor):  # type: ignore[misc]
-        name = "fastapi-streaming-one-owner"
-        version = 0
-        owner: str | None = None
-
-        @classmethod
-        def assign(
-            cls, cluster: ClusterMetadata, members: Mapping[str, ConsumerProtocolMemberMetadata]
-        ) -> dict[str, ConsumerProtocolMemberAssignment]:
-            owner = cls.owner if cls.owner in members else min(members)
-            cls.owner = owner
-            topics: set[str] = set()
-            for metadata in members.values():
-                topics.update(metadata.subscription)
-            partitions = sorted(
-                (topic, sorted(cluster.partitions_for_topic(topic) or ())) for topic in topics
-            )
-            return {
-                member: ConsumerProtocolMemberAssignment(
-                    cls.version, partitions if member == owner else [], b""
-                )
-                for member in members
-            }
-
-        @classmethod
-        def metadata(cls, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:
-            return ConsumerProtocolMemberMetadata(cls.version, list(topics), b"")
-
-        @classmethod
-        def on_assignment(cls, assignment: ConsumerProtocolMemberAssignment) -> None:
-            pass
-
-    return OneOwner
-
-
 class KafkaFeed(ConsumerRebalanceListener):  # type: ignore[misc]
     """Feeds a pipeline from Kafka topics and commits its output with checkpoints."""
 
@@ -104,9 +60,12 @@ class KafkaFeed(ConsumerRebalanceListener):  # type: ignore[misc]
         channel: str,
         patterns: list[str],
         accepts: Callable[[str], bool] = lambda topic: True,
+        assignment: Assignment | None = None,
     ) -> None:
         self.servers = servers
-        self.name = channel
+        self.assignment = assignment or Assignment()
+        #: Names the checkpoint and the group: the derived channel, and the partition if any.
+        self.name = self.assignment.name(channel)
         self.pattern = "|".join(f"(?:{fnmatch.translate(p)})" for p in patterns)
         self.accepts = accepts
         self.checkpoint = Checkpoint(origin_ms=0)
@@ -226,7 +185,7 @@ class KafkaFeed(ConsumerRebalanceListener):  # type: ignore[misc]
             group_id=f"fastapi-streaming.derive.{self.name}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            partition_assignment_strategy=(one_owner(),),
+            partition_assignment_strategy=(one_owner(self.assignment),),
             metadata_max_age_ms=1000,  # new source topics are found within a second
             session_timeout_ms=SESSION_TIMEOUT_MS,
             heartbeat_interval_ms=SESSION_TIMEOUT_MS // 3,

@@ -36,7 +36,7 @@ from .partitions import PartitionClaim, PartitionGroup
 from .pipeline import Pipeline
 from .scaleout import PartitionedOwner
 from .sources import channel_pattern
-from .stream_feed import MAXLEN, StreamDirectory, StreamFeed
+from .stream_feed import MAXLEN, Feed, StreamDirectory, StreamFeed
 
 logger = logging.getLogger("fastapi_streaming.processing")
 
@@ -77,18 +77,13 @@ class Processing:
             for address, pipeline in self.pipelines.items()
             if pipeline.derivation.partitions > 1
         ]
-        if partitioned and self.kafka:
-            raise RuntimeError(
-                f"Derived topics {partitioned} are split into key partitions, which run on "
-                "redis-stream:// only for now; on kafka:// leave partitions=1 (one owner, "
-                "chosen by a consumer group)."
-            )
-        if partitioned and not self.streams and scheme != "memory":
+        if partitioned and not (self.streams or self.kafka) and scheme != "memory":
             raise RuntimeError(
                 f"Derived topics {partitioned} are split into key partitions, which the "
                 "processes share through a Redis Streams consumer group, with checkpoints: "
                 f"the broker {runtime.broker.url_for_display} has neither. Use "
-                "redis-stream:// (or memory:// in one process), or leave partitions=1."
+                "redis-stream:// or kafka:// (or memory:// in one process), or leave "
+                "partitions=1."
             )
         self.lease_ttl_ms = lease_ttl_ms
         #: Partitioned derived topics (on Redis Streams), shared among the processes.
@@ -102,6 +97,8 @@ class Processing:
         self.partition_owners: dict[str, PartitionedOwner] = {}
         self._directory: StreamDirectory | None = None
         self._stopping = False
+        #: On Kafka: every pipeline this process runs (one per key partition if split).
+        self._kafka_pipelines: list[Pipeline] = []
         #: The derived topics this process computes right now.
         self.owned: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -127,17 +124,49 @@ class Processing:
     async def _start_kafka(self) -> None:
         """Every process runs every derived topic's pipeline on a Kafka feed; the consumer
         group gives the sources to one of them, and the others' feeds wait."""
-        from .kafka_feed import KafkaFeed  # only with the kafka extra
+        from .kafka_assignor import Assignment  # only with the kafka extra
+        from .kafka_feed import KafkaFeed
 
         servers = urlsplit(self.broker_url).netloc.rpartition("@")[2]
-        for address, pipeline in self.pipelines.items():
-            feed = KafkaFeed(
-                servers,
-                pipeline.topic.channel or address,
-                [channel_pattern(source) for source in pipeline.sources],
-                accepts=_source_channels(pipeline),
-            )
-            await pipeline.start(feed)
+        token = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        for address, template in self.pipelines.items():
+            count = template.derivation.partitions
+            parts: list[int | None] = list(range(count)) if count > 1 else [None]
+            for partition in parts:
+                pipeline = template if partition is None else self._pipeline_maker(template)()
+                assignment = Assignment(token, partition, count, _partition_finder(pipeline, count))
+                feed = KafkaFeed(
+                    servers,
+                    pipeline.topic.channel or address,
+                    [channel_pattern(source) for source in pipeline.sources],
+                    accepts=_source_channels(pipeline),
+                    assignment=assignment,
+                )
+                self._kafka_pipelines.append(pipeline)
+                self._tasks.append(
+                    asyncio.create_task(
+                        self._start_on_kafka(pipeline, feed),
+                        name=f"fastapi-streaming kafka {address} {partition}",
+                    )
+                )
+
+    async def _start_on_kafka(self, pipeline: Pipeline, feed: Feed) -> None:
+        """Start in the background: joining a group and reading checkpoints takes seconds,
+        which the API's startup need not wait for (the group decides who computes anyway)."""
+        while True:
+            try:
+                await pipeline.start(feed)
+                return
+            except Exception as exc:
+                if self._stopping:
+                    raise asyncio.CancelledError from exc
+                logger.warning(
+                    "Derived topic %s could not start on Kafka (%r); trying again",
+                    pipeline.topic.address,
+                    exc,
+                )
+                await asyncio.shield(pipeline.stop())
+                await asyncio.sleep(1.0)
 
     async def _start_partitioned(self) -> None:
         url = redis_url(self.broker_url)
@@ -191,9 +220,9 @@ class Processing:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
-        if self.kafka:
-            for pipeline in self.pipelines.values():
-                await pipeline.stop()
+        for pipeline in self._kafka_pipelines:
+            await pipeline.stop()
+        self._kafka_pipelines = []
         for owner in self.partition_owners.values():
             await owner.stop()
         for owner in self.partition_owners.values():
@@ -261,6 +290,11 @@ class Processing:
 def _source_channels(pipeline: Pipeline) -> Callable[[str], bool]:
     """Whether a channel is one of ``pipeline``'s sources' (a pattern matches others too)."""
     return lambda channel: pipeline.source_of(channel) is not None
+
+
+def _partition_finder(pipeline: Pipeline, count: int) -> Callable[[str], int | None]:
+    """The key partition of a source topic of ``pipeline`` (None: not a source's)."""
+    return lambda topic: pipeline.partition_of(topic, count)
 
 
 def stream_maxlen(broker_url: str) -> int:

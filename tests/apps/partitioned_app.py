@@ -3,7 +3,8 @@
 Clicks on ``/clicks/{page}`` are counted per page and second into one topic,
 ``/clicks/per-second``, keyed by the page; ``PARTITIONS`` (default 6) key partitions are
 shared by the processes of the deployment. The broker comes from ``BROKER_URL``, channels
-start with ``CHANNEL_PREFIX``, and each count names the process that computed it (``by``).
+start with ``CHANNEL_PREFIX``, ``ALLOWED_LATENESS`` is the watermark's delay (0), and each
+count names the process that computed it (``by``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ async def click(event: Click, page: str) -> Click:
     key="page",
     partitions=int(os.environ.get("PARTITIONS", "6")),
     idle=None,  # windows close when the next second's clicks come
+    allowed_lateness=float(os.environ.get("ALLOWED_LATENESS", "0")),
     max_queue=100_000,  # one client reads every page's counts
 )
 def per_second(window: Window[int], page: str) -> dict[str, Any]:

@@ -85,3 +85,99 @@ async def test_on_kafka_the_owner_killed_mid_window_loses_nothing(
     assert {d["count"] for _, d in third} == {4}  # every click, none twice
     assert len({event_id for event_id, _ in third}) == 1  # a repeat has the same id
     assert all(d["by"] != owner.pid for _, d in third)
+
+
+PAGES = 60
+PARTITIONS = 3
+WINDOWS = 6
+LATENESS = 2  # a fetch over many topics is ordered by time within itself only
+
+
+def clicks_in(page: int, second: int) -> int:
+    return 1 + (page + second) % 3
+
+
+async def test_on_kafka_three_processes_share_key_partitions_and_one_is_killed(
+    tansu_broker: TansuProcess, channel_prefix: str
+) -> None:
+    """A consumer group per key partition spreads them over three processes; SIGKILL one, and
+    every page's every window is still counted right (repeats have the same id)."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from fastapi_streaming.events import Event
+
+    topics = [f"{channel_prefix}clicks.page-{page}" for page in range(PAGES)]
+    admin = AIOKafkaAdminClient(bootstrap_servers=tansu_broker.address)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, 1, 1) for topic in topics])
+    await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=tansu_broker.address)
+    await producer.start()
+    base = float(int(time.time()) - 1000)
+
+    async def window(second: int, nths: range = range(3)) -> None:
+        for page in range(PAGES):
+            for nth in range(clicks_in(page, second)):
+                if nth in nths:
+                    ts = base + second + (nth + 1) / (clicks_in(page, second) + 1)
+                    event = Event.create(f"/clicks/page-{page}", {"user": "u", "ts": ts})
+                    await producer.send(topics[page], event.to_message().encode())
+        await producer.flush()
+
+    env = {
+        "BROKER_URL": tansu_broker.url,
+        "CHANNEL_PREFIX": channel_prefix,
+        "PARTITIONS": str(PARTITIONS),
+        "ALLOWED_LATENESS": str(LATENESS),
+    }
+    try:
+        with (
+            ServerProcess("tests.apps.partitioned_app:app", env=env) as a,
+            ServerProcess("tests.apps.partitioned_app:app", env=env) as b,
+            ServerProcess("tests.apps.partitioned_app:app", env=env) as c,
+        ):
+            assert b.pid != c.pid
+            async with sse_stream(a.url, "/streams/sse/clicks/per-second") as live:
+                await asyncio.sleep(8.0)  # the three join the groups, which find the topics
+                for second in range(3):
+                    await window(second)
+                await window(3, range(1))
+
+                async def settled() -> None:
+                    while not any(d["start"] == base for _, d in counts(live)):  # noqa: ASYNC110
+                        await asyncio.sleep(0.1)
+
+                await asyncio.wait_for(settled(), 60)
+                await asyncio.sleep(2.0)  # read and checkpointed
+                before_kill = {d["by"] for _, d in counts(live)}
+                c.stop(signal.SIGKILL)
+                await window(3, range(1, 3))
+                for second in range(4, WINDOWS + LATENESS + 1):
+                    await window(second)
+
+                def windows() -> set[tuple[str, float]]:
+                    return {(d["page"], d["start"]) for _, d in counts(live)}
+
+                async def all_counted() -> None:
+                    while len(windows()) < PAGES * WINDOWS:  # noqa: ASYNC110
+                        await asyncio.sleep(0.2)
+
+                await asyncio.wait_for(all_counted(), 90)
+                await asyncio.sleep(2.0)
+                seen = counts(live)
+    finally:
+        await producer.stop()
+    by_window: dict[tuple[str, float], set[tuple[str, int]]] = {}
+    for event_id, data in seen:
+        by_window.setdefault((data["page"], data["start"]), set()).add((event_id, data["count"]))
+    for page in range(PAGES):
+        for second in range(WINDOWS):
+            emitted = by_window[(f"page-{page}", base + second)]
+            assert {count for _, count in emitted} == {clicks_in(page, second)}, (page, second)
+            assert len({event_id for event_id, _ in emitted}) == 1  # repeats share the id
+    assert len(before_kill) >= 2  # the partitions were spread
+    after_kill = {
+        data["by"] for _, data in seen if data["start"] >= base + 3
+    }  # windows the killed process could not finish
+    assert c.pid not in after_kill
