@@ -20,6 +20,7 @@ from broadcaster import Event as BrokerMessage
 
 from .brokers.connection import BrokerConnection
 from .events import EncodedEvent
+from .owners import Owner
 from .replay import ReplayBuffers
 from .topics import OverflowPolicy
 
@@ -55,6 +56,8 @@ SLOW_CLIENT = "slow_client"
 SHUTDOWN = "shutdown"
 #: The client's access token expired: its connection ends then (WebSocket close 4401).
 TOKEN_EXPIRED = "token_expired"
+#: An administrator ended the client's connections (WebSocket close 1008).
+DISCONNECTED = "disconnected"
 
 
 class Reply:
@@ -125,6 +128,7 @@ class ClientQueue:
         "items",
         "maxsize",
         "on_close",
+        "owner",
         "transport",
     )
 
@@ -151,6 +155,8 @@ class ClientQueue:
         self.on_close: Callable[[CloseReason], None] | None = None
         #: Which transport serves the client (``sse``, ``websocket``, ``websub``), for metrics.
         self.transport = transport
+        #: Whom the connection belongs to (None for the server's own consumers: the hub).
+        self.owner: Owner | None = None
 
     def __len__(self) -> int:
         return len(self.items)
@@ -448,6 +454,12 @@ class Fanout:
         self.ended_sent_bytes: Counter[str] = Counter()
         #: Events dropped for slow clients that have left, by reason (for metrics).
         self.ended_dropped = 0
+        #: Whether usage by owner is kept (set by usage analytics, which takes it regularly).
+        self.track_owners = False
+        #: Owned subscriptions: (queue, address) -> the stream's event count when it began.
+        self._owned: dict[tuple[ClientQueue, str], int] = {}
+        #: Events handed to owned subscriptions that ended since the last take_delivered().
+        self.ended_delivered: Counter[tuple[str, str, str]] = Counter()
         broker.interruption_listeners.append(self._interrupted)
 
     def _interrupted(self, channel: str) -> None:
@@ -465,6 +477,15 @@ class Fanout:
             await asyncio.sleep(interval)
             for queue in tuple(self.heartbeats):
                 queue.ping()
+
+    def connect(self, queue: ClientQueue) -> None:
+        """Count a client connection from the start, even before (or without) subscribing:
+        a socket that only publishes is a connection too (the console may end it)."""
+        self.queues.add(queue)
+
+    def owned_by(self, principal: str) -> list[ClientQueue]:
+        """The connections of one principal in this process."""
+        return [q for q in self.queues if q.owner is not None and q.owner.principal == principal]
 
     async def join(
         self,
@@ -497,12 +518,19 @@ class Fanout:
         else:
             stream.clients.add(queue)
             await asyncio.shield(stream.ready)
+        if queue.owner is not None and self.track_owners:
+            self._owned[(queue, address)] = stream.events
 
     async def leave(self, queue: ClientQueue, address: str) -> None:
         """Stop sending ``address`` to ``queue``; the last client releases the subscription."""
         stream = self.streams.get(address)
         if stream is None:
             return
+        seen = self._owned.pop((queue, address), None)
+        if seen is not None and queue.owner is not None:
+            owner = queue.owner
+            key = (owner.principal, owner.plan(stream.template), stream.template)
+            self.ended_delivered[key] += stream.events - seen
         stream.clients.discard(queue)
         if not stream.clients:
             await self._end(stream)
@@ -532,6 +560,23 @@ class Fanout:
             sent[stream.template] += stream.sent
             sent_bytes[stream.template] += stream.sent_bytes
         return sent, sent_bytes
+
+    def take_delivered(self) -> Counter[tuple[str, str, str]]:
+        """Events handed to owned connections since the last call, by (principal, plan,
+        address template): one pass over the subscriptions, for usage analytics, instead of a
+        count per event and client. What it returns is not returned again."""
+        taken, self.ended_delivered = self.ended_delivered, Counter()
+        streams, owned = self.streams, self._owned
+        for key, seen in owned.items():
+            queue, address = key
+            stream = streams.get(address)
+            owner = queue.owner
+            if stream is None or owner is None or stream.events == seen:
+                continue
+            template = stream.template
+            taken[(owner.principal, owner.plan(template), template)] += stream.events - seen
+            owned[key] = stream.events
+        return taken
 
     def events_sent(self, address: str) -> int | None:
         """Events handed to the clients of ``address`` so far (None when nobody listens): what
