@@ -16,6 +16,8 @@ from fastapi_streaming.limits import Limits, Plan, PlanByClaim
 from fastapi_streaming.security import JWTAuthorizer
 
 authorizer = JWTAuthorizer(key=os.environ["JWT_SECRET"], algorithms=["HS256"])
+# APIs that share one Redis keep apart by namespace: analytics keys, the console's channel.
+NAMESPACE = os.environ.get("STREAMS_NAMESPACE", "rooms")
 
 streaming = StreamingAPI(
     title="Rooms",
@@ -38,9 +40,9 @@ streaming = StreamingAPI(
         database_url=os.environ.get("WEBSUB_DATABASE_URL", "sqlite+aiosqlite:///websub.db"),
         allow_networks=("127.0.0.1/32",),  # the examples' subscribers run on this machine
     ),
-    # Both are on by default; these are their defaults, spelled out.
-    analytics=Analytics(bucket_seconds=60, retention=24 * 3600),
-    console=ConsoleSettings(admin_scope="streams:admin"),
+    # Both are on by default; apart from the namespace, these are their defaults.
+    analytics=Analytics(bucket_seconds=60, retention=24 * 3600, namespace=NAMESPACE),
+    console=ConsoleSettings(admin_scope="streams:admin", channel=f"{NAMESPACE}.console"),
 )
 
 

@@ -116,6 +116,9 @@ def merge(snapshots: list[Mapping[str, Any]]) -> dict[str, Any]:
             throttles[(item["plan"], item["limit"])] += item["count"]
     return {
         "workers": sorted(snapshot["worker"] for snapshot in snapshots),
+        "connections_by_worker": {
+            snapshot["worker"]: sum(snapshot["transports"].values()) for snapshot in snapshots
+        },
         "topics": [
             {"topic": template, **{k: round(v, 3) for k, v in figures.items()}}
             for template, figures in sorted(topics.items())

@@ -70,7 +70,8 @@
       cell(c.connections, "num"),
       cell(Object.entries(c.transports).map(([t, n]) => t + " " + n).join(", ")),
       cell(c.delivered, "num"), cell(c.published, "num"), cell(c.dropped, "num"),
-      c.connections ? button("disconnect", () => act("POST",
+      // "(server)": the server's own consumers (the WebSub hub's intake), not a principal.
+      c.connections && c.principal !== "(server)" ? button("disconnect", () => act("POST",
         "/admin/principals/" + encodeURIComponent(c.principal) + "/disconnect",
         "disconnect " + c.principal), "danger") : cell(""))));
 
