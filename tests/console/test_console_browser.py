@@ -41,11 +41,11 @@ class LiveClients:
         self.socket_closed: Future[int] = Future()
         self.subscribed: Future[None] = Future()
         self.deliveries = 0
-        self._main: asyncio.Future[None] | None = None
+        self._main: Future[None] | None = None
 
     def __enter__(self) -> LiveClients:
         self.thread.start()
-        self._main = asyncio.run_coroutine_threadsafe(self._run(), self.loop)  # type: ignore[assignment]
+        self._main = asyncio.run_coroutine_threadsafe(self._run(), self.loop)
         self.subscribed.result(30)
         return self
 
@@ -53,7 +53,7 @@ class LiveClients:
         if self.stop_event is not None:
             self.loop.call_soon_threadsafe(self.stop_event.set)
         assert self._main is not None
-        self._main.result(30)  # type: ignore[call-arg]
+        self._main.result(30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
 
