@@ -56,6 +56,7 @@ class LiveClients:
         self._main.result(30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+        self.loop.close()
 
     async def _run(self) -> None:
         self.stop_event = asyncio.Event()
