@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from .analytics import Analytics, UsageRecord, UsageRecorder
-    from .asyncapi.reading import AsyncAPIImportWarning
+    from .asyncapi.declared import AsyncAPIImportWarning
     from .cdc.producers import Producers
     from .console import Console, ConsoleSettings
     from .limits import Limits
@@ -449,7 +449,7 @@ class StreamingAPI:
                 "client is refused on them. Pass authorizer=... to StreamingAPI.",
                 self.title,
             )
-        add_routes(
+        streams = add_routes(
             app,
             self.context,
             self.asyncapi_source,
@@ -458,6 +458,6 @@ class StreamingAPI:
             metrics_url=self.metrics_url,
             console=self.console,
         )
-        join_lifespan(app, self.running)
+        join_lifespan(app, self.running, streams=streams)
         app.state.fastapi_streaming = self
         self.dependency_overrides_provider = app
