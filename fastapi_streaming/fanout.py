@@ -20,7 +20,7 @@ from broadcaster import Event as BrokerMessage
 
 from .brokers.connection import BrokerConnection
 from .events import EncodedEvent
-from .owners import Owner
+from .owners import Owner, OwnerUsage
 from .replay import ReplayBuffers
 from .topics import OverflowPolicy
 
@@ -454,12 +454,8 @@ class Fanout:
         self.ended_sent_bytes: Counter[str] = Counter()
         #: Events dropped for slow clients that have left, by reason (for metrics).
         self.ended_dropped = 0
-        #: Whether usage by owner is kept (set by usage analytics, which takes it regularly).
-        self.track_owners = False
-        #: Owned subscriptions: (queue, address) -> the stream's event count when it began.
-        self._owned: dict[tuple[ClientQueue, str], int] = {}
-        #: Events handed to owned subscriptions that ended since the last take_delivered().
-        self.ended_delivered: Counter[tuple[str, str, str]] = Counter()
+        #: Events handed to each owner's subscriptions, while usage analytics take them.
+        self.usage = OwnerUsage()
         broker.interruption_listeners.append(self._interrupted)
 
     def _interrupted(self, channel: str) -> None:
@@ -479,13 +475,8 @@ class Fanout:
                 queue.ping()
 
     def connect(self, queue: ClientQueue) -> None:
-        """Count a client connection from the start, even before (or without) subscribing:
-        a socket that only publishes is a connection too (the console may end it)."""
+        """Count a connection from its start, subscribed or not (a socket that only publishes)."""
         self.queues.add(queue)
-
-    def owned_by(self, principal: str) -> list[ClientQueue]:
-        """The connections of one principal in this process."""
-        return [q for q in self.queues if q.owner is not None and q.owner.principal == principal]
 
     async def join(
         self,
@@ -518,19 +509,16 @@ class Fanout:
         else:
             stream.clients.add(queue)
             await asyncio.shield(stream.ready)
-        if queue.owner is not None and self.track_owners:
-            self._owned[(queue, address)] = stream.events
+        if queue.owner is not None and self.usage.tracking:
+            self.usage.joined(queue, address, stream.events, queue.owner)
 
     async def leave(self, queue: ClientQueue, address: str) -> None:
         """Stop sending ``address`` to ``queue``; the last client releases the subscription."""
         stream = self.streams.get(address)
         if stream is None:
             return
-        seen = self._owned.pop((queue, address), None)
-        if seen is not None and queue.owner is not None:
-            owner = queue.owner
-            key = (owner.principal, owner.plan(stream.template), stream.template)
-            self.ended_delivered[key] += stream.events - seen
+        if queue.owner is not None:
+            self.usage.left(queue, address, stream.template, stream.events)
         stream.clients.discard(queue)
         if not stream.clients:
             await self._end(stream)
@@ -563,20 +551,14 @@ class Fanout:
 
     def take_delivered(self) -> Counter[tuple[str, str, str]]:
         """Events handed to owned connections since the last call, by (principal, plan,
-        address template): one pass over the subscriptions, for usage analytics, instead of a
-        count per event and client. What it returns is not returned again."""
-        taken, self.ended_delivered = self.ended_delivered, Counter()
-        streams, owned = self.streams, self._owned
-        for key, seen in owned.items():
-            queue, address = key
-            stream = streams.get(address)
-            owner = queue.owner
-            if stream is None or owner is None or stream.events == seen:
-                continue
-            template = stream.template
-            taken[(owner.principal, owner.plan(template), template)] += stream.events - seen
-            owned[key] = stream.events
-        return taken
+        address template): see :class:`~fastapi_streaming.owners.OwnerUsage`."""
+        return self.usage.take(
+            lambda address: (
+                (stream.template, stream.events)
+                if (stream := self.streams.get(address)) is not None
+                else None
+            )
+        )
 
     def events_sent(self, address: str) -> int | None:
         """Events handed to the clients of ``address`` so far (None when nobody listens): what

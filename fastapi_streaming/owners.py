@@ -6,7 +6,8 @@ never reads it per event.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Hashable, Sequence
 
 from starlette.requests import HTTPConnection
 
@@ -51,3 +52,44 @@ def default_owner_key(subject: str | None, connection: HTTPConnection) -> str:
         return subject
     host = connection.client.host if connection.client else "unknown"
     return f"address:{host}"
+
+
+class OwnerUsage:
+    """The events handed to owned subscriptions, for usage analytics, counted without
+    touching the per-event path: a subscription remembers its stream's event count when it
+    began, and :meth:`take` reads the growth of each, once per flush.
+
+    Kept only while ``tracking`` (usage analytics sets it, and takes the counts regularly).
+    """
+
+    def __init__(self) -> None:
+        self.tracking = False
+        #: (client, address) -> its owner, and the stream's event count when last taken.
+        self._seen: dict[tuple[Hashable, str], tuple[Owner, int]] = {}
+        #: Counts of subscriptions that ended since the last take.
+        self._ended: Counter[tuple[str, str, str]] = Counter()
+
+    def joined(self, client: Hashable, address: str, events: int, owner: Owner) -> None:
+        self._seen[(client, address)] = (owner, events)
+
+    def left(self, client: Hashable, address: str, template: str, events: int) -> None:
+        found = self._seen.pop((client, address), None)
+        if found is not None:
+            owner, before = found
+            self._ended[(owner.principal, owner.plan(template), template)] += events - before
+
+    def take(
+        self, stream_of: Callable[[str], tuple[str, int] | None]
+    ) -> Counter[tuple[str, str, str]]:
+        """What was handed out since the last take, by (principal, plan, template);
+        ``stream_of(address)`` is the stream's (template, event count), or None."""
+        taken, self._ended = self._ended, Counter()
+        seen = self._seen
+        for key, (owner, before) in seen.items():
+            found = stream_of(key[1])
+            if found is None or found[1] == before:
+                continue
+            template, events = found
+            taken[(owner.principal, owner.plan(template), template)] += events - before
+            seen[key] = (owner, events)
+        return taken

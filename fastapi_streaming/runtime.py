@@ -104,7 +104,7 @@ class StreamingRuntime:
         self.published_bytes: Counter[str] = Counter()
         #: Events published since usage analytics last took them, by (principal, plan,
         #: template); server code's ``emit`` counts as principal ``(server)``. Kept only
-        #: while something takes them (``fanout.track_owners``).
+        #: while something takes them (``fanout.usage.tracking``).
         self.published_by: Counter[tuple[str, str, str]] = Counter()
         #: Broker events dropped because they do not match their topic's payload, by template.
         self.invalid: Counter[str] = Counter()
@@ -258,7 +258,7 @@ class StreamingRuntime:
             ) from None
         self.published[topic.address] += 1
         self.published_bytes[topic.address] += len(data_json)
-        if self.fanout.track_owners:
+        if self.fanout.usage.tracking:
             self.published_by[(by[0], by[1], topic.address)] += 1
         return event
 

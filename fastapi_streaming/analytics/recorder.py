@@ -103,7 +103,7 @@ class UsageRecorder:
     def start(self, runtime: StreamingRuntime, limiter: Limiter | None) -> None:
         self.store  # noqa: B018 - fail at startup on a bad storage URL, not on first use
         self._runtime, self._limiter = runtime, limiter
-        runtime.fanout.track_owners = True
+        runtime.fanout.usage.tracking = True
         if limiter is not None:
             limiter.track_principals = True
         self._task = asyncio.create_task(self._run(), name="fastapi-streaming analytics")

@@ -26,7 +26,11 @@ REASON = CloseReason(DISCONNECTED, "disconnected by an administrator")
 
 def close_connections(runtime: StreamingRuntime, principal: str) -> int:
     """Close the principal's connections in this process; returns how many."""
-    queues = runtime.fanout.owned_by(principal)
+    queues = [
+        queue
+        for queue in runtime.fanout.queues
+        if queue.owner is not None and queue.owner.principal == principal
+    ]
     for queue in queues:
         queue.close(REASON)
     return len(queues)

@@ -88,7 +88,7 @@ async def test_counts_the_storage_could_not_take_are_stored_at_the_next_flush() 
     streaming = api()
     async with streaming.running() as runtime:
         recorder._runtime = runtime
-        runtime.fanout.track_owners = True
+        runtime.fanout.usage.tracking = True
         runtime.published_by[("alice", "none", "/rooms/{room}")] += 5
         with pytest.raises(redis.exceptions.ConnectionError):
             await recorder.flush()
