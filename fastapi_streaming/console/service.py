@@ -77,19 +77,27 @@ class Console:
             self.disconnector = None
 
     async def _run(self) -> None:
+        failing = False
         while True:
             await asyncio.sleep(self.settings.interval)
             try:
                 await self.tick()
+                failing = False
             except Exception:
-                logger.warning("Could not make the console's snapshot", exc_info=True)
+                # Once per outage (the analytics storage down, say), not once a second.
+                if not failing:
+                    logger.warning("Could not make the console's snapshot", exc_info=True)
+                failing = True
 
     async def tick(self) -> None:
         """Share this worker's view; push one snapshot to every administrator watching."""
         runtime = self.context.runtime
         own = self.view.snapshot(runtime, self.context.limits)
         if self.recorder is not None:
-            await self.recorder.store.put_live(own["worker"], own, 3 * self.settings.interval)
+            try:
+                await self.recorder.store.put_live(own["worker"], own, 3 * self.settings.interval)
+            except Exception:  # the storage is down: viewers still get this worker's view
+                logger.debug("Could not share this worker's view", exc_info=True)
         self.viewers = {queue for queue in self.viewers if queue.closed is None}
         if self.viewers:
             self.push(await self.snapshot(own))
