@@ -12,7 +12,7 @@ import json
 import logging
 from typing import TYPE_CHECKING
 
-from ..fanout import DISCONNECTED, CloseReason
+from ..queues import DISCONNECTED, CloseReason
 
 if TYPE_CHECKING:
     from broadcaster import Event as BrokerMessage

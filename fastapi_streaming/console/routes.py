@@ -26,8 +26,8 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from ..errors import MalformedMessage, StreamingError
-from ..fanout import ClientQueue
 from ..owners import Owner
+from ..queues import ClientQueue
 from ..transports.common import error_response
 from ..transports.sse import EventStream
 from .service import Console

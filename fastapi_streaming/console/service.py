@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..events import EncodedEvent, Event
-from ..fanout import ClientQueue
+from ..queues import ClientQueue
 from ..topics import OverflowPolicy
 from .disconnect import Disconnector
 from .guard import AdminGuard
