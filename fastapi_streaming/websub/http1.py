@@ -73,9 +73,10 @@ class Http1Connection(asyncio.Protocol):
         self._read_events()
 
     def eof_received(self) -> bool:
-        if self._answer is not None and not self._answer.done():
+        if self._answered and self._answer is not None and not self._answer.done():
             self._h11.receive_data(b"")  # an answer delimited by the end of the connection
             self._read_events()
+        # Else ``connection_lost`` follows: the connection ended before any answer.
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
