@@ -120,14 +120,24 @@ def wait_for(check: Any, limit: float, what: str) -> float:
 
 
 def prime(server: ServerProcess, receiver: ReceiverProcess, path: str, subscribers: int) -> None:
-    """Publish probe events until every subscriber received one: all subscriptions are live."""
-    deadline = time.monotonic() + 60
+    """Publish probe events until every subscriber received one: all subscriptions are live.
+
+    Another probe only once the last one's deliveries stopped arriving (with 10,000
+    subscribers a probe is 10,000 deliveries: one a second would pile up a backlog).
+    """
+    deadline = time.monotonic() + 120
     with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=10) as http:
-        while receiver.status()["primed"] < subscribers:
+        seen, last_progress, probed = -1, 0.0, False
+        while (primed := receiver.status()["primed"]) < subscribers:
             if time.monotonic() > deadline:
-                raise RuntimeError("not every subscription became active within 60 s")
-            http.post(path, content=encode(PROBE_SEQ), headers={"content-type": "application/json"})
-            time.sleep(1.0)
+                raise RuntimeError("not every subscription became active within 120 s")
+            if primed != seen:
+                seen, last_progress = primed, time.monotonic()
+            if not probed or time.monotonic() - last_progress > 2.0:
+                headers = {"content-type": "application/json"}
+                http.post(path, content=encode(PROBE_SEQ), headers=headers)
+                last_progress, probed = time.monotonic(), True
+            time.sleep(0.2)
 
 
 def websub_run(
@@ -211,11 +221,13 @@ def drain(receiver: ReceiverProcess, total: int) -> None:
     started = last_change = time.monotonic()
     seen = -1
     while time.monotonic() - started < LIMIT:
-        count = receiver.status()["deliveries"]
+        status = receiver.status()
+        count = status["deliveries"]
         if count >= total:
             return
-        if count != seen:
-            seen, last_change = count, time.monotonic()
+        arrived = status["arrivals"]  # probes count as progress too
+        if arrived != seen:
+            seen, last_change = arrived, time.monotonic()
         elif time.monotonic() - last_change > QUIET:
             return
         time.sleep(0.2)

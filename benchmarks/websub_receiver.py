@@ -47,6 +47,8 @@ class Tally:
         self.verified: set[int] = set()
         self.seen: set[tuple[int, str]] = set()
         self.deliveries = 0
+        #: Every delivery request, probes and repeats included.
+        self.arrivals = 0
         self.duplicates = 0
         self.bad_signatures = 0
         self.primed: set[int] = set()
@@ -61,6 +63,7 @@ class Tally:
 
     def delivery(self, callback: int, headers: dict[str, str], body: bytes) -> None:
         arrived = now_us()
+        self.arrivals += 1
         expected = hmac.new(secret_for(callback), body, hashlib.sha256).hexdigest()
         if headers.get("x-hub-signature") != f"sha256={expected}":
             self.bad_signatures += 1
@@ -85,6 +88,7 @@ class Tally:
         return {
             "verified": len(self.verified),
             "deliveries": self.deliveries,
+            "arrivals": self.arrivals,
             "primed": len(self.primed),
             "duplicates": self.duplicates,
             "bad_signatures": self.bad_signatures,

@@ -62,7 +62,9 @@ class DeliveryWorker:
 
     Claims come in batches: the worker holds up to twice ``concurrency`` claimed deliveries,
     at most ``concurrency`` of them in flight and the rest waiting for a slot, and claims again
-    (one transaction for the batch) once half of them are done, not after every delivery. Per
+    (one transaction for the batch) once room for half of ``concurrency`` more is free, not
+    after every delivery; the claim runs while the waiting ones are sent, so a slow database
+    round trip does not leave the worker idle. Per
     subscription it holds up to twice ``per_subscriber_concurrency``, half of them in flight.
     A waiting delivery starts within about one ``delivery_timeout``, and the claim lasts two of
     them plus a margin; one whose claim runs short before it could start is left unattempted
@@ -106,6 +108,10 @@ class DeliveryWorker:
     def holding(self) -> int:
         """Claimed deliveries this worker holds at most (in flight or waiting)."""
         return 2 * self.settings.concurrency
+
+    @property
+    def _batch(self) -> int:
+        return max(1, self.settings.concurrency // 2)
 
     def wake(self) -> None:
         """New deliveries were recorded here: look for due ones now, not at the next poll."""
@@ -166,8 +172,9 @@ class DeliveryWorker:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        # Claim again once half of what this worker may hold is done: batches, not one by one.
-        if len(self._tasks) <= self.holding // 2:
+        # Claim again once a batch of room (half of ``concurrency``) is free: not after every
+        # delivery, and early enough that the claim is back before the waiting ones ran out.
+        if self.holding - len(self._tasks) >= self._batch:
             self._changed.set()
 
     def _slot(self, subscription_id: int) -> Slots:
