@@ -141,7 +141,12 @@ def prime(server: ServerProcess, receiver: ReceiverProcess, path: str, subscribe
 
 
 def websub_run(
-    scenario: Scenario, kind: str, *, tls: bool = False, profile: Path | None = None
+    scenario: Scenario,
+    kind: str,
+    *,
+    tls: bool = False,
+    profile: Path | None = None,
+    concurrency: int | None = None,
 ) -> dict[str, Any]:
     """``scenario.connections`` subscribers, ``scenario.rate`` events/s for its duration.
 
@@ -155,6 +160,8 @@ def websub_run(
         env = {"BENCH_WEBSUB_DB": url, "BENCH_WEBSUB_PREFIX": prefix}
         if certificate is not None:
             env["BENCH_WEBSUB_CA"] = str(certificate.cert)
+        if concurrency is not None:
+            env["BENCH_WEBSUB_CONCURRENCY"] = str(concurrency)
         server = ServerProcess("benchmarks.servers.websub_hub:app", python=sys.executable, env=env)
         server.start()
         receiver: ReceiverProcess | None = None
@@ -237,20 +244,30 @@ def main(argv: list[str] | None = None) -> None:
     """``python -m benchmarks.websub --subscribers 1000 --events 20``: one table row per run."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.websub", description=__doc__)
     parser.add_argument("--subscribers", type=int, default=1000)
-    parser.add_argument("--events", type=int, default=20, help="events published, 5 per second")
+    parser.add_argument("--events", type=int, default=20, help="events published")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=5.0,
+        help="events per second (5: 5,000 deliveries/s offered "
+        "to 1,000 subscribers; more measures how fast a burst drains)",
+    )
     parser.add_argument("--database", default=",".join(DATABASES), help="sqlite,postgresql")
     parser.add_argument("--tls", action="store_true", help="the receiver speaks HTTPS")
     parser.add_argument("--profile", type=Path, help="py-spy the hub into this folder")
+    parser.add_argument("--concurrency", type=int, help="the hub's WebSubSettings.concurrency")
     args = parser.parse_args(argv)
     raise_open_files_limit()
-    scenario = Scenario("websub", "websub", args.subscribers, 5, args.events / 5)
+    scenario = Scenario("websub", "websub", args.subscribers, args.rate, args.events / args.rate)
     print(
         "| hub database | subscribers x events | deliveries/s | p50 | p99 | undelivered, "
         "duplicates, bad signatures | hub CPU | hub CPU per delivery | receiver CPU |"
     )
     print("| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |")
     for kind in args.database.split(","):
-        run = websub_run(scenario, kind, tls=args.tls, profile=args.profile)
+        run = websub_run(
+            scenario, kind, tls=args.tls, profile=args.profile, concurrency=args.concurrency
+        )
         print(
             f"| {run['database']} | {args.subscribers:,} x {run['events']} "
             f"| {run['delivered_rate']:,.0f} | {(run['p50_ms'] or 0) / 1000:.2f} s "

@@ -29,6 +29,7 @@ streaming = StreamingAPI(
         max_subscriptions_per_topic=100_000,
         rate_limit=1_000_000,
         verify_concurrency=64,
+        concurrency=int(os.environ.get("BENCH_WEBSUB_CONCURRENCY", WebSubSettings.concurrency)),
         # The HTTPS run's receiver has a self-signed certificate: the hub trusts that one only.
         tls_ca_file=os.environ.get("BENCH_WEBSUB_CA"),
     ),
