@@ -147,3 +147,22 @@ async def test_a_kept_alive_connection_the_callback_drops_is_retried_without_los
         assert hub.streaming.websub is not None
         counts = await hub.streaming.websub.repo.delivery_counts()
         assert counts == {"pending": 0, "done": 50, "failed": 0}
+
+
+async def test_a_redirect_is_a_failed_attempt_and_is_not_followed(
+    settings: WebSubSettings,
+) -> None:
+    async with KeepAliveReceiver() as receiver, start_hub(settings, max_attempts=1) as hub:
+        receiver.redirect_to = receiver.url("/elsewhere")
+        await subscribed(hub, receiver, "/moved", "secret")
+        await hub.publish("/notes/a", {"text": "tick"})
+        assert hub.streaming.websub is not None
+        repo = hub.streaming.websub.repo
+        deadline = time.monotonic() + 10
+        while (await repo.delivery_counts())["failed"] == 0:
+            assert time.monotonic() < deadline, "the delivery never failed"
+            await asyncio.sleep(0.05)
+        async with repo.engine.connect() as conn:
+            rows = (await conn.execute(repo.tables.deliveries.select())).mappings().all()
+        assert rows[0]["last_error"] == "answered HTTP 302"
+        assert [item.path for item in receiver.deliveries()] == ["/moved"]

@@ -33,10 +33,16 @@ class KeepAliveReceiver:
     """Answers verifications with their challenge and deliveries with 204, on 127.0.0.1."""
 
     def __init__(
-        self, *, tls: ssl.SSLContext | None = None, answers_per_connection: int | None = None
+        self,
+        *,
+        tls: ssl.SSLContext | None = None,
+        answers_per_connection: int | None = None,
+        redirect_to: str | None = None,
     ) -> None:
         self.tls = tls
         self.answers_per_connection = answers_per_connection
+        #: Answer deliveries to other paths ``302 Found`` with this ``Location``.
+        self.redirect_to = redirect_to
         self.arrived: list[Arrived] = []
         self.connections = 0
         #: Requests read and dropped with their connection, unanswered.
@@ -106,6 +112,9 @@ class KeepAliveReceiver:
                     )
                     writer.write(http.send(answer) or b"")
                     writer.write(http.send(h11.Data(data=challenge)) or b"")
+                elif self.redirect_to is not None and url.path != urlsplit(self.redirect_to).path:
+                    moved = [("location", self.redirect_to), ("content-length", "0")]
+                    writer.write(http.send(h11.Response(status_code=302, headers=moved)) or b"")
                 else:
                     writer.write(http.send(h11.Response(status_code=204, headers=[])) or b"")
                 writer.write(http.send(h11.EndOfMessage()) or b"")
