@@ -32,6 +32,7 @@ from fastapi_streaming.processing import (
     CountWindow,
     DerivedTopic,
     EngineContext,
+    Session,
     UnsupportedDeclarationError,
 )
 from fastapi_streaming.processing.sources import ChannelReader
@@ -48,6 +49,9 @@ logger = logging.getLogger("fastapi_streaming_quix")
 RESCAN = 1.0
 #: Seconds between commits of offsets and state (Quix's default is 5).
 COMMIT_INTERVAL = 1.0
+#: How soon the group notices a member that died (librdkafka's default session is 45 s), so
+#: another process takes its partitions over within seconds.
+CONSUMER_CONFIG = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
 
 
 def broker_address(url: str) -> str:
@@ -75,6 +79,12 @@ def check(derived: DerivedTopic) -> None:
         raise UnsupportedDeclarationError(
             f"{where}: Quix Streams emits every update (no minimum interval); "
             "leave min_interval=0, or use processing_engine='embedded'."
+        )
+    if isinstance(derivation.window, Session):
+        raise UnsupportedDeclarationError(
+            f"{where}: Quix Streams merges session windows, which needs an aggregate that can "
+            "merge two accumulators, and fastapi-streaming's aggregates cannot; use a "
+            "tumbling or hopping window, or processing_engine='embedded'."
         )
     if isinstance(derivation.window, CountWindow) and derivation.emit != "final":
         raise UnsupportedDeclarationError(f"{where}: count windows emit final results only.")
@@ -213,6 +223,7 @@ class FlowRunner:
             auto_offset_reset="earliest",
             state_dir=self._state_dir,
             commit_interval=COMMIT_INTERVAL,
+            consumer_extra_config=dict(CONSUMER_CONFIG),
             topic_manager=RetentionDefaultingTopicManager(
                 topic_admin=admin, consumer_group=self.group
             ),
@@ -220,7 +231,14 @@ class FlowRunner:
         flow = Flow(self.derived, self.topics, self._loop)
         if self.flow is not None:
             flow.stats = self.flow.stats  # the counts go on across restarts
-        flow.build(app, self._sources)
+        try:
+            flow.build(app, self._sources)
+        except Exception:
+            logger.exception(
+                "Quix Streams refused the flow of %s; it is not computed", self.derived.address
+            )
+            self._stopping.set()  # trying again would fail again
+            return
         self.flow = flow
         self._app = app
         watcher = threading.Thread(target=self._watch, args=(app,), daemon=True)
