@@ -38,10 +38,12 @@ from .topics import Mode, OverflowPolicy, Topic, TopicRegistry
 from .uvicorn_support import end_streams_on_shutdown
 from .wiring import (
     add_routes,
+    console_for,
     join_lifespan,
     metrics_exporter,
     requires_scopes,
     run_parts,
+    usage_recorder,
     websub_hub,
 )
 
@@ -51,8 +53,12 @@ else:  # pragma: no cover
     from typing_extensions import Self
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from .analytics import Analytics, UsageRecord, UsageRecorder
     from .asyncapi.declared import AsyncAPIImportWarning
     from .cdc.producers import Producers
+    from .console import Console, ConsoleSettings
     from .limits import Limits
     from .websub.hub import WebSubHub
     from .websub.settings import WebSubSettings
@@ -96,6 +102,12 @@ class StreamingAPI:
         processing_engine: what computes derived topics: ``"embedded"`` (the default, in
             the API's processes) or an engine plugin's name (``"quix"``); see the stream
             processing guide.
+        analytics: usage analytics per principal, plan and topic (:meth:`usage`): on by
+            default, in memory or the broker's Redis; ``Analytics(...)`` to tune, False for
+            none. See the console guide.
+        console: the operations console at ``{prefix}/console``, for principals holding the
+            ``streams:admin`` scope: on by default; ``ConsoleSettings(...)`` to tune, False
+            for none.
 
     The rest describe the API in its AsyncAPI document (see the AsyncAPI guide):
 
@@ -133,6 +145,8 @@ class StreamingAPI:
         limits: Limits | None = None,
         metrics_url: str | None = None,
         processing_engine: str = DEFAULT_ENGINE,
+        analytics: Analytics | bool = True,
+        console: ConsoleSettings | bool = True,
         terms_of_service: str | None = None,
         contact: Mapping[str, Any] | None = None,
         license_info: Mapping[str, Any] | None = None,
@@ -219,6 +233,12 @@ class StreamingAPI:
         self.processing: ProcessingEngine | None = None
         #: The Prometheus metrics, when ``metrics_url`` is set.
         self.metrics = metrics_exporter(self.context, self.websub, metrics_url)
+        #: Usage analytics (None with ``analytics=False``).
+        self.analytics: UsageRecorder | None = usage_recorder(analytics, broker)
+        #: The operations console (None with ``console=False``).
+        self.console: Console | None = console_for(
+            self.context, console, self.analytics, self.websub
+        )
         #: What the AsyncAPI document is built from (and its cache).
         self.asyncapi_source = AsyncAPISource(
             self.info,
@@ -382,6 +402,8 @@ class StreamingAPI:
             websub=self.websub,
             producers=self.router.producers,
             processing_engine=self.processing_engine,
+            recorder=self.analytics,
+            console=self.console,
         ) as parts:
             self.processing = parts.processing
             try:
@@ -396,6 +418,24 @@ class StreamingAPI:
         :meth:`fastapi_streaming.context.StreamingContext.authorize`.
         """
         return await self.context.authorize(connection, accesses)
+
+    async def usage(
+        self,
+        *,
+        since: datetime | float | None = None,
+        until: datetime | float | None = None,
+        principal: str | None = None,
+        plan: str | None = None,
+        topic: str | None = None,
+    ) -> list[UsageRecord]:
+        """Events delivered, published and throttled per minute, principal, plan and topic
+        (address template), over every worker that shares the analytics storage; see
+        :meth:`fastapi_streaming.analytics.UsageRecorder.query`."""
+        if self.analytics is None:
+            raise RuntimeError("Usage analytics are off: drop analytics=False.")
+        return await self.analytics.query(
+            since=since, until=until, principal=principal, plan=plan, topic=topic
+        )
 
     async def emit(self, address: str, payload: Any) -> Event:
         """Publish an event from server-side code (a feed, a background task, a REST route)."""
@@ -423,6 +463,7 @@ class StreamingAPI:
             websub=self.websub,
             metrics=self.metrics,
             metrics_url=self.metrics_url,
+            console=self.console,
         )
         join_lifespan(app, self.running, streams=streams)
         app.state.fastapi_streaming = self

@@ -20,6 +20,8 @@ from broadcaster import Event as BrokerMessage
 
 from .brokers.connection import BrokerConnection
 from .events import EncodedEvent
+from .owners import OwnerUsage
+from .queues import DISCONNECTED as DISCONNECTED
 
 # The client queues and what the fan-out says to them; importers knew them from here.
 from .queues import SHUTDOWN as SHUTDOWN
@@ -160,6 +162,8 @@ class Fanout:
         self.ended_sent_bytes: Counter[str] = Counter()
         #: Events dropped for slow clients that have left, by reason (for metrics).
         self.ended_dropped = 0
+        #: Events handed to each owner's subscriptions, while usage analytics take them.
+        self.usage = OwnerUsage()
         broker.interruption_listeners.append(self._interrupted)
 
     def _interrupted(self, channel: str) -> None:
@@ -177,6 +181,10 @@ class Fanout:
             await asyncio.sleep(interval)
             for queue in tuple(self.heartbeats):
                 queue.ping()
+
+    def connect(self, queue: ClientQueue) -> None:
+        """Count a connection from its start, subscribed or not (a socket that only publishes)."""
+        self.queues.add(queue)
 
     async def join(
         self,
@@ -209,12 +217,16 @@ class Fanout:
         else:
             stream.clients.add(queue)
             await asyncio.shield(stream.ready)
+        if queue.owner is not None and self.usage.tracking:
+            self.usage.joined(queue, address, stream.events, queue.owner)
 
     async def leave(self, queue: ClientQueue, address: str) -> None:
         """Stop sending ``address`` to ``queue``; the last client releases the subscription."""
         stream = self.streams.get(address)
         if stream is None:
             return
+        if queue.owner is not None:
+            self.usage.left(queue, address, stream.template, stream.events)
         stream.clients.discard(queue)
         if not stream.clients:
             await self._end(stream)
@@ -244,6 +256,17 @@ class Fanout:
             sent[stream.template] += stream.sent
             sent_bytes[stream.template] += stream.sent_bytes
         return sent, sent_bytes
+
+    def take_delivered(self) -> Counter[tuple[str, str, str]]:
+        """Events handed to owned connections since the last call, by (principal, plan,
+        address template): see :class:`~fastapi_streaming.owners.OwnerUsage`."""
+        return self.usage.take(
+            lambda address: (
+                (stream.template, stream.events)
+                if (stream := self.streams.get(address)) is not None
+                else None
+            )
+        )
 
     def events_sent(self, address: str) -> int | None:
         """Events handed to the clients of ``address`` so far (None when nobody listens): what

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .events import EncodedEvent
+from .owners import Owner
 from .topics import OverflowPolicy
 
 #: A frame of a reply, in whatever type its transport writes (text or bytes).
@@ -34,6 +35,8 @@ SLOW_CLIENT = "slow_client"
 SHUTDOWN = "shutdown"
 #: The client's access token expired: its connection ends then (WebSocket close 4401).
 TOKEN_EXPIRED = "token_expired"
+#: An administrator ended the client's connections (WebSocket close 1008).
+DISCONNECTED = "disconnected"
 
 
 class Reply:
@@ -105,6 +108,7 @@ class ClientQueue:
         "items",
         "maxsize",
         "on_close",
+        "owner",
         "transport",
     )
 
@@ -134,6 +138,8 @@ class ClientQueue:
         self.on_close: Callable[[CloseReason], None] | None = None
         #: Which transport serves the client (``sse``, ``websocket``, ``websub``), for metrics.
         self.transport = transport
+        #: Whom the connection belongs to (None for the server's own consumers: the hub).
+        self.owner: Owner | None = None
 
     def __len__(self) -> int:
         return len(self.items)

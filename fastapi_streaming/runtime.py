@@ -34,6 +34,7 @@ from .errors import (
 from .events import EncodedEvent, Event, decode_message
 from .fanout import SHUTDOWN, ClientQueue, CloseReason, Fanout, Prepare, Reply
 from .jsonwire import NonStandardNumber, check_standard, dumps
+from .owners import NO_PLAN, SERVER, owner_in
 from .replay import events_after, events_since, uuid7_millis
 from .replies import encode_reply, reply_address
 from .topics import Mode, Operation, OverflowPolicy, Topic, TopicRegistry
@@ -101,6 +102,10 @@ class StreamingRuntime:
         #: template: one increment per publish, read by metrics.
         self.published: Counter[str] = Counter()
         self.published_bytes: Counter[str] = Counter()
+        #: Events published since usage analytics last took them, by (principal, plan,
+        #: template); server code's ``emit`` counts as principal ``(server)``. Kept only
+        #: while something takes them (``fanout.usage.tracking``).
+        self.published_by: Counter[tuple[str, str, str]] = Counter()
         #: Broker events dropped because they do not match their topic's payload, by template.
         self.invalid: Counter[str] = Counter()
         #: Resumes (``Last-Event-ID``) served, and those that could not be complete (a ``gap``).
@@ -204,11 +209,13 @@ class StreamingRuntime:
                 context=context,
                 overrides=self.dependency_overrides,
             )
+        owner = owner_in(context)
+        by = (owner.principal, owner.plan(topic.address)) if owner else (SERVER, NO_PLAN)
         if reply is None:
             if result is None:
                 return None, None
-            return await self._publish(topic, params, address, result), None
-        event = await self._publish(topic, params, address, value)
+            return await self._publish(topic, params, address, result, by), None
+        event = await self._publish(topic, params, address, value, by)
         if result is None:
             return event, None
         answer, encoded = encode_reply(reply, result)
@@ -229,7 +236,12 @@ class StreamingRuntime:
         return await self._publish(topic, params, address, value)
 
     async def _publish(
-        self, topic: Topic, params: dict[str, Any], address: str, value: Any
+        self,
+        topic: Topic,
+        params: dict[str, Any],
+        address: str,
+        value: Any,
+        by: tuple[str, str] = (SERVER, NO_PLAN),
     ) -> Event:
         try:
             data_json = dumps(value)
@@ -246,6 +258,8 @@ class StreamingRuntime:
             ) from None
         self.published[topic.address] += 1
         self.published_bytes[topic.address] += len(data_json)
+        if self.fanout.usage.tracking:
+            self.published_by[(by[0], by[1], topic.address)] += 1
         return event
 
     async def health(self) -> dict[str, Any]:
