@@ -51,6 +51,8 @@ else:  # pragma: no cover
     from typing_extensions import Self
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
     from .asyncapi.reading import AsyncAPIImportWarning
     from .cdc.producers import Producers
     from .limits import Limits
@@ -93,6 +95,10 @@ class StreamingAPI:
             Needs the ``limits`` extra; see the plans and limits guide.
         metrics_url: serve Prometheus metrics there (``"/metrics"``); None (the default)
             serves none. Needs the ``metrics`` extra; see the observability guide.
+        tracing: OpenTelemetry spans of every publish and of every process's fan-out, with
+            the trace context carried through the broker in each event: True sends them to
+            the global tracer provider, or pass a ``TracerProvider``. Needs the ``otel``
+            extra; see the observability guide.
 
     The rest describe the API in its AsyncAPI document (see the AsyncAPI guide):
 
@@ -129,6 +135,7 @@ class StreamingAPI:
         websub: WebSubSettings | bool | None = None,
         limits: Limits | None = None,
         metrics_url: str | None = None,
+        tracing: bool | TracerProvider = False,
         terms_of_service: str | None = None,
         contact: Mapping[str, Any] | None = None,
         license_info: Mapping[str, Any] | None = None,
@@ -202,6 +209,8 @@ class StreamingAPI:
         #: How plans are enforced (None: only if a topic declares a plan, then in memory).
         self.limits = limits
         self.metrics_url = metrics_url
+        #: OpenTelemetry traces: False, True (the global tracer provider) or a provider.
+        self.tracing = tracing
         self.overflow = OverflowPolicy(overflow)
         self.heartbeat = heartbeat
         self.plugin_manager = plugin_manager
@@ -373,6 +382,7 @@ class StreamingAPI:
             dependency_overrides_provider=self.dependency_overrides_provider,
             limits=self.limits,
             metrics=self.metrics,
+            tracing=self.tracing,
             websub=self.websub,
             producers=self.router.producers,
         ) as parts:

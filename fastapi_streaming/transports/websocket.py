@@ -172,7 +172,9 @@ class SocketSession:
         await self.allow(topic, Mode.PUBLISH, address, params)
         if self.lease is not None:
             await self.lease.publish(topic)
-        return await runtime.publish(address, json_data=text, data=data, context=self.context)
+        return await runtime.publish(
+            address, json_data=text, data=data, context=self.context, via="websocket"
+        )
 
     async def request(
         self, address: str, data: Any, headers: Any
@@ -185,7 +187,9 @@ class SocketSession:
             raise MalformedMessage('"headers" must be a JSON object.')
         if self.lease is not None:
             await self.lease.publish(topic)
-        return await runtime.request(address, data=data, context=self.context, headers=headers)
+        return await runtime.request(
+            address, data=data, context=self.context, headers=headers, via="websocket"
+        )
 
 
 async def serve_one_topic(streaming: StreamingContext, websocket: WebSocket, address: str) -> None:
