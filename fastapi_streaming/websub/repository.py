@@ -525,6 +525,17 @@ class Repository:
             counts = {str(status): int(count) for status, count in result}
         return {state: counts.get(state, 0) for state in (PENDING, DONE, FAILED)}
 
+    async def retry_queue_depth(self) -> int:
+        """Deliveries waiting for another attempt after a failed one (every worker's)."""
+        deliveries = self.tables.deliveries
+        async with self.engine.connect() as conn:
+            result = await conn.execute(
+                select(func.count()).where(
+                    deliveries.c.status == PENDING, deliveries.c.attempts > 0
+                )
+            )
+            return int(result.scalar_one())
+
 
 def _create_all(connection: Connection, metadata: MetaData) -> None:
     metadata.create_all(connection)
