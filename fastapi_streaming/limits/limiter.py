@@ -30,6 +30,7 @@ from starlette.requests import HTTPConnection
 from ..security.principal import Principal
 from ..topics import Mode, Topic
 from .answers import QuotaExceeded, Refusal, seconds_until
+from .batch import hit_quotas
 from .plans import Plan, PlanChooser, choose_plan
 
 logger = logging.getLogger("fastapi_streaming.limits")
@@ -251,23 +252,36 @@ class Limiter:
         return Refusal(plan.name, limit, 1, duration, 1)
 
     async def flush(self) -> None:
-        """Charge every principal the events its connections were sent since the last flush,
-        and end the streams of those whose quota is spent."""
+        """Charge every principal the events its connections were sent since the last flush
+        (in one Redis round trip for all of them), and end the streams of those whose quota
+        is spent."""
         pending, self._pending = self._pending, Counter()
         for lease in tuple(self.leases):
             lease.collect(pending)
-        for meter, events in pending.items():
-            item = meter.plan.quota_item
-            if item is None or events <= 0:
-                continue
+        charges = [
+            (meter, meter.plan.quota_item, events)
+            for meter, events in pending.items()
+            if meter.plan.quota_item is not None and events > 0
+        ]
+        for meter, _, events in charges:
             self.counted[meter.plan.name] += events
-            assert self._quota is not None
-            if await self._hit(self._quota, item, meter, events):
+        for (spent, _, _), allowed in zip(charges, await self._hit_quotas(charges), strict=True):
+            if allowed:
                 continue
-            refusal = await self.refuse(meter, "quota")
+            refusal = await self.refuse(spent, "quota")
             for lease in tuple(self.leases):
-                if meter in lease.meters:
+                if spent in lease.meters:
                     lease.end(refusal)
+
+    async def _hit_quotas(self, charges: Sequence[tuple[Meter, Any, int]]) -> list[bool]:
+        """Whether each (meter, quota, events) charge still fits its quota, charging it."""
+        quota = self._quota
+        assert quota is not None
+
+        async def one_by_one(meter: Meter, item: Any, events: int) -> bool:
+            return await self._hit(quota, item, meter, events)
+
+        return await hit_quotas(self.storage, charges, lambda meter: meter.ids, one_by_one)
 
     # -- connections --------------------------------------------------------------------------
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
+from limits.aio.strategies import FixedWindowRateLimiter
 from starlette.requests import HTTPConnection
 
 from fastapi_streaming import StreamingAPI, StreamingRouter
 from fastapi_streaming.limits import Limiter, Limits, Plan, PlanByClaim, QuotaExceeded, Refusal
+from fastapi_streaming.limits.batch import pipelined_counters
 from fastapi_streaming.security import Principal
 from fastapi_streaming.security.access import Access, fill_scope, required_scopes
 from fastapi_streaming.topics import Mode
@@ -178,3 +181,63 @@ async def test_anonymous_clients_are_counted_by_address() -> None:
 def test_a_bad_storage_url_says_what_to_use() -> None:
     with pytest.raises(ValueError, match="use 'memory://'"):
         _ = Limiter(Limits(storage="mongodb://x")).storage
+
+
+@pytest.mark.redis
+async def test_a_flush_charges_every_principal_in_one_redis_round_trip() -> None:
+    """Three principals' deliveries go to Redis in one pipeline; the counters are the ``limits``
+    library's own (it reads them back), and only the principal over its quota is ended."""
+    sent = {"/feed/a": 0}
+    namespace = f"flush-{uuid.uuid4().hex[:10]}"
+    settings = Limits(
+        plan=Plan(name="tiny", quota="10/minute"),
+        storage="redis://127.0.0.1:6379/0",
+        namespace=namespace,
+        flush_interval=3600,
+    )
+    limiter = Limiter(settings)
+    await limiter.start(lambda address: sent.get(address))
+    streaming = StreamingAPI()
+
+    @streaming.subscribe("/feed/{name}")
+    async def feed(event: dict[str, Any], name: str) -> dict[str, Any]:
+        return event
+
+    topic = streaming.topics.get("/feed/{name}")
+    assert topic is not None
+    ended: dict[str, list[Refusal]] = {name: [] for name in ("ann", "bob", "cy")}
+    bridge = pipelined_counters(limiter.storage)
+    assert bridge is not None
+    one_by_one: list[str] = []
+    storage: Any = limiter.storage
+    incr = storage.incr
+
+    async def counted_incr(key: str, expiry: int, amount: int = 1) -> int:
+        one_by_one.append(key)
+        return int(await incr(key, expiry, amount))
+
+    try:
+        leases = {}
+        for name in ended:
+            leases[name] = await limiter.open(connection(), [principal(name)], ended[name].append)
+            await leases[name].track(topic, "/feed/a")
+        await leases["cy"].add([(topic, Mode.SUBSCRIBE)])  # cy's request: 1 more for cy
+        sent["/feed/a"] += 10  # each connection was sent 10 events
+        storage.incr = counted_incr
+        await limiter.flush()
+        assert one_by_one == []  # all three went in one pipeline
+        assert limiter.counted["tiny"] == 31
+        assert ended["ann"] == ended["bob"] == [] and [r.limit for r in ended["cy"]] == ["quota"]
+        quota = Plan(name="tiny", quota="10/minute").quota_item
+        assert quota is not None
+        checker = FixedWindowRateLimiter(limiter.storage)
+        remaining = {
+            name: (await checker.get_window_stats(quota, namespace, "tiny", name)).remaining
+            for name in ended
+        }
+        assert remaining == {"ann": 0, "bob": 0, "cy": 0}
+        for lease in leases.values():
+            await lease.release()
+    finally:
+        await limiter.stop()
+        await bridge.get_connection().aclose()
