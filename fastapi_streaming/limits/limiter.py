@@ -30,7 +30,7 @@ from starlette.requests import HTTPConnection
 from ..security.principal import Principal
 from ..topics import Mode, Topic
 from .answers import QuotaExceeded, Refusal, seconds_until
-from .batch import hit_quotas
+from .batch import hit_quotas, hit_rate_and_quota, pipelined_counters
 from .plans import Plan, PlanChooser, choose_plan
 
 logger = logging.getLogger("fastapi_streaming.limits")
@@ -174,6 +174,11 @@ class Limiter:
         self.storage  # noqa: B018 - opened on first use
         assert self._quota is not None and self._rate is not None
         plan = meter.plan
+        if publish and plan.publish_item is not None and plan.quota_item is not None:
+            bridge = pipelined_counters(self.storage)
+            if bridge is not None:  # both in one round trip
+                await self._charge_publish(bridge, meter, cost)
+                return
         if publish and plan.publish_item is not None:
             if not await self._hit(self._rate, plan.publish_item, meter, 1):
                 raise QuotaExceeded(await self.refuse(meter, "publish_rate"))
@@ -181,6 +186,22 @@ class Limiter:
             self.counted[plan.name] += cost
             if not await self._hit(self._quota, plan.quota_item, meter, cost):
                 raise QuotaExceeded(await self.refuse(meter, "quota"))
+
+    async def _charge_publish(self, bridge: Any, meter: Meter, cost: int) -> None:
+        plan = meter.plan
+        try:
+            rate_ok, quota_ok = await hit_rate_and_quota(
+                bridge, meter.ids, plan.publish_item, plan.quota_item, cost
+            )
+        except Exception:
+            # Counters that cannot be reached do not take the API down with them.
+            logger.warning("Limits storage unreachable; %s not counted", meter, exc_info=True)
+            return
+        if not rate_ok:
+            raise QuotaExceeded(await self.refuse(meter, "publish_rate"))
+        self.counted[plan.name] += cost
+        if not quota_ok:
+            raise QuotaExceeded(await self.refuse(meter, "quota"))
 
     async def admit(self, meter: Meter, events: int) -> int:
         """How many of ``events`` deliveries still fit in the quota; charges those.

@@ -241,3 +241,51 @@ async def test_a_flush_charges_every_principal_in_one_redis_round_trip() -> None
     finally:
         await limiter.stop()
         await bridge.get_connection().aclose()
+
+
+@pytest.mark.redis
+async def test_a_publish_asks_rate_and_quota_in_one_round_trip_and_a_refusal_costs_no_quota() -> (
+    None
+):
+    namespace = f"publish-{uuid.uuid4().hex[:10]}"
+    plan = Plan(name="pub", quota="10/minute", publish_rate="2/minute")
+    limiter = Limiter(Limits(plan=plan, storage="redis://127.0.0.1:6379/0", namespace=namespace))
+    await limiter.start(lambda address: None)
+    streaming = StreamingAPI()
+
+    @streaming.publish("/in")
+    async def take(event: dict[str, Any]) -> dict[str, Any]:
+        return event
+
+    topic = streaming.topics.get("/in")
+    assert topic is not None
+    storage: Any = limiter.storage
+    one_by_one: list[str] = []
+    incr, acquire = storage.incr, storage.acquire_entry
+
+    async def counted_incr(key: str, expiry: int, amount: int = 1) -> int:
+        one_by_one.append(key)
+        return int(await incr(key, expiry, amount))
+
+    async def counted_acquire(key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        one_by_one.append(key)
+        return bool(await acquire(key, limit, expiry, amount))
+
+    storage.incr, storage.acquire_entry = counted_incr, counted_acquire
+    try:
+        meter = await limiter.meter(connection(), principal("pat"), topic, Mode.PUBLISH)
+        assert meter is not None
+        await limiter.charge(meter, 1, publish=True)
+        await limiter.charge(meter, 1, publish=True)
+        assert one_by_one == []  # rate and quota went together, in one pipeline each time
+        with pytest.raises(QuotaExceeded) as refused:
+            await limiter.charge(meter, 1, publish=True)
+        assert refused.value.refusal.limit == "publish_rate"
+        assert plan.quota_item is not None
+        checker = FixedWindowRateLimiter(storage)
+        stats = await checker.get_window_stats(plan.quota_item, *meter.ids)
+        assert stats.remaining == 8  # the refused publish was taken off the quota again
+        assert limiter.counted["pub"] == 2
+    finally:
+        await limiter.stop()
+        await storage.bridge.get_connection().aclose()
