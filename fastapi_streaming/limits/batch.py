@@ -5,14 +5,15 @@ sent. One ``hit`` of the ``limits`` library per principal is one round trip each
 principals on Redis, a flush measured 78 ms of CPU and ~170 ms of waiting, every second. Here
 the same fixed-window script the library runs (``INCRBY`` and, on a new window, ``EXPIRE``)
 goes to Redis for every principal in one pipeline, so the counters and their keys are exactly
-the library's. A publish under a plan with both a publish rate and a quota asks both in one
-pipeline too (the moving-window and fixed-window scripts of the library), instead of one
-after the other: the publish waits for one round trip, not two. Storages this cannot batch
-(memory, a cluster, another client library) are charged one by one, as before.
+the library's. Publishes under a plan with both a publish rate and a quota ask both in one
+pipeline too, and publishes that arrive together share it (:class:`PublishCharges`).
+Storages this cannot batch (memory, a cluster, another client library) are charged one by
+one, as before.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import time
@@ -42,11 +43,11 @@ async def incr_many(bridge: Any, charges: Sequence[tuple[str, int, int]]) -> lis
     counter's new value (what ``Storage.incr`` returns one by one)."""
     pipe = bridge.get_connection().pipeline(transaction=False)
     for key, expiry, amount in charges:
-        queued = bridge.lua_incr_expire(
-            keys=[bridge.prefixed_key(key)], args=[expiry, amount], client=pipe
+        await _queue(
+            bridge.lua_incr_expire(
+                keys=[bridge.prefixed_key(key)], args=[expiry, amount], client=pipe
+            )
         )
-        if inspect.isawaitable(queued):
-            await queued  # redis-py's async pipeline queues the command when awaited
     return [int(value) for value in await pipe.execute()]
 
 
@@ -76,33 +77,106 @@ async def hit_quotas(
     return [total <= item.amount for (_, item, _), total in zip(charges, totals, strict=True)]
 
 
-async def hit_rate_and_quota(
-    bridge: Any, ids: tuple[str, ...], rate: Any, quota: Any, cost: int
-) -> tuple[bool, bool]:
-    """A publish against its plan's rate (moving window) and quota (fixed window) in one round
-    trip instead of two: whether each let it through.
+#: One publish to charge: its counters' identifiers, the plan's rate and quota, the cost.
+PublishCharge = tuple[tuple[str, ...], Any, Any, int]
 
-    Both are counted at once; a publish the rate refuses is then taken off the quota again
-    (one more round trip, only when refusing), so the counters end as if the quota had not
-    been asked, as when the two were asked one after the other.
+
+class PublishCharges:
+    """Publishes charged in the same moment go to Redis together, in one pipeline.
+
+    A publish under a plan with a publish rate and a quota asks both (the library's
+    moving-window and fixed-window scripts); publishes that arrive together (pipelined POSTs,
+    several sockets) are asked in the same round trip, collected until the event loop's next
+    turn as the broker's publishes are (:mod:`fastapi_streaming.brokers.batching`). So they
+    also reach the broker together, and the fan-out hands them to each client in one write
+    instead of one write each. A publish the rate refuses is taken off the quota again (one
+    more round trip, only then), so the counters end as if the two had been asked in turn.
     """
-    rate_key, quota_key = rate.key_for(*ids), quota.key_for(*ids)
-    pipe = bridge.get_connection().pipeline(transaction=False)
-    acquire = bridge.lua_acquire_moving_window(
-        keys=[bridge.prefixed_key(rate_key)],
-        args=[time.time(), rate.amount, rate.get_expiry(), 1],
-        client=pipe,
-    )
-    incr = bridge.lua_incr_expire(
-        keys=[bridge.prefixed_key(quota_key)], args=[quota.get_expiry(), cost], client=pipe
-    )
-    for queued in (acquire, incr):
-        if inspect.isawaitable(queued):
-            await queued
-    acquired, total = await pipe.execute()
-    if not acquired:
-        await bridge.lua_incr_expire(
-            keys=[bridge.prefixed_key(quota_key)], args=[quota.get_expiry(), -cost]
-        )
-        return False, True
-    return True, int(total) <= quota.amount
+
+    def __init__(self, bridge: Any) -> None:
+        self.bridge = bridge
+        self._waiting: list[tuple[PublishCharge, asyncio.Future[tuple[bool, bool]]]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def charge(
+        self, ids: tuple[str, ...], rate: Any, quota: Any, cost: int
+    ) -> tuple[bool, bool]:
+        """Whether the rate and the quota let this publish through."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[bool, bool]] = loop.create_future()
+        self._waiting.append(((ids, rate, quota, cost), future))
+        if len(self._waiting) == 1:
+            loop.call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        batch, self._waiting = self._waiting, []
+        if not batch:
+            return
+        task = asyncio.create_task(self._send(batch), name="fastapi-streaming plan charges")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(
+        self, batch: list[tuple[PublishCharge, asyncio.Future[tuple[bool, bool]]]]
+    ) -> None:
+        try:
+            answers = await self._ask([charge for charge, _ in batch])
+        except BaseException as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(
+                        exc if isinstance(exc, Exception) else ConnectionError("cancelled")
+                    )
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, future), answer in zip(batch, answers, strict=True):
+            if not future.done():
+                future.set_result(answer)
+
+    async def _ask(self, charges: list[PublishCharge]) -> list[tuple[bool, bool]]:
+        bridge = self.bridge
+        pipe = bridge.get_connection().pipeline(transaction=False)
+        now = time.time()
+        for ids, rate, quota, cost in charges:
+            await _queue(
+                bridge.lua_acquire_moving_window(
+                    keys=[bridge.prefixed_key(rate.key_for(*ids))],
+                    args=[now, rate.amount, rate.get_expiry(), 1],
+                    client=pipe,
+                )
+            )
+            await _queue(
+                bridge.lua_incr_expire(
+                    keys=[bridge.prefixed_key(quota.key_for(*ids))],
+                    args=[quota.get_expiry(), cost],
+                    client=pipe,
+                )
+            )
+        results = await pipe.execute()
+        answers = []
+        refunds = bridge.get_connection().pipeline(transaction=False)
+        refunding = False
+        for index, (ids, _, quota, cost) in enumerate(charges):
+            acquired, total = results[2 * index], int(results[2 * index + 1])
+            if not acquired:
+                await _queue(
+                    bridge.lua_incr_expire(
+                        keys=[bridge.prefixed_key(quota.key_for(*ids))],
+                        args=[quota.get_expiry(), -cost],
+                        client=refunds,
+                    )
+                )
+                refunding = True
+                answers.append((False, True))
+            else:
+                answers.append((True, total <= quota.amount))
+        if refunding:
+            await refunds.execute()
+        return answers
+
+
+async def _queue(queued: Any) -> None:
+    if inspect.isawaitable(queued):
+        await queued  # redis-py's async pipeline queues the command when awaited

@@ -30,7 +30,7 @@ from starlette.requests import HTTPConnection
 from ..security.principal import Principal
 from ..topics import Mode, Topic
 from .answers import QuotaExceeded, Refusal, seconds_until
-from .batch import hit_quotas, hit_rate_and_quota, pipelined_counters
+from .batch import PublishCharges, hit_quotas, pipelined_counters
 from .plans import Plan, PlanChooser, choose_plan
 
 logger = logging.getLogger("fastapi_streaming.limits")
@@ -116,6 +116,8 @@ class Limiter:
         self._storage: Storage | None = None
         self._quota: RateLimiter | None = None
         self._rate: RateLimiter | None = None
+        #: Publishes' rate and quota charges, pipelined (False: the storage cannot).
+        self._publish_charges: PublishCharges | bool | None = None
 
     @property
     def storage(self) -> Storage:
@@ -175,9 +177,12 @@ class Limiter:
         assert self._quota is not None and self._rate is not None
         plan = meter.plan
         if publish and plan.publish_item is not None and plan.quota_item is not None:
-            bridge = pipelined_counters(self.storage)
-            if bridge is not None:  # both in one round trip
-                await self._charge_publish(bridge, meter, cost)
+            if self._publish_charges is None:
+                bridge = pipelined_counters(self.storage)
+                self._publish_charges = PublishCharges(bridge) if bridge is not None else False
+            if isinstance(self._publish_charges, PublishCharges):
+                # Both in one round trip, with the other publishes of the moment.
+                await self._charge_publish(self._publish_charges, meter, cost)
                 return
         if publish and plan.publish_item is not None:
             if not await self._hit(self._rate, plan.publish_item, meter, 1):
@@ -187,11 +192,11 @@ class Limiter:
             if not await self._hit(self._quota, plan.quota_item, meter, cost):
                 raise QuotaExceeded(await self.refuse(meter, "quota"))
 
-    async def _charge_publish(self, bridge: Any, meter: Meter, cost: int) -> None:
+    async def _charge_publish(self, charges: PublishCharges, meter: Meter, cost: int) -> None:
         plan = meter.plan
         try:
-            rate_ok, quota_ok = await hit_rate_and_quota(
-                bridge, meter.ids, plan.publish_item, plan.quota_item, cost
+            rate_ok, quota_ok = await charges.charge(
+                meter.ids, plan.publish_item, plan.quota_item, cost
             )
         except Exception:
             # Counters that cannot be reached do not take the API down with them.

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 import pytest
 from limits.aio.strategies import FixedWindowRateLimiter
+from redis.asyncio.client import Pipeline as RedisPipeline
 from starlette.requests import HTTPConnection
 
 from fastapi_streaming import StreamingAPI, StreamingRouter
@@ -287,5 +289,46 @@ async def test_a_publish_asks_rate_and_quota_in_one_round_trip_and_a_refusal_cos
         assert stats.remaining == 8  # the refused publish was taken off the quota again
         assert limiter.counted["pub"] == 2
     finally:
+        await limiter.stop()
+        await storage.bridge.get_connection().aclose()
+
+
+@pytest.mark.redis
+async def test_publishes_of_the_same_moment_are_charged_in_one_round_trip(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plan = Plan(name="burst", quota="1000/minute", publish_rate="100/minute")
+    settings = Limits(
+        plan=plan, storage="redis://127.0.0.1:6379/0", namespace=f"burst-{uuid.uuid4().hex[:10]}"
+    )
+    limiter = Limiter(settings)
+    await limiter.start(lambda address: None)
+    streaming = StreamingAPI()
+
+    @streaming.publish("/in")
+    async def take(event: dict[str, Any]) -> dict[str, Any]:
+        return event
+
+    topic = streaming.topics.get("/in")
+    assert topic is not None
+    storage: Any = limiter.storage
+    executed: list[int] = []
+    execute = RedisPipeline.execute
+
+    async def counted_execute(self: RedisPipeline, raise_on_error: bool = True) -> Any:
+        executed.append(len(self.command_stack))
+        return await execute(self, raise_on_error)
+
+    try:
+        meters = [
+            await limiter.meter(connection(), principal(name), topic, Mode.PUBLISH)
+            for name in ("a", "b", "c", "d")
+        ]
+        monkeypatch.setattr(RedisPipeline, "execute", counted_execute)
+        await asyncio.gather(*(limiter.charge(m, 1, publish=True) for m in meters if m))
+        assert executed == [8]  # four publishes, a rate and a quota each, in one round trip
+        assert limiter.counted["burst"] == 4
+    finally:
+        monkeypatch.undo()
         await limiter.stop()
         await storage.bridge.get_connection().aclose()
