@@ -30,8 +30,10 @@ from .topics import OverflowPolicy, TopicRegistry
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
+    from .analytics import Analytics, UsageRecorder
     from .asyncapi.info import AsyncAPISource
     from .cdc.producers import Producers
+    from .console import Console, ConsoleSettings
     from .limits import Limiter, Limits
     from .metrics import MetricsExporter
     from .tracing import Tracing
@@ -60,6 +62,8 @@ async def run_parts(
     metrics: MetricsExporter | None,
     websub: WebSubHub | None,
     producers: Producers,
+    recorder: UsageRecorder | None = None,
+    console: Console | None = None,
     tracing: bool | TracerProvider = False,
 ) -> AsyncIterator[Running]:
     """Connect to the broker and run every part for the duration of the block.
@@ -90,9 +94,13 @@ async def run_parts(
     context.attach(runtime)
     if metrics is not None:
         metrics.start()
+    if recorder is not None:
+        recorder.start(runtime, limiter)
     try:
         if websub is not None:
             await websub.start(runtime)
+        if console is not None:
+            await console.start(runtime)
         await processing.start()
         if len(producers):
             runtime.health_sections["sources"] = producers.health
@@ -104,10 +112,14 @@ async def run_parts(
             await producers.stop()
     finally:
         await processing.stop()
+        if console is not None:
+            await console.stop()
         if websub is not None:
             await websub.stop()
         if metrics is not None:
             await metrics.stop()
+        if recorder is not None:
+            await recorder.stop()
         context.attach(None)
         await runtime.stop()
         if limiter is not None:
@@ -160,6 +172,30 @@ def metrics_exporter(
     return MetricsExporter(context, websub=websub)
 
 
+def usage_recorder(analytics: Analytics | bool | None, broker_url: str) -> UsageRecorder | None:
+    """Usage analytics for ``analytics=`` (on unless False or None)."""
+    if analytics is None or analytics is False:
+        return None
+    from .analytics import Analytics, UsageRecorder
+
+    return UsageRecorder(Analytics() if analytics is True else analytics, broker_url)
+
+
+def console_for(
+    context: StreamingContext,
+    settings: ConsoleSettings | bool | None,
+    recorder: UsageRecorder | None,
+    websub: WebSubHub | None,
+) -> Console | None:
+    """The operations console for ``console=`` (on unless False or None)."""
+    if settings is None or settings is False:
+        return None
+    from .console import Console, ConsoleSettings
+
+    chosen = ConsoleSettings() if settings is True else settings
+    return Console(context, chosen, recorder=recorder, websub=websub)
+
+
 def requires_scopes(topics: TopicRegistry) -> bool:
     """Whether some topic requires scopes (which then needs an authorizer to be reachable)."""
     return any(
@@ -178,9 +214,10 @@ def add_routes(
     websub: WebSubHub | None,
     metrics: MetricsExporter | None,
     metrics_url: str | None,
+    console: Console | None = None,
 ) -> list[BaseRoute]:
-    """Add the transports', the hub's, the document's and the metrics' routes to ``app``;
-    return the stream routes (SSE and WebSocket)."""
+    """Add the transports', the hub's, the document's, the metrics' and the console's routes
+    to ``app``; return the stream routes (SSE and WebSocket)."""
     from .asyncapi.routes import add_asyncapi_routes
     from .transports import build_router, stream_routes
 
@@ -198,6 +235,10 @@ def add_routes(
         from .metrics import metrics_endpoint
 
         app.add_route(metrics_url, metrics_endpoint(metrics), include_in_schema=False)
+    if console is not None:
+        from .console import build_routes as console_routes
+
+        app.router.routes.extend(console_routes(console))
     return streams
 
 

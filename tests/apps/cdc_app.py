@@ -1,7 +1,9 @@
 """A table as a topic, for the tests that run capture in several server processes.
 
-``DATABASE_URL`` and ``CDC_TABLE`` name the table, ``BROKER_URL`` the broker shared by the
-processes, ``CHANNEL_PREFIX`` keeps the channels of one test apart from another's.
+``DATABASE_URL`` and ``CDC_TABLE`` name the table (a ``postgresql://`` or ``mysql://`` URL);
+or ``DEBEZIUM_TOPIC`` and ``KAFKA_SERVERS`` name a Debezium change topic instead.
+``BROKER_URL`` is the broker shared by the processes, ``CHANNEL_PREFIX`` keeps the channels of
+one test apart from another's.
 """
 
 from __future__ import annotations
@@ -11,16 +13,30 @@ import os
 from fastapi import FastAPI
 
 from fastapi_streaming import StreamingAPI
-from fastapi_streaming.cdc import Change, PostgresChanges
+from fastapi_streaming.cdc import (
+    Change,
+    DebeziumChanges,
+    MySQLChanges,
+    PostgresChanges,
+    Source,
+)
+
+
+def source_from_environment() -> Source:
+    if "DEBEZIUM_TOPIC" in os.environ:
+        return DebeziumChanges(os.environ["KAFKA_SERVERS"], topic=os.environ["DEBEZIUM_TOPIC"])
+    url, table = os.environ["DATABASE_URL"], os.environ["CDC_TABLE"]
+    if url.startswith(("mysql://", "mariadb://")):
+        return MySQLChanges(url, table=table)
+    return PostgresChanges(url, table=table)
+
 
 PREFIX = os.environ.get("CHANNEL_PREFIX", "")
 streaming = StreamingAPI(title="Capture test app", broker=os.environ["BROKER_URL"])
 
 
 @streaming.changes(
-    "/tables/orders",
-    source=PostgresChanges(os.environ["DATABASE_URL"], table=os.environ["CDC_TABLE"]),
-    channel=PREFIX + "tables.orders",
+    "/tables/orders", source=source_from_environment(), channel=PREFIX + "tables.orders"
 )
 async def orders(change: Change) -> Change:
     """Every committed change of the orders table."""
