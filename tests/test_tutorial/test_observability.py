@@ -28,6 +28,7 @@ async def test_tracing_page() -> None:
         assert answer.status_code == 202
         while len(exporter.get_finished_spans()) < 2:  # noqa: ASYNC110 - in-process state
             await asyncio.sleep(0.01)
+    provider.force_flush()  # the page's console exporter writes now, not after pytest's capture
     spans = {span.kind: span for span in exporter.get_finished_spans()}
     publish, delivery = spans[SpanKind.PRODUCER], spans[SpanKind.CONSUMER]
     assert publish.name == "publish /sensors/{sensor}"
