@@ -77,8 +77,9 @@ async def hit_quotas(
     return [total <= item.amount for (_, item, _), total in zip(charges, totals, strict=True)]
 
 
-#: One publish to charge: its counters' identifiers, the plan's rate and quota, the cost.
-PublishCharge = tuple[tuple[str, ...], Any, Any, int]
+#: One publish to charge: its rate's and its quota's identifiers, the plan's rate and quota,
+#: the cost.
+PublishCharge = tuple[tuple[str, ...], tuple[str, ...], Any, Any, int]
 
 
 class PublishCharges:
@@ -99,12 +100,17 @@ class PublishCharges:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def charge(
-        self, ids: tuple[str, ...], rate: Any, quota: Any, cost: int
+        self,
+        rate_ids: tuple[str, ...],
+        quota_ids: tuple[str, ...],
+        rate: Any,
+        quota: Any,
+        cost: int,
     ) -> tuple[bool, bool]:
         """Whether the rate and the quota let this publish through."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[bool, bool]] = loop.create_future()
-        self._waiting.append(((ids, rate, quota, cost), future))
+        self._waiting.append(((rate_ids, quota_ids, rate, quota, cost), future))
         if len(self._waiting) == 1:
             loop.call_soon(self._flush)
         return await future
@@ -139,10 +145,10 @@ class PublishCharges:
         bridge = self.bridge
         pipe = bridge.get_connection().pipeline(transaction=False)
         now = time.time()
-        for ids, rate, quota, cost in charges:
+        for rate_ids, ids, rate, quota, cost in charges:
             await _queue(
                 bridge.lua_acquire_moving_window(
-                    keys=[bridge.prefixed_key(rate.key_for(*ids))],
+                    keys=[bridge.prefixed_key(rate.key_for(*rate_ids))],
                     args=[now, rate.amount, rate.get_expiry(), 1],
                     client=pipe,
                 )
@@ -158,7 +164,7 @@ class PublishCharges:
         answers = []
         refunds = bridge.get_connection().pipeline(transaction=False)
         refunding = False
-        for index, (ids, _, quota, cost) in enumerate(charges):
+        for index, (_, ids, _, quota, cost) in enumerate(charges):
             acquired, total = results[2 * index], int(results[2 * index + 1])
             if not acquired:
                 await _queue(

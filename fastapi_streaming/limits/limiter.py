@@ -83,6 +83,12 @@ class Meter:
         return (self.namespace, self.plan.name, self.key)
 
     @property
+    def rate_ids(self) -> tuple[str, str, str, str]:
+        """The publish rate's counter: apart from the quota's, which may have the same
+        amount and window (on Redis a moving window and a fixed one cannot share a key)."""
+        return (*self.ids, "publish_rate")
+
+    @property
     def connections_key(self) -> str:
         return f"{self.namespace}/connections/{self.plan.name}/{self.key}"
 
@@ -189,7 +195,7 @@ class Limiter:
                 await self._charge_publish(self._publish_charges, meter, cost)
                 return
         if publish and plan.publish_item is not None:
-            if not await self._hit(self._rate, plan.publish_item, meter, 1):
+            if not await self._hit(self._rate, plan.publish_item, meter, 1, meter.rate_ids):
                 raise QuotaExceeded(await self.refuse(meter, "publish_rate"))
         if plan.quota_item is not None:
             self.counted[plan.name] += cost
@@ -200,7 +206,7 @@ class Limiter:
         plan = meter.plan
         try:
             rate_ok, quota_ok = await charges.charge(
-                meter.ids, plan.publish_item, plan.quota_item, cost
+                meter.rate_ids, meter.ids, plan.publish_item, plan.quota_item, cost
             )
         except Exception:
             # Counters that cannot be reached do not take the API down with them.
@@ -249,9 +255,16 @@ class Limiter:
         if meter.plan.quota_item is not None:
             self._pending[meter] += events
 
-    async def _hit(self, limiter: RateLimiter, item: Any, meter: Meter, cost: int) -> bool:
+    async def _hit(
+        self,
+        limiter: RateLimiter,
+        item: Any,
+        meter: Meter,
+        cost: int,
+        ids: tuple[str, ...] | None = None,
+    ) -> bool:
         try:
-            return await limiter.hit(item, *meter.ids, cost=cost)
+            return await limiter.hit(item, *(ids or meter.ids), cost=cost)
         except Exception:
             # Counters that cannot be reached do not take the API down with them.
             logger.warning("Limits storage unreachable; %s not counted", meter, exc_info=True)
@@ -275,7 +288,8 @@ class Limiter:
             limiter = self._quota if limit == "quota" else self._rate
             assert item is not None and limiter is not None
             try:
-                stats = await limiter.get_window_stats(item, *meter.ids)
+                ids = meter.ids if limit == "quota" else meter.rate_ids
+                stats = await limiter.get_window_stats(item, *ids)
                 # Rounded up, but never past the window (Redis TTLs are whole seconds).
                 retry_after = min(seconds_until(stats.reset_time, now), item.get_expiry())
             except Exception:

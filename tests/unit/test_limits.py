@@ -332,3 +332,36 @@ async def test_publishes_of_the_same_moment_are_charged_in_one_round_trip(
         monkeypatch.undo()
         await limiter.stop()
         await storage.bridge.get_connection().aclose()
+
+
+@pytest.mark.redis
+async def test_a_rate_and_a_quota_of_the_same_window_both_hold_on_redis() -> None:
+    """Their counters are apart: a moving window and a fixed one cannot share a Redis key."""
+    plan = Plan(name="same", quota="3/minute", publish_rate="3/minute")
+    settings = Limits(
+        plan=plan, storage="redis://127.0.0.1:6379/0", namespace=f"same-{uuid.uuid4().hex[:10]}"
+    )
+    limiter = Limiter(settings)
+    await limiter.start(lambda address: None)
+    streaming = StreamingAPI()
+
+    @streaming.publish("/in")
+    async def take(event: dict[str, Any]) -> dict[str, Any]:
+        return event
+
+    topic = streaming.topics.get("/in")
+    assert topic is not None
+    storage: Any = limiter.storage
+    try:
+        meter = await limiter.meter(connection(), principal("sam"), topic, Mode.PUBLISH)
+        assert meter is not None
+        for _ in range(3):
+            await limiter.charge(meter, 1, publish=True)
+        with pytest.raises(QuotaExceeded) as refused:
+            await limiter.charge(meter, 1, publish=True)
+        assert refused.value.refusal.limit == "publish_rate"
+        assert 1 <= refused.value.refusal.retry_after <= 60
+        assert limiter.counted["same"] == 3
+    finally:
+        await limiter.stop()
+        await storage.bridge.get_connection().aclose()
