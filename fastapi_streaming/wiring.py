@@ -21,29 +21,32 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from .context import StreamingContext
-from .processing.runner import Processing
+from .processing.engines import DEFAULT_ENGINE, EngineContext, ProcessingEngine, derived_topics
 from .runtime import StreamingRuntime
 from .security.redaction import install_redaction
 from .shortcut import StreamRoutesFirst, serve_streams_first
 from .topics import OverflowPolicy, TopicRegistry
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
     from .analytics import Analytics, UsageRecorder
     from .asyncapi.info import AsyncAPISource
     from .cdc.producers import Producers
     from .console import Console, ConsoleSettings
     from .limits import Limiter, Limits
     from .metrics import MetricsExporter
+    from .tracing import Tracing
     from .websub.hub import WebSubHub
     from .websub.settings import WebSubSettings
 
 
 @dataclass(frozen=True)
 class Running:
-    """What :func:`run_parts` started: the runtime, and the derived topics' pipelines."""
+    """What :func:`run_parts` started: the runtime, and the engine of the derived topics."""
 
     runtime: StreamingRuntime
-    processing: Processing
+    processing: ProcessingEngine
 
 
 @asynccontextmanager
@@ -59,15 +62,17 @@ async def run_parts(
     metrics: MetricsExporter | None,
     websub: WebSubHub | None,
     producers: Producers,
+    processing_engine: str = DEFAULT_ENGINE,
     recorder: UsageRecorder | None = None,
     console: Console | None = None,
+    tracing: bool | TracerProvider = False,
 ) -> AsyncIterator[Running]:
     """Connect to the broker and run every part for the duration of the block.
 
     The runtime starts first and the limiter, metrics and hub see it before any client can;
     table topics' producers start last, so what they capture finds everything running.
     """
-    from .plugins import create_backend
+    from .plugins import create_backend, create_engine
 
     topics = context.topics
     backend = create_backend(broker_url, plugin_manager)
@@ -80,7 +85,12 @@ async def run_parts(
         heartbeat=heartbeat,
         dependency_overrides_provider=dependency_overrides_provider,
     )
-    processing = Processing(topics, runtime, broker_url=broker_url)
+    runtime.trace_with(tracer_for(tracing, broker_url))
+    processing = create_engine(
+        processing_engine,
+        EngineContext(derived_topics(topics), topics, runtime, broker_url),
+        plugin_manager,
+    )
     await runtime.start()
     limiter = limiter_for(topics, limits)
     context.limits = limiter
@@ -134,6 +144,16 @@ def limiter_for(topics: TopicRegistry, limits: Limits | None) -> Limiter | None:
     from .limits import Limiter
 
     return Limiter(limits)
+
+
+def tracer_for(tracing: bool | TracerProvider, broker_url: str) -> Tracing | None:
+    """The spans for ``tracing=``; OpenTelemetry is imported only when on (it needs the extra)."""
+    if tracing is False or tracing is None:
+        return None
+    from .tracing import Tracing
+
+    system = broker_url.partition("://")[0] or "unknown"
+    return Tracing(None if tracing is True else tracing, system=system)
 
 
 def websub_hub(context: StreamingContext, websub: WebSubSettings | bool | None) -> WebSubHub | None:
