@@ -12,11 +12,17 @@ from typing import TYPE_CHECKING
 from fastapi_streaming import hookimpl
 
 if TYPE_CHECKING:
-    from fastapi_streaming.processing import EngineFactory
+    from fastapi_streaming.processing import EngineContext, EngineFactory, ProcessingEngine
+
+
+def create(context: EngineContext) -> ProcessingEngine:
+    """Import Quix Streams only now: every app asks the hook for the engines' names at
+    startup, and most never pick this one."""
+    from .engine import create as create_quix_engine
+
+    return create_quix_engine(context)
 
 
 @hookimpl(optionalhook=True)
 def fastapi_streaming_processing_engines() -> Mapping[str, EngineFactory]:
-    from .engine import create
-
     return {"quix": create}
