@@ -90,6 +90,10 @@ class Event:
     topic: str
     time: str
     data: Any
+    #: Where the event sits in the log of the database it comes from (change data capture),
+    #: in that source's own notation; what a client snapshot's fence compares. Travels as the
+    #: CloudEvents extension attribute ``sourceposition``.
+    position: str | None = None
 
     @classmethod
     def create(cls, topic: str, data: Any) -> Event:
@@ -107,6 +111,7 @@ class Event:
                 "subject": self.topic,
                 "time": self.time,
                 "datacontenttype": "application/json",
+                **({"sourceposition": self.position} if self.position is not None else {}),
             },
             separators=(",", ":"),
         )
@@ -134,11 +139,13 @@ def decode_message(message: str | bytes, *, topic: str, channel: str) -> Event:
         and "id" in document
         and "data" in document
     ):
+        position = document.get("sourceposition")
         return Event(
             id=str(document["id"]),
             topic=topic,
             time=str(document.get("time") or utc_now()),
             data=document["data"],
+            position=position if isinstance(position, str) else None,
         )
     raw = message.encode() if isinstance(message, str) else message
     digest = hashlib.blake2b(channel.encode() + b"\n" + raw, digest_size=16).hexdigest()

@@ -14,7 +14,7 @@ import logging
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from broadcaster import Event as BrokerMessage
 
@@ -334,6 +334,23 @@ class ClientQueue:
                 waiter.set_result(None)
 
 
+class Receiver(Protocol):
+    """What a topic stream hands its events to: a client's queue, or a gate in front of one."""
+
+    transport: str
+
+    def put(self, item: EncodedEvent, policy: OverflowPolicy) -> None: ...
+
+    def signal(self, notice: Reply) -> None: ...
+
+
+class Gate(Receiver, Protocol):
+    """Stands in for one client's queue among a stream's receivers for a while (a client
+    snapshot's fence); :meth:`close` when the client leaves."""
+
+    def close(self) -> None: ...
+
+
 class TopicStream:
     """The events of one concrete topic address in this process, shared by all its clients."""
 
@@ -351,7 +368,9 @@ class TopicStream:
         self.template = template or address
         self.channel = channel
         self.policy = policy
-        self.clients: set[ClientQueue] = set()
+        self.clients: set[Receiver] = set()
+        #: Clients whose events pass a gate for now, and their gates (which are in ``clients``).
+        self.gates: dict[ClientQueue, Gate] = {}
         self.prepare = prepare
         self._replay = replay
         self._inbound: deque[BrokerMessage | None] = deque(maxlen=INBOUND_LIMIT)
@@ -475,14 +494,19 @@ class Fanout:
         prepare: Prepare,
         policy: OverflowPolicy,
         template: str | None = None,
+        gate: Gate | None = None,
     ) -> None:
-        """Start sending the events of ``address`` to ``queue``; return once subscribed."""
+        """Start sending the events of ``address`` to ``queue`` (through ``gate``, if given);
+        return once subscribed."""
         self.queues.add(queue)
+        receiver: Receiver = queue if gate is None else gate
         stream = self.streams.get(address)
         if stream is None:
             stream = TopicStream(address, channel, prepare, policy, self.replay, template)
             self.streams[address] = stream
-            stream.clients.add(queue)
+            stream.clients.add(receiver)
+            if gate is not None:
+                stream.gates[queue] = gate
             try:
                 stream.start()
                 await self.broker.subscribe(channel, stream.receive)
@@ -495,7 +519,9 @@ class Fanout:
                 raise
             stream.ready.set_result(None)
         else:
-            stream.clients.add(queue)
+            stream.clients.add(receiver)
+            if gate is not None:
+                stream.gates[queue] = gate
             await asyncio.shield(stream.ready)
 
     async def leave(self, queue: ClientQueue, address: str) -> None:
@@ -504,6 +530,10 @@ class Fanout:
         if stream is None:
             return
         stream.clients.discard(queue)
+        gate = stream.gates.pop(queue, None)
+        if gate is not None:
+            stream.clients.discard(gate)
+            gate.close()
         if not stream.clients:
             await self._end(stream)
 

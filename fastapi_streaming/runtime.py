@@ -28,6 +28,7 @@ from .errors import (
     InvalidPayload,
     MalformedMessage,
     ModeNotAllowed,
+    StreamingError,
     TopicNotFound,
     Unavailable,
 )
@@ -36,6 +37,7 @@ from .fanout import SHUTDOWN, ClientQueue, CloseReason, Fanout, Prepare, Reply
 from .jsonwire import NonStandardNumber, check_standard, dumps
 from .replay import events_after, uuid7_millis
 from .replies import encode_reply, reply_address
+from .snapshots import SnapshotGate, SnapshotSource
 from .topics import Mode, Operation, OverflowPolicy, Topic, TopicRegistry
 
 if TYPE_CHECKING:
@@ -268,7 +270,12 @@ class StreamingRuntime:
     # -- broker to client -------------------------------------------------------------------
 
     async def subscribe(
-        self, queue: ClientQueue, address: str, *, last_event_id: str | None = None
+        self,
+        queue: ClientQueue,
+        address: str,
+        *,
+        last_event_id: str | None = None,
+        snapshot: bool = False,
     ) -> Topic:
         """Send the events of ``address`` to ``queue`` from now on.
 
@@ -276,9 +283,16 @@ class StreamingRuntime:
         by a ``gap`` notice when history cannot say it holds all of them. When the broker that
         keeps that history cannot be read, :class:`~fastapi_streaming.errors.Unavailable` is
         raised (503, ``Retry-After``) and ``queue`` is not subscribed to ``address``.
+
+        With ``snapshot`` (a topic that has them: a table), first the current rows of the
+        address, then the live events after them (see :mod:`fastapi_streaming.snapshots`);
+        ``last_event_id`` is then ignored: the snapshot is the whole state.
         """
         topic, operation, params = self.resolve(address, Mode.SUBSCRIBE)
         channel = topic.channel_for(params)
+        if snapshot:
+            await self._subscribe_with_snapshot(queue, address, topic, operation, params)
+            return topic
         if last_event_id:
             queue.hold()  # live events wait behind the missed ones
         try:
@@ -300,6 +314,44 @@ class StreamingRuntime:
             if last_event_id:
                 queue.release()
         return topic
+
+    async def _subscribe_with_snapshot(
+        self,
+        queue: ClientQueue,
+        address: str,
+        topic: Topic,
+        operation: Operation,
+        params: dict[str, Any],
+    ) -> None:
+        source: SnapshotSource | None = topic.snapshots
+        if source is None:
+            raise MalformedMessage(
+                f"The topic {topic.address} has no snapshot of current rows (only table "
+                "topics have one); subscribe without asking for a snapshot."
+            )
+        gate = SnapshotGate(queue, topic.overflow or self.default_overflow)
+        await self.fanout.join(
+            queue,
+            address=address,
+            channel=topic.channel_for(params),
+            prepare=self._preparer(topic, operation, params, address),
+            policy=topic.overflow or self.default_overflow,
+            template=topic.address,
+            gate=gate,
+        )
+        try:
+            opened = await source.open(params)  # after joining: nothing falls in between
+        except BaseException as exc:
+            await asyncio.shield(self.fanout.leave(queue, address))
+            if isinstance(exc, Exception) and not isinstance(exc, StreamingError):
+                logger.warning("Could not take a snapshot of %s: %s", address, exc)
+                raise Unavailable(
+                    f"The snapshot of {address} cannot be taken right now ({exc}); retry shortly.",
+                    headers={"Retry-After": "1"},
+                ) from None
+            raise
+        stream = self.fanout.streams[address]
+        gate.start(stream, opened, stream.prepare)
 
     async def _resume(
         self, queue: ClientQueue, address: str, channel: str, last_event_id: str

@@ -244,6 +244,7 @@ class MySQLChanges:
                             commit_ms=started,
                             position=f"mysql:{table.qualified_name}:snapshot:{file}:{pos}:"
                             f"{identity}",
+                            fence=f"{file}:{pos}",
                         )
                     )
                 self.snapshot_rows += len(batch)
@@ -380,6 +381,7 @@ class BinlogReader(threading.Thread):
                             commit_ms=event.timestamp * 1000,
                             position=f"mysql:{self.table.qualified_name}:{stream.log_file}:"
                             f"{end}:{index}",
+                            fence=f"{stream.log_file}:{end}",
                         )
                     )
                 if len(batch) >= 1000:

@@ -267,6 +267,7 @@ class ReplicationThread:
             },
             commit_ms=begin.commit_ms,
             position=f"{table.database}:{table.qualified_name}:{begin.final_lsn}:{index}",
+            fence=str(begin.xid),
         )
 
     def _put(self, item: Any, *, stopping: bool = True) -> None:

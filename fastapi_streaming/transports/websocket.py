@@ -34,6 +34,7 @@ from ..security.access import Access
 from ..topics import Mode, Topic
 from .abort import SLOW_CLIENT_GRACE, last_words
 from .common import (
+    asks_for_snapshot,
     authorize,
     concrete_address,
     deny,
@@ -217,8 +218,9 @@ async def serve_one_topic(streaming: StreamingContext, websocket: WebSocket, add
     session._allowed.add((address, first))
     if topic.subscribe is not None:
         last_event_id = websocket.query_params.get("last_event_id")
+        snapshot = asks_for_snapshot(websocket.query_params.get("snapshot"))
         try:
-            await runtime.subscribe(queue, address, last_event_id=last_event_id)
+            await runtime.subscribe(queue, address, last_event_id=last_event_id, snapshot=snapshot)
         except StreamingError as error:
             # The socket has nothing else to do: close it, 1013 "try again later" for a 503.
             if lease is not None:
@@ -307,9 +309,14 @@ async def _handle_control(session: SocketSession, message: dict[str, Any]) -> No
             last_event_id = message.get("last_event_id")
             if last_event_id is not None and not isinstance(last_event_id, str):
                 raise MalformedMessage('"last_event_id" must be a string.')
+            snapshot = message.get("snapshot", False)
+            if not isinstance(snapshot, bool):
+                raise MalformedMessage('"snapshot" must be true or false.')
             session.queue.hold()  # the ack goes out before the events it brings
             try:
-                await runtime.subscribe(session.queue, address, last_event_id=last_event_id)
+                await runtime.subscribe(
+                    session.queue, address, last_event_id=last_event_id, snapshot=snapshot
+                )
                 session.subscriptions.append(address)
                 if lease is not None:
                     await lease.track(topic, address)
