@@ -35,6 +35,7 @@ from .mysqlcheck import (
     reflect,
     settings,
 )
+from .mysqlsnapshot import MySQLSnapshot
 from .table import TableInfo
 
 logger = logging.getLogger("fastapi_streaming.cdc")
@@ -139,6 +140,13 @@ class MySQLChanges:
             self._reader = None
             await asyncio.to_thread(reader.join, 10)
             await self._flush_position()
+
+    async def open_snapshot(self, filters: dict[str, str]) -> MySQLSnapshot:
+        """The table's rows now (those whose columns have the ``filters`` text values), for
+        one client, fenced by MariaDB's snapshot binlog position (see :mod:`.mysqlsnapshot`)."""
+        return await MySQLSnapshot.open(
+            self.options, self.table_name, filters, name=self.capture_name
+        )
 
     async def confirm(self, token: Any) -> None:
         self._pending = token
