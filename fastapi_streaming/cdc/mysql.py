@@ -22,7 +22,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from functools import partial
 from typing import Any
 
-from .capture import CapturedChange, Checkpoint, Item
+from .capture import CapturedChange, Checkpoint, Item, TableChanged
 from .errors import CaptureConfigurationError
 from .handover import Handover, Stopped
 from .lease import AdvisoryLease
@@ -31,10 +31,12 @@ from .mysqlcheck import (
     check_server,
     connect,
     ensure_positions_table,
+    events_name_columns,
     json_value,
     reflect,
     settings,
 )
+from .mysqlcolumns import ColumnLabels
 from .mysqlsnapshot import MySQLSnapshot
 from .table import TableInfo
 
@@ -71,6 +73,8 @@ class MySQLChanges:
         self._stored: tuple[str, int] | None = None
         self._stored_at = 0.0
         self._reader: BinlogReader | None = None
+        #: Whether row events name their columns (binlog_row_metadata = FULL).
+        self.named_events = False
         self.snapshot_rows = 0
 
     # -- startup ---------------------------------------------------------------------------
@@ -84,6 +88,7 @@ class MySQLChanges:
         try:
             cursor = connection.cursor()
             check_server(cursor)
+            self.named_events = events_name_columns(cursor)
             info = reflect(cursor, self.database, self.table_name)
             missing = [name for name in parameters if name not in {c.name for c in info.columns}]
             if missing:
@@ -122,7 +127,13 @@ class MySQLChanges:
             await asyncio.to_thread(self._store, position)
         stop = threading.Event()
         handover = Handover(asyncio.get_running_loop(), stop)
-        reader = BinlogReader(self.options, self.table, position, handover, stop, self.name)
+        labels = ColumnLabels(
+            f"{self.database}.{self.table_name}",
+            [column.name for column in self.table.columns],
+            self._column_names,
+            named_events=self.named_events,
+        )
+        reader = BinlogReader(self.options, self.table, position, handover, stop, labels)
         self._reader = reader
         reader.start()
         try:
@@ -147,6 +158,14 @@ class MySQLChanges:
         return await MySQLSnapshot.open(
             self.options, self.table_name, filters, name=self.capture_name
         )
+
+    def _column_names(self) -> list[str]:
+        connection = connect(self.options)
+        try:
+            table = reflect(connection.cursor(), self.database, self.table_name)
+            return [column.name for column in table.columns]
+        finally:
+            connection.close()
 
     async def confirm(self, token: Any) -> None:
         self._pending = token
@@ -285,9 +304,10 @@ class BinlogReader(threading.Thread):
         position: tuple[str, int],
         handover: Handover,
         stop: threading.Event,
-        name: str,
+        labels: ColumnLabels,
     ) -> None:
-        super().__init__(name=f"cdc {name}", daemon=True)
+        super().__init__(name=f"cdc mysql {labels.table}", daemon=True)
+        self.labels = labels
         self.options = options
         self.table = table
         self.position = position
@@ -312,7 +332,7 @@ class BinlogReader(threading.Thread):
 
     def _read(self) -> None:
         from pymysqlreplication import BinLogStreamReader
-        from pymysqlreplication.event import HeartbeatLogEvent, XidEvent
+        from pymysqlreplication.event import HeartbeatLogEvent, QueryEvent, XidEvent
         from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
         options = self.options
@@ -333,6 +353,7 @@ class BinlogReader(threading.Thread):
                 UpdateRowsEvent,
                 DeleteRowsEvent,
                 XidEvent,
+                QueryEvent,
                 HeartbeatLogEvent,
             ],
             slave_heartbeat=1,  # the blocking read returns every second: time to look at stop
@@ -341,7 +362,7 @@ class BinlogReader(threading.Thread):
             enable_logging=False,
         )
         self.streaming = True
-        names = [column.name for column in self.table.columns]
+        labels = self.labels
         batch: list[Item] = []
         changed = False
         try:
@@ -349,6 +370,10 @@ class BinlogReader(threading.Thread):
                 if self.stop_event.is_set():
                     return
                 if isinstance(event, HeartbeatLogEvent):
+                    continue
+                if isinstance(event, QueryEvent):
+                    if labels.statement(event.query):  # ALTER TABLE...: the topic follows
+                        batch.append(TableChanged())
                     continue
                 if isinstance(event, XidEvent):
                     if changed:  # a transaction of other tables (or of the positions table)
@@ -362,12 +387,14 @@ class BinlogReader(threading.Thread):
                 for index, row in enumerate(event.rows):
                     before = after = None
                     if op == "c":
-                        after = _named(names, row["values"])
+                        after, relabelled = labels.label(row["values"])
                     elif op == "d":
-                        before = _named(names, row["values"])
+                        before, relabelled = labels.label(row["values"])
                     else:
-                        before = _named(names, row["before_values"])
-                        after = _named(names, row["after_values"])
+                        before, relabelled = labels.label(row["before_values"])
+                        after, _ = labels.label(row["after_values"])
+                    if relabelled:
+                        batch.append(TableChanged())
                     source = {
                         "connector": "mysql",
                         "name": f"{self.table.database}.{self.table.table}",
@@ -397,12 +424,3 @@ class BinlogReader(threading.Thread):
                     batch = []
         finally:
             stream.close()
-
-
-def _named(names: list[str], values: dict[str, Any]) -> dict[str, Any]:
-    """Column values by the table's names: without binlog_row_metadata = FULL the binlog only
-    numbers them, so they are matched by position."""
-    ordered = list(values.values())
-    if len(ordered) == len(names):
-        return {name: json_value(value) for name, value in zip(names, ordered, strict=True)}
-    return {str(name): json_value(value) for name, value in values.items()}
