@@ -31,6 +31,7 @@ from ..fanout import SHUTDOWN, SLOW_CLIENT, TOKEN_EXPIRED, ClientQueue, CloseRea
 from ..jsonwire import NonStandardNumber, loads
 from ..limits.answers import QUOTA_EXCEEDED, QuotaExceeded
 from ..security.access import Access
+from ..snapshots import SNAPSHOT_FAILED
 from ..topics import Mode, Topic
 from .abort import SLOW_CLIENT_GRACE, last_words
 from .common import (
@@ -60,6 +61,7 @@ CLOSE_CODES = {
     QUOTA_EXCEEDED: 1008,
     TOO_LARGE.code: 1009,
     TOKEN_EXPIRED: 4401,
+    SNAPSHOT_FAILED: 1013,
 }
 
 
@@ -226,7 +228,8 @@ async def serve_one_topic(streaming: StreamingContext, websocket: WebSocket, add
             if lease is not None:
                 await lease.release()
             await runtime.disconnect(queue, [])
-            code = 1013 if error.status_code == 503 else 1011
+            status = error.status_code
+            code = 1013 if status == 503 else 4000 + status if 400 <= status < 500 else 1011
             await websocket.close(code=code, reason=str(error.detail)[:120])
             return
         session.subscriptions.append(address)
