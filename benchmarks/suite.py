@@ -19,7 +19,7 @@ from .scenarios import (
     PUBSUB,
     REDIS_URL,
     SCALE_OUT_SERVERS,
-    STREAMING_REDIS,
+    SERVERS,
     Mode,
     Scenario,
     Variant,
@@ -61,7 +61,9 @@ def unavailable_servers() -> dict[str, str]:
     try:
         socket.create_connection((host, int(port)), timeout=2).close()
     except OSError as exc:
-        missing[STREAMING_REDIS.key] = f"no Redis at {REDIS_URL}: {exc}"
+        for server in SERVERS:
+            if server.env.get("BENCH_BROKER", "").startswith("redis"):
+                missing[server.key] = f"no Redis at {REDIS_URL}: {exc}"
     return missing
 
 
@@ -131,7 +133,7 @@ def run_mode(
         chosen = [
             v
             for v in variants(scenario.transport)
-            if (only is None or v.server.key in only)
+            if (v.server.key in only if only is not None else not v.server.opt_in)
             and (not v.server.only_in or scenario.name in v.server.only_in)
             and (scenario.kind != "scaleout" or v.server.key in SCALE_OUT_SERVERS)
         ]

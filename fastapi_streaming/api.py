@@ -51,7 +51,7 @@ else:  # pragma: no cover
     from typing_extensions import Self
 
 if TYPE_CHECKING:
-    from .asyncapi.reading import AsyncAPIImportWarning
+    from .asyncapi.declared import AsyncAPIImportWarning
     from .cdc.producers import Producers
     from .limits import Limits
     from .websub.hub import WebSubHub
@@ -409,7 +409,7 @@ class StreamingAPI:
                 "client is refused on them. Pass authorizer=... to StreamingAPI.",
                 self.title,
             )
-        add_routes(
+        streams = add_routes(
             app,
             self.context,
             self.asyncapi_source,
@@ -417,6 +417,6 @@ class StreamingAPI:
             metrics=self.metrics,
             metrics_url=self.metrics_url,
         )
-        join_lifespan(app, self.running)
+        join_lifespan(app, self.running, streams=streams)
         app.state.fastapi_streaming = self
         self.dependency_overrides_provider = app

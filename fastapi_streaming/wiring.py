@@ -10,18 +10,21 @@ in reverse. Everything comes in as the narrow object that uses it, never the API
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
 
 from .context import StreamingContext
 from .processing.runner import Processing
 from .runtime import StreamingRuntime
 from .security.redaction import install_redaction
+from .shortcut import StreamRoutesFirst, serve_streams_first
 from .topics import OverflowPolicy, TopicRegistry
 
 if TYPE_CHECKING:
@@ -160,13 +163,15 @@ def add_routes(
     websub: WebSubHub | None,
     metrics: MetricsExporter | None,
     metrics_url: str | None,
-) -> None:
-    """Add the transports', the hub's, the document's and the metrics' routes to ``app``."""
+) -> list[BaseRoute]:
+    """Add the transports', the hub's, the document's and the metrics' routes to ``app``;
+    return the stream routes (SSE and WebSocket)."""
     from .asyncapi.routes import add_asyncapi_routes
     from .transports import build_router, stream_routes
 
     info = source.info
-    app.router.routes.extend(stream_routes(context))
+    streams = stream_routes(context)
+    app.router.routes.extend(streams)
     docs_url = info.asyncapi_docs_url if info.asyncapi_url or info.asyncapi_yaml_url else None
     app.include_router(build_router(context, asyncapi_docs_url=docs_url))
     if websub is not None:
@@ -178,16 +183,27 @@ def add_routes(
         from .metrics import metrics_endpoint
 
         app.add_route(metrics_url, metrics_endpoint(metrics), include_in_schema=False)
+    return streams
 
 
-def join_lifespan(app: FastAPI, running: Callable[[], AbstractAsyncContextManager[object]]) -> None:
+def join_lifespan(
+    app: FastAPI,
+    running: Callable[[], AbstractAsyncContextManager[object]],
+    *,
+    streams: Sequence[BaseRoute],
+) -> None:
     """Run ``running()`` around the app's own lifespan: started before the app's startup code
     (which may then emit), stopped after its shutdown code.
+
+    At startup, when the app's middleware is all its own, the ``streams`` routes are served
+    ahead of it: see :mod:`fastapi_streaming.shortcut`.
     """
     original = app.router.lifespan_context
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[Any]:
+        if isinstance(app, Starlette) and not isinstance(app.middleware_stack, StreamRoutesFirst):
+            serve_streams_first(app, streams)
         async with running(), original(app) as state:
             yield state
 

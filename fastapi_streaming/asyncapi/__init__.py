@@ -11,11 +11,11 @@
 
 from __future__ import annotations
 
+from .declared import AsyncAPIImportWarning
 from .docs import get_asyncapi_html
 from .document import get_asyncapi, to_json, to_yaml
 from .errors import AsyncAPIImportError
 from .info import ApiInfo, AsyncAPISource
-from .reading import AsyncAPIImportWarning
 from .validation import JsonSchemaPayload
 from .versions import DEFAULT_VERSION, SUPPORTED_VERSIONS, UnsupportedVersionError
 

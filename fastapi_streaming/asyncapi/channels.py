@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from ..topics import Mode, Operation, OperationReply, Topic
+from ..topics import Mode, Operation, OperationPart, OperationReply, Topic
 from .description import CONTENT_TYPE, Channel, Message, OperationSpec, Parameter, ReplySpec
 from .schemas import SchemaMode, parameter_schema, payload_schemas, resolve
 from .validation import JsonSchemaPayload, json_schema_payload
@@ -198,6 +198,32 @@ def _add_messages(into: dict[str, Message], found: list[Message], label: str) ->
     return keys
 
 
+def _operation_spec(
+    operation: Operation,
+    described: Operation | OperationPart,
+    default_key: str,
+    messages: list[str],
+    reply: ReplySpec | None,
+) -> OperationSpec:
+    """An operation of the document: the whole ``operation``, or one of its parts.
+
+    A part (an operation of an imported document that shares its topic with others) has its
+    own name, texts, scopes and reply; tags and deprecation are the operation's.
+    """
+    return OperationSpec(
+        key=described.key or default_key,
+        mode=operation.mode,
+        messages=messages,
+        summary=plain_text(described.summary),
+        description=described.description,
+        scopes=described.scopes,
+        security=described.security,
+        reply=reply,
+        tags=operation.tags,
+        deprecated=operation.deprecated,
+    )
+
+
 def channels_of(
     topic: Topic,
     key: str,
@@ -216,19 +242,9 @@ def channels_of(
         found = _messages(key, label, payload, declared, schemas)
         if not operation.parts:
             reply = _reply(topic, operation.reply, "reply", homes, key, payloads, schemas)
+            messages = _add_messages(homes[key], found, label)
             operations[key].append(
-                OperationSpec(
-                    key=operation.key or f"{label}_{key}",
-                    mode=operation.mode,
-                    messages=_add_messages(homes[key], found, label),
-                    summary=plain_text(operation.summary),
-                    description=operation.description,
-                    scopes=operation.scopes,
-                    security=operation.security,
-                    reply=reply,
-                    tags=operation.tags,
-                    deprecated=operation.deprecated,
-                )
+                _operation_spec(operation, operation, f"{label}_{key}", messages, reply)
             )
             continue
         by_key = {message.key: message for message in found}
@@ -238,19 +254,9 @@ def channels_of(
             mine = [by_key[name] for name in part.messages if name in by_key]
             label_of_reply = f"reply {part.key}"
             reply = _reply(topic, part.reply, label_of_reply, homes, home, payloads, schemas)
+            messages = _add_messages(homes[home], mine, label)
             operations[home].append(
-                OperationSpec(
-                    key=part.key or f"{label}_{key}",
-                    mode=operation.mode,
-                    messages=_add_messages(homes[home], mine, label),
-                    summary=plain_text(part.summary),
-                    description=part.description,
-                    scopes=part.scopes,
-                    security=part.security,
-                    reply=reply,
-                    tags=operation.tags,
-                    deprecated=operation.deprecated,
-                )
+                _operation_spec(operation, part, f"{label}_{key}", messages, reply)
             )
     parameters = _parameters(topic)
     extension: dict[str, Any] = {}

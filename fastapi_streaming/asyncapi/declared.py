@@ -10,7 +10,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..topics import Mode
-from .reading import AsyncAPIImportWarning
+
+
+@dataclass(frozen=True)
+class AsyncAPIImportWarning:
+    """Something of the document that the created API does not keep, and where it is."""
+
+    pointer: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.pointer}: {self.reason}"
 
 
 @dataclass

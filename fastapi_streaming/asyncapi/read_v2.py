@@ -9,17 +9,15 @@ from ..topics import Mode
 from .declared import DeclaredOperation, DeclaredTopic, ImportedAPI
 from .errors import AsyncAPIImportError, pointer
 from .models import v2
-from .names import channel_key
 from .reading import DocumentReader, own_bindings
 from .validation import JsonSchemaPayload, payload_type
 
-PARAMETER_FIELDS = ("description",)
-CHANNEL_LOSSES = ("bindings",)
 OPERATION_LOSSES = ("tags", "externalDocs", "bindings")
 
 
 class Reader2(DocumentReader):
     model = v2.AsyncAPI
+    parameter_fields = ("description", "schema")
 
     def read(self) -> ImportedAPI:
         self.check_structure()
@@ -90,32 +88,8 @@ class Reader2(DocumentReader):
     def topic(
         self, address_key: str, channel: dict[str, Any], where: list[str | int]
     ) -> DeclaredTopic:
-        parameters, docs = {}, {}
-        for name, parameter in (channel.get("parameters") or {}).items():
-            parameter, at = self.follow(parameter, [*where, "parameters", name])
-            if "location" in parameter:
-                raise AsyncAPIImportError(
-                    pointer([*at, "location"]),
-                    "Parameters read from the message are not supported.",
-                )
-            parameters[name] = parameter.get("schema")
-            docs[name] = {k: parameter[k] for k in PARAMETER_FIELDS if parameter.get(k) is not None}
-            if isinstance(parameter.get("schema"), dict):
-                docs[name]["schema"] = parameter["schema"]
-        address, broker = self.address(address_key, parameters, where)
-        extension = self.extension(channel, where)
-        for lost in CHANNEL_LOSSES:
-            if channel.get(lost) and not (lost == "bindings" and own_bindings(channel[lost])):
-                self.warn([*where, lost], f"the channel's {lost}")
-        return DeclaredTopic(
-            address=address,
-            name=str(channel.get("x-channel-id") or channel_key(address)),
-            description=channel.get("description"),
-            channel=extension.get("channel", broker),
-            overflow=extension.get("overflow"),
-            max_queue=extension.get("maxQueue"),
-            parameter_docs=docs,
-        )
+        name = channel.get("x-channel-id")
+        return self.channel_topic(channel, where, address_key, where, str(name) if name else None)
 
     def operation(
         self, operation: dict[str, Any], where: list[str | int], topic: DeclaredTopic, mode: Mode

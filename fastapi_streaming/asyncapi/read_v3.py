@@ -12,15 +12,16 @@ from .names import EXTENSION
 from .reading import DocumentReader, own_bindings
 from .validation import JsonSchemaPayload, payload_type
 
-#: Parameter fields kept as they are (``location`` is refused, ``x-schema`` types the address).
-PARAMETER_FIELDS = ("description", "enum", "default", "examples")
-#: Fields of channels and operations that have no counterpart in a topic.
-CHANNEL_LOSSES = ("title", "summary", "tags", "externalDocs", "bindings")
+#: Fields of operations that have no counterpart in a topic's mode.
 OPERATION_LOSSES = ("title", "tags", "externalDocs", "bindings")
 
 
 class Reader3(DocumentReader):
     model = v3.AsyncAPI
+    # Parameters have no schema in 3.0: ``x-schema`` types the address (``location`` is refused).
+    parameter_schema = "x-schema"
+    parameter_fields = ("description", "enum", "default", "examples")
+    channel_losses = ("title", "summary", "tags", "externalDocs", "bindings")
 
     def __init__(self, document: dict[str, Any]) -> None:
         super().__init__(document)
@@ -158,30 +159,7 @@ class Reader3(DocumentReader):
         return channel, pointer(channel_at)
 
     def topic(self, key: str, channel: dict[str, Any], where: list[str | int]) -> DeclaredTopic:
-        parameters, docs = {}, {}
-        for name, parameter in (channel.get("parameters") or {}).items():
-            parameter, at = self.follow(parameter, [*where, "parameters", name])
-            if "location" in parameter:
-                raise AsyncAPIImportError(
-                    pointer([*at, "location"]),
-                    "Parameters read from the message are not supported.",
-                )
-            parameters[name] = parameter.get("x-schema")
-            docs[name] = {k: parameter[k] for k in PARAMETER_FIELDS if parameter.get(k) is not None}
-        address, broker = self.address(channel.get("address"), parameters, [*where, "address"])
-        extension = self.extension(channel, where)
-        for lost in CHANNEL_LOSSES:
-            if channel.get(lost) and not (lost == "bindings" and own_bindings(channel[lost])):
-                self.warn([*where, lost], f"the channel's {lost}")
-        return DeclaredTopic(
-            address=address,
-            name=key,
-            description=channel.get("description"),
-            channel=extension.get("channel", broker),
-            overflow=extension.get("overflow"),
-            max_queue=extension.get("maxQueue"),
-            parameter_docs=docs,
-        )
+        return self.channel_topic(channel, where, channel.get("address"), [*where, "address"], key)
 
     def operation(
         self,

@@ -8,13 +8,13 @@ offending part of a document when something is wrong.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from .declared import AsyncAPIImportWarning, DeclaredTopic
 from .errors import AsyncAPIImportError, pointer
-from .names import EXTENSION, SCOPES_EXTENSION
+from .names import EXTENSION, SCOPES_EXTENSION, channel_key
 from .schemas import COMPONENT_PREFIX, component_refs, convertor_name, referenced_components
 from .validation import JsonSchemaPayload
 
@@ -26,21 +26,16 @@ _ADDRESS_PARAMETER = re.compile(r"{([^}]*)}")
 KEPT_MESSAGE_FIELDS = ("headers", "correlationId", "bindings", "tags", "externalDocs")
 
 
-@dataclass(frozen=True)
-class AsyncAPIImportWarning:
-    """Something of the document that the created API does not keep, and where it is."""
-
-    pointer: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.pointer}: {self.reason}"
-
-
 class DocumentReader:
     """What reading both versions takes: checking structure, following references, schemas."""
 
     model: type[BaseModel]
+
+    #: Where a parameter's schema is, and the parameter fields written back out (per version).
+    parameter_schema = "schema"
+    parameter_fields: tuple[str, ...] = ("description",)
+    #: The channel fields a topic has no counterpart for: warned about when present.
+    channel_losses: tuple[str, ...] = ("bindings",)
 
     def __init__(self, document: dict[str, Any]) -> None:
         self.document = document
@@ -227,6 +222,54 @@ class DocumentReader:
         elif isinstance(schema, list):
             for index, item in enumerate(schema):
                 self.check_refs(item, [*where, index])
+
+    def channel_topic(
+        self,
+        channel: dict[str, Any],
+        where: list[str | int],
+        address: Any,
+        address_at: list[str | int],
+        name: str | None,
+    ) -> DeclaredTopic:
+        """The topic of a channel at ``where``, its address (at ``address_at``) typed by the
+        channel's parameters; ``name`` defaults to the channel key of that address."""
+        parameters, docs = self.channel_parameters(channel, where)
+        topic_address, broker = self.address(address, parameters, address_at)
+        extension = self.extension(channel, where)
+        for lost in self.channel_losses:
+            if channel.get(lost) and not (lost == "bindings" and own_bindings(channel[lost])):
+                self.warn([*where, lost], f"the channel's {lost}")
+        return DeclaredTopic(
+            address=topic_address,
+            name=name or channel_key(topic_address),
+            description=channel.get("description"),
+            channel=extension.get("channel", broker),
+            overflow=extension.get("overflow"),
+            max_queue=extension.get("maxQueue"),
+            parameter_docs=docs,
+        )
+
+    def channel_parameters(
+        self, channel: dict[str, Any], where: list[str | int]
+    ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        """Each parameter's schema (which types the address) and the fields the document gave
+        it, written back out as they were."""
+        schemas: dict[str, Any] = {}
+        docs: dict[str, dict[str, Any]] = {}
+        for name, parameter in (channel.get("parameters") or {}).items():
+            parameter, at = self.follow(parameter, [*where, "parameters", name])
+            if "location" in parameter:
+                raise AsyncAPIImportError(
+                    pointer([*at, "location"]),
+                    "Parameters read from the message are not supported.",
+                )
+            schemas[name] = parameter.get(self.parameter_schema)
+            docs[name] = {
+                field: parameter[field]
+                for field in self.parameter_fields
+                if parameter.get(field) is not None
+            }
+        return schemas, docs
 
     def address(
         self, address: Any, parameters: dict[str, Any], where: list[str | int]

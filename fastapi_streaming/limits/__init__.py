@@ -8,35 +8,30 @@ the plans and limits guide.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ..lazy import lazy_exports
 from .answers import QUOTA_EXCEEDED, QuotaExceeded, Refusal
 
 if TYPE_CHECKING:
     from .limiter import Lease, Limiter, Limits, Meter, default_key
     from .plans import Plan, PlanByClaim, PlanChooser, choose_plan
 
-_LAZY = {
-    "Lease": "limiter",
-    "Limiter": "limiter",
-    "Limits": "limiter",
-    "Meter": "limiter",
-    "default_key": "limiter",
-    "Plan": "plans",
-    "PlanByClaim": "plans",
-    "PlanChooser": "plans",
-    "choose_plan": "plans",
-}
-
-
-def __getattr__(name: str) -> Any:
-    """Import the parts that need the ``limits`` library on first use."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+# Imported on first use: their libraries are optional extras.
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "Lease": "limiter",
+        "Limiter": "limiter",
+        "Limits": "limiter",
+        "Meter": "limiter",
+        "default_key": "limiter",
+        "Plan": "plans",
+        "PlanByClaim": "plans",
+        "PlanChooser": "plans",
+        "choose_plan": "plans",
+    },
+)
 
 
 __all__ = [

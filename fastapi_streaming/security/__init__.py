@@ -9,8 +9,9 @@ imported only when used.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ..lazy import lazy_exports
 from .access import AccessControl, required_scopes
 from .authorizer import (
     Authenticator,
@@ -29,22 +30,16 @@ if TYPE_CHECKING:
     from .jwt_authorizer import JWTAuthorizer
     from .users import FastAPIUsersAuthorizer, ScopedJWTStrategy, scoped_jwt_strategy
 
-_LAZY = {
-    "JWTAuthorizer": "jwt_authorizer",
-    "FastAPIUsersAuthorizer": "users",
-    "ScopedJWTStrategy": "users",
-    "scoped_jwt_strategy": "users",
-}
-
-
-def __getattr__(name: str) -> Any:
-    """Import the JWT and fastapi-users parts on first use: their libraries are optional."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+# Imported on first use: their libraries are optional extras.
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "JWTAuthorizer": "jwt_authorizer",
+        "FastAPIUsersAuthorizer": "users",
+        "ScopedJWTStrategy": "users",
+        "scoped_jwt_strategy": "users",
+    },
+)
 
 
 __all__ = [

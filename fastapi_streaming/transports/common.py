@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
@@ -97,6 +98,15 @@ def end_at_expiry(queue: ClientQueue, expires_at: float) -> asyncio.TimerHandle:
         queue.close,
         CloseReason(TOKEN_EXPIRED, "the access token expired"),
     )
+
+
+def from_http_exception(exc: HTTPException) -> StreamingError:
+    """The error to answer for an ``HTTPException`` raised by the user's code (an
+    authenticator, a dependency): the streams answer their errors themselves, in their own
+    formats, without FastAPI's exception middleware."""
+    error = StreamingError(exc.detail, headers=exc.headers)
+    error.status_code = exc.status_code
+    return error
 
 
 def error_response(error: StreamingError) -> JSONResponse:

@@ -7,6 +7,7 @@ import json
 from functools import partial
 from typing import TYPE_CHECKING
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -24,6 +25,7 @@ from .common import (
     end_at_expiry,
     error_response,
     expiry,
+    from_http_exception,
     open_lease,
 )
 
@@ -230,6 +232,8 @@ async def open_stream(
         )
     except StreamingError as error:
         return error_response(error)
+    except HTTPException as exc:  # from the user's authenticator
+        return error_response(from_http_exception(exc))
     accesses = [topic for topic, _, _ in resolved]
     size = accesses[0].max_queue if len(accesses) == 1 else None
     queue = ClientQueue(size or streaming.max_queue, "sse")

@@ -42,6 +42,7 @@ from .common import (
     end_at_expiry,
     error_text,
     expiry,
+    from_http_exception,
     open_lease,
     quota_reason,
 )
@@ -203,6 +204,9 @@ async def serve_one_topic(streaming: StreamingContext, websocket: WebSocket, add
     except StreamingError as error:
         await deny(websocket, error)
         return
+    except HTTPException as exc:  # from the user's authenticator
+        await deny(websocket, from_http_exception(exc))
+        return
     queue = ClientQueue(topic.max_queue or streaming.max_queue, "websocket")
     lease = await open_lease(streaming, websocket, context, queue)
     if lease is not None:
@@ -245,7 +249,7 @@ async def serve_one_topic(streaming: StreamingContext, websocket: WebSocket, add
         except StreamingError as error:
             session.reply_error(error)
         except HTTPException as exc:
-            session.reply_error(_from_http_exception(exc))
+            session.reply_error(from_http_exception(exc))
         except Exception:
             session.reply_error(_internal_error("an event"))
 
@@ -257,6 +261,9 @@ async def serve_multiplexed(streaming: StreamingContext, websocket: WebSocket) -
         context = await authorize(streaming, websocket, [])
     except StreamingError as error:
         await deny(websocket, error)
+        return
+    except HTTPException as exc:  # from the user's authenticator
+        await deny(websocket, from_http_exception(exc))
         return
     queue = ClientQueue(streaming.max_queue, "websocket")
     lease = await open_lease(streaming, websocket, context, queue)
@@ -273,7 +280,7 @@ async def serve_multiplexed(streaming: StreamingContext, websocket: WebSocket) -
         except StreamingError as error:
             session.reply_error(error, request_id)
         except HTTPException as exc:
-            session.reply_error(_from_http_exception(exc), request_id)
+            session.reply_error(from_http_exception(exc), request_id)
         except Exception:
             session.reply_error(_internal_error(f"a {kind!r} message"), request_id)
 
@@ -379,12 +386,6 @@ def _internal_error(what: str) -> StreamingError:
     logger.exception("Handling %s of a WebSocket client failed", what)
     error = StreamingError("The server failed to handle this message; it was not applied.")
     error.status_code, error.error = 500, "internal_error"
-    return error
-
-
-def _from_http_exception(exc: HTTPException) -> StreamingError:
-    error = StreamingError(exc.detail, headers=exc.headers)
-    error.status_code = exc.status_code
     return error
 
 

@@ -42,7 +42,8 @@ class PlainUvicorn:
                 stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + 20
-        while "Application startup complete" not in self.output():
+        # uvicorn binds its socket after the app's startup: "running on" says it listens.
+        while "Uvicorn running on" not in self.output():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.kill()
                 raise RuntimeError(f"uvicorn did not start:\n{self.output()}")
