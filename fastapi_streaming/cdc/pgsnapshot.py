@@ -27,6 +27,8 @@ from .pgstream import parse_lsn
 from .table import TableInfo
 
 BATCH = 1000
+#: How a client snapshot's connection shows in ``pg_stat_activity``.
+APPLICATION_NAME = "fastapi-streaming client snapshot"
 _XID_SPAN = 2**32
 
 
@@ -51,7 +53,7 @@ class PostgresSnapshot:
     async def open(
         cls, dsn: str, table: str, filters: dict[str, str], *, name: str
     ) -> PostgresSnapshot:
-        connection = await asyncio.to_thread(connect, dsn)
+        connection = await asyncio.to_thread(connect, dsn, application_name=APPLICATION_NAME)
         snapshot = cls(connection, name)
         try:
             await asyncio.to_thread(snapshot._begin, table, filters)

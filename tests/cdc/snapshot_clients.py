@@ -15,7 +15,9 @@ from tests.support.clients import SSEClient, receive_json, send_json, sse_stream
 
 
 async def capture_streaming(base_url: str) -> None:
-    async with httpx.AsyncClient(base_url=base_url) as http:
+    # A connection per request: with several workers, each may answer (one captures).
+    no_reuse = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=base_url, limits=no_reuse) as http:
         for _ in range(400):
             sources = (await http.get("/streams/health")).json().get("sources", {})
             if sources and all(report.get("streaming") for report in sources.values()):
