@@ -4,22 +4,23 @@
 
 Creates a table of its own, starts capture (memory broker, one process), inserts ``rows`` rows
 in transactions of ``batch`` rows, and measures from the first commit to the last change
-accepted by the broker: changes per second, and this process's CPU time per change (the
-replication thread included). Drops the table, slot and publication afterwards.
+accepted by the broker (``benchmarks.cdc_capture``): changes per second, and this process's CPU
+time per change (the replication thread included). Drops the table, slot and publication
+afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import time
 import uuid
+from functools import partial
+from typing import Any
 
 import psycopg2
-from broadcaster import Event as BrokerMessage
 
-from fastapi_streaming import StreamingAPI
-from fastapi_streaming.cdc import Change, PostgresChanges
+from benchmarks.cdc_capture import capture_throughput
+from fastapi_streaming.cdc import PostgresChanges
 
 
 def insert_rows(dsn: str, table: str, rows: int, batch: int) -> None:
@@ -37,37 +38,14 @@ def insert_rows(dsn: str, table: str, rows: int, batch: int) -> None:
         writer.close()
 
 
-async def measure(dsn: str, rows: int, batch: int) -> dict[str, float]:
+async def measure(dsn: str, rows: int, batch: int) -> dict[str, Any]:
     table = f"bench_{uuid.uuid4().hex[:10]}"
     admin = psycopg2.connect(dsn)
     admin.autocommit = True
     admin.cursor().execute(f"CREATE TABLE {table} (id serial PRIMARY KEY, item text, n int)")
     source = PostgresChanges(dsn, table=f"public.{table}", snapshot=False)
-    streaming = StreamingAPI(broker="memory://")
-
-    @streaming.changes("/bench", source=source)
-    async def bench(change: Change) -> Change:
-        return change
-
-    received = 0
-    done = asyncio.Event()
-
-    def count(message: BrokerMessage) -> None:
-        nonlocal received
-        received += 1
-        if received >= rows:
-            done.set()
-
     try:
-        async with streaming.running() as runtime:
-            await runtime.broker.subscribe("bench", count)
-            while not source.health()["streaming"]:  # noqa: ASYNC110 - polls the thread
-                await asyncio.sleep(0.05)
-            started, cpu = time.perf_counter(), time.process_time()
-            writing = asyncio.create_task(asyncio.to_thread(insert_rows, dsn, table, rows, batch))
-            await asyncio.wait_for(done.wait(), 300)
-            await writing
-            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        return await capture_throughput(source, partial(insert_rows, dsn, table, rows, batch), rows)
     finally:
         slot = source.slot
         for _ in range(50):  # the replication connection ends with the API; wait for it
@@ -89,12 +67,6 @@ async def measure(dsn: str, rows: int, batch: int) -> dict[str, float]:
         admin.cursor().execute(f'DROP PUBLICATION IF EXISTS "{source.publication}"')
         admin.cursor().execute(f"DROP TABLE {table}")
         admin.close()
-    return {
-        "changes": rows,
-        "seconds": round(elapsed, 3),
-        "changes_per_second": round(rows / elapsed),
-        "cpu_us_per_change": round(cpu / rows * 1e6, 1),
-    }
 
 
 def main() -> None:

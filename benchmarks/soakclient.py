@@ -13,7 +13,10 @@ Run as ``python -m benchmarks.soakclient --port P --kind sse --connections N --r
 
 Connection ``i`` follows room ``i % R`` for its whole life. A connection the server closes, or
 that fails to open, is reconnected after a second with the same resume id, the way
-``EventSource`` does: what it missed meanwhile must come back, or be announced by a ``gap``.
+``EventSource`` does: what it missed meanwhile must come back, or be announced by a ``gap``. A
+WebSocket ``subscribe`` refused with an ``error`` of code 503 (a resume while the broker is
+away) is sent again a second later, as the WebSocket guide says to: the socket stays open with
+nothing subscribed, so a client that gave up there would miss everything after, unannounced.
 Asyncio protocols, as in the load client: per event a few byte searches and one bit set.
 """
 
@@ -205,13 +208,25 @@ class WSConnection(Connection):
         return b" 101 " in status_line
 
     def on_open(self) -> None:
+        self.subscribe(self.last_id)
+        super().on_open()
+
+    def subscribe(self, last_id: str | None) -> None:
         assert self.transport is not None
         subscribe: dict[str, Any] = {"type": "subscribe", "id": 1, "topic": self.topic}
-        if self.last_id:
-            subscribe["last_event_id"] = self.last_id
+        if last_id:
+            subscribe["last_event_id"] = last_id
         frame = json.dumps(subscribe, separators=(",", ":")).encode()
         self.transport.write(wsframes.client_frame(wsframes.TEXT, frame))
-        super().on_open()
+
+    def subscribe_again(self) -> None:
+        """After a refused ``subscribe`` (503 while the broker is away, as documented): send it
+        again a second later, from the last event received, as a browser app would. The socket
+        stays open meanwhile, with nothing subscribed."""
+        if self.closing or self.transport is None or self.transport.is_closing():
+            return
+        self.client.resumes += 1
+        self.subscribe(self.client.last_id)
 
     @property
     def topic(self) -> str:
@@ -245,6 +260,9 @@ class WSConnection(Connection):
                     client.gaps += 1
                 elif payload.startswith(b'{"type":"error"'):
                     client.pool.errors += 1
+                    if b'"code":503' in payload:
+                        loop = asyncio.get_running_loop()
+                        loop.call_later(RECONNECT_DELAY, self.subscribe_again)
             pos = stop
         return buf[used:]
 

@@ -1,6 +1,8 @@
 """Streaming APIs for FastAPI: topics over WebSocket, SSE, WebSub and HTTP, on any broker."""
 
+from .analytics import Analytics, UsageRecord, UsageTotal, summarize
 from .api import NotRunningError, StreamingAPI
+from .console.settings import ConsoleSettings
 from .dependencies import HandlerDefinitionError
 from .errors import (
     Forbidden,
@@ -22,6 +24,8 @@ from .websub.settings import WebSubSettings
 __version__ = "0.1.0"
 
 __all__ = [
+    "Analytics",
+    "ConsoleSettings",
     "Event",
     "Forbidden",
     "HandlerDefinitionError",
@@ -39,7 +43,10 @@ __all__ = [
     "TopicNotFound",
     "Unauthorized",
     "Unavailable",
+    "UsageRecord",
+    "UsageTotal",
     "WebSubSettings",
     "__version__",
     "hookimpl",
+    "summarize",
 ]

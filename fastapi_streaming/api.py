@@ -38,10 +38,12 @@ from .topics import Mode, OverflowPolicy, Topic, TopicRegistry
 from .uvicorn_support import end_streams_on_shutdown
 from .wiring import (
     add_routes,
+    console_for,
     join_lifespan,
     metrics_exporter,
     requires_scopes,
     run_parts,
+    usage_recorder,
     websub_hub,
 )
 
@@ -51,8 +53,12 @@ else:  # pragma: no cover
     from typing_extensions import Self
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from .analytics import Analytics, UsageRecord, UsageRecorder
     from .asyncapi.declared import AsyncAPIImportWarning
     from .cdc.producers import Producers
+    from .console import Console, ConsoleSettings
     from .limits import Limits
     from .websub.hub import WebSubHub
     from .websub.settings import WebSubSettings
@@ -93,6 +99,12 @@ class StreamingAPI:
             Needs the ``limits`` extra; see the plans and limits guide.
         metrics_url: serve Prometheus metrics there (``"/metrics"``); None (the default)
             serves none. Needs the ``metrics`` extra; see the observability guide.
+        analytics: usage analytics per principal, plan and topic (:meth:`usage`): on by
+            default, in memory or the broker's Redis; ``Analytics(...)`` to tune, False for
+            none. See the console guide.
+        console: the operations console at ``{prefix}/console``, for principals holding the
+            ``streams:admin`` scope: on by default; ``ConsoleSettings(...)`` to tune, False
+            for none.
 
     The rest describe the API in its AsyncAPI document (see the AsyncAPI guide):
 
@@ -129,6 +141,8 @@ class StreamingAPI:
         websub: WebSubSettings | bool | None = None,
         limits: Limits | None = None,
         metrics_url: str | None = None,
+        analytics: Analytics | bool = True,
+        console: ConsoleSettings | bool = True,
         terms_of_service: str | None = None,
         contact: Mapping[str, Any] | None = None,
         license_info: Mapping[str, Any] | None = None,
@@ -213,6 +227,12 @@ class StreamingAPI:
         self.processing: Processing | None = None
         #: The Prometheus metrics, when ``metrics_url`` is set.
         self.metrics = metrics_exporter(self.context, self.websub, metrics_url)
+        #: Usage analytics (None with ``analytics=False``).
+        self.analytics: UsageRecorder | None = usage_recorder(analytics, broker)
+        #: The operations console (None with ``console=False``).
+        self.console: Console | None = console_for(
+            self.context, console, self.analytics, self.websub
+        )
         #: What the AsyncAPI document is built from (and its cache).
         self.asyncapi_source = AsyncAPISource(
             self.info,
@@ -375,6 +395,8 @@ class StreamingAPI:
             metrics=self.metrics,
             websub=self.websub,
             producers=self.router.producers,
+            recorder=self.analytics,
+            console=self.console,
         ) as parts:
             self.processing = parts.processing
             try:
@@ -389,6 +411,24 @@ class StreamingAPI:
         :meth:`fastapi_streaming.context.StreamingContext.authorize`.
         """
         return await self.context.authorize(connection, accesses)
+
+    async def usage(
+        self,
+        *,
+        since: datetime | float | None = None,
+        until: datetime | float | None = None,
+        principal: str | None = None,
+        plan: str | None = None,
+        topic: str | None = None,
+    ) -> list[UsageRecord]:
+        """Events delivered, published and throttled per minute, principal, plan and topic
+        (address template), over every worker that shares the analytics storage; see
+        :meth:`fastapi_streaming.analytics.UsageRecorder.query`."""
+        if self.analytics is None:
+            raise RuntimeError("Usage analytics are off: drop analytics=False.")
+        return await self.analytics.query(
+            since=since, until=until, principal=principal, plan=plan, topic=topic
+        )
 
     async def emit(self, address: str, payload: Any) -> Event:
         """Publish an event from server-side code (a feed, a background task, a REST route)."""
@@ -416,6 +456,7 @@ class StreamingAPI:
             websub=self.websub,
             metrics=self.metrics,
             metrics_url=self.metrics_url,
+            console=self.console,
         )
         join_lifespan(app, self.running, streams=streams)
         app.state.fastapi_streaming = self

@@ -83,6 +83,19 @@ def events_after(
     return later, boundary >= 0 and not ambiguous
 
 
+def events_since(events: Sequence[EncodedEvent], event_id: str | None) -> Sequence[EncodedEvent]:
+    """The events after the one with ``event_id``, or all of them when it is not among them.
+
+    A topic stream delivers its events in the order its history holds them, so the events of
+    that history after the last one it delivered are those it may still deliver.
+    """
+    if event_id is not None:
+        for index, encoded in enumerate(events):
+            if encoded.event.id == event_id:
+                return events[index + 1 :]
+    return events
+
+
 class ReplayBuffers:
     """The recent events of the most recently active addresses of this process.
 

@@ -35,7 +35,8 @@ from .errors import (
 from .events import EncodedEvent, Event, decode_message
 from .fanout import SHUTDOWN, ClientQueue, CloseReason, Fanout, Prepare, Reply
 from .jsonwire import NonStandardNumber, check_standard, dumps
-from .replay import events_after, uuid7_millis
+from .owners import NO_PLAN, SERVER, owner_in
+from .replay import events_after, events_since, uuid7_millis
 from .replies import encode_reply, reply_address
 from .snapshots import SnapshotGate, SnapshotSource
 from .topics import Mode, Operation, OverflowPolicy, Topic, TopicRegistry
@@ -103,6 +104,10 @@ class StreamingRuntime:
         #: template: one increment per publish, read by metrics.
         self.published: Counter[str] = Counter()
         self.published_bytes: Counter[str] = Counter()
+        #: Events published since usage analytics last took them, by (principal, plan,
+        #: template); server code's ``emit`` counts as principal ``(server)``. Kept only
+        #: while something takes them (``fanout.usage.tracking``).
+        self.published_by: Counter[tuple[str, str, str]] = Counter()
         #: Broker events dropped because they do not match their topic's payload, by template.
         self.invalid: Counter[str] = Counter()
         #: Resumes (``Last-Event-ID``) served, and those that could not be complete (a ``gap``).
@@ -206,11 +211,13 @@ class StreamingRuntime:
                 context=context,
                 overrides=self.dependency_overrides,
             )
+        owner = owner_in(context)
+        by = (owner.principal, owner.plan(topic.address)) if owner else (SERVER, NO_PLAN)
         if reply is None:
             if result is None:
                 return None, None
-            return await self._publish(topic, params, address, result), None
-        event = await self._publish(topic, params, address, value)
+            return await self._publish(topic, params, address, result, by), None
+        event = await self._publish(topic, params, address, value, by)
         if result is None:
             return event, None
         answer, encoded = encode_reply(reply, result)
@@ -231,7 +238,12 @@ class StreamingRuntime:
         return await self._publish(topic, params, address, value)
 
     async def _publish(
-        self, topic: Topic, params: dict[str, Any], address: str, value: Any
+        self,
+        topic: Topic,
+        params: dict[str, Any],
+        address: str,
+        value: Any,
+        by: tuple[str, str] = (SERVER, NO_PLAN),
     ) -> Event:
         try:
             data_json = dumps(value)
@@ -248,6 +260,8 @@ class StreamingRuntime:
             ) from None
         self.published[topic.address] += 1
         self.published_bytes[topic.address] += len(data_json)
+        if self.fanout.usage.tracking:
+            self.published_by[(by[0], by[1], topic.address)] += 1
         return event
 
     async def health(self) -> dict[str, Any]:
@@ -356,30 +370,35 @@ class StreamingRuntime:
     async def _resume(
         self, queue: ClientQueue, address: str, channel: str, last_event_id: str
     ) -> None:
-        missed, complete = await self._history(address, channel, last_event_id)
+        stream = self.fanout.streams.get(address)
+        # What the live stream had delivered before the history is read: anything later that
+        # the history holds may come live as well, and must not reach the client twice.
+        delivered = stream.last_event_id if stream is not None else None
+        found, reaches_back = await self._history(address, channel, last_event_id)
+        missed, certain = events_after(found, last_event_id)
         notice = None
         self.resumes += 1
-        if not complete:
+        if not (certain or reaches_back):
             self.resume_gaps += 1
             detail = "history does not reach back to this event; some events may be missing"
             logger.info("Resume of %s after %s is incomplete", address, last_event_id)
             notice = gap_notice(address, last_event_id, detail)
-        queue.replay(missed, notice)
+        covered = frozenset(encoded.event.id for encoded in events_since(found, delivered))
+        queue.replay(missed, notice, topic=address, covered=covered)
 
     async def _history(
         self, address: str, channel: str, last_event_id: str
     ) -> tuple[list[EncodedEvent], bool]:
-        """The events of ``address`` after ``last_event_id``, from the broker if it keeps them."""
+        """The recent events of ``address``, oldest first, from the broker if it keeps them,
+        and whether the broker vouches that they reach back to ``last_event_id``."""
         since = uuid7_millis(last_event_id)
         backend = self.broker.backend
         stream = self.fanout.streams.get(address)
         if since is not None and isinstance(backend, HistoryBackend) and stream is not None:
             messages, reaches_back = await self._read_history(backend, channel, since)
             prepared = [await stream.prepare(message) for message in messages]
-            found = [encoded for encoded in prepared if encoded is not None]
-            missed, certain = events_after(found, last_event_id)
-            return missed, certain or reaches_back
-        return events_after(self.fanout.replay.recent(address), last_event_id)
+            return [encoded for encoded in prepared if encoded is not None], reaches_back
+        return list(self.fanout.replay.recent(address)), False
 
     async def _read_history(
         self, backend: HistoryBackend, channel: str, since: int

@@ -28,8 +28,10 @@ from .shortcut import StreamRoutesFirst, serve_streams_first
 from .topics import OverflowPolicy, TopicRegistry
 
 if TYPE_CHECKING:
+    from .analytics import Analytics, UsageRecorder
     from .asyncapi.info import AsyncAPISource
     from .cdc.producers import Producers
+    from .console import Console, ConsoleSettings
     from .limits import Limiter, Limits
     from .metrics import MetricsExporter
     from .websub.hub import WebSubHub
@@ -57,6 +59,8 @@ async def run_parts(
     metrics: MetricsExporter | None,
     websub: WebSubHub | None,
     producers: Producers,
+    recorder: UsageRecorder | None = None,
+    console: Console | None = None,
 ) -> AsyncIterator[Running]:
     """Connect to the broker and run every part for the duration of the block.
 
@@ -85,9 +89,13 @@ async def run_parts(
     context.attach(runtime)
     if metrics is not None:
         metrics.start()
+    if recorder is not None:
+        recorder.start(runtime, limiter)
     try:
         if websub is not None:
             await websub.start(runtime)
+        if console is not None:
+            await console.start(runtime)
         await processing.start()
         if len(producers):
             runtime.health_sections["sources"] = producers.health
@@ -99,10 +107,14 @@ async def run_parts(
             await producers.stop()
     finally:
         await processing.stop()
+        if console is not None:
+            await console.stop()
         if websub is not None:
             await websub.stop()
         if metrics is not None:
             await metrics.stop()
+        if recorder is not None:
+            await recorder.stop()
         context.attach(None)
         await runtime.stop()
         if limiter is not None:
@@ -145,6 +157,30 @@ def metrics_exporter(
     return MetricsExporter(context, websub=websub)
 
 
+def usage_recorder(analytics: Analytics | bool | None, broker_url: str) -> UsageRecorder | None:
+    """Usage analytics for ``analytics=`` (on unless False or None)."""
+    if analytics is None or analytics is False:
+        return None
+    from .analytics import Analytics, UsageRecorder
+
+    return UsageRecorder(Analytics() if analytics is True else analytics, broker_url)
+
+
+def console_for(
+    context: StreamingContext,
+    settings: ConsoleSettings | bool | None,
+    recorder: UsageRecorder | None,
+    websub: WebSubHub | None,
+) -> Console | None:
+    """The operations console for ``console=`` (on unless False or None)."""
+    if settings is None or settings is False:
+        return None
+    from .console import Console, ConsoleSettings
+
+    chosen = ConsoleSettings() if settings is True else settings
+    return Console(context, chosen, recorder=recorder, websub=websub)
+
+
 def requires_scopes(topics: TopicRegistry) -> bool:
     """Whether some topic requires scopes (which then needs an authorizer to be reachable)."""
     return any(
@@ -163,9 +199,10 @@ def add_routes(
     websub: WebSubHub | None,
     metrics: MetricsExporter | None,
     metrics_url: str | None,
+    console: Console | None = None,
 ) -> list[BaseRoute]:
-    """Add the transports', the hub's, the document's and the metrics' routes to ``app``;
-    return the stream routes (SSE and WebSocket)."""
+    """Add the transports', the hub's, the document's, the metrics' and the console's routes
+    to ``app``; return the stream routes (SSE and WebSocket)."""
     from .asyncapi.routes import add_asyncapi_routes
     from .transports import build_router, stream_routes
 
@@ -183,6 +220,10 @@ def add_routes(
         from .metrics import metrics_endpoint
 
         app.add_route(metrics_url, metrics_endpoint(metrics), include_in_schema=False)
+    if console is not None:
+        from .console import build_routes as console_routes
+
+        app.router.routes.extend(console_routes(console))
     return streams
 
 

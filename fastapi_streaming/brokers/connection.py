@@ -209,11 +209,9 @@ class BrokerConnection:
         self._held = []
         while True:
             await _quietly(self.backend.disconnect())
-            channels = tuple(self._subscribed)
             try:
                 await self.backend.connect()
-                for channel in channels:
-                    await self.backend.subscribe(channel)
+                channels = await self._resubscribe()
             except Exception as exc:
                 logger.info(
                     "Broker at %s still unreachable (%s)",
@@ -231,6 +229,26 @@ class BrokerConnection:
             for message in held:
                 self._dispatch(message)
             return
+
+    async def _resubscribe(self) -> tuple[str, ...]:
+        """Subscribe the backend to every channel listened to, and return them.
+
+        Listeners come and go while this runs (a client that connects during the outage only
+        registers its channel, for the reconnection to subscribe): channels added meanwhile are
+        subscribed too, and those left meanwhile unsubscribed, until nothing changed during a
+        round. A channel missed here would get nothing, unannounced, until its last listener
+        left.
+        """
+        done: set[str] = set()
+        while True:
+            for channel in tuple(self._subscribed - done):
+                await self.backend.subscribe(channel)
+                done.add(channel)
+            for channel in tuple(done - self._subscribed):
+                await self.backend.unsubscribe(channel)
+                done.discard(channel)
+            if done == self._subscribed:
+                return tuple(done)
 
     def _announce_interruption(self, channels: tuple[str, ...]) -> None:
         """Tell the listeners which channels may have lost messages during the outage.

@@ -15,19 +15,20 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from functools import partial
 from typing import Any
 
-from .capture import CapturedChange, Checkpoint, Item, TableChanged
+from .capture import CapturedChange, Item
 from .errors import CaptureConfigurationError
-from .handover import Handover, Stopped
-from .lease import AdvisoryLease
+from .handover import Handover
+from .lease import AdvisoryLease, lock_key
+from .mysqlbinlog import BinlogReader, bytes_after
 from .mysqlcheck import (
     POSITIONS,
+    check_key,
     check_server,
     connect,
     ensure_positions_table,
@@ -44,6 +45,16 @@ logger = logging.getLogger("fastapi_streaming.cdc")
 
 #: Seconds between writes of the confirmed position while changes keep coming.
 STORE_INTERVAL = 0.2
+#: Seconds between measurements of the lag (``SHOW BINARY LOGS``).
+LAG_INTERVAL = 1.0
+
+
+def lock_name(capture: str) -> str:
+    """The ``GET_LOCK`` name of a capture: at most 64 characters, distinct for long names."""
+    name = f"fastapi_streaming cdc {capture}"
+    if len(name) <= 64:
+        return name
+    return f"fastapi_streaming cdc {lock_key(capture) & (2**64 - 1):016x}"
 
 
 class MySQLChanges:
@@ -76,6 +87,9 @@ class MySQLChanges:
         #: Whether row events name their columns (binlog_row_metadata = FULL).
         self.named_events = False
         self.snapshot_rows = 0
+        #: Binlog bytes written beyond the stored position, measured every LAG_INTERVAL.
+        self.lag_bytes: int | None = None
+        self._lag_at = 0.0
 
     # -- startup ---------------------------------------------------------------------------
 
@@ -95,7 +109,8 @@ class MySQLChanges:
                 raise CaptureConfigurationError(
                     f"The address parameters {missing} are not columns of {info.qualified_name}."
                 )
-            ensure_positions_table(cursor)
+            check_key(info, snapshot=self.snapshot)
+            ensure_positions_table(cursor, self.database)
             return info
         finally:
             connection.close()
@@ -104,7 +119,7 @@ class MySQLChanges:
         return await self.check(())
 
     def lease(self) -> contextlib.AbstractAsyncContextManager[Callable[[], bool]]:
-        name = f"fastapi_streaming cdc {self.capture_name}"[:64]
+        name = lock_name(self.capture_name)
         return AdvisoryLease(
             partial(connect, self.options), name, statement="SELECT GET_LOCK(%s, 0)", key=name
         ).hold()
@@ -139,6 +154,8 @@ class MySQLChanges:
         try:
             while True:
                 item = await handover.get(1.0)
+                if time.monotonic() - self._lag_at >= LAG_INTERVAL:
+                    await self._measure_lag()
                 if item is None:
                     await self._flush_position()
                     yield []
@@ -152,13 +169,6 @@ class MySQLChanges:
             await asyncio.to_thread(reader.join, 10)
             await self._flush_position()
 
-    async def open_snapshot(self, filters: dict[str, str]) -> MySQLSnapshot:
-        """The table's rows now (those whose columns have the ``filters`` text values), for
-        one client, fenced by MariaDB's snapshot binlog position (see :mod:`.mysqlsnapshot`)."""
-        return await MySQLSnapshot.open(
-            self.options, self.table_name, filters, name=self.capture_name
-        )
-
     def _column_names(self) -> list[str]:
         connection = connect(self.options)
         try:
@@ -166,6 +176,13 @@ class MySQLChanges:
             return [column.name for column in table.columns]
         finally:
             connection.close()
+
+    async def open_snapshot(self, filters: dict[str, str]) -> MySQLSnapshot:
+        """The table's rows now (those whose columns have the ``filters`` text values), for
+        one client, fenced by MariaDB's snapshot binlog position (see :mod:`.mysqlsnapshot`)."""
+        return await MySQLSnapshot.open(
+            self.options, self.table_name, filters, name=self.capture_name
+        )
 
     async def confirm(self, token: Any) -> None:
         self._pending = token
@@ -184,7 +201,7 @@ class MySQLChanges:
             "table": f"{self.database}.{self.table_name}",
             "streaming": reader is not None and reader.streaming,
             "confirmed_position": list(self._stored) if self._stored else None,
-            "lag_bytes": None,
+            "lag_bytes": self.lag_bytes,
             "snapshot_rows": self.snapshot_rows,
         }
 
@@ -219,6 +236,27 @@ class MySQLChanges:
         finally:
             connection.close()
         self._stored, self._stored_at = position, time.monotonic()
+
+    async def _measure_lag(self) -> None:
+        """How much binlog the server wrote beyond the stored position (never stops capture)."""
+        self._lag_at = time.monotonic()
+        if self._stored is None:
+            return
+        try:
+            logs = await asyncio.to_thread(self._binary_logs)
+        except Exception as exc:
+            logger.debug("Could not measure the lag of %s: %s", self.name, exc)
+            return
+        self.lag_bytes = bytes_after(logs, self._stored)
+
+    def _binary_logs(self) -> list[tuple[str, int]]:
+        connection = connect(self.options)
+        try:
+            cursor = connection.cursor()
+            cursor.execute("SHOW BINARY LOGS")
+            return [(str(row[0]), int(row[1])) for row in cursor.fetchall()]
+        finally:
+            connection.close()
 
     def _current_position(self) -> tuple[str, int]:
         connection = connect(self.options)
@@ -292,135 +330,3 @@ class MySQLChanges:
             "file": file,
             "pos": pos,
         }
-
-
-class BinlogReader(threading.Thread):
-    """Reads the binlog from a position and hands batches of changes to the event loop."""
-
-    def __init__(
-        self,
-        options: dict[str, Any],
-        table: TableInfo,
-        position: tuple[str, int],
-        handover: Handover,
-        stop: threading.Event,
-        labels: ColumnLabels,
-    ) -> None:
-        super().__init__(name=f"cdc mysql {labels.table}", daemon=True)
-        self.labels = labels
-        self.options = options
-        self.table = table
-        self.position = position
-        self.handover = handover
-        self.stop_event = stop
-        self.streaming = False
-
-    def close(self) -> None:
-        """Ask the thread to end; it notices within a heartbeat (closing its connection from
-        here would wait for its blocking read)."""
-        self.stop_event.set()
-
-    def run(self) -> None:
-        try:
-            self._read()
-        except Stopped:
-            pass
-        except BaseException as exc:
-            if not self.stop_event.is_set():
-                with contextlib.suppress(Stopped):
-                    self.handover.put(exc, stopping=False)
-
-    def _read(self) -> None:
-        from pymysqlreplication import BinLogStreamReader
-        from pymysqlreplication.event import HeartbeatLogEvent, QueryEvent, XidEvent
-        from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
-
-        options = self.options
-        stream = BinLogStreamReader(
-            connection_settings={
-                "host": options["host"],
-                "port": options["port"],
-                "user": options["user"],
-                "password": options["password"],
-            },
-            server_id=random.randint(1_000_000, 2**31),
-            resume_stream=True,
-            blocking=True,
-            log_file=self.position[0],
-            log_pos=self.position[1],
-            only_events=[
-                WriteRowsEvent,
-                UpdateRowsEvent,
-                DeleteRowsEvent,
-                XidEvent,
-                QueryEvent,
-                HeartbeatLogEvent,
-            ],
-            slave_heartbeat=1,  # the blocking read returns every second: time to look at stop
-            only_schemas=[self.table.database],
-            only_tables=[self.table.table],
-            enable_logging=False,
-        )
-        self.streaming = True
-        labels = self.labels
-        batch: list[Item] = []
-        changed = False
-        try:
-            for event in stream:
-                if self.stop_event.is_set():
-                    return
-                if isinstance(event, HeartbeatLogEvent):
-                    continue
-                if isinstance(event, QueryEvent):
-                    if labels.statement(event.query):  # ALTER TABLE...: the topic follows
-                        batch.append(TableChanged())
-                    continue
-                if isinstance(event, XidEvent):
-                    if changed:  # a transaction of other tables (or of the positions table)
-                        batch.append(Checkpoint((stream.log_file, stream.log_pos)))
-                        self.handover.put(batch)
-                        batch, changed = [], False
-                    continue
-                changed = True
-                op = {WriteRowsEvent: "c", UpdateRowsEvent: "u", DeleteRowsEvent: "d"}[type(event)]
-                end = event.packet.log_pos
-                for index, row in enumerate(event.rows):
-                    before = after = None
-                    if op == "c":
-                        after, relabelled = labels.label(row["values"])
-                    elif op == "d":
-                        before, relabelled = labels.label(row["values"])
-                    else:
-                        before, relabelled = labels.label(row["before_values"])
-                        after, _ = labels.label(row["after_values"])
-                    if relabelled:
-                        batch.append(TableChanged())
-                    source = {
-                        "connector": "mysql",
-                        "name": f"{self.table.database}.{self.table.table}",
-                        "db": self.table.database,
-                        "table": self.table.table,
-                        "ts_ms": event.timestamp * 1000,
-                        "snapshot": False,
-                        "file": stream.log_file,
-                        "pos": end,
-                        "row": index,
-                        "server_id": event.packet.server_id,
-                    }
-                    batch.append(
-                        CapturedChange(
-                            op=op,
-                            before=before,
-                            after=after,
-                            source=source,
-                            commit_ms=event.timestamp * 1000,
-                            position=f"mysql:{self.table.qualified_name}:{stream.log_file}:"
-                            f"{end}:{index}",
-                            fence=f"{stream.log_file}:{end}",
-                        )
-                    )
-                if len(batch) >= 1000:
-                    self.handover.put(batch)
-                    batch = []
-        finally:
-            stream.close()

@@ -18,6 +18,7 @@ from .table import ColumnInfo, TableInfo
 logger = logging.getLogger("fastapi_streaming.cdc")
 
 POSITIONS = "fastapi_streaming_cdc_positions"
+NO_SUCH_TABLE = 1146  # ER_NO_SUCH_TABLE
 
 _INTEGERS = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year"}
 _FLOATS = {"float", "double", "real"}
@@ -68,21 +69,55 @@ def check_server(cursor: Any) -> None:
         raise CaptureConfigurationError(f"The binlog is off; change capture reads it. {fix}")
     if str(binlog_format).upper() != "ROW":
         raise CaptureConfigurationError(
-            f"binlog_format is {binlog_format}; change capture needs row events (ROW). {fix}"
+            f"binlog_format is {binlog_format}; change capture needs row events (ROW). {fix} "
+            "(SET GLOBAL binlog_format = 'ROW' works at once, until the next restart.)"
         )
     if str(row_image).upper() != "FULL":
         raise CaptureConfigurationError(
-            f"binlog_row_image is {row_image}: `before` and `after` would miss columns. {fix}"
+            f"binlog_row_image is {row_image}: `before` and `after` would miss columns. {fix} "
+            "(SET GLOBAL binlog_row_image = 'FULL' works at once, until the next restart.)"
         )
+    check_privileges(cursor)
+
+
+#: Global privileges that let a user read the binlog (``COM_BINLOG_DUMP``)...
+_DUMP = {"REPLICATION SLAVE", "ALL PRIVILEGES", "ALL"}
+#: ...and see where it ends (``SHOW MASTER STATUS``; BINLOG MONITOR is MariaDB's new name).
+_MONITOR = {"REPLICATION CLIENT", "BINLOG MONITOR", "SUPER", "ALL PRIVILEGES", "ALL"}
+
+
+def global_privileges(grants: list[str]) -> set[str]:
+    """The privileges of ``GRANT ... ON *.* TO ...`` lines, as upper-case names.
+
+    Names are compared whole: ``REPLICATION SLAVE ADMIN`` is not ``REPLICATION SLAVE``.
+    """
+    found: set[str] = set()
+    for grant in grants:
+        text = grant.upper()
+        if not text.startswith("GRANT ") or " ON *.* TO " not in text:
+            continue
+        listed = text[len("GRANT ") : text.index(" ON *.* TO ")]
+        found.update(part.strip() for part in listed.split(","))
+    return found
+
+
+def check_privileges(cursor: Any) -> None:
     cursor.execute("SHOW GRANTS")
-    grants = " ".join(row[0] for row in cursor.fetchall()).upper()
-    if "ALL PRIVILEGES ON *.*" not in grants and "REPLICATION SLAVE" not in grants:
-        cursor.execute("SELECT CURRENT_USER()")
-        (user,) = cursor.fetchone()
-        raise CaptureConfigurationError(
-            f"The user {user} may not read the binlog. Run GRANT REPLICATION SLAVE, "
-            f"REPLICATION CLIENT ON *.* TO {user};"
-        )
+    privileges = global_privileges([row[0] for row in cursor.fetchall()])
+    if privileges & _DUMP and privileges & _MONITOR:
+        return
+    cursor.execute("SELECT CURRENT_USER()")
+    (user,) = cursor.fetchone()
+    name, _, host = str(user).rpartition("@")
+    missing = [
+        privilege
+        for privilege, accepted in (("REPLICATION SLAVE", _DUMP), ("REPLICATION CLIENT", _MONITOR))
+        if not privileges & accepted
+    ]
+    raise CaptureConfigurationError(
+        f"The user {user} lacks {' and '.join(missing)}, which reading the binlog needs. Run "
+        f"GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{name}'@'{host}';"
+    )
 
 
 def events_name_columns(cursor: Any) -> bool:
@@ -115,8 +150,9 @@ def reflect(cursor: Any, database: str, table: str) -> TableInfo:
     rows = cursor.fetchall()
     if not rows:
         raise CaptureConfigurationError(
-            f"The table {database}.{table} does not exist. Create it first, or fix table= "
-            "(written database.table, e.g. app.orders)."
+            f"The table {database}.{table} does not exist, or this user may not see it. Create "
+            "it, fix table= (written database.table, e.g. app.orders), or grant the user "
+            f"SELECT ON {database}.{table}."
         )
     columns = []
     for name, data_type, nullable, is_key in rows:
@@ -141,13 +177,49 @@ def reflect(cursor: Any, database: str, table: str) -> TableInfo:
     return TableInfo(database, None, table, tuple(columns))
 
 
-def ensure_positions_table(cursor: Any) -> None:
-    """Where the confirmed binlog position of each capture is kept (MySQL has no slots)."""
-    cursor.execute(
-        f"CREATE TABLE IF NOT EXISTS {POSITIONS} ("
-        " name VARCHAR(191) PRIMARY KEY, file VARCHAR(255) NOT NULL, pos BIGINT NOT NULL,"
-        " updated_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3))"
+def check_key(info: TableInfo, *, snapshot: bool) -> None:
+    """A snapshot tells rows apart by their primary key: a table without one is refused.
+
+    Changes read from the binlog need no key: their ids come from their binlog position, and
+    with ``binlog_row_image = FULL`` the old row in ``before`` is whole either way.
+    """
+    if info.key or not snapshot:
+        return
+    raise CaptureConfigurationError(
+        f"The table {info.database}.{info.table} has no primary key. The first start reads "
+        "the table's rows (op: r) and makes each one's event id from its key: without one, "
+        "two equal rows would share an id and one would be dropped as a duplicate. Add a "
+        f"key (ALTER TABLE {info.database}.{info.table} ADD COLUMN id BIGINT AUTO_INCREMENT "
+        "PRIMARY KEY), or pass snapshot=False to stream changes only (`before` still holds "
+        "the whole old row: binlog_row_image = FULL)."
     )
+
+
+def ensure_positions_table(cursor: Any, database: str) -> None:
+    """Where the confirmed binlog position of each capture is kept (MySQL has no slots)."""
+    import pymysql
+
+    try:
+        try:
+            cursor.execute(f"SELECT name, file, pos FROM {POSITIONS} LIMIT 0")
+        except pymysql.err.ProgrammingError as exc:
+            if exc.args[0] != NO_SUCH_TABLE:
+                raise
+            cursor.execute(
+                f"CREATE TABLE IF NOT EXISTS {POSITIONS} ("
+                " name VARCHAR(191) PRIMARY KEY, file VARCHAR(255) NOT NULL, pos BIGINT NOT NULL,"
+                " updated_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3))"
+            )
+    except pymysql.MySQLError as exc:
+        cursor.execute("SELECT CURRENT_USER()")
+        (user,) = cursor.fetchone()
+        name, _, host = str(user).rpartition("@")
+        raise CaptureConfigurationError(
+            f"The user {user} cannot keep capture's position in {database}.{POSITIONS} "
+            f"({exc.args[-1]}). Run GRANT CREATE, SELECT, INSERT, UPDATE ON "
+            f"{database}.{POSITIONS} TO '{name}'@'{host}'; (or create that table as this "
+            "package would, and grant only SELECT, INSERT, UPDATE on it)."
+        ) from None
 
 
 def json_value(value: Any) -> Any:

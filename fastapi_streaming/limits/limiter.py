@@ -108,6 +108,10 @@ class Limiter:
         self.throttles: Counter[tuple[str, str]] = Counter()
         #: Events counted (charged to a quota) by plan.
         self.counted: Counter[str] = Counter()
+        #: Refusals since usage analytics last took them, by (principal key, plan, limit);
+        #: kept only while ``track_principals`` (analytics takes them regularly).
+        self.throttled_by: Counter[tuple[str, str, str]] = Counter()
+        self.track_principals = False
         self._pending: Counter[Meter] = Counter()
         self._stored_plans: dict[tuple[str, str], Plan] = {}
         self._events_of: Callable[[str], int | None] = lambda address: None
@@ -203,7 +207,7 @@ class Limiter:
             self.counted[meter.plan.name] += allowed
             await self._hit(self._quota, item, meter, allowed)
         if allowed < events:
-            self.throttles[(meter.plan.name, "quota")] += events - allowed
+            self._throttled(meter.key, meter.plan.name, "quota", events - allowed)
         return allowed
 
     def stored_meter(self, plan: str, key: str, quota: str) -> Meter:
@@ -228,8 +232,13 @@ class Limiter:
 
     async def refuse(self, meter: Meter, limit: str) -> Refusal:
         """Count a refusal by ``limit`` and describe it."""
-        self.throttles[(meter.plan.name, limit)] += 1
+        self._throttled(meter.key, meter.plan.name, limit)
         return await self.refusal(meter, limit)
+
+    def _throttled(self, key: str, plan: str, limit: str, times: int = 1) -> None:
+        self.throttles[(plan, limit)] += times
+        if self.track_principals:
+            self.throttled_by[(key, plan, limit)] += times
 
     async def refusal(self, meter: Meter, limit: str) -> Refusal:
         """The refusal of ``limit``, with when the principal may come back."""
@@ -356,12 +365,12 @@ class Lease:
             refusal = await self.limiter.refusal(meter, "max_duration")
             self._timers.append(
                 asyncio.get_running_loop().call_later(
-                    meter.plan.max_duration, self._expire, refusal
+                    meter.plan.max_duration, self._expire, refusal, meter.key
                 )
             )
 
-    def _expire(self, refusal: Refusal) -> None:
-        self.limiter.throttles[(refusal.plan, refusal.limit)] += 1
+    def _expire(self, refusal: Refusal, key: str) -> None:
+        self.limiter._throttled(key, refusal.plan, refusal.limit)
         self.end(refusal)
 
     async def add(self, accesses: Sequence[tuple[Topic, Mode]]) -> None:

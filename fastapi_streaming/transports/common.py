@@ -16,13 +16,15 @@ from starlette.websockets import WebSocket
 from ..errors import StreamingError
 from ..fanout import TOKEN_EXPIRED, ClientQueue, CloseReason
 from ..limits.answers import QUOTA_EXCEEDED, Refusal
+from ..owners import SCOPE_KEY as OWNER_KEY
+from ..owners import Owner, default_owner_key
 from ..security.principal import Principal
 from ..topics import Mode, Topic
 from ..uvicorn_support import refused_on_purpose
 
 if TYPE_CHECKING:
     from ..context import StreamingContext
-    from ..limits import Lease
+    from ..limits import Lease, Meter
 
 
 async def authorize(
@@ -45,14 +47,49 @@ def principal_of(context: Sequence[object]) -> Principal | None:
     return next((item for item in context if isinstance(item, Principal)), None)
 
 
+def owner_of(
+    streaming: StreamingContext,
+    connection: HTTPConnection,
+    context: Sequence[object],
+    queue: ClientQueue | None = None,
+) -> Owner:
+    """Whom the connection belongs to (made once per connection, kept in its scope, so its
+    publishes are counted to it too); given to ``queue`` when there is one."""
+    owner = connection.scope.get(OWNER_KEY)
+    if not isinstance(owner, Owner):
+        principal = principal_of(context)
+        limits = streaming.limits
+        if limits is not None:
+            key = limits.settings.key(principal, connection)
+        else:
+            key = default_owner_key(principal.subject if principal else None, connection)
+        owner = connection.scope[OWNER_KEY] = Owner(key)
+    if queue is not None:
+        queue.owner = owner
+    return owner
+
+
+def note_plan(owner: Owner, topic: Topic, meter: Meter | None) -> None:
+    """Remember the plan a topic meters the owner under, for usage analytics."""
+    if meter is not None:
+        owner.plans[topic.address] = meter.plan.name
+
+
+async def note_lease_plan(owner: Owner, lease: Lease | None, topic: Topic, mode: Mode) -> None:
+    if lease is not None:
+        note_plan(owner, topic, await lease.meter(topic, mode))
+
+
 async def charge_publish(
     streaming: StreamingContext, connection: HTTPConnection, context: Sequence[object], topic: Topic
 ) -> None:
     """Count a publish against the client's plan; raises ``QuotaExceeded`` when over it."""
+    owner = owner_of(streaming, connection, context)
     limits = streaming.limits
     if limits is None:
         return
     meter = await limits.meter(connection, principal_of(context), topic, Mode.PUBLISH)
+    note_plan(owner, topic, meter)
     if meter is not None:
         await limits.charge(meter, 1, publish=True)
 

@@ -26,7 +26,9 @@ from .common import (
     error_response,
     expiry,
     from_http_exception,
+    note_lease_plan,
     open_lease,
+    owner_of,
 )
 
 if TYPE_CHECKING:
@@ -237,6 +239,7 @@ async def open_stream(
     accesses = [topic for topic, _, _ in resolved]
     size = accesses[0].max_queue if len(accesses) == 1 else None
     queue = ClientQueue(size or streaming.max_queue, "sse")
+    owner = owner_of(streaming, request, context, queue)
     lease = await open_lease(streaming, request, context, queue)
     if lease is not None:
         try:
@@ -244,6 +247,9 @@ async def open_stream(
         except StreamingError as error:
             await lease.release()
             return error_response(error)
+        for topic in accesses:
+            await note_lease_plan(owner, lease, topic, Mode.SUBSCRIBE)
+    runtime.fanout.connect(queue)
     runtime.fanout.heartbeats.add(queue)
     # EventSource sends Last-Event-ID when it reconnects; a first connection may pass the query.
     last_event_id = request.headers.get("last-event-id") or request.query_params.get(

@@ -10,7 +10,7 @@ server shuts down, 1008 when the client is too slow for its queue, 1009 for an o
 message, 4401 when the access token the socket was opened with expires (4000 + the 401 a
 request with that token now gets, as for refused handshakes), 1008 when the client's plan
 ends the socket (its quota is spent, its connection lasted its maximum, or on a socket of one
-topic a publish over its rate).
+topic a publish over its rate), 1008 when an administrator disconnects the client.
 """
 
 from __future__ import annotations
@@ -27,7 +27,15 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from ..errors import InvalidPayload, MalformedMessage, StreamingError, TopicNotFound
-from ..fanout import SHUTDOWN, SLOW_CLIENT, TOKEN_EXPIRED, ClientQueue, CloseReason, Reply
+from ..fanout import (
+    DISCONNECTED,
+    SHUTDOWN,
+    SLOW_CLIENT,
+    TOKEN_EXPIRED,
+    ClientQueue,
+    CloseReason,
+    Reply,
+)
 from ..jsonwire import NonStandardNumber, loads
 from ..limits.answers import QUOTA_EXCEEDED, QuotaExceeded
 from ..security.access import Access
@@ -43,7 +51,9 @@ from .common import (
     error_text,
     expiry,
     from_http_exception,
+    note_lease_plan,
     open_lease,
+    owner_of,
     quota_reason,
 )
 
@@ -60,6 +70,7 @@ CLOSE_CODES = {
     SHUTDOWN: 1001,
     SLOW_CLIENT: 1008,
     QUOTA_EXCEEDED: 1008,
+    DISCONNECTED: 1008,
     TOO_LARGE.code: 1009,
     TOKEN_EXPIRED: 4401,
     SNAPSHOT_FAILED: 1013,
@@ -168,6 +179,10 @@ class SocketSession:
             self.context = list(dict.fromkeys([*self.context, *extra]))
             self._allowed.add((address, mode))
 
+    async def _note_plan(self, topic: Topic, mode: Mode) -> None:
+        if self.queue.owner is not None:
+            await note_lease_plan(self.queue.owner, self.lease, topic, mode)
+
     async def publish(
         self, address: str, *, text: str | bytes | None = None, data: Any = None
     ) -> Any:
@@ -176,6 +191,7 @@ class SocketSession:
         await self.allow(topic, Mode.PUBLISH, address, params)
         if self.lease is not None:
             await self.lease.publish(topic)
+            await self._note_plan(topic, Mode.PUBLISH)
         return await runtime.publish(address, json_data=text, data=data, context=self.context)
 
     async def request(
@@ -189,6 +205,7 @@ class SocketSession:
             raise MalformedMessage('"headers" must be a JSON object.')
         if self.lease is not None:
             await self.lease.publish(topic)
+            await self._note_plan(topic, Mode.PUBLISH)
         return await runtime.request(address, data=data, context=self.context, headers=headers)
 
 
@@ -208,6 +225,7 @@ async def serve_one_topic(streaming: StreamingContext, websocket: WebSocket, add
         await deny(websocket, from_http_exception(exc))
         return
     queue = ClientQueue(topic.max_queue or streaming.max_queue, "websocket")
+    owner = owner_of(streaming, websocket, context, queue)
     lease = await open_lease(streaming, websocket, context, queue)
     if lease is not None:
         try:
@@ -216,7 +234,9 @@ async def serve_one_topic(streaming: StreamingContext, websocket: WebSocket, add
             await lease.release()
             await deny(websocket, error)
             return
+        await note_lease_plan(owner, lease, topic, first)
     await websocket.accept()
+    runtime.fanout.connect(queue)
     envelope = websocket.query_params.get("envelope", "").lower() in ("1", "true", "yes")
     render = _render_envelope if envelope else _render_data
     session = SocketSession(streaming, websocket, queue, render, context)
@@ -266,8 +286,10 @@ async def serve_multiplexed(streaming: StreamingContext, websocket: WebSocket) -
         await deny(websocket, from_http_exception(exc))
         return
     queue = ClientQueue(streaming.max_queue, "websocket")
+    owner_of(streaming, websocket, context, queue)
     lease = await open_lease(streaming, websocket, context, queue)
     await websocket.accept()
+    streaming.runtime.fanout.connect(queue)
     session = SocketSession(streaming, websocket, queue, _render_envelope, context)
     session.lease = lease
 
@@ -315,6 +337,7 @@ async def _handle_control(session: SocketSession, message: dict[str, Any]) -> No
         await session.allow(topic, Mode.SUBSCRIBE, address, params)
         if lease is not None:
             await lease.add([(topic, Mode.SUBSCRIBE)])
+            await session._note_plan(topic, Mode.SUBSCRIBE)
         if address not in session.subscriptions:
             last_event_id = message.get("last_event_id")
             if last_event_id is not None and not isinstance(last_event_id, str):

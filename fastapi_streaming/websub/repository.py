@@ -329,7 +329,7 @@ class Repository:
         )
         now = time.time()
         due = deliveries.alias("due")
-        live = select(subs.c.id).where(subs.c.expires_at > now)
+        live = select(subs.c.id).where(subs.c.expires_at > now, subs.c.paused_at.is_(None))
         candidates = (
             select(due.c.id, due.c.subscription_id, due.c.next_attempt_at)
             .where(

@@ -12,6 +12,7 @@ Times are Unix seconds as floats: the same on SQLite and PostgreSQL, no time zon
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -35,13 +36,16 @@ DONE = "done"
 FAILED = "failed"
 
 
-def quota_columns() -> list[Column[str]]:
+def quota_columns() -> list[Column[Any]]:
     """Columns added after the first release: created with the table, or added to an older
     one by ``Repository.create_schema``."""
     return [
         Column("quota_plan", String(64)),
         Column("quota_key", String(255)),
         Column("quota", String(64)),
+        # Set while an administrator has paused the subscription: nothing is delivered, events
+        # keep being recorded for it and go out, oldest first, once it resumes.
+        Column("paused_at", Float),
     ]
 
 

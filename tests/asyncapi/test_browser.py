@@ -6,7 +6,6 @@ but the local server, so a page that reached for a CDN would stay blank.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,23 +14,12 @@ import pytest
 
 from fastapi_streaming.asyncapi import get_asyncapi
 from tests.apps import asyncapi_app
+from tests.support.browser import chromium_page
 from tests.support.server import ROOT, ServerProcess
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
-OFFLINE_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
-]
 
 
 @pytest.fixture(scope="module")
@@ -42,18 +30,8 @@ def server() -> Iterator[ServerProcess]:
 
 @pytest.fixture
 def page() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
-        pytest.fail("Chromium is not installed: apt-get install -y chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=OFFLINE_ARGS, headless=True
-        )
-        try:
-            yield browser.new_page(viewport={"width": 1400, "height": 1000})
-        finally:
-            browser.close()
+    with chromium_page(1400, 1000) as opened:
+        yield opened
 
 
 def test_the_docs_page_shows_every_topic_and_message(server: ServerProcess, page: Any) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.asyncapi.test_browser import CHROMIUM, OFFLINE_ARGS
+from tests.support.browser import chromium_page
 from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.browser
@@ -27,18 +26,8 @@ PAINTED = """() => {
 
 @pytest.fixture
 def page() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
-        pytest.fail("Chromium is not installed: apt-get install -y chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=OFFLINE_ARGS, headless=True
-        )
-        try:
-            yield browser.new_page(viewport={"width": 1200, "height": 1000})
-        finally:
-            browser.close()
+    with chromium_page(1200, 1000) as opened:
+        yield opened
 
 
 def test_the_page_draws_candles_of_the_chosen_symbol(tmp_path: Path, page: Any) -> None:

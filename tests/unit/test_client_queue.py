@@ -119,3 +119,33 @@ def test_an_ack_queued_while_held_goes_after_earlier_replies_and_before_new_even
     queue.release()
     taken = [item.text if isinstance(item, Reply) else item.event.id for item in queue.take()]
     assert taken == ["ack-1", "1", "ack-2", "gap", "0", "2"]
+
+
+def test_a_resume_keeps_history_order_and_skips_live_copies_of_what_it_covered() -> None:
+    """History read from the broker is ahead of the live stream: events 3-5 were replayed
+    (the client had 1-2), event 2 and 3 had already come live while the queue was held, and 4-5
+    come live after; none of them reaches the client twice, and order is history order."""
+    queue = ClientQueue(100)
+    queue.put(event("/b", 90), OverflowPolicy.DISCONNECT)  # another topic, before the hold
+    queue.hold()
+    queue.put(event("/a", 2), OverflowPolicy.DISCONNECT)  # live, lagging: the client had it
+    queue.put(event("/a", 3), OverflowPolicy.DISCONNECT)  # live, also replayed
+    history = [event("/a", seq) for seq in (1, 2, 3, 4, 5)]
+    queue.replay(history[2:], topic="/a", covered={"2", "3", "4", "5"})
+    queue.release()
+    for seq in (4, 5, 6):  # 4 and 5 come live again; 6 is the first one after the history
+        queue.put(event("/a", seq), OverflowPolicy.DISCONNECT)
+    queue.put(event("/a", 5), OverflowPolicy.DISCONNECT)  # past the history: not skipped now
+    assert seqs(queue.take()) == [90, 3, 4, 5, 6, 5]
+
+
+def test_skipping_live_copies_of_one_topic_leaves_the_others_alone() -> None:
+    queue = ClientQueue(100)
+    queue.hold()
+    queue.replay([event("/a", 1)], topic="/a", covered={"1"})
+    queue.release()
+    queue.put(event("/b", 1), OverflowPolicy.DISCONNECT)  # same id, other topic: delivered
+    queue.put(event("/a", 1), OverflowPolicy.DISCONNECT)  # still skipped
+    queue.put(event("/a", 2), OverflowPolicy.DISCONNECT)
+    taken = [(i.topic, i.event.id) for i in queue.take() if isinstance(i, EncodedEvent)]
+    assert taken == [("/a", "1"), ("/b", "1"), ("/a", "2")]

@@ -8,6 +8,8 @@ import fastapi_streaming
 def test_exported_members() -> None:
     assert sorted(fastapi_streaming.__all__) == sorted(
         [
+            "Analytics",
+            "ConsoleSettings",
             "Event",
             "Forbidden",
             "HandlerDefinitionError",
@@ -25,9 +27,12 @@ def test_exported_members() -> None:
             "TopicNotFound",
             "Unauthorized",
             "Unavailable",
+            "UsageRecord",
+            "UsageTotal",
             "WebSubSettings",
             "__version__",
             "hookimpl",
+            "summarize",
         ]
     )
     for name in fastapi_streaming.__all__:

@@ -82,7 +82,7 @@ class NATSBackend(BroadcastBackend):
             self._channels[subject] = channel
             try:
                 self._subscriptions[subject] = await nc.subscribe(subject, cb=self._deliver)
-                await nc.flush()  # the server has the subscription once this returns
+                await _written_and_read(nc)
             except BaseException:
                 self._channels.pop(subject, None)
                 subscription = self._subscriptions.pop(subject, None)
@@ -193,3 +193,18 @@ class NATSBackend(BroadcastBackend):
     async def _on_closed(self) -> None:
         if not self._closing:
             self._inbox.put_nowait(None)
+
+
+async def _written_and_read(nc: Client) -> None:
+    """Return once the server has read every command this client wrote so far (a SUB).
+
+    ``flush()`` alone does not say so: nats-py (2.16) writes its PING straight to the socket,
+    while commands such as the SUB of ``subscribe()`` wait in a buffer for the client's flusher
+    task, so the PING can go out first and its PONG return before the server has read the SUB.
+    A message published from another connection in that moment finds no subscription and is
+    dropped: the first message after ``subscribe()`` went missing now and then on a loaded
+    machine. While the first PONG is awaited the flusher writes the buffer, so the second PING
+    follows the SUB on the wire, and the server answers commands of a connection in order.
+    """
+    await nc.flush()
+    await nc.flush()
