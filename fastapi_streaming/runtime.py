@@ -28,7 +28,6 @@ from .errors import (
     InvalidPayload,
     MalformedMessage,
     ModeNotAllowed,
-    StreamingError,
     TopicNotFound,
     Unavailable,
 )
@@ -38,7 +37,7 @@ from .jsonwire import NonStandardNumber, check_standard, dumps
 from .owners import NO_PLAN, SERVER, owner_in
 from .replay import events_after, events_since, uuid7_millis
 from .replies import encode_reply, reply_address
-from .snapshots import SnapshotGate, SnapshotSource
+from .snapshots import join_with_snapshot
 from .topics import Mode, Operation, OverflowPolicy, Topic, TopicRegistry
 
 if TYPE_CHECKING:
@@ -305,7 +304,15 @@ class StreamingRuntime:
         topic, operation, params = self.resolve(address, Mode.SUBSCRIBE)
         channel = topic.channel_for(params)
         if snapshot:
-            await self._subscribe_with_snapshot(queue, address, topic, operation, params)
+            await join_with_snapshot(
+                self.fanout,
+                queue,
+                topic,
+                params,
+                address=address,
+                prepare=self._preparer(topic, operation, params, address),
+                policy=topic.overflow or self.default_overflow,
+            )
             return topic
         if last_event_id:
             queue.hold()  # live events wait behind the missed ones
@@ -328,44 +335,6 @@ class StreamingRuntime:
             if last_event_id:
                 queue.release()
         return topic
-
-    async def _subscribe_with_snapshot(
-        self,
-        queue: ClientQueue,
-        address: str,
-        topic: Topic,
-        operation: Operation,
-        params: dict[str, Any],
-    ) -> None:
-        source: SnapshotSource | None = topic.snapshots
-        if source is None:
-            raise MalformedMessage(
-                f"The topic {topic.address} has no snapshot of current rows (only table "
-                "topics have one); subscribe without asking for a snapshot."
-            )
-        gate = SnapshotGate(queue, topic.overflow or self.default_overflow)
-        await self.fanout.join(
-            queue,
-            address=address,
-            channel=topic.channel_for(params),
-            prepare=self._preparer(topic, operation, params, address),
-            policy=topic.overflow or self.default_overflow,
-            template=topic.address,
-            gate=gate,
-        )
-        try:
-            opened = await source.open(params)  # after joining: nothing falls in between
-        except BaseException as exc:
-            await asyncio.shield(self.fanout.leave(queue, address))
-            if isinstance(exc, Exception) and not isinstance(exc, StreamingError):
-                logger.warning("Could not take a snapshot of %s: %s", address, exc)
-                raise Unavailable(
-                    f"The snapshot of {address} cannot be taken right now ({exc}); retry shortly.",
-                    headers={"Retry-After": "1"},
-                ) from None
-            raise
-        stream = self.fanout.streams[address]
-        gate.start(stream, opened, stream.prepare)
 
     async def _resume(
         self, queue: ClientQueue, address: str, channel: str, last_event_id: str

@@ -28,9 +28,10 @@ from typing import Any, Protocol
 
 from broadcaster import Event as BrokerMessage
 
+from .errors import MalformedMessage, StreamingError, Unavailable
 from .events import EncodedEvent
-from .fanout import ClientQueue, CloseReason, Reply, TopicStream
-from .topics import OverflowPolicy
+from .fanout import ClientQueue, CloseReason, Fanout, Prepare, Reply, TopicStream
+from .topics import OverflowPolicy, Topic
 
 logger = logging.getLogger("fastapi_streaming")
 
@@ -212,3 +213,46 @@ class SnapshotGate:
         del stream.gates[self.queue]
         stream.clients.discard(self)
         stream.clients.add(self.queue)
+
+
+async def join_with_snapshot(
+    fanout: Fanout,
+    queue: ClientQueue,
+    topic: Topic,
+    params: dict[str, Any],
+    *,
+    address: str,
+    prepare: Prepare,
+    policy: OverflowPolicy,
+) -> None:
+    """Subscribe ``queue`` to ``address`` behind a gate, then take the snapshot and start
+    sending it; raise (not subscribed) when the topic has none or it cannot be taken."""
+    source: SnapshotSource | None = topic.snapshots
+    if source is None:
+        raise MalformedMessage(
+            f"The topic {topic.address} has no snapshot of current rows (only table "
+            "topics have one); subscribe without asking for a snapshot."
+        )
+    gate = SnapshotGate(queue, policy)
+    await fanout.join(
+        queue,
+        address=address,
+        channel=topic.channel_for(params),
+        prepare=prepare,
+        policy=policy,
+        template=topic.address,
+        gate=gate,
+    )
+    try:
+        opened = await source.open(params)  # after joining: nothing falls in between
+    except BaseException as exc:
+        await asyncio.shield(fanout.leave(queue, address))
+        if isinstance(exc, Exception) and not isinstance(exc, StreamingError):
+            logger.warning("Could not take a snapshot of %s: %s", address, exc)
+            raise Unavailable(
+                f"The snapshot of {address} cannot be taken right now ({exc}); retry shortly.",
+                headers={"Retry-After": "1"},
+            ) from None
+        raise
+    stream = fanout.streams[address]
+    gate.start(stream, opened, stream.prepare)
