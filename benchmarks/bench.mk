@@ -9,7 +9,7 @@ BENCH_STAMP := $(VENV)/.bench-installed
 PUBSUB_VENV := benchmarks/.venv-pubsub
 PUBSUB_STAMP := $(PUBSUB_VENV)/.installed
 
-.PHONY: bench bench-quick bench-medium bench-memory bench-soak bench-venv
+.PHONY: bench bench-quick bench-medium bench-memory bench-soak bench-venv bench-websub
 
 $(BENCH_STAMP): benchmarks/requirements.txt $(STAMP)
 	test -x $(BENCH_PYTHON) || python3 -m venv $(VENV)
@@ -37,6 +37,13 @@ bench-quick: bench-venv
 	$(BENCH_PYTHON) -m benchmarks --quick --budget 120
 	$(BENCH_PYTHON) -m benchmarks.memory --connections 200
 	$(BENCH_PYTHON) -m benchmarks.soak --quick
+
+## WebSub: 1,000 subscribers x 20 events (paced, then as a burst, then over HTTPS), 10,000 x 5
+bench-websub: bench-venv
+	$(BENCH_PYTHON) -m benchmarks.websub
+	$(BENCH_PYTHON) -m benchmarks.websub --rate 100
+	$(BENCH_PYTHON) -m benchmarks.websub --tls
+	$(BENCH_PYTHON) -m benchmarks.websub --subscribers 10000 --events 5
 
 ## Hold 2,000 SSE + 500 WebSocket clients for 30 minutes through churn and Redis restarts
 bench-soak: bench-venv

@@ -5,6 +5,8 @@ Every callback ``/cb/<n>`` on one 127.0.0.1 port is one subscriber with its own 
 every delivery ``204``, checks its ``X-Hub-Signature`` against the body, and counts per
 subscriber which events arrived (duplicates too) and how long after their send time.
 
+With ``--cert`` and ``--key`` it serves HTTPS (``benchmarks.selfsigned`` makes a pair).
+
 Plain asyncio protocols over uvloop, not an HTTP framework, so that a thousand subscribers do
 not cost more CPU than the hub they measure. The runner drives it over stdin/stdout like the
 load client: ``status`` and ``exit``, one JSON line per answer.
@@ -17,6 +19,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import ssl
 import sys
 from collections import Counter
 from typing import cast
@@ -44,6 +47,8 @@ class Tally:
         self.verified: set[int] = set()
         self.seen: set[tuple[int, str]] = set()
         self.deliveries = 0
+        #: Every delivery request, probes and repeats included.
+        self.arrivals = 0
         self.duplicates = 0
         self.bad_signatures = 0
         self.primed: set[int] = set()
@@ -58,6 +63,7 @@ class Tally:
 
     def delivery(self, callback: int, headers: dict[str, str], body: bytes) -> None:
         arrived = now_us()
+        self.arrivals += 1
         expected = hmac.new(secret_for(callback), body, hashlib.sha256).hexdigest()
         if headers.get("x-hub-signature") != f"sha256={expected}":
             self.bad_signatures += 1
@@ -82,6 +88,7 @@ class Tally:
         return {
             "verified": len(self.verified),
             "deliveries": self.deliveries,
+            "arrivals": self.arrivals,
             "primed": len(self.primed),
             "duplicates": self.duplicates,
             "bad_signatures": self.bad_signatures,
@@ -134,10 +141,12 @@ class Callbacks(asyncio.Protocol):
         return NO_CONTENT
 
 
-async def serve(port: int) -> None:
+async def serve(port: int, tls: ssl.SSLContext | None = None) -> None:
     tally = Tally()
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: Callbacks(tally), "127.0.0.1", port, backlog=4096)
+    server = await loop.create_server(
+        lambda: Callbacks(tally), "127.0.0.1", port, backlog=4096, ssl=tls
+    )
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     print(json.dumps(tally.status()), flush=True)
@@ -153,10 +162,16 @@ async def serve(port: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--cert", help="serve HTTPS with this certificate (PEM)")
+    parser.add_argument("--key", help="the certificate's private key (PEM)")
     args = parser.parse_args(argv)
     import uvloop
 
-    uvloop.run(serve(args.port))
+    tls = None
+    if args.cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.cert, args.key)
+    uvloop.run(serve(args.port, tls))
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 One topic ``/bench/{room}`` to publish to and subscribe to, the hub's database from
 ``BENCH_WEBSUB_DB`` (SQLite or PostgreSQL, tables under ``BENCH_WEBSUB_PREFIX``), callbacks
-allowed on 127.0.0.1 and limits raised so that one host may hold every subscription. Everything
-else is the hub's default, as a deployment would have it.
+allowed on 127.0.0.1 (over HTTPS, trusting the certificate of ``BENCH_WEBSUB_CA``) and limits
+raised so that one host may hold every subscription. Everything else is the hub's default, as a
+deployment would have it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ streaming = StreamingAPI(
         max_subscriptions_per_topic=100_000,
         rate_limit=1_000_000,
         verify_concurrency=64,
+        concurrency=int(os.environ.get("BENCH_WEBSUB_CONCURRENCY", WebSubSettings.concurrency)),
+        # The HTTPS run's receiver has a self-signed certificate: the hub trusts that one only.
+        tls_ca_file=os.environ.get("BENCH_WEBSUB_CA"),
     ),
 )
 

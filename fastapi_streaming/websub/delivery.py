@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import hmac
 import logging
 import random
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 
-import httpx
-
 from .outbound import Outbound
-from .repository import Claimed, Repository
+from .repository import Claimed, Failure, Repository
 from .settings import WebSubSettings
+from .slots import Slots
 from .ssrf import CallbackRefused
 
 logger = logging.getLogger("fastapi_streaming.websub")
@@ -35,33 +33,44 @@ EVENT_ID_HEADER = "X-Hub-Event-Id"
 #: Which attempt this is, from 1.
 ATTEMPT_HEADER = "X-Hub-Attempt"
 SIGNATURE_HEADER = "X-Hub-Signature"
+EVENT_ID_BYTES, ATTEMPT_BYTES, SIGNATURE_BYTES = (
+    name.lower().encode() for name in (EVENT_ID_HEADER, ATTEMPT_HEADER, SIGNATURE_HEADER)
+)
 
 
 def signature(secret: str, body: bytes) -> str:
     """The ``X-Hub-Signature`` value: ``sha256=`` and the hex HMAC of the exact body."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return "sha256=" + hmac.digest(secret.encode(), body, "sha256").hex()
 
 
-def distribution_headers(claimed: Claimed) -> dict[str, str]:
-    headers = {
-        "Content-Type": claimed.content_type,
-        "Link": f'<{claimed.hub_url}>; rel="hub", <{claimed.self_url}>; rel="self"',
-        EVENT_ID_HEADER: claimed.event_id,
-        ATTEMPT_HEADER: str(claimed.attempts),
-    }
+def distribution_headers(claimed: Claimed) -> list[tuple[bytes, bytes]]:
+    """The headers of one delivery. The body is the event's, encoded once when it was recorded;
+    only the signature is computed per subscriber (each has its own secret)."""
+    headers = [
+        (b"content-type", claimed.content_type.encode("latin-1")),
+        (b"link", f'<{claimed.hub_url}>; rel="hub", <{claimed.self_url}>; rel="self"'.encode()),
+        (EVENT_ID_BYTES, claimed.event_id.encode()),
+        (ATTEMPT_BYTES, b"%d" % claimed.attempts),
+    ]
     if claimed.secret:
-        headers[SIGNATURE_HEADER] = signature(claimed.secret, claimed.body)
+        headers.append((SIGNATURE_BYTES, signature(claimed.secret, claimed.body).encode()))
     return headers
 
 
 class DeliveryWorker:
     """Delivers this process's share of the due deliveries, forever (until cancelled).
 
-    A worker holds up to twice ``per_subscriber_concurrency`` claimed deliveries of one
-    subscription: half of them in flight, the rest waiting for a slot, so the next request to a
-    fast subscriber starts as soon as one ends instead of after the next claim. A waiting
-    delivery starts within one ``delivery_timeout``, and the claim lasts two of them plus a
-    margin, so no other worker can take it meanwhile. Successes are marked in batches.
+    Claims come in batches: the worker holds up to twice ``concurrency`` claimed deliveries,
+    at most ``concurrency`` of them in flight and the rest waiting for a slot, and claims again
+    (one transaction for the batch) once room for half of ``concurrency`` more is free, not
+    after every delivery; the claim runs while the waiting ones are sent, so a slow database
+    round trip does not leave the worker idle. Per
+    subscription it holds up to twice ``per_subscriber_concurrency``, half of them in flight.
+    A waiting delivery starts within about one ``delivery_timeout``, and the claim lasts two of
+    them plus a margin; one whose claim runs short before it could start is left unattempted
+    (it falls due again when the claim runs out), so no other worker can take a delivery this
+    one still attempts. Outcomes, successes and failures alike, are recorded in batches (one
+    transaction for all that piled up while the previous one ran).
     """
 
     def __init__(
@@ -79,17 +88,30 @@ class DeliveryWorker:
         self.admit = admit
         #: Claimed, unfinished deliveries per subscription (in flight or waiting for a slot).
         self.busy: Counter[int] = Counter()
-        self._slots: dict[int, asyncio.Semaphore] = {}
+        self._slots: dict[int, Slots] = {}
+        self._in_flight = Slots(settings.concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
         self._succeeded: list[Claimed] = []
-        self._to_mark = asyncio.Event()
+        self._failed: list[Failure] = []
+        self._to_record = asyncio.Event()
         self.delivered = 0
         self.failures = 0
         #: Subscriptions ended by their callback answering 410 Gone.
         self.gone = 0
         #: Deliveries not attempted because their subscriber's quota was spent.
         self.over_quota = 0
+        #: Deliveries left unattempted because their claim ran short while they waited.
+        self.expired_claims = 0
+
+    @property
+    def holding(self) -> int:
+        """Claimed deliveries this worker holds at most (in flight or waiting)."""
+        return 2 * self.settings.concurrency
+
+    @property
+    def _batch(self) -> int:
+        return max(1, self.settings.concurrency // 2)
 
     def wake(self) -> None:
         """New deliveries were recorded here: look for due ones now, not at the next poll."""
@@ -97,11 +119,11 @@ class DeliveryWorker:
 
     async def run(self) -> None:
         settings = self.settings
-        marker = asyncio.create_task(self._mark_succeeded(), name="websub delivery marker")
+        recorder = asyncio.create_task(self._record_outcomes(), name="websub outcome recorder")
         try:
             while True:
                 self._changed.clear()
-                free = settings.concurrency - len(self._tasks)
+                free = self.holding - len(self._tasks)
                 if free > 0:
                     try:
                         claimed = await self.repo.claim(
@@ -110,14 +132,15 @@ class DeliveryWorker:
                     except Exception:
                         logger.exception("Could not claim WebSub deliveries; retrying shortly")
                         claimed = []
+                    at = asyncio.get_running_loop().time()
                     for item in await self._over_quota(claimed):
-                        self._start(item)
+                        self._start(item, at)
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), settings.poll_interval)
         finally:
-            for task in (*self._tasks, marker):
+            for task in (*self._tasks, recorder):
                 task.cancel()
-            await asyncio.gather(*self._tasks, marker, return_exceptions=True)
+            await asyncio.gather(*self._tasks, recorder, return_exceptions=True)
 
     async def _over_quota(self, claimed: list[Claimed]) -> list[Claimed]:
         """End the deliveries over their subscriber's quota unattempted (counted); return the
@@ -139,32 +162,46 @@ class DeliveryWorker:
                     logger.exception("Could not record a delivery skipped over its quota")
         return [item for item in claimed if item.id not in refused]
 
-    def _start(self, claimed: Claimed) -> None:
+    def _start(self, claimed: Claimed, claimed_at: float) -> None:
         self.busy[claimed.subscription_id] += 1
-        task = asyncio.create_task(self._attempt(claimed), name=f"websub delivery {claimed.id}")
+        task = asyncio.create_task(
+            self._attempt(claimed, claimed_at), name=f"websub delivery {claimed.id}"
+        )
         self._tasks.add(task)
         task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        self._changed.set()
+        # Claim again once a batch of room (half of ``concurrency``) is free: not after every
+        # delivery, and early enough that the claim is back before the waiting ones ran out.
+        if self.holding - len(self._tasks) >= self._batch:
+            self._changed.set()
 
-    def _slot(self, subscription_id: int) -> asyncio.Semaphore:
+    def _slot(self, subscription_id: int) -> Slots:
         slot = self._slots.get(subscription_id)
         if slot is None:
-            slot = asyncio.Semaphore(self.settings.per_subscriber_concurrency)
+            slot = Slots(self.settings.per_subscriber_concurrency)
             self._slots[subscription_id] = slot
         return slot
 
-    async def _attempt(self, claimed: Claimed) -> None:
+    def _claim_runs_short(self, claimed_at: float) -> bool:
+        """Too little of the claim is left for a whole attempt (plus a margin)."""
+        settings = self.settings
+        left = claimed_at + settings.claim_seconds - asyncio.get_running_loop().time()
+        return left < settings.delivery_timeout + 2.0
+
+    async def _attempt(self, claimed: Claimed, claimed_at: float) -> None:
         sid = claimed.subscription_id
         try:
-            async with self._slot(sid):
+            async with self._slot(sid), self._in_flight:
+                if self._claim_runs_short(claimed_at):
+                    self.expired_claims += 1
+                    return
                 error = await self._post(claimed)
             if error is None:
                 self.delivered += 1
                 self._succeeded.append(claimed)
-                self._to_mark.set()
+                self._to_record.set()
             elif error == "gone":
                 self.gone += 1
                 logger.info("Callback %s answered 410 Gone; unsubscribed", claimed.callback)
@@ -178,7 +215,8 @@ class DeliveryWorker:
                     claimed.attempts,
                     error,
                 )
-                await self.repo.failed(claimed, error, random.random())
+                self._failed.append(Failure(claimed, error, random.random()))
+                self._to_record.set()
         except Exception:
             # The claim runs out and another attempt follows; nothing is lost.
             logger.exception("Could not record the outcome of a WebSub delivery")
@@ -188,17 +226,20 @@ class DeliveryWorker:
                 del self.busy[sid]
                 self._slots.pop(sid, None)
 
-    async def _mark_succeeded(self) -> None:
-        """Mark successful deliveries done, all that piled up in one statement."""
+    async def _record_outcomes(self) -> None:
+        """Record every outcome that piled up, in one transaction per batch."""
         while True:
-            await self._to_mark.wait()
-            self._to_mark.clear()
+            await self._to_record.wait()
+            self._to_record.clear()
             done, self._succeeded = self._succeeded, []
+            failed, self._failed = self._failed, []
             try:
-                await self.repo.succeeded_many(done)
+                await self.repo.record_outcomes(done, failed)
             except Exception:
-                # Their claims run out and they are delivered again (receivers see the id).
-                logger.exception("Could not mark %d WebSub deliveries done", len(done))
+                # Their claims run out and they are attempted again (receivers see the id).
+                logger.exception(
+                    "Could not record %d WebSub delivery outcomes", len(done) + len(failed)
+                )
 
     async def _post(self, claimed: Claimed) -> str | None:
         """None on success, ``"gone"`` on 410, else what went wrong."""
@@ -210,7 +251,7 @@ class DeliveryWorker:
             return f"refused: {exc}"
         except TimeoutError:
             return f"no answer within {self.settings.delivery_timeout} s"
-        except httpx.HTTPError as exc:
+        except OSError as exc:  # refused or dropped connections, TLS, invalid answers
             return f"request failed: {exc!r}"
         if 200 <= answer.status < 300:
             return None

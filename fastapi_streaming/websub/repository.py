@@ -4,16 +4,13 @@ The statements are written so that several worker processes can share one databa
 
 - recording an event is insert-or-ignore, keyed by (topic, event id) and by (subscription,
   event): every worker records every event it sees, and the database keeps one of each;
-- claiming due deliveries is one ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED)``
-  on PostgreSQL (SQLite has a single writer, so the statement alone is atomic there). A claim
-  is a lease: a worker killed mid-attempt leaves a row that becomes due again when it runs out.
+- claiming due deliveries and recording their outcomes: :mod:`.ledger`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +22,6 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
-    case,
     delete,
     exists,
     func,
@@ -34,15 +30,17 @@ from sqlalchemy import (
     not_,
     select,
     text,
-    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from .ledger import Claimed, DeliveryLedger, Failure
 from .settings import WebSubSettings
 from .sqlite import sqlite_engine
-from .tables import DONE, FAILED, PENDING, Tables, build_tables
+from .tables import PENDING, Tables, build_tables
+
+__all__ = ["Claimed", "Failure", "IncomingEvent", "NewSubscription", "Repository", "make_engine"]
 
 
 @dataclass(frozen=True)
@@ -74,27 +72,6 @@ class IncomingEvent:
     content_type: str = "application/json"
 
 
-@dataclass(frozen=True)
-class Claimed:
-    """A delivery this worker now owns until its claim runs out."""
-
-    id: int
-    claim: str
-    attempts: int
-    subscription_id: int
-    callback: str
-    secret: str | None
-    hub_url: str
-    self_url: str
-    topic: str
-    event_id: str
-    body: bytes
-    content_type: str
-    quota_plan: str | None = None
-    quota_key: str | None = None
-    quota: str | None = None
-
-
 def make_engine(url: str) -> AsyncEngine:
     """An engine tuned for the hub: see :func:`.sqlite.sqlite_engine` for SQLite."""
     if url.startswith("sqlite"):
@@ -102,8 +79,9 @@ def make_engine(url: str) -> AsyncEngine:
     return create_async_engine(url, pool_pre_ping=True)
 
 
-class Repository:
-    """The hub's subscriptions, events and deliveries in one database."""
+class Repository(DeliveryLedger):
+    """The hub's subscriptions, events and deliveries in one database (claims and outcomes of
+    deliveries in :class:`.ledger.DeliveryLedger`)."""
 
     def __init__(self, settings: WebSubSettings, engine: AsyncEngine | None = None) -> None:
         self.settings = settings
@@ -311,186 +289,6 @@ class Repository:
             row = result.first()
         return None if row is None else (bytes(row[0]), str(row[1]))
 
-    # -- deliveries --------------------------------------------------------------------------
-
-    async def claim(
-        self, limit: int, busy: Mapping[int, int], per_subscriber: int | None = None
-    ) -> list[Claimed]:
-        """Take up to ``limit`` due deliveries, oldest first, and at most ``per_subscriber``
-        (default: ``per_subscriber_concurrency``) per subscription, counting the ``busy`` ones
-        this worker already holds."""
-        if limit <= 0:
-            return []
-        settings = self.settings
-        deliveries, subs, events = (
-            self.tables.deliveries,
-            self.tables.subscriptions,
-            self.tables.events,
-        )
-        now = time.time()
-        due = deliveries.alias("due")
-        live = select(subs.c.id).where(subs.c.expires_at > now, subs.c.paused_at.is_(None))
-        candidates = (
-            select(due.c.id, due.c.subscription_id, due.c.next_attempt_at)
-            .where(
-                due.c.status == PENDING,
-                due.c.next_attempt_at <= now,
-                due.c.subscription_id.in_(live),
-            )
-            .order_by(due.c.next_attempt_at, due.c.id)
-            .limit(limit * 8)
-            .subquery("candidates")
-        )
-        rank = func.row_number().over(
-            partition_by=candidates.c.subscription_id,
-            order_by=(candidates.c.next_attempt_at, candidates.c.id),
-        )
-        ranked = select(
-            candidates.c.id,
-            candidates.c.subscription_id,
-            candidates.c.next_attempt_at,
-            rank.label("position"),
-        ).subquery("ranked")
-        per = per_subscriber or settings.per_subscriber_concurrency
-        allowance: Any = literal(per)
-        if busy:
-            allowance = case(
-                {sid: max(0, per - count) for sid, count in busy.items()},
-                value=ranked.c.subscription_id,
-                else_=per,
-            )
-        picked = (
-            select(ranked.c.id)
-            .where(ranked.c.position <= allowance)
-            .order_by(ranked.c.next_attempt_at, ranked.c.id)
-            .limit(limit)
-        )
-        lockable = deliveries.alias("lockable")
-        locked = (
-            select(lockable.c.id)
-            .where(
-                lockable.c.id.in_(picked),
-                lockable.c.status == PENDING,
-                lockable.c.next_attempt_at <= now,
-            )
-            .with_for_update(skip_locked=True)
-        )
-        token = str(uuid.uuid4())
-        take = (
-            update(deliveries)
-            .where(deliveries.c.id.in_(locked))
-            .values(
-                claim=token,
-                attempts=deliveries.c.attempts + 1,
-                next_attempt_at=now + settings.claim_seconds,
-            )
-            .returning(deliveries.c.id)
-        )
-        details = (
-            select(
-                deliveries.c.id,
-                deliveries.c.attempts,
-                deliveries.c.subscription_id,
-                subs.c.callback,
-                subs.c.secret,
-                subs.c.hub_url,
-                subs.c.self_url,
-                events.c.topic,
-                events.c.event_id,
-                events.c.body,
-                events.c.content_type,
-                subs.c.quota_plan,
-                subs.c.quota_key,
-                subs.c.quota,
-            )
-            .join(subs, subs.c.id == deliveries.c.subscription_id)
-            .join(events, events.c.id == deliveries.c.event_pk)
-        )
-        async with self.engine.begin() as conn:
-            ids = [row[0] for row in await conn.execute(take)]
-            if not ids:
-                return []
-            rows = await conn.execute(
-                details.where(deliveries.c.id.in_(ids)).order_by(deliveries.c.id)
-            )
-            return [
-                Claimed(
-                    id=row.id,
-                    claim=token,
-                    attempts=row.attempts,
-                    subscription_id=row.subscription_id,
-                    callback=row.callback,
-                    secret=row.secret,
-                    hub_url=row.hub_url,
-                    self_url=row.self_url,
-                    topic=row.topic,
-                    event_id=row.event_id,
-                    body=bytes(row.body),
-                    content_type=row.content_type,
-                    quota_plan=row.quota_plan,
-                    quota_key=row.quota_key,
-                    quota=row.quota,
-                )
-                for row in rows
-            ]
-
-    async def succeeded(self, claimed: Claimed) -> bool:
-        """Mark a delivery done; False if this worker's claim had already run out."""
-        return await self._finish(claimed, status=DONE, error=None)
-
-    async def succeeded_many(self, done: Sequence[Claimed]) -> int:
-        """Mark several deliveries done in one statement; returns how many were still ours.
-
-        A row re-claimed by this worker since is marked too: it was delivered either way.
-        """
-        if not done:
-            return 0
-        deliveries = self.tables.deliveries
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                update(deliveries)
-                .where(
-                    deliveries.c.id.in_([item.id for item in done]),
-                    deliveries.c.claim.in_({item.claim for item in done}),
-                )
-                .values(status=DONE, claim=None, finished_at=time.time(), last_error=None)
-            )
-        return int(result.rowcount)
-
-    async def failed(self, claimed: Claimed, error: str, fraction: float) -> bool:
-        """Schedule the next attempt with backoff, or give up after ``max_attempts``."""
-        settings = self.settings
-        if claimed.attempts >= settings.max_attempts:
-            return await self._finish(claimed, status=FAILED, error=error)
-        deliveries = self.tables.deliveries
-        retry_at = time.time() + settings.backoff(claimed.attempts, fraction)
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                update(deliveries)
-                .where(deliveries.c.id == claimed.id, deliveries.c.claim == claimed.claim)
-                .values(claim=None, next_attempt_at=retry_at, last_error=error[:1000])
-            )
-        return bool(result.rowcount)
-
-    async def skip(self, claimed: Claimed, reason: str) -> bool:
-        """End a delivery without attempting it (its subscriber's quota is spent)."""
-        return await self._finish(claimed, status=FAILED, error=reason)
-
-    async def _finish(self, claimed: Claimed, *, status: str, error: str | None) -> bool:
-        deliveries = self.tables.deliveries
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                update(deliveries)
-                .where(deliveries.c.id == claimed.id, deliveries.c.claim == claimed.claim)
-                .values(
-                    status=status,
-                    claim=None,
-                    finished_at=time.time(),
-                    last_error=None if error is None else error[:1000],
-                )
-            )
-        return bool(result.rowcount)
-
     async def cleanup(self) -> None:
         """Remove expired subscriptions, and deliveries and events older than the retention."""
         subs, deliveries, events = (
@@ -514,16 +312,6 @@ class Repository:
             )
             used = exists().where(deliveries.c.event_pk == events.c.id)
             await conn.execute(delete(events).where(events.c.created_at < horizon, not_(used)))
-
-    async def delivery_counts(self) -> dict[str, int]:
-        """How many deliveries are in each state (for health checks and tests)."""
-        deliveries = self.tables.deliveries
-        async with self.engine.connect() as conn:
-            result = await conn.execute(
-                select(deliveries.c.status, func.count()).group_by(deliveries.c.status)
-            )
-            counts = {str(status): int(count) for status, count in result}
-        return {state: counts.get(state, 0) for state in (PENDING, DONE, FAILED)}
 
 
 def _create_all(connection: Connection, metadata: MetaData) -> None:

@@ -69,6 +69,15 @@ class WebSubSettings:
     concurrency: int = 64
     per_subscriber_concurrency: int = 4
 
+    #: Keep-alive connections to the callbacks of one host (one checked address) at most, and
+    #: seconds an idle one is kept (below the 5 s that servers commonly keep one open).
+    connections_per_host: int = 64
+    keepalive_seconds: float = 4.0
+    #: Seconds a callback host's checked address is reused for deliveries before its name is
+    #: resolved and checked again (0: before every request). Requests always go to the
+    #: address that was checked; IP literals are checked without a lookup.
+    address_cache_seconds: float = 5.0
+
     #: How often a delivery worker looks for due deliveries recorded by other processes.
     poll_interval: float = 1.0
     #: How often a process re-reads which topics have subscriptions (to join or leave them).
@@ -80,6 +89,10 @@ class WebSubSettings:
     retention: float = 3_600.0
     #: Events one process may hold between receiving them and recording them in the database.
     queue_size: int = 100_000
+    #: Check the certificates of ``https://`` callbacks (against the system's authorities, or
+    #: only those of ``tls_ca_file``, a PEM bundle). Turn off for tests only.
+    tls_verify: bool = True
+    tls_ca_file: str | None = None
     #: ``User-Agent`` of the hub's requests to callbacks.
     user_agent: str = "fastapi-streaming-websub"
 
@@ -95,7 +108,13 @@ class WebSubSettings:
             )
         if self.max_secret_bytes >= 200:
             raise ValueError("hub.secret must be shorter than 200 bytes (WebSub 5.1).")
-        for name in ("max_attempts", "concurrency", "per_subscriber_concurrency", "queue_size"):
+        for name in (
+            "max_attempts",
+            "concurrency",
+            "per_subscriber_concurrency",
+            "queue_size",
+            "connections_per_host",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"WebSubSettings.{name} must be at least 1.")
         networks = tuple(ipaddress.ip_network(net, strict=False) for net in self.allow_networks)

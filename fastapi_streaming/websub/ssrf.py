@@ -31,6 +31,12 @@ _UNRESERVED_CHARACTERS = frozenset(
 )
 
 
+#: Host names whose checked address is remembered at once; expired ones are dropped beyond.
+_CHECKED_HOSTS = 10_000
+#: Seconds an IP literal's verdict is remembered (it changes only with the settings).
+_LITERAL_SECONDS = 3600.0
+
+
 class CallbackRefused(ValueError):
     """The callback is not one this hub calls; the message says why, for the subscriber."""
 
@@ -111,6 +117,8 @@ class CallbackGuard:
 
     def __init__(self, settings: WebSubSettings) -> None:
         self.settings = settings
+        #: (host, port) -> (first checked address, loop time it is trusted until).
+        self._checked: dict[tuple[str, int], tuple[IPAddress, float]] = {}
 
     def parse(self, callback: str) -> httpx.URL:
         """The callback as a URL, or :class:`CallbackRefused` if it is not an http(s) URL."""
@@ -151,15 +159,51 @@ class CallbackGuard:
             if address not in addresses:
                 addresses.append(address)
         for address in addresses:
-            if not self.allowed(address):
-                raise CallbackRefused(
-                    f"hub.callback host {url.host!r} resolves to {address}, "
-                    f"{describe(_unwrap(address))}; "
-                    "this hub does not call such addresses."
-                )
+            self._refuse_unless_allowed(url.host, address)
         if not addresses:
             raise CallbackRefused(f"hub.callback host {url.host!r} has no address.")
         return addresses
+
+    def _refuse_unless_allowed(self, host: str, address: IPAddress) -> None:
+        if not self.allowed(address):
+            raise CallbackRefused(
+                f"hub.callback host {host!r} resolves to {address}, "
+                f"{describe(_unwrap(address))}; "
+                "this hub does not call such addresses."
+            )
+
+    async def checked_address(self, url: httpx.URL) -> IPAddress:
+        """The address a delivery to ``url`` goes to, checked: the host itself when it is an
+        IP literal, else the first address of a resolution at most ``address_cache_seconds``
+        old whose every address passed. Raises :class:`CallbackRefused`."""
+        host = url.host
+        port = url.port or (443 if url.scheme == "https" else 80)
+        now = asyncio.get_running_loop().time()
+        cached = self._checked.get((host, port))
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        try:
+            literal = ipaddress.ip_address(host)
+        except ValueError:
+            literal = None
+        if literal is not None:
+            self._refuse_unless_allowed(host, literal)
+            # An IP literal's verdict holds as long as the settings do.
+            self._remember(host, port, literal, now + _LITERAL_SECONDS)
+            return literal
+        address = (await self.resolve(url))[0]
+        if self.settings.address_cache_seconds > 0:
+            self._remember(host, port, address, now + self.settings.address_cache_seconds)
+        return address
+
+    def _remember(self, host: str, port: int, address: IPAddress, until: float) -> None:
+        checked = self._checked
+        if len(checked) >= _CHECKED_HOSTS:
+            now = asyncio.get_running_loop().time()
+            checked = self._checked = {k: v for k, v in checked.items() if v[1] > now}
+            if len(checked) >= _CHECKED_HOSTS:
+                checked.clear()
+        checked[(host, port)] = (address, until)
 
     async def check(self, callback: str) -> httpx.URL:
         """Parse and resolve ``callback``; raise :class:`CallbackRefused` if it may not be used."""

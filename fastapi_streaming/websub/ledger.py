@@ -1,0 +1,329 @@
+"""The deliveries' side of the hub's database: claim due ones, record how attempts ended.
+
+Several worker processes share one database:
+
+- claiming picks due rows, locks those still due with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL
+  (SQLite has one writer, and the hub's transactions take its lock up front) and stamps them
+  with the claim, in one transaction. A claim is a lease: a worker killed mid-attempt leaves a
+  row that becomes due again when it runs out;
+- a worker claims a batch in one transaction and reads each claimed event's body once, however
+  many subscribers it goes to;
+- outcomes are recorded in batches, one transaction for all of them, and only where the row
+  still carries this worker's claim token.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .settings import WebSubSettings
+from .tables import DONE, FAILED, PENDING, Tables
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A delivery this worker now owns until its claim runs out."""
+
+    id: int
+    claim: str
+    attempts: int
+    subscription_id: int
+    callback: str
+    secret: str | None
+    hub_url: str
+    self_url: str
+    topic: str
+    event_id: str
+    body: bytes
+    content_type: str
+    quota_plan: str | None = None
+    quota_key: str | None = None
+    quota: str | None = None
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A failed attempt: what went wrong, and a random fraction that jitters its backoff."""
+
+    claimed: Claimed
+    error: str
+    fraction: float
+
+
+class DeliveryLedger:
+    """Claims and outcomes of deliveries; the :class:`.repository.Repository` is one."""
+
+    settings: WebSubSettings
+    engine: AsyncEngine
+    tables: Tables
+
+    async def claim(
+        self, limit: int, busy: Mapping[int, int], per_subscriber: int | None = None
+    ) -> list[Claimed]:
+        """Take up to ``limit`` due deliveries, oldest first, and at most ``per_subscriber``
+        (default: ``per_subscriber_concurrency``) per subscription, counting the ``busy`` ones
+        this worker already holds."""
+        if limit <= 0:
+            return []
+        settings = self.settings
+        deliveries, subs, events = (
+            self.tables.deliveries,
+            self.tables.subscriptions,
+            self.tables.events,
+        )
+        now = time.time()
+        due = deliveries.alias("due")
+        live = select(subs.c.id).where(subs.c.expires_at > now, subs.c.paused_at.is_(None))
+        candidates = (
+            select(due.c.id, due.c.subscription_id, due.c.next_attempt_at)
+            .where(
+                due.c.status == PENDING,
+                due.c.next_attempt_at <= now,
+                due.c.subscription_id.in_(live),
+            )
+            .order_by(due.c.next_attempt_at, due.c.id)
+            .limit(limit * 8)
+            .subquery("candidates")
+        )
+        rank = func.row_number().over(
+            partition_by=candidates.c.subscription_id,
+            order_by=(candidates.c.next_attempt_at, candidates.c.id),
+        )
+        ranked = select(
+            candidates.c.id,
+            candidates.c.subscription_id,
+            candidates.c.next_attempt_at,
+            rank.label("position"),
+        ).subquery("ranked")
+        per = per_subscriber or settings.per_subscriber_concurrency
+        # The busy ones are subtracted here, not in SQL (a statement that changes with them
+        # would be compiled anew on every claim). Each busy delivery rules out at most one
+        # row, so this many rows hold ``limit`` eligible ones whenever there are that many.
+        picked = (
+            select(ranked.c.id, ranked.c.subscription_id, ranked.c.position)
+            .where(ranked.c.position <= per)
+            .order_by(ranked.c.next_attempt_at, ranked.c.id)
+            .limit(limit + sum(busy.values()))
+        )
+        token = str(uuid.uuid4())
+        details = (
+            select(
+                deliveries.c.id,
+                deliveries.c.attempts,
+                deliveries.c.subscription_id,
+                deliveries.c.event_pk,
+                subs.c.callback,
+                subs.c.secret,
+                subs.c.hub_url,
+                subs.c.self_url,
+                subs.c.quota_plan,
+                subs.c.quota_key,
+                subs.c.quota,
+            )
+            .join(subs, subs.c.id == deliveries.c.subscription_id)
+            .order_by(deliveries.c.id)
+        )
+        async with self.engine.begin() as conn:
+            # Three short statements rather than one nested one: each is a walk of an index
+            # whatever the planner knows about the tables (nested ``IN (SELECT ...)`` made
+            # PostgreSQL scan every delivery row twice per claim).
+            candidates_ids = [
+                row.id
+                for row in await conn.execute(picked)
+                if row.position <= per - busy.get(row.subscription_id, 0)
+            ][:limit]
+            if not candidates_ids:
+                return []
+            ids = candidates_ids
+            if conn.dialect.name != "sqlite":  # SQLite: this transaction holds the write lock
+                # Lock by primary key alone (any other condition let PostgreSQL's planner walk
+                # the pending rows instead) and skip rows another worker is claiming now; a row
+                # another worker claimed since is read as it is now, so check it is still due.
+                locked = (
+                    select(deliveries.c.id, deliveries.c.status, deliveries.c.next_attempt_at)
+                    .where(deliveries.c.id.in_(candidates_ids))
+                    .with_for_update(skip_locked=True)
+                )
+                ids = [
+                    row.id
+                    for row in await conn.execute(locked)
+                    if row.status == PENDING and row.next_attempt_at <= now
+                ]
+                if not ids:
+                    return []
+            await conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id.in_(ids))
+                .values(
+                    claim=token,
+                    attempts=deliveries.c.attempts + 1,
+                    next_attempt_at=now + settings.claim_seconds,
+                )
+            )
+            rows = (await conn.execute(details.where(deliveries.c.id.in_(ids)))).all()
+            # Each event once, however many of its deliveries were claimed.
+            event_pks = sorted({row.event_pk for row in rows})
+            bodies = {
+                row.id: (row.topic, row.event_id, bytes(row.body), row.content_type)
+                for row in await conn.execute(
+                    select(
+                        events.c.id,
+                        events.c.topic,
+                        events.c.event_id,
+                        events.c.body,
+                        events.c.content_type,
+                    ).where(events.c.id.in_(event_pks))
+                )
+            }
+        claimed = []
+        for row in rows:
+            topic, event_id, body, content_type = bodies[row.event_pk]
+            claimed.append(
+                Claimed(
+                    id=row.id,
+                    claim=token,
+                    attempts=row.attempts,
+                    subscription_id=row.subscription_id,
+                    callback=row.callback,
+                    secret=row.secret,
+                    hub_url=row.hub_url,
+                    self_url=row.self_url,
+                    topic=topic,
+                    event_id=event_id,
+                    body=body,
+                    content_type=content_type,
+                    quota_plan=row.quota_plan,
+                    quota_key=row.quota_key,
+                    quota=row.quota,
+                )
+            )
+        return claimed
+
+    async def succeeded(self, claimed: Claimed) -> bool:
+        """Mark a delivery done; False if this worker's claim had already run out."""
+        return await self._finish(claimed, status=DONE, error=None)
+
+    async def succeeded_many(self, done: Sequence[Claimed]) -> int:
+        """Mark several deliveries done in one statement; returns how many were still ours."""
+        return (await self.record_outcomes(done, ()))[0]
+
+    async def record_outcomes(
+        self, done: Sequence[Claimed], failed: Sequence[Failure]
+    ) -> tuple[int, int]:
+        """Record a batch of outcomes in one transaction: ``done`` deliveries marked done,
+        ``failed`` ones scheduled again with backoff or given up after ``max_attempts``.
+
+        Only rows that still carry the claim of their attempt change (a row re-claimed by this
+        worker since is marked done too: it was delivered either way). Returns how many of
+        each were still ours.
+        """
+        deliveries = self.tables.deliveries
+        settings = self.settings
+        now = time.time()
+        marked = rescheduled = 0
+        retries = [item for item in failed if item.claimed.attempts < settings.max_attempts]
+        give_ups = [item for item in failed if item.claimed.attempts >= settings.max_attempts]
+        if not done and not failed:
+            return 0, 0
+        async with self.engine.begin() as conn:
+            if done:
+                result = await conn.execute(
+                    update(deliveries)
+                    .where(
+                        deliveries.c.id.in_([item.id for item in done]),
+                        deliveries.c.claim.in_({item.claim for item in done}),
+                    )
+                    .values(status=DONE, claim=None, finished_at=now, last_error=None)
+                )
+                marked = int(result.rowcount)
+            mine = (deliveries.c.id == bindparam("row_id")) & (
+                deliveries.c.claim == bindparam("token")
+            )
+            if retries:
+                result = await conn.execute(
+                    update(deliveries)
+                    .where(mine)
+                    .values(
+                        claim=None,
+                        next_attempt_at=bindparam("retry_at"),
+                        last_error=bindparam("error"),
+                    ),
+                    _one_or_many(
+                        [
+                            {
+                                "row_id": item.claimed.id,
+                                "token": item.claimed.claim,
+                                "retry_at": now
+                                + settings.backoff(item.claimed.attempts, item.fraction),
+                                "error": item.error[:1000],
+                            }
+                            for item in retries
+                        ]
+                    ),
+                )
+                rescheduled += max(0, int(result.rowcount))
+            if give_ups:
+                result = await conn.execute(
+                    update(deliveries)
+                    .where(mine)
+                    .values(
+                        status=FAILED, claim=None, finished_at=now, last_error=bindparam("error")
+                    ),
+                    _one_or_many(
+                        [
+                            {
+                                "row_id": item.claimed.id,
+                                "token": item.claimed.claim,
+                                "error": item.error[:1000],
+                            }
+                            for item in give_ups
+                        ]
+                    ),
+                )
+                rescheduled += max(0, int(result.rowcount))
+        return marked, rescheduled
+
+    async def failed(self, claimed: Claimed, error: str, fraction: float) -> bool:
+        """Schedule the next attempt with backoff, or give up after ``max_attempts``."""
+        return (await self.record_outcomes((), [Failure(claimed, error, fraction)]))[1] > 0
+
+    async def skip(self, claimed: Claimed, reason: str) -> bool:
+        """End a delivery without attempting it (its subscriber's quota is spent)."""
+        return await self._finish(claimed, status=FAILED, error=reason)
+
+    async def _finish(self, claimed: Claimed, *, status: str, error: str | None) -> bool:
+        deliveries = self.tables.deliveries
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == claimed.id, deliveries.c.claim == claimed.claim)
+                .values(
+                    status=status,
+                    claim=None,
+                    finished_at=time.time(),
+                    last_error=None if error is None else error[:1000],
+                )
+            )
+        return bool(result.rowcount)
+
+    async def delivery_counts(self) -> dict[str, int]:
+        """How many deliveries are in each state (for health checks and tests)."""
+        deliveries = self.tables.deliveries
+        async with self.engine.connect() as conn:
+            result = await conn.execute(
+                select(deliveries.c.status, func.count()).group_by(deliveries.c.status)
+            )
+            counts = {str(status): int(count) for status, count in result}
+        return {state: counts.get(state, 0) for state in (PENDING, DONE, FAILED)}
+
+
+def _one_or_many(rows: list[dict[str, Any]]) -> dict[str, Any] | list[dict[str, Any]]:
+    """One row's parameters alone, so the driver reports its row count (executemany may not)."""
+    return rows[0] if len(rows) == 1 else rows
