@@ -28,7 +28,7 @@ from .context import NotRunningError, StreamingContext
 from .declarations import NOT_GIVEN
 from .delegation import Setting, on_router
 from .events import Event
-from .processing.runner import Processing
+from .processing.engines import DEFAULT_ENGINE, ProcessingEngine
 from .routing import StreamingRouter
 from .runtime import StreamingRuntime
 from .security.access import AccessControl
@@ -99,6 +99,9 @@ class StreamingAPI:
             Needs the ``limits`` extra; see the plans and limits guide.
         metrics_url: serve Prometheus metrics there (``"/metrics"``); None (the default)
             serves none. Needs the ``metrics`` extra; see the observability guide.
+        processing_engine: what computes derived topics: ``"embedded"`` (the default, in
+            the API's processes) or an engine plugin's name (``"quix"``); see the stream
+            processing guide.
         analytics: usage analytics per principal, plan and topic (:meth:`usage`): on by
             default, in memory or the broker's Redis; ``Analytics(...)`` to tune, False for
             none. See the console guide.
@@ -141,6 +144,7 @@ class StreamingAPI:
         websub: WebSubSettings | bool | None = None,
         limits: Limits | None = None,
         metrics_url: str | None = None,
+        processing_engine: str = DEFAULT_ENGINE,
         analytics: Analytics | bool = True,
         console: ConsoleSettings | bool = True,
         terms_of_service: str | None = None,
@@ -223,8 +227,10 @@ class StreamingAPI:
         self.dependency_overrides_provider: Any = None
         #: The WebSub hub (webhooks), when enabled with ``websub=WebSubSettings(...)`` or True.
         self.websub: WebSubHub | None = websub_hub(self.context, websub)
-        #: The derived topics' pipelines and leases, while the API runs.
-        self.processing: Processing | None = None
+        #: Which engine computes derived topics (``"embedded"`` or a plugin's).
+        self.processing_engine = processing_engine
+        #: The engine computing the derived topics, while the API runs.
+        self.processing: ProcessingEngine | None = None
         #: The Prometheus metrics, when ``metrics_url`` is set.
         self.metrics = metrics_exporter(self.context, self.websub, metrics_url)
         #: Usage analytics (None with ``analytics=False``).
@@ -395,6 +401,7 @@ class StreamingAPI:
             metrics=self.metrics,
             websub=self.websub,
             producers=self.router.producers,
+            processing_engine=self.processing_engine,
             recorder=self.analytics,
             console=self.console,
         ) as parts:

@@ -1,4 +1,5 @@
-"""The plugin manager: broker backends by URL scheme and authorizers by name, from plugins.
+"""The plugin manager: broker backends by URL scheme, authorizers and processing engines by
+name, from plugins.
 
 It sits at the package root, above the brokers and security it loads hooks for. The built-in
 backends and authorizers register through the same hook as separately installed plugins, which
@@ -21,6 +22,14 @@ from pluggy import HookImpl
 from .brokers import builtin, hookspecs
 from .brokers.hookspecs import BackendFactory
 from .hooks import PROJECT_NAME, hookimpl
+from .processing import builtin as builtin_engines
+from .processing import hookspecs as engine_hookspecs
+from .processing.engines import (
+    EngineContext,
+    EngineFactory,
+    ProcessingEngine,
+    UnknownEngineError,
+)
 from .redact import scrub, secrets_in
 from .security.plugins import UnknownAuthorizerError, available_authorizers, create_authorizer
 from .security.plugins import register_builtin as register_authorizers
@@ -50,6 +59,8 @@ def get_plugin_manager() -> pluggy.PluginManager:
     manager = pluggy.PluginManager(PROJECT_NAME)
     manager.add_hookspecs(hookspecs)
     manager.register(builtin, name=f"{PROJECT_NAME}.builtin")
+    manager.add_hookspecs(engine_hookspecs)
+    manager.register(builtin_engines, name=f"{PROJECT_NAME}.processing.builtin")
     register_authorizers(manager)
     manager.load_setuptools_entrypoints(PROJECT_NAME)
     manager.check_pending()
@@ -100,7 +111,37 @@ def create_backend(url: str, manager: pluggy.PluginManager | None = None) -> Bro
         raise ValueError(scrub(str(exc), secrets_in(url))) from None
 
 
-def _listing(backends: Mapping[str, BackendInfo]) -> str:
+def available_engines(manager: pluggy.PluginManager | None = None) -> dict[str, EngineFactory]:
+    """Every processing engine that can be used, keyed by name (``"embedded"`` is built in)."""
+    manager = manager or get_plugin_manager()
+    found: dict[str, EngineFactory] = {}
+    for implementation in manager.hook.fastapi_streaming_processing_engines.get_hookimpls():
+        engines = cast(Mapping[str, EngineFactory], implementation.function())
+        for name, factory in engines.items():
+            if name in found and found[name] is not factory:
+                raise RuntimeError(
+                    f"Two plugins provide the processing engine {name!r}; uninstall one of them."
+                )
+            found[name] = factory
+    return found
+
+
+def create_engine(
+    name: str, context: EngineContext, manager: pluggy.PluginManager | None = None
+) -> ProcessingEngine:
+    """The processing engine called ``name``, computing ``context``'s derived topics."""
+    engines = available_engines(manager)
+    factory = engines.get(name)
+    if factory is None:
+        raise UnknownEngineError(
+            f"No processing engine called {name!r}. Installed: {_listing(engines)}. "
+            "Engines on other stream processors come as plugin packages, for example "
+            "`pip install fastapi-streaming-quix` for processing_engine='quix'."
+        )
+    return factory(context)
+
+
+def _listing(backends: Mapping[str, object]) -> str:
     return ", ".join(sorted(backends)) or "none"
 
 
@@ -132,10 +173,13 @@ __all__ = [
     "BackendInfo",
     "UnknownAuthorizerError",
     "UnknownBackendError",
+    "UnknownEngineError",
     "available_authorizers",
     "available_backends",
+    "available_engines",
     "create_authorizer",
     "create_backend",
+    "create_engine",
     "get_plugin_manager",
     "hookimpl",
 ]

@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from .context import StreamingContext
-from .processing.runner import Processing
+from .processing.engines import DEFAULT_ENGINE, EngineContext, ProcessingEngine, derived_topics
 from .runtime import StreamingRuntime
 from .security.redaction import install_redaction
 from .shortcut import StreamRoutesFirst, serve_streams_first
@@ -40,10 +40,10 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Running:
-    """What :func:`run_parts` started: the runtime, and the derived topics' pipelines."""
+    """What :func:`run_parts` started: the runtime, and the engine of the derived topics."""
 
     runtime: StreamingRuntime
-    processing: Processing
+    processing: ProcessingEngine
 
 
 @asynccontextmanager
@@ -59,6 +59,7 @@ async def run_parts(
     metrics: MetricsExporter | None,
     websub: WebSubHub | None,
     producers: Producers,
+    processing_engine: str = DEFAULT_ENGINE,
     recorder: UsageRecorder | None = None,
     console: Console | None = None,
 ) -> AsyncIterator[Running]:
@@ -67,7 +68,7 @@ async def run_parts(
     The runtime starts first and the limiter, metrics and hub see it before any client can;
     table topics' producers start last, so what they capture finds everything running.
     """
-    from .plugins import create_backend
+    from .plugins import create_backend, create_engine
 
     topics = context.topics
     backend = create_backend(broker_url, plugin_manager)
@@ -80,7 +81,11 @@ async def run_parts(
         heartbeat=heartbeat,
         dependency_overrides_provider=dependency_overrides_provider,
     )
-    processing = Processing(topics, runtime, broker_url=broker_url)
+    processing = create_engine(
+        processing_engine,
+        EngineContext(derived_topics(topics), topics, runtime, broker_url),
+        plugin_manager,
+    )
     await runtime.start()
     limiter = limiter_for(topics, limits)
     context.limits = limiter

