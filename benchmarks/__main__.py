@@ -1,4 +1,5 @@
-"""``python -m benchmarks --quick | --medium | --full``: run, print and save the results."""
+"""``python -m benchmarks --quick | --medium | --full | --cost``: run, print and save the
+results (``--cost``: what plans and metrics cost the fan-out)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     which = parser.add_mutually_exclusive_group()
-    for name in ("quick", "medium", "full"):
+    for name in ("quick", "medium", "full", "cost"):
         which.add_argument(f"--{name}", dest="mode", action="store_const", const=name)
     parser.add_argument(
         "--only",

@@ -9,7 +9,7 @@ BENCH_STAMP := $(VENV)/.bench-installed
 PUBSUB_VENV := benchmarks/.venv-pubsub
 PUBSUB_STAMP := $(PUBSUB_VENV)/.installed
 
-.PHONY: bench bench-quick bench-medium bench-memory bench-soak bench-venv bench-websub
+.PHONY: bench bench-quick bench-medium bench-cost bench-memory bench-soak bench-venv bench-websub
 
 $(BENCH_STAMP): benchmarks/requirements.txt $(STAMP)
 	test -x $(BENCH_PYTHON) || python3 -m venv $(VENV)
@@ -31,6 +31,10 @@ bench: bench-venv
 ## Run the target scenarios only (about 10 minutes)
 bench-medium: bench-venv
 	$(BENCH_PYTHON) -m benchmarks --medium --budget 900
+
+## What plans and metrics cost the fan-out: managed against unmanaged (about 6 minutes)
+bench-cost: bench-venv
+	$(BENCH_PYTHON) -m benchmarks --cost --budget 600
 
 ## Run the one-minute subset (CI checks that it runs, not how fast)
 bench-quick: bench-venv

@@ -6,7 +6,7 @@ import statistics
 from collections.abc import Iterable
 from typing import Any
 
-from .scenarios import BOUND, REFERENCE
+from .scenarios import BOUND, COST_PAIRS, REFERENCE
 
 Run = dict[str, Any]
 
@@ -131,6 +131,64 @@ def scaleout_table(scenario: str, rows: dict[tuple[str, str], Run]) -> list[str]
         )
     lines.append("")
     return lines
+
+
+def cost_table(scenario: str, rows: dict[tuple[str, str], Run]) -> list[str]:
+    """Each managed server beside the same app unmanaged: the cost of plans and metrics."""
+    mine = {variant: row for (name, variant), row in rows.items() if name == scenario}
+    transport = "ws" if " WS " in scenario else "sse"
+    lines = [
+        f"### {scenario}",
+        "",
+        "The fan-out with a plan on every connection (each client its own principal; quota, "
+        "duration, publish rate and connection cap, none reached) and Prometheus metrics, "
+        "beside the same app without them. Target: within 10% (deliveries >= 0.9x, server "
+        "CPU per event <= 1.1x).",
+        "",
+        "| server | delivered ev/s | x without | p50 ms | p99 ms | errors | gaps (conns) "
+        "| undelivered (conns) | server CPU | us/event | x without |",
+        "|---|" + "---:|" * 10,
+    ]
+    for plain, managed in COST_PAIRS:
+        base = mine.get(f"{plain}/{transport}", {})
+        for key in (plain, managed):
+            row = mine.get(f"{key}/{transport}")
+            if row is None:
+                continue
+            lines.append(
+                f"| {row['label']} | {_num(row.get('delivered_rate'))} "
+                f"| {_x(_ratio(row.get('delivered_rate'), base.get('delivered_rate')))} "
+                f"| {_ms(row.get('p50_ms'))} | {_ms(row.get('p99_ms'))} "
+                f"| {_num(row.get('errors'))} "
+                f"| {_num(row.get('gaps'))} ({_num(row.get('conns_with_gaps'))}) "
+                f"| {_num(row.get('undelivered'))} ({_num(row.get('conns_with_undelivered'))}) "
+                f"| {_pct(row.get('server_cpu'))} | {_num(row.get('us_per_event'), 1)} "
+                f"| {_x(_ratio(row.get('us_per_event'), base.get('us_per_event')))} |"
+            )
+    return [*lines, ""]
+
+
+def cost_targets(rows: dict[tuple[str, str], Run]) -> list[tuple[str, str, str]]:
+    """Plans and metrics within 10% of the fan-out without them, per cost scenario and broker."""
+    out = []
+    for scenario in dict.fromkeys(name for name, _ in rows if name.startswith("cost")):
+        transport = "ws" if " WS " in scenario else "sse"
+        for plain, managed in COST_PAIRS:
+            base = rows.get((scenario, f"{plain}/{transport}"))
+            row = rows.get((scenario, f"{managed}/{transport}"))
+            if base is None or row is None:
+                continue
+            rate = _ratio(row.get("delivered_rate"), base.get("delivered_rate"))
+            cpu = _ratio(row.get("us_per_event"), base.get("us_per_event"))
+            ok = rate is not None and rate >= 0.9 and cpu is not None and cpu <= 1.1
+            out.append(
+                (
+                    f"{scenario}, {managed} vs {plain}: within 10%",
+                    f"deliveries {_x(rate)}, CPU per event {_x(cpu)}",
+                    "met" if ok else "MISSED",
+                )
+            )
+    return out
 
 
 def websub_table(scenario: str, rows: dict[tuple[str, str], Run]) -> list[str]:
@@ -301,6 +359,8 @@ def markdown(results: dict[str, Any]) -> str:
             lines += websub_table(name, rows)
         elif name.startswith("scale-out"):
             lines += scaleout_table(name, rows)
+        elif name.startswith("cost"):
+            lines += cost_table(name, rows)
         else:
             lines += stream_table(name, rows)
     failed = [run for run in results["runs"] if "failed" in run]
@@ -312,6 +372,12 @@ def markdown(results: dict[str, Any]) -> str:
         lines += ["### Skipped", ""]
         lines += [f"- **{what}**: {why}" for what, why in results["skipped"].items()]
         lines.append("")
+    if results["mode"] == "cost":
+        lines += ["### Targets: the cost of plans and metrics", ""]
+        lines += ["| target | measured | verdict |", "|---|---|---|"]
+        lines += [f"| {a} | {b} | {c} |" for a, b, c in cost_targets(rows)]
+        lines.append("")
+        return "\n".join(lines)
     lines += [
         "### Targets (fastapi-streaming on memory://)",
         "",

@@ -112,6 +112,35 @@ STREAMING_REDIS_2W = Server(
 )
 #: The servers a scale-out scenario compares.
 SCALE_OUT_SERVERS = ("fs-redis", "fs-redis-2w")
+#: What managing an API costs: the same app with a plan on every connection and metrics on.
+COST = ("cost SSE 1,000 x 100/s", "cost SSE 1,000 x 1,000/s", "cost WS 1,000 x 1,000/s")
+STREAMING_MANAGED = Server(
+    "fs-managed",
+    "fastapi-streaming memory:// + plan + metrics",
+    "benchmarks.servers.streaming:app",
+    "/streams/sse/bench/{room}",
+    "/streams/ws/bench/{room}",
+    "/streams/publish/bench/{room}",
+    env={"BENCH_BROKER": "memory://", "BENCH_MANAGED": "1"},
+    only_in=COST,
+)
+STREAMING_REDIS_MANAGED = Server(
+    "fs-redis-managed",
+    "fastapi-streaming redis:// + plan (Redis counters) + metrics",
+    "benchmarks.servers.streaming:app",
+    "/streams/sse/bench/{room}",
+    "/streams/ws/bench/{room}",
+    "/streams/publish/bench/{room}",
+    env={
+        "BENCH_BROKER": REDIS_URL,
+        "BENCH_MANAGED": "1",
+        "BENCH_LIMITS_STORAGE": REDIS_URL + "/0",
+    },
+    only_in=COST,
+)
+#: The servers a cost scenario compares: each managed one with the same app unmanaged.
+COST_PAIRS = (("fs-memory", "fs-managed"), ("fs-redis", "fs-redis-managed"))
+COST_SERVERS = tuple(key for pair in COST_PAIRS for key in pair)
 HANDWRITTEN = Server(
     "handwritten",
     "FastAPI + sse-starlette + broadcaster",
@@ -132,7 +161,7 @@ PUBSUB = Server(
 )
 SERVERS = [
     BARE, FASTAPI_FLOOR, STREAMING_MEMORY, STREAMING_REDIS, STREAMING_REDIS_2W, HANDWRITTEN,
-    PUBSUB, STREAMING_REDIS_STREAM, STREAMING_KAFKA,
+    PUBSUB, STREAMING_REDIS_STREAM, STREAMING_KAFKA, STREAMING_MANAGED, STREAMING_REDIS_MANAGED,
 ]  # fmt: skip
 #: Each transport's upper bound and the server every other is compared with.
 BOUND = BARE
@@ -175,7 +204,8 @@ def variants(transport: str) -> list[Variant]:
 @dataclass(frozen=True)
 class Scenario:
     """``kind`` is ``stream`` (M clients, R events/s for T s), ``scaleout`` (the same, one
-    worker against two on Redis), ``idle`` or ``websub``."""
+    worker against two on Redis), ``cost`` (the same, with and without plans and metrics),
+    ``idle`` or ``websub``."""
 
     kind: str
     transport: str
@@ -189,6 +219,8 @@ class Scenario:
             return f"idle {self.transport.upper()} x {self.connections:,}"
         if self.kind == "scaleout":
             return f"scale-out SSE {self.connections:,} x {self.rate:,.0f}/s"
+        if self.kind == "cost":
+            return f"cost {self.transport.upper()} {self.connections:,} x {self.rate:,.0f}/s"
         if self.kind == "websub":
             return f"WebSub {self.connections:,} subscribers x {self.rate:,.0f}/s"
         return f"{self.transport.upper()} {self.connections:,} x {self.rate:,.0f}/s"
@@ -261,4 +293,14 @@ def mode(name: str) -> Mode:
             ],
             skipped={f"{m:,} x {r:,}/s": why for (m, r), why in SKIPPED.items()},
         )
-    raise ValueError(f"unknown mode {name!r}: quick, medium or full")
+    if name == "cost":
+        return Mode(
+            "cost",
+            3,
+            [
+                Scenario("cost", "sse", 1000, 100, 3.0),  # not saturated: CPU per event
+                Scenario("cost", "sse", 1000, 1000, 3.0),  # saturated: deliveries per second
+                Scenario("cost", "ws", 1000, 1000, 3.0),
+            ],
+        )
+    raise ValueError(f"unknown mode {name!r}: quick, medium, full or cost")

@@ -16,6 +16,7 @@ from typing import Any
 from .processes import ROOT, raise_open_files_limit
 from .runner import SkipVariant, idle_run, stream_run
 from .scenarios import (
+    COST_SERVERS,
     PUBSUB,
     REDIS_URL,
     SCALE_OUT_SERVERS,
@@ -126,7 +127,7 @@ def run_mode(
                     continue
                 results["runs"].append(measure_websub(scenario, kind, log))
             continue
-        if duration is not None and scenario.kind == "stream":
+        if duration is not None and scenario.kind in ("stream", "cost"):
             scenario = Scenario(
                 scenario.kind, scenario.transport, scenario.connections, scenario.rate, duration
             )
@@ -136,6 +137,7 @@ def run_mode(
             if (v.server.key in only if only is not None else not v.server.opt_in)
             and (not v.server.only_in or scenario.name in v.server.only_in)
             and (scenario.kind != "scaleout" or v.server.key in SCALE_OUT_SERVERS)
+            and (scenario.kind != "cost" or v.server.key in COST_SERVERS)
         ]
         for rep in range(mode.repetitions):
             # Rotate the order each repetition, so no server always runs first or last.

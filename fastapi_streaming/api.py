@@ -55,6 +55,8 @@ else:  # pragma: no cover
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from opentelemetry.trace import TracerProvider
+
     from .analytics import Analytics, UsageRecord, UsageRecorder
     from .asyncapi.declared import AsyncAPIImportWarning
     from .cdc.producers import Producers
@@ -102,6 +104,10 @@ class StreamingAPI:
         processing_engine: what computes derived topics: ``"embedded"`` (the default, in
             the API's processes) or an engine plugin's name (``"quix"``); see the stream
             processing guide.
+        tracing: OpenTelemetry spans of every publish and of every process's fan-out, with
+            the trace context carried through the broker in each event: True sends them to
+            the global tracer provider, or pass a ``TracerProvider``. Needs the ``otel``
+            extra; see the observability guide.
         analytics: usage analytics per principal, plan and topic (:meth:`usage`): on by
             default, in memory or the broker's Redis; ``Analytics(...)`` to tune, False for
             none. See the console guide.
@@ -145,6 +151,7 @@ class StreamingAPI:
         limits: Limits | None = None,
         metrics_url: str | None = None,
         processing_engine: str = DEFAULT_ENGINE,
+        tracing: bool | TracerProvider = False,
         analytics: Analytics | bool = True,
         console: ConsoleSettings | bool = True,
         terms_of_service: str | None = None,
@@ -220,6 +227,8 @@ class StreamingAPI:
         #: How plans are enforced (None: only if a topic declares a plan, then in memory).
         self.limits = limits
         self.metrics_url = metrics_url
+        #: OpenTelemetry traces: False, True (the global tracer provider) or a provider.
+        self.tracing = tracing
         self.overflow = OverflowPolicy(overflow)
         self.heartbeat = heartbeat
         self.plugin_manager = plugin_manager
@@ -399,6 +408,7 @@ class StreamingAPI:
             dependency_overrides_provider=self.dependency_overrides_provider,
             limits=self.limits,
             metrics=self.metrics,
+            tracing=self.tracing,
             websub=self.websub,
             producers=self.router.producers,
             processing_engine=self.processing_engine,

@@ -5,6 +5,10 @@ made once, by whoever publishes, so every worker process that receives the event
 id, and a client that reconnects to another worker can say where it stopped. Systems that write
 plain JSON into a channel are welcome too: their message is the event's data.
 
+When traces are on, the document also carries the W3C ``traceparent`` and ``tracestate`` of
+the span that published it (the CloudEvents distributed tracing extension), so every worker
+that fans the event out can link its work to the producer's.
+
 Towards clients an event is encoded once per format and the same bytes go to every client; the
 formats belong to the transports (see :meth:`EncodedEvent.frame`).
 """
@@ -90,31 +94,52 @@ class Event:
     topic: str
     time: str
     data: Any
+    #: The W3C trace context of the span that published the event (distributed tracing
+    #: extension of CloudEvents), when traces are on.
+    traceparent: str | None = None
+    tracestate: str | None = None
     #: Where the event sits in the log of the database it comes from (change data capture),
     #: in that source's own notation; what a client snapshot's fence compares. Travels as the
     #: CloudEvents extension attribute ``sourceposition``.
     position: str | None = None
 
     @classmethod
-    def create(cls, topic: str, data: Any) -> Event:
-        return cls(id=new_event_id(), topic=topic, time=utc_now(), data=data)
+    def create(
+        cls,
+        topic: str,
+        data: Any,
+        *,
+        traceparent: str | None = None,
+        tracestate: str | None = None,
+    ) -> Event:
+        return cls(
+            id=new_event_id(),
+            topic=topic,
+            time=utc_now(),
+            data=data,
+            traceparent=traceparent,
+            tracestate=tracestate,
+        )
 
     def to_message(self, data_json: bytes | None = None) -> str:
         """Encode as the CloudEvents JSON text that travels on the broker."""
         data = data_json.decode() if data_json is not None else json.dumps(self.data)
-        head = json.dumps(
-            {
-                "specversion": SPECVERSION,
-                "id": self.id,
-                "source": SOURCE,
-                "type": EVENT_TYPE,
-                "subject": self.topic,
-                "time": self.time,
-                "datacontenttype": "application/json",
-                **({"sourceposition": self.position} if self.position is not None else {}),
-            },
-            separators=(",", ":"),
-        )
+        attributes = {
+            "specversion": SPECVERSION,
+            "id": self.id,
+            "source": SOURCE,
+            "type": EVENT_TYPE,
+            "subject": self.topic,
+            "time": self.time,
+            "datacontenttype": "application/json",
+        }
+        if self.traceparent is not None:
+            attributes["traceparent"] = self.traceparent
+            if self.tracestate:
+                attributes["tracestate"] = self.tracestate
+        if self.position is not None:
+            attributes["sourceposition"] = self.position
+        head = json.dumps(attributes, separators=(",", ":"))
         return head[:-1] + ',"data":' + data + "}"
 
 
@@ -139,17 +164,22 @@ def decode_message(message: str | bytes, *, topic: str, channel: str) -> Event:
         and "id" in document
         and "data" in document
     ):
-        position = document.get("sourceposition")
         return Event(
             id=str(document["id"]),
             topic=topic,
             time=str(document.get("time") or utc_now()),
             data=document["data"],
-            position=position if isinstance(position, str) else None,
+            traceparent=_text_or_none(document.get("traceparent")),
+            tracestate=_text_or_none(document.get("tracestate")),
+            position=_text_or_none(document.get("sourceposition")),
         )
     raw = message.encode() if isinstance(message, str) else message
     digest = hashlib.blake2b(channel.encode() + b"\n" + raw, digest_size=16).hexdigest()
     return Event(id=digest, topic=topic, time=utc_now(), data=document)
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 class EncodedEvent:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from broadcaster import Event as BrokerMessage
 
@@ -32,6 +33,9 @@ from .queues import CloseReason as CloseReason
 from .queues import Reply as Reply
 from .replay import ReplayBuffers
 from .topics import OverflowPolicy
+
+if TYPE_CHECKING:
+    from .tracing import Tracing
 
 logger = logging.getLogger("fastapi_streaming.fanout")
 
@@ -76,6 +80,7 @@ class TopicStream:
         policy: OverflowPolicy,
         replay: ReplayBuffers,
         template: str | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.address = address
         #: The address template (``/rooms/{room}``): what metrics label the stream with.
@@ -99,6 +104,12 @@ class TopicStream:
         self.skipped = 0
         #: The id of the last event handed to the clients, for the ``gap`` after an outage.
         self.last_event_id: str | None = None
+        #: The envelope time of the last event handed to the clients, and when (Unix time):
+        #: what metrics turn into the lag from publish to fan-out, once per scrape.
+        self.last_event_time: str | None = None
+        self.last_fanned_out = 0.0
+        #: Makes a span per event when traces are on.
+        self.tracing = tracing
 
     def receive(self, message: BrokerMessage) -> None:
         """Broker listener callback: queue the message for this stream's worker."""
@@ -137,24 +148,45 @@ class TopicStream:
                     self._announce_gap()
                     continue
                 try:
-                    encoded = await self.prepare(message)
+                    if self.tracing is None:
+                        encoded = await self.prepare(message)
+                        if encoded is None:
+                            continue
+                        self._fan_out(encoded)
+                    else:
+                        await self._traced(self.tracing, message)
                 except Exception:
                     self.skipped += 1
                     logger.exception("Could not deliver an event of %s", self.address)
                     continue
-                if encoded is None:
-                    continue
-                self.events += 1
-                self.last_event_id = encoded.event.id
-                self._replay.record(encoded)
-                clients = tuple(self.clients)
-                self.sent += len(clients)
-                self.sent_bytes += len(encoded.data_json) * len(clients)
-                for client in clients:
-                    client.put(encoded, self.policy)
                 if self.events % YIELD_EVERY == 0:
                     # In a burst, let the clients' writers drain their queues before going on.
                     await asyncio.sleep(0)
+
+    async def _traced(self, tracing: Tracing, message: BrokerMessage) -> None:
+        """Prepare and fan out one event inside its delivery span: one span per event in this
+        process, however many clients it goes to."""
+        with tracing.delivery(
+            template=self.template, address=self.address, channel=self.channel, message=message
+        ) as span:
+            encoded = await self.prepare(message)
+            if encoded is not None:
+                tracing.fanned_out(span, encoded.event.id, self._fan_out(encoded))
+
+    def _fan_out(self, encoded: EncodedEvent) -> int:
+        """Hand one prepared event to every client's queue; return how many there were."""
+        self.events += 1
+        event = encoded.event
+        self.last_event_id = event.id
+        self.last_event_time = event.time
+        self.last_fanned_out = time.time()
+        self._replay.record(encoded)
+        clients = tuple(self.clients)
+        self.sent += len(clients)
+        self.sent_bytes += len(encoded.data_json) * len(clients)
+        for client in clients:
+            client.put(encoded, self.policy)
+        return len(clients)
 
     def _announce_gap(self) -> None:
         """Tell every client that events may be missing: one notice, shared by all of them."""
@@ -181,6 +213,8 @@ class Fanout:
         self.ended_sent_bytes: Counter[str] = Counter()
         #: Events dropped for slow clients that have left, by reason (for metrics).
         self.ended_dropped = 0
+        #: Makes the delivery spans of the topic streams when traces are on.
+        self.tracing: Tracing | None = None
         #: Events handed to each owner's subscriptions, while usage analytics take them.
         self.usage = OwnerUsage()
         broker.interruption_listeners.append(self._interrupted)
@@ -222,7 +256,9 @@ class Fanout:
         receiver: Receiver = queue if gate is None else gate
         stream = self.streams.get(address)
         if stream is None:
-            stream = TopicStream(address, channel, prepare, policy, self.replay, template)
+            stream = TopicStream(
+                address, channel, prepare, policy, self.replay, template, self.tracing
+            )
             self.streams[address] = stream
             stream.clients.add(receiver)
             if gate is not None:

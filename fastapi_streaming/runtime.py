@@ -43,6 +43,8 @@ from .topics import Mode, Operation, OverflowPolicy, Topic, TopicRegistry
 if TYPE_CHECKING:
     from broadcaster import BroadcastBackend
 
+    from .tracing import Tracing
+
 logger = logging.getLogger("fastapi_streaming")
 
 
@@ -112,6 +114,14 @@ class StreamingRuntime:
         #: Resumes (``Last-Event-ID``) served, and those that could not be complete (a ``gap``).
         self.resumes = 0
         self.resume_gaps = 0
+        #: Makes the publish spans (and, through the fan-out, the delivery spans) when traces
+        #: are on; see :meth:`trace_with`.
+        self.tracing: Tracing | None = None
+
+    def trace_with(self, tracing: Tracing | None) -> None:
+        """Make spans of every publish and fan-out from now on (None: stop)."""
+        self.tracing = tracing
+        self.fanout.tracing = tracing
 
     async def start(self) -> None:
         await self.broker.connect()
@@ -169,14 +179,17 @@ class StreamingRuntime:
         json_data: str | bytes | None = None,
         data: Any = None,
         context: Sequence[object] = (),
+        via: str = "server",
     ) -> Event | None:
         """Validate a client's event, run the publish handler, and hand it to the broker.
 
         Returns the event, or None when the handler returned None (the event is dropped).
         On a topic with a reply, the reply is computed (and sent to its address) but not
-        returned: see :meth:`request`.
+        returned: see :meth:`request`. ``via`` names the transport, for traces.
         """
-        event, _ = await self.request(address, json_data=json_data, data=data, context=context)
+        event, _ = await self.request(
+            address, json_data=json_data, data=data, context=context, via=via
+        )
         return event
 
     async def request(
@@ -187,6 +200,7 @@ class StreamingRuntime:
         data: Any = None,
         context: Sequence[object] = (),
         headers: Mapping[str, Any] | None = None,
+        via: str = "server",
     ) -> tuple[Event | None, bytes | None]:
         """:meth:`publish`, and the JSON of the reply when the topic has one.
 
@@ -215,8 +229,8 @@ class StreamingRuntime:
         if reply is None:
             if result is None:
                 return None, None
-            return await self._publish(topic, params, address, result, by), None
-        event = await self._publish(topic, params, address, value, by)
+            return await self._publish(topic, params, address, result, by, via), None
+        event = await self._publish(topic, params, address, value, by, via)
         if result is None:
             return event, None
         answer, encoded = encode_reply(reply, result)
@@ -234,7 +248,7 @@ class StreamingRuntime:
             value = topic.payload_adapter.validate_python(payload)
         except ValidationError as exc:
             raise InvalidPayload(validation_detail(exc, ("body",))) from None
-        return await self._publish(topic, params, address, value)
+        return await self._publish(topic, params, address, value, via="emit")
 
     async def _publish(
         self,
@@ -243,25 +257,42 @@ class StreamingRuntime:
         address: str,
         value: Any,
         by: tuple[str, str] = (SERVER, NO_PLAN),
+        via: str = "emit",
     ) -> Event:
         try:
             data_json = dumps(value)
         except NonStandardNumber as exc:
             raise InvalidPayload(exc.detail()) from None
-        event = Event.create(address, None)
-        try:
-            with anyio.fail_after(self.publish_timeout):
-                await self.broker.publish(topic.channel_for(params), event.to_message(data_json))
-        except (BrokerUnavailable, TimeoutError) as exc:
-            raise Unavailable(
-                f"The broker cannot take events right now ({exc or 'timed out'}); retry shortly.",
-                headers={"Retry-After": "1"},
-            ) from None
+        channel = topic.channel_for(params)
+        tracing = self.tracing
+        if tracing is None:
+            event = Event.create(address, None)
+            await self._send(channel, event, data_json)
+        else:
+            with tracing.publish(
+                template=topic.address, address=address, channel=channel, via=via
+            ) as trace:
+                event = Event.create(
+                    address, None, traceparent=trace.traceparent, tracestate=trace.tracestate
+                )
+                trace.sent(event.id)
+                await self._send(channel, event, data_json)
         self.published[topic.address] += 1
         self.published_bytes[topic.address] += len(data_json)
         if self.fanout.usage.tracking:
             self.published_by[(by[0], by[1], topic.address)] += 1
         return event
+
+    async def _send(self, channel: str, event: Event, data_json: bytes) -> None:
+        """Hand the event's envelope to the broker, or tell the client to retry shortly."""
+        try:
+            with anyio.fail_after(self.publish_timeout):
+                await self.broker.publish(channel, event.to_message(data_json))
+        except (BrokerUnavailable, TimeoutError) as exc:
+            raise Unavailable(
+                f"The broker cannot take events right now ({exc or 'timed out'}); retry shortly.",
+                headers={"Retry-After": "1"},
+            ) from None
 
     async def health(self) -> dict[str, Any]:
         """What a readiness probe needs: is the broker reachable (asked, not assumed), and how

@@ -28,12 +28,15 @@ from .shortcut import StreamRoutesFirst, serve_streams_first
 from .topics import OverflowPolicy, TopicRegistry
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
     from .analytics import Analytics, UsageRecorder
     from .asyncapi.info import AsyncAPISource
     from .cdc.producers import Producers
     from .console import Console, ConsoleSettings
     from .limits import Limiter, Limits
     from .metrics import MetricsExporter
+    from .tracing import Tracing
     from .websub.hub import WebSubHub
     from .websub.settings import WebSubSettings
 
@@ -62,6 +65,7 @@ async def run_parts(
     processing_engine: str = DEFAULT_ENGINE,
     recorder: UsageRecorder | None = None,
     console: Console | None = None,
+    tracing: bool | TracerProvider = False,
 ) -> AsyncIterator[Running]:
     """Connect to the broker and run every part for the duration of the block.
 
@@ -81,6 +85,7 @@ async def run_parts(
         heartbeat=heartbeat,
         dependency_overrides_provider=dependency_overrides_provider,
     )
+    runtime.trace_with(tracer_for(tracing, broker_url))
     processing = create_engine(
         processing_engine,
         EngineContext(derived_topics(topics), topics, runtime, broker_url),
@@ -139,6 +144,16 @@ def limiter_for(topics: TopicRegistry, limits: Limits | None) -> Limiter | None:
     from .limits import Limiter
 
     return Limiter(limits)
+
+
+def tracer_for(tracing: bool | TracerProvider, broker_url: str) -> Tracing | None:
+    """The spans for ``tracing=``; OpenTelemetry is imported only when on (it needs the extra)."""
+    if tracing is False or tracing is None:
+        return None
+    from .tracing import Tracing
+
+    system = broker_url.partition("://")[0] or "unknown"
+    return Tracing(None if tracing is True else tracing, system=system)
 
 
 def websub_hub(context: StreamingContext, websub: WebSubSettings | bool | None) -> WebSubHub | None:

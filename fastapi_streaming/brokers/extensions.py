@@ -110,7 +110,23 @@ class PingableBackend(Protocol):
         ...
 
 
+@runtime_checkable
+class BacklogBackend(Protocol):
+    """A broker backend that keeps messages until read (a log: Redis Streams, Kafka), and can
+    say how many of them this process has not read yet.
+
+    Metrics report it as ``streaming_broker_backlog``: how far behind the broker this
+    process's consumer is. Pub/sub backends keep nothing, so they have no backlog to report
+    (their lag shows in the time from publish to fan-out).
+    """
+
+    async def backlog(self) -> dict[str, int]:
+        """Messages stored on each subscribed channel after this process's position."""
+        ...
+
+
 __all__ = [
+    "BacklogBackend",
     "ContinuingBackend",
     "DirectDelivery",
     "HistoryBackend",

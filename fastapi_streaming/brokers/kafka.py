@@ -228,6 +228,19 @@ class KafkaBackend(BroadcastBackend):
 
     # -- internals ---------------------------------------------------------------------------
 
+    async def backlog(self) -> dict[str, int]:
+        """Messages of each subscribed topic after this process's position, from the end
+        offsets the consumer's last fetch saw (no round trip)."""
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        behind: dict[str, int] = {}
+        for partition, position in tuple(self._positions.items()):
+            end = consumer.highwater(partition)
+            if end is not None:
+                behind[partition.topic] = behind.get(partition.topic, 0) + max(end - position, 0)
+        return behind
+
     def _connected(self, client: Any) -> Any:
         if client is None:
             raise ConnectionError("the Kafka backend is not connected")

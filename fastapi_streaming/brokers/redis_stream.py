@@ -79,6 +79,8 @@ QUEUE_SIZE = READ_COUNT * 10
 #: Redis yet.
 UNBLOCK_RETRY = 0.005
 FIELD = b"message"
+#: The most entries one stream's backlog counts (each is read to be counted).
+BACKLOG_LIMIT = 1_000
 
 #: A stream entry id, ``<milliseconds>-<sequence>``, as a comparable pair.
 EntryId = tuple[int, int]
@@ -243,6 +245,20 @@ class RedisStreamBackend(BroadcastBackend):
     async def ping(self) -> None:
         """Ask Redis for an answer (health checks), whether or not any stream is read."""
         await self._connected().ping()
+
+    async def backlog(self) -> dict[str, int]:
+        """Entries of each subscribed stream after this process's position (at most
+        ``BACKLOG_LIMIT`` counted): one pipelined ``XRANGE`` for all of them."""
+        positions = dict(self._positions)
+        if not positions:
+            return {}
+        pipe = self._connected().pipeline(transaction=False)
+        for channel, position in positions.items():
+            pipe.xrange(channel, "(" + _format(position), "+", count=BACKLOG_LIMIT)
+        found = await pipe.execute()
+        return {
+            channel: len(entries or ()) for channel, entries in zip(positions, found, strict=True)
+        }
 
     # -- internals ---------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from starlette.requests import HTTPConnection
 from ..security.principal import Principal
 from ..topics import Mode, Topic
 from .answers import QuotaExceeded, Refusal, seconds_until
+from .batch import PublishCharges, hit_quotas, pipelined_counters
 from .plans import Plan, PlanChooser, choose_plan
 
 logger = logging.getLogger("fastapi_streaming.limits")
@@ -82,6 +83,12 @@ class Meter:
         return (self.namespace, self.plan.name, self.key)
 
     @property
+    def rate_ids(self) -> tuple[str, str, str, str]:
+        """The publish rate's counter: apart from the quota's, which may have the same
+        amount and window (on Redis a moving window and a fixed one cannot share a key)."""
+        return (*self.ids, "publish_rate")
+
+    @property
     def connections_key(self) -> str:
         return f"{self.namespace}/connections/{self.plan.name}/{self.key}"
 
@@ -119,6 +126,8 @@ class Limiter:
         self._storage: Storage | None = None
         self._quota: RateLimiter | None = None
         self._rate: RateLimiter | None = None
+        #: Publishes' rate and quota charges, pipelined (False: the storage cannot).
+        self._publish_charges: PublishCharges | bool | None = None
 
     @property
     def storage(self) -> Storage:
@@ -177,13 +186,37 @@ class Limiter:
         self.storage  # noqa: B018 - opened on first use
         assert self._quota is not None and self._rate is not None
         plan = meter.plan
+        if publish and plan.publish_item is not None and plan.quota_item is not None:
+            if self._publish_charges is None:
+                bridge = pipelined_counters(self.storage)
+                self._publish_charges = PublishCharges(bridge) if bridge is not None else False
+            if isinstance(self._publish_charges, PublishCharges):
+                # Both in one round trip, with the other publishes of the moment.
+                await self._charge_publish(self._publish_charges, meter, cost)
+                return
         if publish and plan.publish_item is not None:
-            if not await self._hit(self._rate, plan.publish_item, meter, 1):
+            if not await self._hit(self._rate, plan.publish_item, meter, 1, meter.rate_ids):
                 raise QuotaExceeded(await self.refuse(meter, "publish_rate"))
         if plan.quota_item is not None:
             self.counted[plan.name] += cost
             if not await self._hit(self._quota, plan.quota_item, meter, cost):
                 raise QuotaExceeded(await self.refuse(meter, "quota"))
+
+    async def _charge_publish(self, charges: PublishCharges, meter: Meter, cost: int) -> None:
+        plan = meter.plan
+        try:
+            rate_ok, quota_ok = await charges.charge(
+                meter.rate_ids, meter.ids, plan.publish_item, plan.quota_item, cost
+            )
+        except Exception:
+            # Counters that cannot be reached do not take the API down with them.
+            logger.warning("Limits storage unreachable; %s not counted", meter, exc_info=True)
+            return
+        if not rate_ok:
+            raise QuotaExceeded(await self.refuse(meter, "publish_rate"))
+        self.counted[plan.name] += cost
+        if not quota_ok:
+            raise QuotaExceeded(await self.refuse(meter, "quota"))
 
     async def admit(self, meter: Meter, events: int) -> int:
         """How many of ``events`` deliveries still fit in the quota; charges those.
@@ -222,9 +255,16 @@ class Limiter:
         if meter.plan.quota_item is not None:
             self._pending[meter] += events
 
-    async def _hit(self, limiter: RateLimiter, item: Any, meter: Meter, cost: int) -> bool:
+    async def _hit(
+        self,
+        limiter: RateLimiter,
+        item: Any,
+        meter: Meter,
+        cost: int,
+        ids: tuple[str, ...] | None = None,
+    ) -> bool:
         try:
-            return await limiter.hit(item, *meter.ids, cost=cost)
+            return await limiter.hit(item, *(ids or meter.ids), cost=cost)
         except Exception:
             # Counters that cannot be reached do not take the API down with them.
             logger.warning("Limits storage unreachable; %s not counted", meter, exc_info=True)
@@ -248,7 +288,8 @@ class Limiter:
             limiter = self._quota if limit == "quota" else self._rate
             assert item is not None and limiter is not None
             try:
-                stats = await limiter.get_window_stats(item, *meter.ids)
+                ids = meter.ids if limit == "quota" else meter.rate_ids
+                stats = await limiter.get_window_stats(item, *ids)
                 # Rounded up, but never past the window (Redis TTLs are whole seconds).
                 retry_after = min(seconds_until(stats.reset_time, now), item.get_expiry())
             except Exception:
@@ -260,23 +301,36 @@ class Limiter:
         return Refusal(plan.name, limit, 1, duration, 1)
 
     async def flush(self) -> None:
-        """Charge every principal the events its connections were sent since the last flush,
-        and end the streams of those whose quota is spent."""
+        """Charge every principal the events its connections were sent since the last flush
+        (in one Redis round trip for all of them), and end the streams of those whose quota
+        is spent."""
         pending, self._pending = self._pending, Counter()
         for lease in tuple(self.leases):
             lease.collect(pending)
-        for meter, events in pending.items():
-            item = meter.plan.quota_item
-            if item is None or events <= 0:
-                continue
+        charges = [
+            (meter, meter.plan.quota_item, events)
+            for meter, events in pending.items()
+            if meter.plan.quota_item is not None and events > 0
+        ]
+        for meter, _, events in charges:
             self.counted[meter.plan.name] += events
-            assert self._quota is not None
-            if await self._hit(self._quota, item, meter, events):
+        for (spent, _, _), allowed in zip(charges, await self._hit_quotas(charges), strict=True):
+            if allowed:
                 continue
-            refusal = await self.refuse(meter, "quota")
+            refusal = await self.refuse(spent, "quota")
             for lease in tuple(self.leases):
-                if meter in lease.meters:
+                if spent in lease.meters:
                     lease.end(refusal)
+
+    async def _hit_quotas(self, charges: Sequence[tuple[Meter, Any, int]]) -> list[bool]:
+        """Whether each (meter, quota, events) charge still fits its quota, charging it."""
+        quota = self._quota
+        assert quota is not None
+
+        async def one_by_one(meter: Meter, item: Any, events: int) -> bool:
+            return await self._hit(quota, item, meter, events)
+
+        return await hit_quotas(self.storage, charges, lambda meter: meter.ids, one_by_one)
 
     # -- connections --------------------------------------------------------------------------
 

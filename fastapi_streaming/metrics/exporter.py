@@ -31,6 +31,9 @@ from prometheus_client import (
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .broker import BrokerLagMetrics
+from .websub import WebSubMetrics
+
 if TYPE_CHECKING:
     from ..context import StreamingContext
     from ..websub.hub import WebSubHub
@@ -119,13 +122,12 @@ class MetricsExporter:
             ["outcome"],
             registry=registry,
         )
-        self.websub_deliveries = Counter(
-            "streaming_websub_deliveries",
-            "WebSub delivery attempts, by outcome: delivered, failed (retried until the "
-            "attempts run out), gone (410: the subscription ends).",
-            ["outcome"],
-            registry=registry,
-        )
+        #: Deliveries, retries, subscriptions out of attempts, the retry queue.
+        self.websub_metrics = WebSubMetrics(registry)
+        self.websub_deliveries = self.websub_metrics.deliveries
+        #: Lag from publish to fan-out, and a log broker's backlog.
+        self.broker_lag = BrokerLagMetrics(registry)
+        self._templates: dict[str, str] = {}
         self.dropped = Counter(
             "streaming_events_dropped",
             "Events a client did not get, by reason.",
@@ -180,6 +182,7 @@ class MetricsExporter:
             gaps = runtime.resume_gaps
             self._add(self.resumes, "resumes", {"complete": runtime.resumes - gaps, "gap": gaps})
             self._increment(self.reconnects, ("reconnects",), runtime.broker.reconnects)
+            self.broker_lag.sync(tuple(fanout.streams.values()))
         self._sync_websub()
         limits = streaming.limits
         if limits is not None:
@@ -210,13 +213,36 @@ class MetricsExporter:
             worker = self.websub.running.worker
         except RuntimeError:
             return  # not running
-        outcomes = {
-            "delivered": worker.delivered,
-            "failed": worker.failures,
-            "gone": worker.gone,
-            "over_quota": worker.over_quota,
-        }
-        self._add(self.websub_deliveries, "websub", outcomes)
+        self.websub_metrics.sync(worker, self._totals.growth, self._template_of)
+
+    def _template_of(self, address: str) -> str:
+        """The address template of a concrete address (itself if no topic matches)."""
+        template = self._templates.get(address)
+        if template is None:
+            found = self.streaming.topics.resolve(address)
+            template = found[0].address if found is not None else address
+            if len(self._templates) < 10_000:  # addresses of WebSub subscriptions: few
+                self._templates[address] = template
+        return template
+
+    async def refresh(self) -> None:
+        """Ask what only the broker and the database know: a log broker's backlog, the WebSub
+        retry queue. Once per interval and at each scrape; a failure leaves the old values."""
+        streaming = self.streaming
+        if streaming.is_running:
+            runtime = streaming.runtime
+            channels = {s.channel: s.template for s in tuple(runtime.fanout.streams.values())}
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    self.broker_lag.refresh(runtime.broker.backend, channels.get), self.interval
+                )
+        if self.websub is not None:
+            try:
+                repo = self.websub.running.repo
+            except RuntimeError:
+                return  # not running
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.websub_metrics.refresh(repo), self.interval)
 
     def _increment(self, counter: Counter, key: tuple[str, ...], total: int) -> None:
         grown = self._totals.growth(key, total)
@@ -242,6 +268,7 @@ class MetricsExporter:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
+            await self.refresh()
             self.sync()
 
     def render(self) -> tuple[bytes, str]:
@@ -258,6 +285,7 @@ def metrics_endpoint(exporter: MetricsExporter) -> Callable[[Request], Awaitable
     """The ``/metrics`` route: the exposition, in Prometheus text format."""
 
     async def metrics(request: Request) -> Response:
+        await exporter.refresh()
         body, content_type = exporter.render()
         return Response(body, media_type=content_type)
 

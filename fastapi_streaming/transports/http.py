@@ -47,7 +47,7 @@ async def publish_over_http(
         context = await authorize(streaming, request, [Access(topic, Mode.PUBLISH, params)])
         await charge_publish(streaming, request, context, topic)
         body = await read_body(request, streaming.max_message_size)
-        event = await runtime.publish(address, json_data=body, context=context)
+        event = await runtime.publish(address, json_data=body, context=context, via="http")
     except StreamingError as error:
         return error_response(error)
     if event is None:

@@ -192,7 +192,9 @@ class SocketSession:
         if self.lease is not None:
             await self.lease.publish(topic)
             await self._note_plan(topic, Mode.PUBLISH)
-        return await runtime.publish(address, json_data=text, data=data, context=self.context)
+        return await runtime.publish(
+            address, json_data=text, data=data, context=self.context, via="websocket"
+        )
 
     async def request(
         self, address: str, data: Any, headers: Any
@@ -206,7 +208,9 @@ class SocketSession:
         if self.lease is not None:
             await self.lease.publish(topic)
             await self._note_plan(topic, Mode.PUBLISH)
-        return await runtime.request(address, data=data, context=self.context, headers=headers)
+        return await runtime.request(
+            address, data=data, context=self.context, headers=headers, via="websocket"
+        )
 
 
 async def serve_one_topic(streaming: StreamingContext, websocket: WebSocket, address: str) -> None:

@@ -101,6 +101,10 @@ class DeliveryWorker:
         self.gone = 0
         #: Deliveries not attempted because their subscriber's quota was spent.
         self.over_quota = 0
+        #: Failed attempts followed by another one, and those after which the subscription
+        #: ran out of attempts for the event (it is given up), by topic address.
+        self.retries: Counter[str] = Counter()
+        self.dead: Counter[str] = Counter()
         #: Deliveries left unattempted because their claim ran short while they waited.
         self.expired_claims = 0
 
@@ -208,6 +212,10 @@ class DeliveryWorker:
                 await self.repo.remove_subscription_by_id(sid)
             else:
                 self.failures += 1
+                if claimed.attempts >= self.settings.max_attempts:
+                    self.dead[claimed.topic] += 1
+                else:
+                    self.retries[claimed.topic] += 1
                 logger.info(
                     "Delivery of %s to %s failed (attempt %d): %s",
                     claimed.event_id,

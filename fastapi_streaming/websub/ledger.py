@@ -323,6 +323,17 @@ class DeliveryLedger:
             counts = {str(status): int(count) for status, count in result}
         return {state: counts.get(state, 0) for state in (PENDING, DONE, FAILED)}
 
+    async def retry_queue_depth(self) -> int:
+        """Deliveries waiting for another attempt after a failed one (every worker's)."""
+        deliveries = self.tables.deliveries
+        async with self.engine.connect() as conn:
+            result = await conn.execute(
+                select(func.count()).where(
+                    deliveries.c.status == PENDING, deliveries.c.attempts > 0
+                )
+            )
+            return int(result.scalar_one())
+
 
 def _one_or_many(rows: list[dict[str, Any]]) -> dict[str, Any] | list[dict[str, Any]]:
     """One row's parameters alone, so the driver reports its row count (executemany may not)."""

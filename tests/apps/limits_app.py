@@ -41,8 +41,9 @@ streaming = StreamingAPI(
         allow_networks=("127.0.0.1/32",),
         poll_interval=0.1,
         sync_interval=0.2,
-        retry_base=0.1,
-        retry_max=0.5,
+        retry_base=float(os.environ.get("WEBSUB_RETRY_BASE", "0.1")),
+        retry_max=max(0.5, float(os.environ.get("WEBSUB_RETRY_BASE", "0.1"))),
+        max_attempts=int(os.environ.get("WEBSUB_MAX_ATTEMPTS", "10")),
     )
     if "WEBSUB_DATABASE_URL" in os.environ
     else None,

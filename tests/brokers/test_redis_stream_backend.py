@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from redis.asyncio import Redis
 
-from fastapi_streaming.brokers.extensions import HistoryBackend
+from fastapi_streaming.brokers.extensions import BacklogBackend, HistoryBackend
 from fastapi_streaming.brokers.hookspecs import BrokerMessage
 from fastapi_streaming.brokers.redis_stream import BLOCK_MS, RedisStreamBackend
 from fastapi_streaming.brokers.stream_epochs import EPOCHS_KEY
@@ -428,4 +428,33 @@ async def test_history_after_the_data_was_flushed_is_incomplete(private: RedisCo
         assert events[-1].message == "later" and complete
     finally:
         await client.aclose()
+        await backend.disconnect()
+
+
+async def test_backlog_counts_the_entries_this_process_has_not_read(
+    plain_redis: Redis, stream_name: str
+) -> None:
+    """Nobody takes what the backend reads (no ``next_published()``): its queue fills up at
+    1,000 entries and its reader waits, so 500 of 1,500 entries stay in Redis, unread."""
+    backend = RedisStreamBackend(STREAM_URL)
+    await backend.connect()
+    try:
+        await backend.subscribe(stream_name)
+        assert isinstance(backend, BacklogBackend)
+        assert await backend.backlog() == {stream_name: 0}
+        pipe = plain_redis.pipeline(transaction=False)
+        for number in range(1_500):
+            pipe.xadd(stream_name, {"message": f'{{"n": {number}}}'})
+        await pipe.execute()
+        deadline = time.monotonic() + 10
+        while (backlog := await backend.backlog()) != {stream_name: 500}:
+            assert time.monotonic() < deadline, backlog
+            await asyncio.sleep(0.05)
+        for _ in range(1_000):
+            await next_event(backend)
+        deadline = time.monotonic() + 10
+        while (backlog := await backend.backlog()) != {stream_name: 0}:
+            assert time.monotonic() < deadline, backlog
+            await asyncio.sleep(0.05)
+    finally:
         await backend.disconnect()

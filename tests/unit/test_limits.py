@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from typing import Any
 
 import pytest
+from limits.aio.strategies import FixedWindowRateLimiter
+from redis.asyncio.client import Pipeline as RedisPipeline
 from starlette.requests import HTTPConnection
 
 from fastapi_streaming import StreamingAPI, StreamingRouter
 from fastapi_streaming.limits import Limiter, Limits, Plan, PlanByClaim, QuotaExceeded, Refusal
+from fastapi_streaming.limits.batch import pipelined_counters
 from fastapi_streaming.security import Principal
 from fastapi_streaming.security.access import Access, fill_scope, required_scopes
 from fastapi_streaming.topics import Mode
@@ -178,3 +183,185 @@ async def test_anonymous_clients_are_counted_by_address() -> None:
 def test_a_bad_storage_url_says_what_to_use() -> None:
     with pytest.raises(ValueError, match="use 'memory://'"):
         _ = Limiter(Limits(storage="mongodb://x")).storage
+
+
+@pytest.mark.redis
+async def test_a_flush_charges_every_principal_in_one_redis_round_trip() -> None:
+    """Three principals' deliveries go to Redis in one pipeline; the counters are the ``limits``
+    library's own (it reads them back), and only the principal over its quota is ended."""
+    sent = {"/feed/a": 0}
+    namespace = f"flush-{uuid.uuid4().hex[:10]}"
+    settings = Limits(
+        plan=Plan(name="tiny", quota="10/minute"),
+        storage="redis://127.0.0.1:6379/0",
+        namespace=namespace,
+        flush_interval=3600,
+    )
+    limiter = Limiter(settings)
+    await limiter.start(lambda address: sent.get(address))
+    streaming = StreamingAPI()
+
+    @streaming.subscribe("/feed/{name}")
+    async def feed(event: dict[str, Any], name: str) -> dict[str, Any]:
+        return event
+
+    topic = streaming.topics.get("/feed/{name}")
+    assert topic is not None
+    ended: dict[str, list[Refusal]] = {name: [] for name in ("ann", "bob", "cy")}
+    bridge = pipelined_counters(limiter.storage)
+    assert bridge is not None
+    one_by_one: list[str] = []
+    storage: Any = limiter.storage
+    incr = storage.incr
+
+    async def counted_incr(key: str, expiry: int, amount: int = 1) -> int:
+        one_by_one.append(key)
+        return int(await incr(key, expiry, amount))
+
+    try:
+        leases = {}
+        for name in ended:
+            leases[name] = await limiter.open(connection(), [principal(name)], ended[name].append)
+            await leases[name].track(topic, "/feed/a")
+        await leases["cy"].add([(topic, Mode.SUBSCRIBE)])  # cy's request: 1 more for cy
+        sent["/feed/a"] += 10  # each connection was sent 10 events
+        storage.incr = counted_incr
+        await limiter.flush()
+        assert one_by_one == []  # all three went in one pipeline
+        assert limiter.counted["tiny"] == 31
+        assert ended["ann"] == ended["bob"] == [] and [r.limit for r in ended["cy"]] == ["quota"]
+        quota = Plan(name="tiny", quota="10/minute").quota_item
+        assert quota is not None
+        checker = FixedWindowRateLimiter(limiter.storage)
+        remaining = {
+            name: (await checker.get_window_stats(quota, namespace, "tiny", name)).remaining
+            for name in ended
+        }
+        assert remaining == {"ann": 0, "bob": 0, "cy": 0}
+        for lease in leases.values():
+            await lease.release()
+    finally:
+        await limiter.stop()
+        await bridge.get_connection().aclose()
+
+
+@pytest.mark.redis
+async def test_a_publish_asks_rate_and_quota_in_one_round_trip_and_a_refusal_costs_no_quota() -> (
+    None
+):
+    namespace = f"publish-{uuid.uuid4().hex[:10]}"
+    plan = Plan(name="pub", quota="10/minute", publish_rate="2/minute")
+    limiter = Limiter(Limits(plan=plan, storage="redis://127.0.0.1:6379/0", namespace=namespace))
+    await limiter.start(lambda address: None)
+    streaming = StreamingAPI()
+
+    @streaming.publish("/in")
+    async def take(event: dict[str, Any]) -> dict[str, Any]:
+        return event
+
+    topic = streaming.topics.get("/in")
+    assert topic is not None
+    storage: Any = limiter.storage
+    one_by_one: list[str] = []
+    incr, acquire = storage.incr, storage.acquire_entry
+
+    async def counted_incr(key: str, expiry: int, amount: int = 1) -> int:
+        one_by_one.append(key)
+        return int(await incr(key, expiry, amount))
+
+    async def counted_acquire(key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        one_by_one.append(key)
+        return bool(await acquire(key, limit, expiry, amount))
+
+    storage.incr, storage.acquire_entry = counted_incr, counted_acquire
+    try:
+        meter = await limiter.meter(connection(), principal("pat"), topic, Mode.PUBLISH)
+        assert meter is not None
+        await limiter.charge(meter, 1, publish=True)
+        await limiter.charge(meter, 1, publish=True)
+        assert one_by_one == []  # rate and quota went together, in one pipeline each time
+        with pytest.raises(QuotaExceeded) as refused:
+            await limiter.charge(meter, 1, publish=True)
+        assert refused.value.refusal.limit == "publish_rate"
+        assert plan.quota_item is not None
+        checker = FixedWindowRateLimiter(storage)
+        stats = await checker.get_window_stats(plan.quota_item, *meter.ids)
+        assert stats.remaining == 8  # the refused publish was taken off the quota again
+        assert limiter.counted["pub"] == 2
+    finally:
+        await limiter.stop()
+        await storage.bridge.get_connection().aclose()
+
+
+@pytest.mark.redis
+async def test_publishes_of_the_same_moment_are_charged_in_one_round_trip(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plan = Plan(name="burst", quota="1000/minute", publish_rate="100/minute")
+    settings = Limits(
+        plan=plan, storage="redis://127.0.0.1:6379/0", namespace=f"burst-{uuid.uuid4().hex[:10]}"
+    )
+    limiter = Limiter(settings)
+    await limiter.start(lambda address: None)
+    streaming = StreamingAPI()
+
+    @streaming.publish("/in")
+    async def take(event: dict[str, Any]) -> dict[str, Any]:
+        return event
+
+    topic = streaming.topics.get("/in")
+    assert topic is not None
+    storage: Any = limiter.storage
+    executed: list[int] = []
+    execute = RedisPipeline.execute
+
+    async def counted_execute(self: RedisPipeline, raise_on_error: bool = True) -> Any:
+        executed.append(len(self.command_stack))
+        return await execute(self, raise_on_error)
+
+    try:
+        meters = [
+            await limiter.meter(connection(), principal(name), topic, Mode.PUBLISH)
+            for name in ("a", "b", "c", "d")
+        ]
+        monkeypatch.setattr(RedisPipeline, "execute", counted_execute)
+        await asyncio.gather(*(limiter.charge(m, 1, publish=True) for m in meters if m))
+        assert executed == [8]  # four publishes, a rate and a quota each, in one round trip
+        assert limiter.counted["burst"] == 4
+    finally:
+        monkeypatch.undo()
+        await limiter.stop()
+        await storage.bridge.get_connection().aclose()
+
+
+@pytest.mark.redis
+async def test_a_rate_and_a_quota_of_the_same_window_both_hold_on_redis() -> None:
+    """Their counters are apart: a moving window and a fixed one cannot share a Redis key."""
+    plan = Plan(name="same", quota="3/minute", publish_rate="3/minute")
+    settings = Limits(
+        plan=plan, storage="redis://127.0.0.1:6379/0", namespace=f"same-{uuid.uuid4().hex[:10]}"
+    )
+    limiter = Limiter(settings)
+    await limiter.start(lambda address: None)
+    streaming = StreamingAPI()
+
+    @streaming.publish("/in")
+    async def take(event: dict[str, Any]) -> dict[str, Any]:
+        return event
+
+    topic = streaming.topics.get("/in")
+    assert topic is not None
+    storage: Any = limiter.storage
+    try:
+        meter = await limiter.meter(connection(), principal("sam"), topic, Mode.PUBLISH)
+        assert meter is not None
+        for _ in range(3):
+            await limiter.charge(meter, 1, publish=True)
+        with pytest.raises(QuotaExceeded) as refused:
+            await limiter.charge(meter, 1, publish=True)
+        assert refused.value.refusal.limit == "publish_rate"
+        assert 1 <= refused.value.refusal.retry_after <= 60
+        assert limiter.counted["same"] == 3
+    finally:
+        await limiter.stop()
+        await storage.bridge.get_connection().aclose()

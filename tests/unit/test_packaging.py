@@ -76,6 +76,9 @@ OPTIONAL_MODULES = (
     "sqlalchemy",
     "aiosqlite",
 )
+#: Modules of extras whose top-level package a plain install may already have (FastAPI
+#: itself depends on opentelemetry-api; the otel extra adds the SDK).
+OPTIONAL_SUBMODULES = ("opentelemetry.sdk",)
 
 WITHOUT_EXTRAS = f"""
 import asyncio, sys
@@ -83,7 +86,9 @@ from importlib.abc import MetaPathFinder
 
 class Missing(MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {OPTIONAL_MODULES!r}:
+        if name.split(".")[0] in {OPTIONAL_MODULES!r} or name.startswith(
+            {OPTIONAL_SUBMODULES!r}
+        ):
             raise ModuleNotFoundError(f"No module named {{name!r}}")
         return None
 
@@ -117,6 +122,8 @@ async def main() -> None:
         await streaming.emit("/rooms/a", {{"text": "hi"}})
 
 asyncio.run(main())
+# Without tracing=..., spans cost nothing: the module that makes them is never imported.
+assert "fastapi_streaming.tracing" not in sys.modules
 print("ok")
 """
 
