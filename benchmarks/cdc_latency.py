@@ -22,6 +22,8 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -70,11 +72,17 @@ class Writer(threading.Thread):
         connection.close()
 
 
-async def measure(dsn: str, rate: float, seconds: float) -> dict[str, float]:
-    admin_dsn = dsn
+@asynccontextmanager
+async def measure_server(
+    dsn: str, prepare: Callable[[str], None] | None = None
+) -> AsyncIterator[tuple[str, str]]:
+    """The tutorial app under uvicorn on a new database (``prepare(database)`` runs first),
+    once it captures; yields its URL and the database's DSN, then drops it all."""
     name = f"bench_{uuid.uuid4().hex[:8]}"
-    execute(admin_dsn, f"CREATE DATABASE {name}")
-    database = admin_dsn.rsplit("/", 1)[0] + f"/{name}"
+    execute(dsn, f"CREATE DATABASE {name}")
+    database = dsn.rsplit("/", 1)[0] + f"/{name}"
+    if prepare is not None:
+        prepare(database)
     port = free_port()
     server = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
         [sys.executable, "-m", "uvicorn", "docs_src.cdc.app:app", "--port", str(port),
@@ -82,10 +90,10 @@ async def measure(dsn: str, rate: float, seconds: float) -> dict[str, float]:
         cwd=ROOT,
         env={**os.environ, "DATABASE_URL": database},
     )  # fmt: skip
-    received: dict[str, float] = {}
+    base_url = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=None) as http:
-            for _ in range(200):
+        async with httpx.AsyncClient(base_url=base_url, timeout=None) as http:
+            for _ in range(600):
                 try:
                     health = (await http.get("/streams/health")).json()
                     (source,) = health["sources"].values()
@@ -94,18 +102,7 @@ async def measure(dsn: str, rate: float, seconds: float) -> dict[str, float]:
                 except (httpx.HTTPError, KeyError, ValueError):
                     pass
                 await asyncio.sleep(0.1)
-            writer = Writer(database, rate, seconds)
-            total = int(rate * seconds)
-            async with httpx_sse.aconnect_sse(http, "GET", "/streams/sse/tables/todos") as sse:
-                writer.start()
-                async for event in sse.aiter_sse():
-                    if not event.data:
-                        continue
-                    arrived = time.perf_counter()
-                    received[json.loads(event.data)["after"]["task"]] = arrived
-                    if len(received) >= total:
-                        break
-            writer.join()
+        yield base_url, database
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(20)
@@ -122,7 +119,27 @@ async def measure(dsn: str, rate: float, seconds: float) -> dict[str, float]:
             await asyncio.sleep(0.1)
         execute(database, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
                           f"WHERE database = '{name}'")  # fmt: skip
-        execute(admin_dsn, f"DROP DATABASE {name}")
+        execute(dsn, f"DROP DATABASE {name}")
+
+
+async def measure(dsn: str, rate: float, seconds: float) -> dict[str, float]:
+    received: dict[str, float] = {}
+    async with (
+        measure_server(dsn) as (base_url, database),
+        httpx.AsyncClient(base_url=base_url, timeout=None) as http,
+    ):
+        writer = Writer(database, rate, seconds)
+        total = int(rate * seconds)
+        async with httpx_sse.aconnect_sse(http, "GET", "/streams/sse/tables/todos") as sse:
+            writer.start()
+            async for event in sse.aiter_sse():
+                if not event.data:
+                    continue
+                arrived = time.perf_counter()
+                received[json.loads(event.data)["after"]["task"]] = arrived
+                if len(received) >= total:
+                    break
+        writer.join()
     latencies = sorted(
         (received[task] - committed) * 1000 for task, committed in writer.committed.items()
     )

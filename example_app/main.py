@@ -5,6 +5,8 @@
   per deployment, updated every second while the minute runs (``stocks:read``).
 - ``/orders``: clients place orders (publish, ``orders:write``); a back-office view follows them
   (subscribe, ``orders:read``).
+- ``/tables/order_book``: on PostgreSQL, the order book table as a change stream (subscribe,
+  ``orders:read``): see :mod:`example_app.orderbook`.
 - ``/auth/register`` and ``/auth/jwt/login``: fastapi-users' own routes; the login form's
   ``scope`` field asks for scopes (all of the user's when it names none).
 
@@ -36,6 +38,7 @@ from fastapi_streaming import StreamingAPI, WebSubSettings
 from fastapi_streaming.processing import Reduce, Tumbling, Window
 from fastapi_streaming.security import Principal
 
+from . import orderbook
 from .feed import PriceFeed
 from .models import Candle, Order, OrderRequest, Quote
 from .users import (
@@ -116,18 +119,25 @@ def candles(window: Window[OHLC | None], symbol: str) -> Candle | None:
 @streaming.publish("/orders", scopes=["orders:write"])
 async def place_order(event: OrderRequest, principal: Principal) -> Order:
     """Place an order; the server gives it an id, records who placed it, and accepts it."""
-    return Order(
+    order = Order(
         **event.model_dump(),
         id=uuid.uuid4().hex[:12],
         placed_at=datetime.now(timezone.utc),
         placed_by=principal.user.email,
     )
+    if orderbook.ORDER_BOOK_DSN is not None:
+        await orderbook.record(order)  # the table's change stream shows it too
+    return order
 
 
 @streaming.subscribe("/orders", scopes=["orders:read"])
 async def order_book(event: Order) -> Order:
     """Every accepted order, for the back office."""
     return event
+
+
+if orderbook.ORDER_BOOK_DSN is not None:
+    orderbook.declare(streaming, orderbook.ORDER_BOOK_DSN)
 
 
 @asynccontextmanager

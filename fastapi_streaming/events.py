@@ -98,6 +98,10 @@ class Event:
     #: extension of CloudEvents), when traces are on.
     traceparent: str | None = None
     tracestate: str | None = None
+    #: Where the event sits in the log of the database it comes from (change data capture),
+    #: in that source's own notation; what a client snapshot's fence compares. Travels as the
+    #: CloudEvents extension attribute ``sourceposition``.
+    position: str | None = None
 
     @classmethod
     def create(
@@ -133,6 +137,8 @@ class Event:
             attributes["traceparent"] = self.traceparent
             if self.tracestate:
                 attributes["tracestate"] = self.tracestate
+        if self.position is not None:
+            attributes["sourceposition"] = self.position
         head = json.dumps(attributes, separators=(",", ":"))
         return head[:-1] + ',"data":' + data + "}"
 
@@ -165,6 +171,7 @@ def decode_message(message: str | bytes, *, topic: str, channel: str) -> Event:
             data=document["data"],
             traceparent=_text_or_none(document.get("traceparent")),
             tracestate=_text_or_none(document.get("tracestate")),
+            position=_text_or_none(document.get("sourceposition")),
         )
     raw = message.encode() if isinstance(message, str) else message
     digest = hashlib.blake2b(channel.encode() + b"\n" + raw, digest_size=16).hexdigest()

@@ -15,7 +15,7 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from broadcaster import Event as BrokerMessage
 
@@ -52,6 +52,23 @@ OUTAGE_DETAIL = "the connection to the broker was lost; events published meanwhi
 YIELD_EVERY = 64
 
 
+class Receiver(Protocol):
+    """What a topic stream hands its events to: a client's queue, or a gate in front of one."""
+
+    transport: str
+
+    def put(self, item: EncodedEvent, policy: OverflowPolicy) -> None: ...
+
+    def signal(self, notice: Reply) -> None: ...
+
+
+class Gate(Receiver, Protocol):
+    """Stands in for one client's queue among a stream's receivers for a while (a client
+    snapshot's fence); :meth:`close` when the client leaves."""
+
+    def close(self) -> None: ...
+
+
 class TopicStream:
     """The events of one concrete topic address in this process, shared by all its clients."""
 
@@ -70,7 +87,9 @@ class TopicStream:
         self.template = template or address
         self.channel = channel
         self.policy = policy
-        self.clients: set[ClientQueue] = set()
+        self.clients: set[Receiver] = set()
+        #: Clients whose events pass a gate for now, and their gates (which are in ``clients``).
+        self.gates: dict[ClientQueue, Gate] = {}
         self.prepare = prepare
         self._replay = replay
         self._inbound: deque[BrokerMessage | None] = deque(maxlen=INBOUND_LIMIT)
@@ -229,16 +248,21 @@ class Fanout:
         prepare: Prepare,
         policy: OverflowPolicy,
         template: str | None = None,
+        gate: Gate | None = None,
     ) -> None:
-        """Start sending the events of ``address`` to ``queue``; return once subscribed."""
+        """Start sending the events of ``address`` to ``queue`` (through ``gate``, if given);
+        return once subscribed."""
         self.queues.add(queue)
+        receiver: Receiver = queue if gate is None else gate
         stream = self.streams.get(address)
         if stream is None:
             stream = TopicStream(
                 address, channel, prepare, policy, self.replay, template, self.tracing
             )
             self.streams[address] = stream
-            stream.clients.add(queue)
+            stream.clients.add(receiver)
+            if gate is not None:
+                stream.gates[queue] = gate
             try:
                 stream.start()
                 await self.broker.subscribe(channel, stream.receive)
@@ -251,7 +275,9 @@ class Fanout:
                 raise
             stream.ready.set_result(None)
         else:
-            stream.clients.add(queue)
+            stream.clients.add(receiver)
+            if gate is not None:
+                stream.gates[queue] = gate
             await asyncio.shield(stream.ready)
         if queue.owner is not None and self.usage.tracking:
             self.usage.joined(queue, address, stream.events, queue.owner)
@@ -264,6 +290,10 @@ class Fanout:
         if queue.owner is not None:
             self.usage.left(queue, address, stream.template, stream.events)
         stream.clients.discard(queue)
+        gate = stream.gates.pop(queue, None)
+        if gate is not None:
+            stream.clients.discard(gate)
+            gate.close()
         if not stream.clients:
             await self._end(stream)
 

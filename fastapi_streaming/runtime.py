@@ -37,6 +37,7 @@ from .jsonwire import NonStandardNumber, check_standard, dumps
 from .owners import NO_PLAN, SERVER, owner_in
 from .replay import events_after, events_since, uuid7_millis
 from .replies import encode_reply, reply_address
+from .snapshots import join_with_snapshot
 from .topics import Mode, Operation, OverflowPolicy, Topic, TopicRegistry
 
 if TYPE_CHECKING:
@@ -313,7 +314,12 @@ class StreamingRuntime:
     # -- broker to client -------------------------------------------------------------------
 
     async def subscribe(
-        self, queue: ClientQueue, address: str, *, last_event_id: str | None = None
+        self,
+        queue: ClientQueue,
+        address: str,
+        *,
+        last_event_id: str | None = None,
+        snapshot: bool = False,
     ) -> Topic:
         """Send the events of ``address`` to ``queue`` from now on.
 
@@ -321,9 +327,24 @@ class StreamingRuntime:
         by a ``gap`` notice when history cannot say it holds all of them. When the broker that
         keeps that history cannot be read, :class:`~fastapi_streaming.errors.Unavailable` is
         raised (503, ``Retry-After``) and ``queue`` is not subscribed to ``address``.
+
+        With ``snapshot`` (a topic that has them: a table), first the current rows of the
+        address, then the live events after them (see :mod:`fastapi_streaming.snapshots`);
+        ``last_event_id`` is then ignored: the snapshot is the whole state.
         """
         topic, operation, params = self.resolve(address, Mode.SUBSCRIBE)
         channel = topic.channel_for(params)
+        if snapshot:
+            await join_with_snapshot(
+                self.fanout,
+                queue,
+                topic,
+                params,
+                address=address,
+                prepare=self._preparer(topic, operation, params, address),
+                policy=topic.overflow or self.default_overflow,
+            )
+            return topic
         if last_event_id:
             queue.hold()  # live events wait behind the missed ones
         try:

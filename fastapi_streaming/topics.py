@@ -162,6 +162,9 @@ class Topic:
     publish: Operation | None = None
     #: Set on a derived topic: its events are computed from other topics, once per deployment.
     derivation: Derived | None = None
+    #: Set on a topic that can give a new client its current rows first (a table topic): a
+    #: ``fastapi_streaming.snapshots.SnapshotSource`` (this layer does not import it).
+    snapshots: Any = None
     #: What a document says of each address parameter beyond its type (``description``,
     #: ``enum``, ``default``, ``examples``), kept for the AsyncAPI document.
     parameter_docs: dict[str, dict[str, Any]] = field(default_factory=dict)

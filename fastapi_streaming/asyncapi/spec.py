@@ -83,7 +83,8 @@ def _servers(source: AsyncAPISource, base_url: str) -> list[Server]:
             "`?last_event_id=` resumes after; on a publish topic the client sends JSON text "
             "frames), or "
             "many topics on one socket at this path with `subscribe`, `unsubscribe` and "
-            "`publish` control messages.",
+            "`publish` control messages. A table topic sends its current rows first "
+            '(`op: r`) with `?snapshot=true`, or `"snapshot": true` in `subscribe`.',
         ),
         Server(
             "sse",
@@ -93,7 +94,8 @@ def _servers(source: AsyncAPISource, base_url: str) -> list[Server]:
             "Server-Sent Events",
             "`GET` the topic's `{address}` below this path for one topic, or this path with "
             "`?topic=` repeated for many (each event is then named after its topic). "
-            "`Last-Event-ID` resumes a stream.",
+            "`Last-Event-ID` resumes a stream; `?snapshot=true` sends a table topic's "
+            "current rows first (`op: r`).",
         ),
         Server(
             "http",

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -49,6 +49,9 @@ class CapturedChange:
     commit_ms: int
     #: Unique within the database and stable across restarts: the event id is made from it.
     position: str
+    #: What a client snapshot's fence compares (the event's ``position`` on the broker): the
+    #: transaction id (PostgreSQL), the binlog file and position (MySQL/MariaDB).
+    fence: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,22 @@ class TableChanged:
 
 #: What a source hands over, in order.
 Item = CapturedChange | Checkpoint | TableChanged
+
+
+class SourceSnapshot(Protocol):
+    """The rows of one client's snapshot, and its fence against the live changes."""
+
+    def rows(self) -> AsyncIterator[list[CapturedChange]]: ...
+
+    def covers(self, fence: str | None) -> bool:
+        """Whether the change with this ``fence`` value is in the snapshot already."""
+        ...
+
+    def passed(self, fence: str | None) -> bool:
+        """Whether the change with this ``fence`` value, and every later one, is after it."""
+        ...
+
+    async def close(self) -> None: ...
 
 
 class Source(Protocol):
@@ -206,7 +225,7 @@ class TableCapture:
             if self._pending_since is None:
                 self._pending_since = item.commit_ms
             try:
-                routed = await self._prepare(item)
+                routed = await self.prepare(item)
             except Exception:
                 # One change that cannot be handled must not stop every later one.
                 logger.exception(
@@ -233,7 +252,7 @@ class TableCapture:
         if self.on_table is not None and self.table.columns:
             self.on_table(self.table)
 
-    async def _prepare(self, change: CapturedChange) -> tuple[str, str] | None:
+    async def prepare(self, change: CapturedChange) -> tuple[str, str] | None:
         """The channel and broker message of a change, or None when it is dropped."""
         before = shape_row(change.before, exclude=self.exclude, mask=self.mask)
         after = shape_row(change.after, exclude=self.exclude, mask=self.mask)
@@ -267,6 +286,7 @@ class TableCapture:
             topic=address,
             time=iso_time(change.commit_ms),
             data=None,
+            position=change.fence,
         )
         message = event.to_message(pydantic_core.to_json(value))
         return self.topic.channel_for(params), message

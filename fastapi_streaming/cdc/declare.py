@@ -19,6 +19,7 @@ from ..dependencies import plan_handler
 from ..topics import Mode, Topic
 from .capture import Source, TableCapture
 from .change import Change
+from .clientsnapshot import TableSnapshots
 from .producers import Producers
 from .table import TableInfo
 
@@ -145,6 +146,9 @@ def declare_changes(
         on_table=learn_columns,
     )
     producers.add(source.name, capture)
+    open_snapshot = getattr(source, "open_snapshot", None)
+    if open_snapshot is not None:
+        topic.snapshots = TableSnapshots(capture, open_snapshot)
     return topic
 
 

@@ -32,10 +32,13 @@ from .mysqlcheck import (
     check_server,
     connect,
     ensure_positions_table,
+    events_name_columns,
     json_value,
     reflect,
     settings,
 )
+from .mysqlcolumns import ColumnLabels
+from .mysqlsnapshot import MySQLSnapshot
 from .table import TableInfo
 
 logger = logging.getLogger("fastapi_streaming.cdc")
@@ -81,6 +84,8 @@ class MySQLChanges:
         self._stored: tuple[str, int] | None = None
         self._stored_at = 0.0
         self._reader: BinlogReader | None = None
+        #: Whether row events name their columns (binlog_row_metadata = FULL).
+        self.named_events = False
         self.snapshot_rows = 0
         #: Binlog bytes written beyond the stored position, measured every LAG_INTERVAL.
         self.lag_bytes: int | None = None
@@ -97,6 +102,7 @@ class MySQLChanges:
         try:
             cursor = connection.cursor()
             check_server(cursor)
+            self.named_events = events_name_columns(cursor)
             info = reflect(cursor, self.database, self.table_name)
             missing = [name for name in parameters if name not in {c.name for c in info.columns}]
             if missing:
@@ -136,7 +142,13 @@ class MySQLChanges:
             await asyncio.to_thread(self._store, position)
         stop = threading.Event()
         handover = Handover(asyncio.get_running_loop(), stop)
-        reader = BinlogReader(self.options, self.table, position, handover, stop, self.name)
+        labels = ColumnLabels(
+            f"{self.database}.{self.table_name}",
+            [column.name for column in self.table.columns],
+            self._column_names,
+            named_events=self.named_events,
+        )
+        reader = BinlogReader(self.options, self.table, position, handover, stop, labels)
         self._reader = reader
         reader.start()
         try:
@@ -156,6 +168,21 @@ class MySQLChanges:
             self._reader = None
             await asyncio.to_thread(reader.join, 10)
             await self._flush_position()
+
+    def _column_names(self) -> list[str]:
+        connection = connect(self.options)
+        try:
+            table = reflect(connection.cursor(), self.database, self.table_name)
+            return [column.name for column in table.columns]
+        finally:
+            connection.close()
+
+    async def open_snapshot(self, filters: dict[str, str]) -> MySQLSnapshot:
+        """The table's rows now (those whose columns have the ``filters`` text values), for
+        one client, fenced by MariaDB's snapshot binlog position (see :mod:`.mysqlsnapshot`)."""
+        return await MySQLSnapshot.open(
+            self.options, self.table_name, filters, name=self.capture_name
+        )
 
     async def confirm(self, token: Any) -> None:
         self._pending = token
@@ -282,6 +309,7 @@ class MySQLChanges:
                             commit_ms=started,
                             position=f"mysql:{table.qualified_name}:snapshot:{file}:{pos}:"
                             f"{identity}",
+                            fence=f"{file}:{pos}",
                         )
                     )
                 self.snapshot_rows += len(batch)

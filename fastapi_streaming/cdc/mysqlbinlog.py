@@ -12,9 +12,9 @@ import random
 import threading
 from typing import Any
 
-from .capture import CapturedChange, Checkpoint, Item
+from .capture import CapturedChange, Checkpoint, Item, TableChanged
 from .handover import Handover, Stopped
-from .mysqlcheck import json_value
+from .mysqlcolumns import ColumnLabels
 from .table import TableInfo
 
 #: Binlog bytes of other tables' transactions after which the position is stored anyway.
@@ -31,9 +31,10 @@ class BinlogReader(threading.Thread):
         position: tuple[str, int],
         handover: Handover,
         stop: threading.Event,
-        name: str,
+        labels: ColumnLabels,
     ) -> None:
-        super().__init__(name=f"cdc {name}", daemon=True)
+        super().__init__(name=f"cdc mysql {labels.table}", daemon=True)
+        self.labels = labels
         self.options = options
         self.table = table
         self.position = position
@@ -58,7 +59,7 @@ class BinlogReader(threading.Thread):
 
     def _read(self) -> None:
         from pymysqlreplication import BinLogStreamReader
-        from pymysqlreplication.event import HeartbeatLogEvent, XidEvent
+        from pymysqlreplication.event import HeartbeatLogEvent, QueryEvent, XidEvent
         from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
         options = self.options
@@ -79,6 +80,7 @@ class BinlogReader(threading.Thread):
                 UpdateRowsEvent,
                 DeleteRowsEvent,
                 XidEvent,
+                QueryEvent,
                 HeartbeatLogEvent,
             ],
             slave_heartbeat=1,  # the blocking read returns every second: time to look at stop
@@ -87,7 +89,7 @@ class BinlogReader(threading.Thread):
             enable_logging=False,
         )
         self.streaming = True
-        names = [column.name for column in self.table.columns]
+        labels = self.labels
         batch: list[Item] = []
         changed = False
         checkpoint = self.position
@@ -96,6 +98,10 @@ class BinlogReader(threading.Thread):
                 if self.stop_event.is_set():
                     return
                 if isinstance(event, HeartbeatLogEvent):
+                    continue
+                if isinstance(event, QueryEvent):
+                    if labels.statement(event.query):  # ALTER TABLE...: the topic follows
+                        batch.append(TableChanged())
                     continue
                 if isinstance(event, XidEvent):
                     position = (stream.log_file, stream.log_pos)
@@ -115,12 +121,14 @@ class BinlogReader(threading.Thread):
                 for index, row in enumerate(event.rows):
                     before = after = None
                     if op == "c":
-                        after = _named(names, row["values"])
+                        after, relabelled = labels.label(row["values"])
                     elif op == "d":
-                        before = _named(names, row["values"])
+                        before, relabelled = labels.label(row["values"])
                     else:
-                        before = _named(names, row["before_values"])
-                        after = _named(names, row["after_values"])
+                        before, relabelled = labels.label(row["before_values"])
+                        after, _ = labels.label(row["after_values"])
+                    if relabelled:
+                        batch.append(TableChanged())
                     source = {
                         "connector": "mysql",
                         "name": f"{self.table.database}.{self.table.table}",
@@ -142,6 +150,7 @@ class BinlogReader(threading.Thread):
                             commit_ms=event.timestamp * 1000,
                             position=f"mysql:{self.table.qualified_name}:{stream.log_file}:"
                             f"{end}:{index}",
+                            fence=f"{stream.log_file}:{end}",
                         )
                     )
                 if len(batch) >= 1000:
@@ -149,15 +158,6 @@ class BinlogReader(threading.Thread):
                     batch = []
         finally:
             stream.close()
-
-
-def _named(names: list[str], values: dict[str, Any]) -> dict[str, Any]:
-    """Column values by the table's names: without binlog_row_metadata = FULL the binlog only
-    numbers them, so they are matched by position."""
-    ordered = list(values.values())
-    if len(ordered) == len(names):
-        return {name: json_value(value) for name, value in zip(names, ordered, strict=True)}
-    return {str(name): json_value(value) for name, value in values.items()}
 
 
 def _far_beyond(position: tuple[str, int], checkpoint: tuple[str, int]) -> bool:

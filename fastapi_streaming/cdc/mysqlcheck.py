@@ -120,6 +120,26 @@ def check_privileges(cursor: Any) -> None:
     )
 
 
+def events_name_columns(cursor: Any) -> bool:
+    """Whether row events name their columns (``binlog_row_metadata = FULL``); if not, say
+    what that costs."""
+    try:
+        cursor.execute("SELECT @@binlog_row_metadata")
+        (metadata,) = cursor.fetchone()
+    except Exception:  # older than MariaDB 10.5 / MySQL 8: the setting does not exist
+        metadata = "NO_LOG"
+    if str(metadata).upper() == "FULL":
+        return True
+    logger.warning(
+        "binlog_row_metadata is %s: row events do not name their columns, so capture names "
+        "them from the table's definition, read again at each ALTER TABLE. That is exact "
+        "while capture keeps up; set binlog_row_metadata = FULL so that changes read after a "
+        "later schema change are labelled exactly too.",
+        metadata,
+    )
+    return False
+
+
 def reflect(cursor: Any, database: str, table: str) -> TableInfo:
     cursor.execute(
         "SELECT column_name, data_type, is_nullable = 'YES', column_key = 'PRI' "

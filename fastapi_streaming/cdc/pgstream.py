@@ -30,6 +30,9 @@ logger = logging.getLogger("fastapi_streaming.cdc")
 BATCH = 1000
 #: Seconds between confirmations sent to the server while changes keep coming.
 FEEDBACK_INTERVAL = 0.1
+#: psycopg2's own status messages, every so many seconds. They only repeat what capture
+#: confirmed (or, caught up, the server's position): capture confirms sooner by itself.
+STATUS_INTERVAL = 5.0
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,7 @@ class ReplicationThread:
                 decode=False,
                 start_lsn=start,
                 options={"proto_version": "1", "publication_names": self.publication},
-                status_interval=5,
+                status_interval=STATUS_INTERVAL,
             )
             self.streaming = True
             self._stream(cursor)
@@ -267,6 +270,7 @@ class ReplicationThread:
             },
             commit_ms=begin.commit_ms,
             position=f"{table.database}:{table.qualified_name}:{begin.final_lsn}:{index}",
+            fence=str(begin.xid),
         )
 
     def _put(self, item: Any, *, stopping: bool = True) -> None:

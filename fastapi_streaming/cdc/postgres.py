@@ -24,6 +24,7 @@ from .capture import CapturedChange, Item
 from .errors import CaptureConfigurationError
 from .lease import KEEPALIVES, AdvisoryLease
 from .pgcheck import check_routing, check_server, connect, ensure_publication, reflect
+from .pgsnapshot import PostgresSnapshot
 from .pgstream import ReplicationThread, SlotCreated, format_lsn
 from .table import TableInfo
 
@@ -70,6 +71,8 @@ class PostgresChanges:
         self._thread: ReplicationThread | None = None
         self._confirmed = 0
         self.snapshot_rows = 0
+        #: ``xmin:xmax:xip`` of the snapshot exported with the slot, once it is read.
+        self._slot_snapshot = ""
 
     # -- startup ---------------------------------------------------------------------------
 
@@ -141,6 +144,11 @@ class PostgresChanges:
             thread.stop()
             self._thread = None
             await asyncio.to_thread(thread.join)
+
+    async def open_snapshot(self, filters: dict[str, str]) -> PostgresSnapshot:
+        """The table's rows now (those whose columns have the ``filters`` text values), for
+        one client, fenced by transaction visibility (see :mod:`.pgsnapshot`)."""
+        return await PostgresSnapshot.open(self.dsn, self.table_name, filters, name=self.slot)
 
     async def confirm(self, token: Any) -> None:
         self._confirmed = int(token)
@@ -235,6 +243,7 @@ class PostgresChanges:
                             commit_ms=started,
                             position=f"{table.database}:{table.qualified_name}:snapshot:"
                             f"{slot.consistent_lsn}:{identity}",
+                            fence=f"snapshot:{self._slot_snapshot}",
                         )
                     )
                 self.snapshot_rows += len(batch)
@@ -246,7 +255,11 @@ class PostgresChanges:
         assert self.table is not None
         # psycopg2 begins the transaction; the snapshot must be its first statement.
         connection.set_session(isolation_level="REPEATABLE READ", readonly=True)
-        connection.cursor().execute("SET TRANSACTION SNAPSHOT %s", (slot.snapshot_name,))
+        cursor = connection.cursor()
+        cursor.execute("SET TRANSACTION SNAPSHOT %s", (slot.snapshot_name,))
+        # A client's own snapshot compares this one to its own (see pgsnapshot).
+        cursor.execute("SELECT pg_current_snapshot()::text")
+        self._slot_snapshot = str(cursor.fetchone()[0])
         columns = ", ".join('"' + name.replace('"', '""') + '"::text' for name in names)
         named = connection.cursor(name="fastapi_streaming_snapshot")
         named.itersize = 1000

@@ -38,6 +38,11 @@ async def authorize(
     return context
 
 
+def asks_for_snapshot(value: str | None) -> bool:
+    """``?snapshot=true`` (or ``1``, ``yes``): the client wants the current rows first."""
+    return value is not None and value.lower() in ("1", "true", "yes")
+
+
 def principal_of(context: Sequence[object]) -> Principal | None:
     return next((item for item in context if isinstance(item, Principal)), None)
 

@@ -19,6 +19,7 @@ from ..security.access import Access
 from ..topics import Mode
 from .abort import SLOW_CLIENT_GRACE, connection_control, last_words
 from .common import (
+    asks_for_snapshot,
     authorize,
     concrete_address,
     end_at_expiry,
@@ -254,10 +255,11 @@ async def open_stream(
     last_event_id = request.headers.get("last-event-id") or request.query_params.get(
         "last_event_id"
     )
+    snapshot = asks_for_snapshot(request.query_params.get("snapshot"))
     joined: list[str] = []
     try:
         for topic, address in zip(accesses, addresses, strict=True):
-            await runtime.subscribe(queue, address, last_event_id=last_event_id)
+            await runtime.subscribe(queue, address, last_event_id=last_event_id, snapshot=snapshot)
             joined.append(address)
             if lease is not None:
                 await lease.track(topic, address)

@@ -39,9 +39,11 @@ from ..fanout import (
 from ..jsonwire import NonStandardNumber, loads
 from ..limits.answers import QUOTA_EXCEEDED, QuotaExceeded
 from ..security.access import Access
+from ..snapshots import SNAPSHOT_FAILED
 from ..topics import Mode, Topic
 from .abort import SLOW_CLIENT_GRACE, last_words
 from .common import (
+    asks_for_snapshot,
     authorize,
     concrete_address,
     deny,
@@ -71,6 +73,7 @@ CLOSE_CODES = {
     DISCONNECTED: 1008,
     TOO_LARGE.code: 1009,
     TOKEN_EXPIRED: 4401,
+    SNAPSHOT_FAILED: 1013,
 }
 
 
@@ -245,14 +248,16 @@ async def serve_one_topic(streaming: StreamingContext, websocket: WebSocket, add
     session._allowed.add((address, first))
     if topic.subscribe is not None:
         last_event_id = websocket.query_params.get("last_event_id")
+        snapshot = asks_for_snapshot(websocket.query_params.get("snapshot"))
         try:
-            await runtime.subscribe(queue, address, last_event_id=last_event_id)
+            await runtime.subscribe(queue, address, last_event_id=last_event_id, snapshot=snapshot)
         except StreamingError as error:
             # The socket has nothing else to do: close it, 1013 "try again later" for a 503.
             if lease is not None:
                 await lease.release()
             await runtime.disconnect(queue, [])
-            code = 1013 if error.status_code == 503 else 1011
+            status = error.status_code
+            code = 1013 if status == 503 else 4000 + status if 400 <= status < 500 else 1011
             await websocket.close(code=code, reason=str(error.detail)[:120])
             return
         session.subscriptions.append(address)
@@ -341,9 +346,14 @@ async def _handle_control(session: SocketSession, message: dict[str, Any]) -> No
             last_event_id = message.get("last_event_id")
             if last_event_id is not None and not isinstance(last_event_id, str):
                 raise MalformedMessage('"last_event_id" must be a string.')
+            snapshot = message.get("snapshot", False)
+            if not isinstance(snapshot, bool):
+                raise MalformedMessage('"snapshot" must be true or false.')
             session.queue.hold()  # the ack goes out before the events it brings
             try:
-                await runtime.subscribe(session.queue, address, last_event_id=last_event_id)
+                await runtime.subscribe(
+                    session.queue, address, last_event_id=last_event_id, snapshot=snapshot
+                )
                 session.subscriptions.append(address)
                 if lease is not None:
                     await lease.track(topic, address)

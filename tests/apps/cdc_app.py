@@ -1,9 +1,10 @@
-"""A table as a topic, for the tests that run capture in several server processes.
+"""A table as a topic, for the tests that run capture in server processes.
 
 ``DATABASE_URL`` and ``CDC_TABLE`` name the table (a ``postgresql://`` or ``mysql://`` URL);
 or ``DEBEZIUM_TOPIC`` and ``KAFKA_SERVERS`` name a Debezium change topic instead.
 ``BROKER_URL`` is the broker shared by the processes, ``CHANNEL_PREFIX`` keeps the channels of
-one test apart from another's.
+one test apart from another's, and ``CDC_ROUTE_BY`` (a column) routes each row to the address
+of its value: ``/tables/orders/{column}``.
 """
 
 from __future__ import annotations
@@ -32,11 +33,14 @@ def source_from_environment() -> Source:
 
 
 PREFIX = os.environ.get("CHANNEL_PREFIX", "")
+ROUTE_BY = os.environ.get("CDC_ROUTE_BY")
 streaming = StreamingAPI(title="Capture test app", broker=os.environ["BROKER_URL"])
 
 
 @streaming.changes(
-    "/tables/orders", source=source_from_environment(), channel=PREFIX + "tables.orders"
+    f"/tables/orders/{{{ROUTE_BY}}}" if ROUTE_BY else "/tables/orders",
+    source=source_from_environment(),
+    channel=PREFIX + (f"tables.orders.{{{ROUTE_BY}}}" if ROUTE_BY else "tables.orders"),
 )
 async def orders(change: Change) -> Change:
     """Every committed change of the orders table."""
