@@ -38,6 +38,8 @@ streaming = StreamingAPI(
     max_queue=int(os.environ.get("MAX_QUEUE", "1000")),
     max_message_size=int(os.environ.get("MAX_MESSAGE_SIZE", "65536")),
     heartbeat=float(os.environ.get("HEARTBEAT", "15")),
+    # CONSOLE=0: no console, so no channel of its own followed on the broker.
+    console=os.environ.get("CONSOLE", "1") == "1",
 )
 calls: dict[str, int] = {"quotes": 0}
 PREFIX = os.environ.get("CHANNEL_PREFIX", "")
