@@ -28,6 +28,7 @@ from ..runtime import StreamingRuntime
 from ..topics import Topic, TopicRegistry
 from .declaration import Derivation, Window
 from .engine import Key, Result, WindowEngine
+from .engines import key_names, source_topic
 from .ids import mapped_event_id, window_event_id
 from .partitions import partition_of
 from .sources import ChannelReader, channel_pattern
@@ -66,9 +67,11 @@ class Pipeline:
         self.topics = topics
         self.runtime = runtime
         self.stats = PipelineStats()
-        self.sources = [_source(topics, address, topic.address) for address in derivation.sources]
+        self.sources = [
+            source_topic(topics, address, topic.address) for address in derivation.sources
+        ]
         self.readers = [ChannelReader(source, topics) for source in self.sources]
-        self.key_names = _key_names(topic, derivation)
+        self.key_names = key_names(topic, derivation)
         self.engine = self._new_engine()
         self._inbox: asyncio.Queue[tuple[int, BrokerMessage]] = asyncio.Queue(INBOX_SIZE)
         self._delivers = [self._deliverer(index) for index in range(len(self.sources))]
@@ -414,21 +417,3 @@ class Pipeline:
             self._failures.warning("Derived topic %s could not publish an event: %r", address, exc)
             return
         self.stats.published += 1
-
-
-def _source(topics: TopicRegistry, address: str, derived: str) -> Topic:
-    topic = topics.get(address)
-    if topic is None:
-        known = sorted(t.address for t in topics if t.address != derived)
-        raise ValueError(
-            f"Derived topic {derived!r} reads {address!r}, which is not a topic of this API. "
-            f"Declare it (with @subscribe or @publish), or name one of {known}."
-        )
-    return topic
-
-
-def _key_names(topic: Topic, derivation: Derivation) -> tuple[str, ...]:
-    names = list(topic.parameters)
-    if derivation.key and derivation.key not in names:
-        names.append(derivation.key)
-    return tuple(names)
