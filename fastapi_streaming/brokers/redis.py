@@ -5,8 +5,9 @@ channel, so the listener exits at once, and one message that is not UTF-8 stops 
 subscriber. Here one listener task reads the pub/sub connection for as long as the backend is
 connected; ``subscribe`` returns once Redis confirmed the subscription; bad messages are logged
 and skipped; a lost connection is reported through ``next_published`` so the caller can
-reconnect. Publishes of the same moment go out in one pipeline (:mod:`.batching`), and messages
-go straight from the reader to the connection's dispatcher
+reconnect. Publishes are written at once on a connection of their own (:mod:`.redis_direct`),
+so an acknowledged publish costs one turn of the event loop, and messages go straight from the
+reader to the connection's dispatcher
 (:class:`~fastapi_streaming.brokers.extensions.PushDelivery`), so everything one read from Redis
 brought reaches the topics together.
 """
@@ -23,12 +24,12 @@ from broadcaster import BroadcastBackend
 from redis import asyncio as aioredis
 from redis.asyncio.client import PubSub
 
-from .batching import Outgoing, PublishBatcher
 from .hookspecs import BrokerMessage
+from .redis_direct import DirectConnection
 
 logger = logging.getLogger("fastapi_streaming.broker.redis")
 
-#: How long ``subscribe``/``unsubscribe`` wait for Redis to confirm.
+#: How long ``subscribe``/``unsubscribe`` and a publish wait for Redis to answer.
 CONFIRM_TIMEOUT = 10.0
 
 
@@ -50,7 +51,7 @@ class RedisBackend(BroadcastBackend):
         self._confirmations: dict[tuple[str, str], asyncio.Future[None]] = {}
         #: Set by the broker connection: called with every message as it is read.
         self.push: Callable[[BrokerMessage], None] | None = None
-        self._batcher = PublishBatcher(self._send)
+        self._publisher = DirectConnection(url, self._lose, timeout=CONFIRM_TIMEOUT)
         #: Pattern subscriptions (derived topics reading every channel of a source topic);
         #: kept across reconnections, and subscribed again by ``connect``.
         self._patterns: dict[str, list[Callable[[BrokerMessage], None]]] = {}
@@ -62,11 +63,12 @@ class RedisBackend(BroadcastBackend):
         self._queue = asyncio.Queue()
         self._reading = asyncio.Event()
         self._listener = asyncio.create_task(self._listen(), name="redis pub/sub listener")
+        await self._publisher.connect()
         for pattern in self._patterns:
             await self._confirmed("psubscribe", pattern)
 
     async def disconnect(self) -> None:
-        await self._batcher.close()
+        await self._publisher.close()
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -108,17 +110,12 @@ class RedisBackend(BroadcastBackend):
             await self._confirmed("punsubscribe", pattern)
 
     async def publish(self, channel: str, message: Any) -> None:
-        """Publish, in one pipeline with every other publish of the same moment."""
-        assert self._client is not None, "connect() first"
-        await self._batcher.publish(channel, message)
+        """Publish; returns once Redis has taken the message."""
+        await self._publisher.execute("PUBLISH", channel, message)
 
-    async def _send(self, batch: list[Outgoing]) -> None:
-        if self._client is None:
-            raise ConnectionError("the Redis backend is not connected")
-        pipe = self._client.pipeline(transaction=False)
-        for channel, message, _ in batch:
-            pipe.publish(channel, message)
-        await pipe.execute()
+    def _lose(self, error: BaseException) -> None:
+        """The publishing connection failed: reconnect the backend as a whole."""
+        self._queue.put_nowait(_Lost(error))
 
     async def ping(self) -> None:
         """Ask Redis for an answer (health checks): a subscription-less pub/sub notices

@@ -54,8 +54,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 
 from . import stream_epochs
-from .batching import Outgoing, PublishBatcher
 from .hookspecs import BrokerMessage
+from .redis_direct import DirectConnection
 
 logger = logging.getLogger("fastapi_streaming.broker.redis_stream")
 
@@ -116,7 +116,8 @@ class RedisStreamBackend(BroadcastBackend):
         #: Set by the broker connection (``PushDelivery``): called with every entry read.
         self.push: Callable[[BrokerMessage], None] | None = None
         self._task: asyncio.Task[None] | None = None
-        self._batcher = PublishBatcher(self._send)
+        self._publisher = DirectConnection(self._redis_url, self._lose, timeout=COMMAND_TIMEOUT)
+        self._losses: set[asyncio.Task[None]] = set()
 
     async def connect(self) -> None:
         no_retry = Retry(NoBackoff(), 0)  # the caller reconnects; a retried XADD could duplicate
@@ -140,9 +141,10 @@ class RedisStreamBackend(BroadcastBackend):
         self._changed = asyncio.Event()
         self._marked = set()
         self._task = asyncio.create_task(self._read(), name="redis stream reader")
+        await self._publisher.connect()
 
     async def disconnect(self) -> None:
-        await self._batcher.close()
+        await self._publisher.close()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -189,20 +191,19 @@ class RedisStreamBackend(BroadcastBackend):
         self._continued.discard(channel)
 
     async def publish(self, channel: str, message: Any) -> None:
-        """Append, in one pipeline with every other publish of the same moment."""
-        self._connected()
-        await self._batcher.publish(channel, message)
-
-    async def _send(self, batch: list[Outgoing]) -> None:
+        """Append; returns once Redis has stored the entry."""
         client = self._connected()
-        pipe = client.pipeline(transaction=False)
-        for channel, message, _ in batch:
-            pipe.xadd(channel, {FIELD: message}, maxlen=self.maxlen or None, approximate=True)
-        entry_ids = await pipe.execute()
-        for (channel, _, _), entry_id in zip(batch, entry_ids, strict=True):
-            if channel not in self._marked:  # once per stream and connection: one more round trip
-                await stream_epochs.mark_stream(client, channel, _parse_id(entry_id)[0])
-                self._marked.add(channel)
+        trim = ("MAXLEN", "~", self.maxlen) if self.maxlen else ()
+        entry_id = await self._publisher.execute("XADD", channel, *trim, "*", FIELD, message)
+        if channel not in self._marked:  # once per stream and connection: one more round trip
+            await stream_epochs.mark_stream(client, channel, _parse_id(entry_id)[0])
+            self._marked.add(channel)
+
+    def _lose(self, error: BaseException) -> None:
+        """The publishing connection failed: reconnect the backend as a whole."""
+        task = asyncio.ensure_future(self._queue.put(_Lost(error)))
+        self._losses.add(task)
+        task.add_done_callback(self._losses.discard)
 
     async def next_published(self) -> BrokerMessage:
         item = await self._queue.get()

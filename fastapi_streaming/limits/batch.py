@@ -88,7 +88,7 @@ class PublishCharges:
     A publish under a plan with a publish rate and a quota asks both (the library's
     moving-window and fixed-window scripts); publishes that arrive together (pipelined POSTs,
     several sockets) are asked in the same round trip, collected until the event loop's next
-    turn as the broker's publishes are (:mod:`fastapi_streaming.brokers.batching`). So they
+    turn as the broker's publishes are (:mod:`fastapi_streaming.brokers.redis_direct`). So they
     also reach the broker together, and the fan-out hands them to each client in one write
     instead of one write each. A publish the rate refuses is taken off the quota again (one
     more round trip, only then), so the counters end as if the two had been asked in turn.
