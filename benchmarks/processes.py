@@ -96,13 +96,27 @@ class CPUClock:
         return self.seconds() / wall if wall > 0 else 0.0
 
 
+#: ``fastapi-streaming run`` takes uvicorn's options but picks loop, HTTP and WebSocket
+#: implementations itself (uvloop, httptools and websockets when installed, as here).
+RUN_OPTIONS = [option for option in UVICORN_OPTIONS if option not in ("--loop", "uvloop", "--http",
+    "httptools", "--ws", "auto")]  # fmt: skip
+
+
 class ServerProcess:
-    """``python -m uvicorn <app>`` on a free 127.0.0.1 port."""
+    """``python -m uvicorn <app>`` (or ``fastapi-streaming run <app>``) on a free 127.0.0.1
+    port."""
 
     def __init__(
-        self, app: str, *, python: str, env: Mapping[str, str] | None = None, workers: int = 1
+        self,
+        app: str,
+        *,
+        python: str,
+        env: Mapping[str, str] | None = None,
+        workers: int = 1,
+        launcher: str = "uvicorn",
     ) -> None:
         self.app = app
+        self.launcher = launcher
         self.python = python
         self.workers = workers
         self.port = free_port()
@@ -116,8 +130,12 @@ class ServerProcess:
         return self.process.pid
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
-        command = [self.python, "-m", "uvicorn", self.app, "--host", "127.0.0.1"]
-        command += ["--port", str(self.port), *UVICORN_OPTIONS]
+        if self.launcher == "fastapi-streaming":
+            command = [self.python, "-m", "fastapi_streaming", "run", self.app]
+            command += ["--host", "127.0.0.1", "--port", str(self.port), *RUN_OPTIONS]
+        else:
+            command = [self.python, "-m", "uvicorn", self.app, "--host", "127.0.0.1"]
+            command += ["--port", str(self.port), *UVICORN_OPTIONS]
         if self.workers > 1:
             command += ["--workers", str(self.workers)]
         self.process = subprocess.Popen(

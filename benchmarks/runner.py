@@ -79,6 +79,7 @@ def start_server(variant: Variant, broker: Broker) -> ServerProcess:
             python=variant.server.python,
             env={**variant.server.env, **broker.env},
             workers=variant.server.workers,
+            launcher=variant.server.launcher,
         ).start()
     except (RuntimeError, OSError) as exc:
         raise SkipVariant(startup_error(str(exc))) from None

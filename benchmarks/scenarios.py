@@ -33,6 +33,9 @@ class Server:
     private_broker: str | None = None
     #: Run only when named with ``--only``: servers that compare brokers, not frameworks.
     opt_in: bool = False
+    #: What starts it: ``"uvicorn"`` (``python -m uvicorn``), or ``"fastapi-streaming"``
+    #: (``fastapi-streaming run``: the garbage collector frozen and tuned at startup).
+    launcher: str = "uvicorn"
 
 
 BARE = Server("bare", "bare ASGI (bound)", "benchmarks.servers.bare:app", "/sse", "/ws", "/publish")
@@ -72,6 +75,20 @@ STREAMING_REDIS = Server(
     "/streams/ws/bench/{room}",
     "/streams/publish/bench/{room}",
     env={"BENCH_BROKER": REDIS_URL},
+)
+#: The same app under ``fastapi-streaming run``, which freezes the startup heap (``gc.freeze()``):
+#: what the collector's full passes cost the tail latency when plain uvicorn serves the app.
+STREAMING_MEMORY_RUN = Server(
+    "fs-memory-run",
+    "fastapi-streaming memory:// (fastapi-streaming run)",
+    "benchmarks.servers.streaming:app",
+    "/streams/sse/bench/{room}",
+    "/streams/ws/bench/{room}",
+    "/streams/publish/bench/{room}",
+    env={"BENCH_BROKER": "memory://"},
+    only_in=("SSE 100 x 100/s", "SSE 1,000 x 100/s", "SSE 1,000 x 1,000/s", "WS 1,000 x 100/s"),
+    opt_in=True,
+    launcher="fastapi-streaming",
 )
 #: Where the brokers are compared: what each costs per delivered event, beside memory://.
 BROKER_COST = ("SSE 1,000 x 100/s", "SSE 1,000 x 1,000/s")
@@ -162,6 +179,7 @@ PUBSUB = Server(
 SERVERS = [
     BARE, FASTAPI_FLOOR, STREAMING_MEMORY, STREAMING_REDIS, STREAMING_REDIS_2W, HANDWRITTEN,
     PUBSUB, STREAMING_REDIS_STREAM, STREAMING_KAFKA, STREAMING_MANAGED, STREAMING_REDIS_MANAGED,
+    STREAMING_MEMORY_RUN,
 ]  # fmt: skip
 #: Each transport's upper bound and the server every other is compared with.
 BOUND = BARE
