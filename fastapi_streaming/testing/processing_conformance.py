@@ -125,9 +125,11 @@ class ProcessingConformance:
     engine: ClassVar[str] = "embedded"
     url: ClassVar[str] = "memory://"
     #: Seconds to wait for derived events (an external processor takes longer to start).
-    patience: ClassVar[float] = 10.0
+    patience: float = 10.0
     #: Tests the engine is known to fail, by name, with the reason (they are strict xfails).
     unsupported: ClassVar[dict[str, str]] = {}
+    #: How long those wait: they fail by waiting in vain, and waiting less cannot make one pass.
+    unsupported_patience: ClassVar[float] = 10.0
     #: Tests the engine fails depending on timing, by name, with the reason (lax xfails).
     unreliable: ClassVar[dict[str, str]] = {}
 
@@ -145,6 +147,7 @@ class ProcessingConformance:
         reason = self.unsupported.get(request.node.originalname)
         if reason is not None:
             request.node.add_marker(pytest.mark.xfail(reason=reason, strict=True))
+            self.patience = min(self.patience, self.unsupported_patience)
         reason = self.unreliable.get(request.node.originalname)
         if reason is not None:
             request.node.add_marker(pytest.mark.xfail(reason=reason, strict=False))
