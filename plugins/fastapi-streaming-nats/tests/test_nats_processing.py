@@ -1,0 +1,96 @@
+"""Derived topics on NATS: the processing conformance suite on JetStream and on core NATS.
+
+On JetStream the owner replays the stream from its checkpoint, so failover loses nothing; on
+core NATS a new owner starts from what is published after it took over (the one expected
+failure). Each test has a stream, prefix and KV buckets of its own, deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import ClassVar
+
+import nats
+import nats.js.errors
+import pytest
+import pytest_asyncio
+from fastapi_streaming.testing.processing_conformance import ProcessingConformance
+
+from fastapi_streaming_nats.options import NATSOptions
+from fastapi_streaming_nats.processing import bucket_name, filter_subject
+
+NATS_URL = "nats://127.0.0.1:4222"
+
+
+async def delete_jetstream(stream: str | None, buckets: list[str]) -> None:
+    nc = await nats.connect(NATS_URL)
+    js = nc.jetstream()
+    try:
+        for bucket in buckets:
+            try:
+                await js.delete_key_value(bucket)
+            except nats.js.errors.NotFoundError:
+                pass
+        if stream is not None:
+            try:
+                await js.delete_stream(stream)
+            except nats.js.errors.NotFoundError:
+                pass
+    finally:
+        await nc.close()
+
+
+class TestEmbeddedOnJetStream(ProcessingConformance):
+    patience = 15.0
+
+    @pytest.fixture
+    def names(self) -> tuple[str, str]:
+        tag = uuid.uuid4().hex[:12]
+        return f"PROCESSING_{tag}", f"processing_{tag}"
+
+    @pytest_asyncio.fixture
+    async def broker_url(self, names: tuple[str, str]) -> AsyncIterator[str]:
+        stream, prefix = names
+        yield f"{NATS_URL}?stream={stream}&prefix={prefix}&max_age=600"
+        await delete_jetstream(stream, [f"{stream}_LEASES", f"{stream}_CHECKPOINTS"])
+
+
+class TestEmbeddedOnCoreNATS(ProcessingConformance):
+    unsupported: ClassVar[dict[str, str]] = {
+        "test_failover_neither_loses_nor_double_counts": (
+            "core NATS keeps no history: a new owner misses what the old one had folded in"
+        ),
+    }
+
+    @pytest_asyncio.fixture
+    async def broker_url(self) -> AsyncIterator[str]:
+        prefix = f"processing_{uuid.uuid4().hex[:12]}"
+        yield f"{NATS_URL}?prefix={prefix}"
+        await delete_jetstream(None, [f"{prefix}_LEASES"])
+
+
+@pytest.mark.parametrize(
+    ("patterns", "subject"),
+    [
+        (["clicks.*"], "p.clicks.>"),
+        (["clicks.*.per-second"], "p.clicks.>"),
+        (["clicks.home"], "p.clicks.home"),
+        (["clicks.*", "views.*"], "p.>"),
+        (["t.clicks.*", "t.views.*"], "p.t.>"),
+        (["t.clicks", "t.clicks.*"], "p.t.>"),
+        (["a-*.x"], "p.>"),
+    ],
+)
+def test_the_filter_subject_covers_every_channel_of_the_patterns(
+    patterns: list[str], subject: str
+) -> None:
+    assert filter_subject(NATSOptions.from_url(f"{NATS_URL}?prefix=p"), patterns) == subject
+
+
+def test_buckets_are_named_after_the_stream_or_the_prefix() -> None:
+    jetstream = NATSOptions.from_url(f"{NATS_URL}?stream=S1")
+    assert bucket_name(jetstream, "LEASES") == "S1_LEASES"
+    core = NATSOptions.from_url(f"{NATS_URL}?prefix=a.b")
+    assert bucket_name(core, "LEASES") == "a_b_LEASES"
+    assert bucket_name(NATSOptions.from_url(NATS_URL), "LEASES") == "FASTAPI_STREAMING_LEASES"
