@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import nats
 import nats.js.errors
 import pytest
 import pytest_asyncio
+from fastapi_streaming import StreamingAPI
+from fastapi_streaming.processing import Tumbling, Window
 from fastapi_streaming.testing.processing_conformance import ProcessingConformance
 
 from fastapi_streaming_nats.options import NATSOptions
@@ -94,3 +96,31 @@ def test_buckets_are_named_after_the_stream_or_the_prefix() -> None:
     core = NATSOptions.from_url(f"{NATS_URL}?prefix=a.b")
     assert bucket_name(core, "LEASES") == "a_b_LEASES"
     assert bucket_name(NATSOptions.from_url(NATS_URL), "LEASES") == "FASTAPI_STREAMING_LEASES"
+
+
+async def test_key_partitions_are_refused_naming_the_brokers_that_share_them() -> None:
+    """Partitions need a consumer group sharing them among the processes: not on NATS yet."""
+    tag = uuid.uuid4().hex[:12]
+    stream = f"PARTITIONS_{tag}"
+    streaming = StreamingAPI(broker=f"{NATS_URL}?stream={stream}&prefix=partitions_{tag}")
+
+    @streaming.publish("/clicks/{page}")
+    async def click(event: dict[str, Any], page: str) -> dict[str, Any]:
+        return event
+
+    @streaming.derive(
+        "/clicks/per-second",
+        source="/clicks/{page}",
+        window=Tumbling(seconds=1),
+        key="page",
+        partitions=3,
+    )
+    def per_second(window: Window[int], page: str) -> int:
+        return window.value
+
+    try:
+        with pytest.raises(RuntimeError, match=r"only redis-stream:// and kafka://"):
+            async with streaming.running():
+                pass
+    finally:
+        await delete_jetstream(stream, [])
