@@ -53,7 +53,9 @@ class NATSBackend(BroadcastBackend):
         self._locks: dict[str, asyncio.Lock] = {}
         self._inbox: asyncio.Queue[Msg | None] = asyncio.Queue()
         self._closing = False
-        #: Wildcard subscriptions of derived topics' owners, by (glob pattern, callback).
+        #: Derived topics' owners' (glob pattern, callback) pairs, kept across reconnections,
+        #: and their wildcard subscriptions on the current connection.
+        self._listeners: list[tuple[str, Callable[[BrokerMessage], None]]] = []
         self._patterns: dict[tuple[str, Callable[[BrokerMessage], None]], Subscription] = {}
 
     async def connect(self) -> None:
@@ -72,6 +74,8 @@ class NATSBackend(BroadcastBackend):
         if self.options.jetstream:
             self._js = self._nc.jetstream()
             await self._ensure_stream(self._js)
+        for listener in self._listeners:  # subscribed again after a lost connection
+            await self._subscribe_pattern(*listener)
 
     async def disconnect(self) -> None:
         nc, self._nc, self._js = self._nc, None, None
@@ -163,10 +167,25 @@ class NATSBackend(BroadcastBackend):
     ) -> None:
         """Deliver the messages of every channel matching the glob ``pattern``: a wildcard
         subscription to a subject covering it, whose messages are matched against the glob."""
+        if (pattern, deliver) in self._listeners:
+            return
+        self._listeners.append((pattern, deliver))
+        await self._subscribe_pattern(pattern, deliver)
+
+    async def unsubscribe_pattern(
+        self, pattern: str, deliver: Callable[[BrokerMessage], None]
+    ) -> None:
+        if (pattern, deliver) in self._listeners:
+            self._listeners.remove((pattern, deliver))
+        subscription = self._patterns.pop((pattern, deliver), None)
+        if subscription is not None and self._nc is not None and not self._nc.is_closed:
+            await subscription.unsubscribe()
+
+    async def _subscribe_pattern(
+        self, pattern: str, deliver: Callable[[BrokerMessage], None]
+    ) -> None:
         from fastapi_streaming_nats.processing import filter_subject
 
-        if (pattern, deliver) in self._patterns:
-            return
         nc = self._connected()
         options = self.options
 
@@ -182,13 +201,6 @@ class NATSBackend(BroadcastBackend):
         subject = filter_subject(options, [pattern])
         self._patterns[(pattern, deliver)] = await nc.subscribe(subject, cb=matching)
         await _written_and_read(nc)
-
-    async def unsubscribe_pattern(
-        self, pattern: str, deliver: Callable[[BrokerMessage], None]
-    ) -> None:
-        subscription = self._patterns.pop((pattern, deliver), None)
-        if subscription is not None and self._nc is not None and not self._nc.is_closed:
-            await subscription.unsubscribe()
 
     async def ping(self) -> None:
         """A round trip to the server (health checks): ``flush`` waits for its PONG."""

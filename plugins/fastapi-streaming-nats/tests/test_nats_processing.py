@@ -7,6 +7,7 @@ failure). Each test has a stream, prefix and KV buckets of its own, deleted afte
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
@@ -16,9 +17,11 @@ import nats.js.errors
 import pytest
 import pytest_asyncio
 from fastapi_streaming import StreamingAPI
+from fastapi_streaming.brokers.hookspecs import BrokerMessage
 from fastapi_streaming.processing import Tumbling, Window
 from fastapi_streaming.testing.processing_conformance import ProcessingConformance
 
+from fastapi_streaming_nats import NATSBackend
 from fastapi_streaming_nats.options import NATSOptions
 from fastapi_streaming_nats.processing import bucket_name, filter_subject
 
@@ -124,3 +127,32 @@ async def test_key_partitions_are_refused_naming_the_brokers_that_share_them() -
                 pass
     finally:
         await delete_jetstream(stream, [])
+
+
+async def test_a_pattern_subscription_matches_the_glob_and_survives_a_reconnection() -> None:
+    """Core NATS owners read their sources through it; the broker connection reconnects a
+    backend by disconnect() and connect(), after which the owner must still be fed."""
+    prefix = f"patterns_{uuid.uuid4().hex[:12]}"
+    backend = NATSBackend(f"{NATS_URL}?prefix={prefix}")
+    got: list[tuple[str, str]] = []
+
+    def deliver(message: BrokerMessage) -> None:
+        got.append((message.channel, message.message))
+
+    await backend.connect()
+    try:
+        await backend.subscribe_pattern("clicks.*", deliver)
+        await backend.disconnect()
+        await backend.connect()
+        for channel in ("clicks.home", "clicks.a.b", "views.home", "clicksx.home"):
+            await backend.publish(channel, channel)
+        await backend.ping()
+        await asyncio.sleep(0.1)
+        assert got == [("clicks.home", "clicks.home"), ("clicks.a.b", "clicks.a.b")]
+        await backend.unsubscribe_pattern("clicks.*", deliver)
+        await backend.publish("clicks.home", "after")
+        await backend.ping()
+        await asyncio.sleep(0.1)
+        assert len(got) == 2
+    finally:
+        await backend.disconnect()
