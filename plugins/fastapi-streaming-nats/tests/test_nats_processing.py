@@ -18,12 +18,19 @@ import pytest
 import pytest_asyncio
 from fastapi_streaming import StreamingAPI
 from fastapi_streaming.brokers.hookspecs import BrokerMessage
+from fastapi_streaming.events import Event
 from fastapi_streaming.processing import Tumbling, Window
+from fastapi_streaming.processing.stream_feed import LostLease
 from fastapi_streaming.testing.processing_conformance import ProcessingConformance
 
 from fastapi_streaming_nats import NATSBackend
 from fastapi_streaming_nats.options import NATSOptions
-from fastapi_streaming_nats.processing import bucket_name, filter_subject
+from fastapi_streaming_nats.processing import (
+    JetStreamFeed,
+    KVLease,
+    bucket_name,
+    filter_subject,
+)
 
 NATS_URL = "nats://127.0.0.1:4222"
 
@@ -156,3 +163,103 @@ async def test_a_pattern_subscription_matches_the_glob_and_survives_a_reconnecti
         assert len(got) == 2
     finally:
         await backend.disconnect()
+
+
+@pytest_asyncio.fixture
+async def jetstream() -> AsyncIterator[NATSOptions]:
+    """Options with a stream and prefix of this test's own, deleted afterwards with its buckets."""
+    tag = uuid.uuid4().hex[:12]
+    stream = f"FEED_{tag}"
+    nc = await nats.connect(NATS_URL)
+    await nc.jetstream().add_stream(name=stream, subjects=[f"feed_{tag}.>"])
+    await nc.close()
+    yield NATSOptions.from_url(f"{NATS_URL}?stream={stream}&prefix=feed_{tag}")
+    await delete_jetstream(stream, [f"{stream}_LEASES", f"{stream}_CHECKPOINTS"])
+
+
+async def test_one_process_holds_the_lease_until_it_lets_go_or_it_expires(
+    jetstream: NATSOptions,
+) -> None:
+    first, second = KVLease(jetstream, "t.{x}", 1000), KVLease(jetstream, "t.{x}", 1000)
+    try:
+        assert await first.acquire()
+        assert not await second.acquire()
+        assert await first.renew()
+        await first.release()
+        assert await second.acquire()  # at once: released
+        assert not await first.renew()
+        await asyncio.sleep(2.5)  # second stops renewing: the key expires (TTL 1 s)
+        assert await first.acquire()
+        assert not await second.renew()
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_deposed_owner_cannot_commit_and_a_republished_result_is_stored_once(
+    jetstream: NATSOptions,
+) -> None:
+    """The new owner's claim makes the old owner's checkpoint revision stale; the results both
+    publish carry the same id, which JetStream's duplicate window drops."""
+    lease = KVLease(jetstream, "out.{x}", 3000)
+    old = JetStreamFeed(jetstream, lease, ["in.*"], lambda channel: True)
+    new = JetStreamFeed(jetstream, lease, ["in.*"], lambda channel: True)
+    result = Event(id="0190a0b0-0000-7000-8000-000000000001", topic="/out/x", time="t", data=1)
+    try:
+        await old.load()
+        await old.commit({"state": 1}, [("out.x", result.to_message())])
+        assert (await new.load()).engine == {"state": 1}
+        with pytest.raises(LostLease):
+            await old.commit({"state": 2}, [("out.x", result.to_message())])
+        await new.commit({"state": 2}, [("out.x", result.to_message())])
+        nc = await nats.connect(NATS_URL)
+        try:
+            info = await nc.jetstream().stream_info(jetstream.stream or "")
+        finally:
+            await nc.close()
+        assert info.state.messages == 1  # three publishes of one id
+    finally:
+        await old.close()
+        await new.close()
+        await lease.close()
+
+
+async def test_the_feed_replays_the_sources_after_the_checkpoint_in_stream_order(
+    jetstream: NATSOptions,
+) -> None:
+    lease = KVLease(jetstream, "out.{x}", 3000)
+    feed = JetStreamFeed(jetstream, lease, ["in.*"], lambda channel: channel != "in.skip")
+    nc = await nats.connect(NATS_URL)
+    js = nc.jetstream()
+
+    async def publish(channel: str) -> None:
+        await js.publish(f"{jetstream.prefix}.{channel}", channel.encode())
+
+    async def next_batch() -> list[tuple[str, str]]:
+        batch, positions = await asyncio.wait_for(anext(batches), 5)
+        feed.advance(positions)
+        return batch
+
+    try:
+        await publish("in.before")  # before the first owner: not read
+        await feed.load()
+        batches = feed.batches()
+        for channel in ("in.a", "in.skip", "in.b"):
+            await publish(channel)
+        await publish("other.c")  # outside the filter subject
+        found: list[tuple[str, str]] = []
+        while len(found) < 2:
+            found += await next_batch()
+        assert found == [("in.a", "in.a"), ("in.b", "in.b")]
+        await feed.commit(None, [])
+        await publish("in.d")
+        await batches.aclose()
+        await feed.close()
+        checkpoint = await feed.load()  # a new owner: reads on after the checkpoint
+        batches = feed.batches()
+        assert await next_batch() == [("in.d", "in.d")]
+        assert checkpoint.positions
+    finally:
+        await feed.close()
+        await lease.close()
+        await nc.close()
