@@ -277,6 +277,13 @@ class JetStreamFeed:
         )
         self.checkpoint.engine = state
         blob = pickle.dumps(self.checkpoint)
+        limit = self._nc.max_payload if self._nc is not None else len(blob)
+        if len(blob) > limit:
+            raise ValueError(
+                f"the checkpoint of {self.lease.name!r} is {len(blob)} bytes, above the NATS "
+                f"server's max_payload of {limit}: raise max_payload, or keep fewer keys or "
+                "open windows"
+            )
         try:
             self._revision = await kv.update(self.key, blob, last=self._revision)
         except nats.js.errors.KeyWrongLastSequenceError:

@@ -263,3 +263,15 @@ async def test_the_feed_replays_the_sources_after_the_checkpoint_in_stream_order
         await feed.close()
         await lease.close()
         await nc.close()
+
+
+async def test_a_checkpoint_above_max_payload_is_refused_saying_so(jetstream: NATSOptions) -> None:
+    lease = KVLease(jetstream, "big.{x}", 3000)
+    feed = JetStreamFeed(jetstream, lease, ["in.*"], lambda channel: True)
+    try:
+        await feed.load()
+        with pytest.raises(ValueError, match="above the NATS server's max_payload"):
+            await feed.commit({"windows": "x" * (2 << 20)}, [])
+    finally:
+        await feed.close()
+        await lease.close()
