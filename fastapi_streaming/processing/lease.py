@@ -2,8 +2,9 @@
 
 A :class:`Lease` is taken for a few seconds and renewed well before it runs out; a process that
 dies stops renewing, and another takes the lease over when it expires. The interface is three
-methods so that other brokers (a database advisory lock, a Kafka consumer group, a NATS KV
-entry) can add theirs: :func:`lease_for` picks one by the broker URL's scheme.
+methods so that other brokers (a database advisory lock, a NATS KV entry) can add theirs: a
+backend implementing :class:`~.hosting.DerivedTopicBackend` gives its own, and :func:`lease_for`
+picks a built-in one by the broker URL's scheme.
 
 - ``memory://`` is one process, so that process always owns (:class:`LocalLease`).
 - ``redis://`` and ``redis-stream://`` use ``SET key token NX PX ttl`` to take the lease, and a
@@ -140,6 +141,7 @@ def lease_for(broker_url: str, name: str, ttl_ms: int = DEFAULT_TTL_MS) -> Lease
         return RedisLease(redis_url(broker_url), name, ttl_ms)
     raise ValueError(
         f"Derived topics need a lease so that one process computes each of them, and the "
-        f"broker {scheme}:// has none yet. Use memory://, redis:// or redis-stream:// for the "
-        "streaming API, or add a lease for this broker (fastapi_streaming.processing.lease)."
+        f"broker {scheme}:// has none yet. Use memory://, redis://, redis-stream://, kafka:// "
+        "or nats:// for the streaming API, or give this broker's backend one "
+        "(fastapi_streaming.processing.hosting.DerivedTopicBackend)."
     )

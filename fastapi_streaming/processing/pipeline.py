@@ -43,6 +43,8 @@ INBOX_SIZE = 100_000
 TICK = 0.1
 #: Seconds before a pipeline reading Redis Streams tries again after Redis failed.
 FEED_RETRY = 1.0
+#: Seconds a stopping pipeline waits for a cancelled task before cancelling it again.
+STOP_RETRY = 0.5
 
 
 @dataclass
@@ -141,6 +143,11 @@ class Pipeline:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
+            # Cancelled again until it ends: a broker client may swallow a cancellation (nats-py
+            # does while it flushes), and the task would compute on after its lease is gone.
+            while not task.done():
+                await asyncio.wait({task}, timeout=STOP_RETRY)
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []

@@ -7,10 +7,12 @@ holds it runs the topic's :class:`~.pipeline.Pipeline`, renews the lease every t
 lifetime, and stops computing at once if a renewal fails. When the owner dies its lease expires
 and another process takes over within a lease lifetime.
 
-What a takeover loses depends on the broker. On ``redis-stream://`` nothing: owners read the
-sources' history from a checkpoint and commit output and checkpoint atomically
-(:mod:`.stream_feed`). On ``redis://`` (pub/sub) the new owner starts from the events published
-after it took over, so the windows open at that moment miss what the old owner had folded in.
+The lease, and the feed an owner reads its sources from, come from the broker
+(:mod:`.hosting`): a plugin's backend provides its own, the built-in brokers theirs. What a
+takeover loses depends on the broker. On ``redis-stream://`` nothing: owners read the sources'
+history from a checkpoint and commit output and checkpoint atomically (:mod:`.stream_feed`). On
+``redis://`` (pub/sub) the new owner starts from the events published after it took over, so
+the windows open at that moment miss what the old owner had folded in.
 
 A derived topic declared with ``partitions=N`` on ``redis-stream://`` has no single owner: its
 key partitions are shared among the processes through a consumer group
@@ -26,17 +28,18 @@ import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from ..brokers.extensions import PatternSubscription
 from ..runtime import StreamingRuntime
 from ..topics import TopicRegistry
-from .lease import DEFAULT_TTL_MS, Lease, RedisLease, lease_for, redis_url
+from .hosting import BuiltinHost, host_for, stream_maxlen
+from .lease import DEFAULT_TTL_MS, Lease, redis_url
 from .partitions import PartitionClaim, PartitionGroup
 from .pipeline import Pipeline
 from .scaleout import PartitionedOwner
 from .sources import channel_pattern
-from .stream_feed import MAXLEN, Feed, StreamDirectory, StreamFeed
+from .stream_feed import Feed, StreamDirectory, StreamFeed
 
 logger = logging.getLogger("fastapi_streaming.processing")
 
@@ -65,12 +68,16 @@ class Processing:
         #: On Kafka a consumer group elects the owner, which replays from checkpoints.
         self.kafka = scheme == "kafka"
         self.broker_url = broker_url
+        #: Where single owners get their leases and feeds: the backend's own, or built in.
+        self.host = host_for(broker_url, runtime.broker.backend)
+        hosted = not isinstance(self.host, BuiltinHost)
         pattern_capable = isinstance(runtime.broker.backend, PatternSubscription)
-        if self.pipelines and not (pattern_capable or self.streams or self.kafka):
+        if self.pipelines and not (pattern_capable or self.streams or self.kafka or hosted):
             raise RuntimeError(
                 f"Derived topics ({', '.join(self.pipelines)}) read every channel of their "
                 f"sources, and the broker {runtime.broker.url_for_display} cannot subscribe to "
-                "channel patterns yet: use memory://, redis:// or redis-stream://."
+                "channel patterns yet: use memory://, redis://, redis-stream://, kafka:// or "
+                "nats://."
             )
         partitioned = [
             address
@@ -80,16 +87,16 @@ class Processing:
         if partitioned and not (self.streams or self.kafka) and scheme != "memory":
             raise RuntimeError(
                 f"Derived topics {partitioned} are split into key partitions, which the "
-                "processes share through a Redis Streams consumer group, with checkpoints: "
-                f"the broker {runtime.broker.url_for_display} has neither. Use "
-                "redis-stream:// or kafka:// (or memory:// in one process), or leave "
-                "partitions=1."
+                "processes share through a consumer group with checkpoints: only "
+                "redis-stream:// and kafka:// do that so far, not the broker "
+                f"{runtime.broker.url_for_display}. Use redis-stream:// or kafka:// (or "
+                "memory:// in one process), or leave partitions=1."
             )
         self.lease_ttl_ms = lease_ttl_ms
         #: Partitioned derived topics (on Redis Streams), shared among the processes.
         self.partitioned = partitioned if self.streams else []
         self.leases: dict[str, Lease] = {
-            address: lease_for(broker_url, pipeline.topic.channel or address, lease_ttl_ms)
+            address: self.host.derived_topic_lease(pipeline.topic.channel or address, lease_ttl_ms)
             for address, pipeline in self.pipelines.items()
             if address not in self.partitioned and not self.kafka
         }
@@ -264,17 +271,12 @@ class Processing:
     async def _begin(self, address: str) -> None:
         logger.info("This process now computes derived topic %s", address)
         self.owned.add(address)
-        pipeline, lease = self.pipelines[address], self.leases[address]
-        feed = None
-        if self.streams:
-            assert isinstance(lease, RedisLease)
-            feed = StreamFeed(
-                redis_url(self.broker_url),
-                lease,
-                [channel_pattern(source) for source in pipeline.sources],
-                accepts=lambda channel: pipeline.source_of(channel) is not None,
-                maxlen=stream_maxlen(self.broker_url),
-            )
+        pipeline = self.pipelines[address]
+        feed = self.host.derived_topic_feed(
+            self.leases[address],
+            [channel_pattern(source) for source in pipeline.sources],
+            _source_channels(pipeline),
+        )
         await pipeline.start(feed)
 
     async def _try(self, address: str, step: Callable[[], Awaitable[bool]]) -> bool:
@@ -295,12 +297,3 @@ def _source_channels(pipeline: Pipeline) -> Callable[[str], bool]:
 def _partition_finder(pipeline: Pipeline, count: int) -> Callable[[str], int | None]:
     """The key partition of a source topic of ``pipeline`` (None: not a source's)."""
     return lambda topic: pipeline.partition_of(topic, count)
-
-
-def stream_maxlen(broker_url: str) -> int:
-    """The ``maxlen`` option of a ``redis-stream://`` URL (what its backend trims streams to)."""
-    options = dict(parse_qsl(urlsplit(broker_url).query))
-    try:
-        return max(int(options.get("maxlen", MAXLEN)), 0)
-    except ValueError:
-        return MAXLEN

@@ -86,7 +86,8 @@ class Fence(Protocol):
 
 class Feed(Protocol):
     """Where a pipeline reads its sources from a checkpoint and commits what it made:
-    :class:`StreamFeed` (Redis Streams) or :class:`~.kafka_feed.KafkaFeed`."""
+    :class:`StreamFeed` (Redis Streams), :class:`~.kafka_feed.KafkaFeed`, or a broker plugin's
+    (given by its backend, :class:`~.hosting.DerivedTopicBackend`)."""
 
     async def load(self) -> Checkpoint: ...
 

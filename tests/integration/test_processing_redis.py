@@ -180,7 +180,7 @@ async def test_on_redis_streams_lost_connections_resume_from_the_checkpoint() ->
 
 
 def test_derived_streams_are_trimmed_as_the_broker_url_says() -> None:
-    from fastapi_streaming.processing.runner import stream_maxlen
+    from fastapi_streaming.processing.hosting import stream_maxlen
 
     assert stream_maxlen("redis-stream://127.0.0.1:6379/0?maxlen=500") == 500
     assert stream_maxlen("redis-stream://127.0.0.1:6379/0?maxlen=0") == 0

@@ -4,13 +4,19 @@ Each subscribed channel is one core NATS subscription whose messages go into one
 ``next_published()`` reads, so every message comes out once. In JetStream mode publishing goes
 through the stream (stored, acknowledged); live delivery stays on core subscriptions, which see
 stream messages too, so subscribers do not pay for consumers they do not need.
+
+The backend also hosts derived topics (:mod:`fastapi_streaming_nats.processing`): it elects
+their owners through a JetStream KV bucket and, in JetStream mode, feeds them from checkpoints;
+on core NATS their owners read the sources live through wildcard subscriptions.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import logging
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import nats
 import nats.js.errors
@@ -22,6 +28,10 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
 from fastapi_streaming_nats.options import NATSOptions
+
+if TYPE_CHECKING:
+    from fastapi_streaming.processing.lease import Lease
+    from fastapi_streaming.processing.stream_feed import Feed
 
 logger = logging.getLogger("fastapi_streaming.nats")
 
@@ -43,6 +53,10 @@ class NATSBackend(BroadcastBackend):
         self._locks: dict[str, asyncio.Lock] = {}
         self._inbox: asyncio.Queue[Msg | None] = asyncio.Queue()
         self._closing = False
+        #: Derived topics' owners' (glob pattern, callback) pairs, kept across reconnections,
+        #: and their wildcard subscriptions on the current connection.
+        self._listeners: list[tuple[str, Callable[[BrokerMessage], None]]] = []
+        self._patterns: dict[tuple[str, Callable[[BrokerMessage], None]], Subscription] = {}
 
     async def connect(self) -> None:
         self._closing = False
@@ -60,12 +74,15 @@ class NATSBackend(BroadcastBackend):
         if self.options.jetstream:
             self._js = self._nc.jetstream()
             await self._ensure_stream(self._js)
+        for listener in self._listeners:  # subscribed again after a lost connection
+            await self._subscribe_pattern(*listener)
 
     async def disconnect(self) -> None:
         nc, self._nc, self._js = self._nc, None, None
         self._closing = True
         self._subscriptions.clear()
         self._channels.clear()
+        self._patterns.clear()
         if nc is not None:
             await nc.close()
         # close() cancels the subscriptions' delivery tasks without waiting for them; let the
@@ -124,6 +141,66 @@ class NATSBackend(BroadcastBackend):
                 f"no JetStream stream stored subject {subject!r}: stream "
                 f"{self.options.stream!r} does not capture it or JetStream is unavailable"
             ) from None
+
+    # -- derived topics ----------------------------------------------------------------------
+
+    def derived_topic_lease(self, name: str, ttl_ms: int) -> Lease:
+        """A key in the KV bucket ``<stream>_LEASES`` that expires unless renewed."""
+        from fastapi_streaming_nats.processing import KVLease
+
+        return KVLease(self.options, name, ttl_ms)
+
+    def derived_topic_feed(
+        self, lease: Lease, patterns: Sequence[str], accepts: Callable[[str], bool]
+    ) -> Feed | None:
+        """In JetStream mode, the stream from the checkpoint on; on core NATS none (the owner
+        reads live through :meth:`subscribe_pattern`)."""
+        if not self.options.jetstream:
+            return None
+        from fastapi_streaming_nats.processing import JetStreamFeed, KVLease
+
+        assert isinstance(lease, KVLease)
+        return JetStreamFeed(self.options, lease, patterns, accepts)
+
+    async def subscribe_pattern(
+        self, pattern: str, deliver: Callable[[BrokerMessage], None]
+    ) -> None:
+        """Deliver the messages of every channel matching the glob ``pattern``: a wildcard
+        subscription to a subject covering it, whose messages are matched against the glob."""
+        if (pattern, deliver) in self._listeners:
+            return
+        self._listeners.append((pattern, deliver))
+        await self._subscribe_pattern(pattern, deliver)
+
+    async def unsubscribe_pattern(
+        self, pattern: str, deliver: Callable[[BrokerMessage], None]
+    ) -> None:
+        if (pattern, deliver) in self._listeners:
+            self._listeners.remove((pattern, deliver))
+        subscription = self._patterns.pop((pattern, deliver), None)
+        if subscription is not None and self._nc is not None and not self._nc.is_closed:
+            await subscription.unsubscribe()
+
+    async def _subscribe_pattern(
+        self, pattern: str, deliver: Callable[[BrokerMessage], None]
+    ) -> None:
+        from fastapi_streaming_nats.processing import filter_subject
+
+        nc = self._connected()
+        options = self.options
+
+        async def matching(msg: Msg) -> None:
+            channel = options.channel_of(msg.subject)
+            if channel is None or not fnmatch.fnmatchcase(channel, pattern):
+                return
+            try:
+                deliver(BrokerMessage(channel=channel, message=msg.data.decode("utf-8")))
+            except UnicodeDecodeError:
+                logger.warning("Skipped a message on %r that is not UTF-8 text", msg.subject)
+
+        subject = filter_subject(options, [pattern])
+        self._patterns[(pattern, deliver)] = await nc.subscribe(subject, cb=matching)
+        await _written_and_read(nc)
 
     async def ping(self) -> None:
         """A round trip to the server (health checks): ``flush`` waits for its PONG."""

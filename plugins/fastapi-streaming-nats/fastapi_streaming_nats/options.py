@@ -85,6 +85,17 @@ class NATSOptions:
         check_subject_tokens(channel, what="channel")
         return f"{self.prefix}.{channel}" if self.prefix else channel
 
+    def subject_tokens(self, pattern: str) -> list[str]:
+        """The tokens of the subject of a channel glob pattern (``clicks.*``), unchecked."""
+        return [*self.prefix.split("."), *pattern.split(".")] if self.prefix else pattern.split(".")
+
+    def channel_of(self, subject: str) -> str | None:
+        """The channel of a subject (None: outside the prefix, not this backend's)."""
+        if not self.prefix:
+            return subject
+        head = f"{self.prefix}."
+        return subject[len(head) :] if subject.startswith(head) else None
+
     @property
     def stream_subjects(self) -> list[str]:
         """What a stream this backend creates captures."""

@@ -345,3 +345,36 @@ async def test_a_windowed_handler_may_take_the_key_field_by_name() -> None:
         {"site": "north", "sensor": "a", "sum": 4},
         {"site": "north", "sensor": "b", "sum": 2},
     ]
+
+
+async def test_a_stopping_pipeline_ends_a_task_that_swallowed_its_cancellation() -> None:
+    """Some broker clients swallow a cancellation (nats-py while it flushes): the pipeline
+    cancels again, or a task would compute on after its owner let go."""
+    from fastapi_streaming.processing.pipeline import Pipeline
+
+    streaming = orders_api()
+
+    @streaming.derive("/orders/{desk}/ids", source="/orders/{desk}")
+    def ids(order: Order) -> int:
+        return order.id
+
+    async def stubborn() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            pass  # swallowed, as a library might
+        await asyncio.sleep(30)
+
+    async with streaming.running():
+        topic = streaming.topics.get("/orders/{desk}/ids")
+        assert topic is not None
+        pipeline = Pipeline(topic, streaming.topics, streaming.runtime)
+        task = asyncio.create_task(stubborn())
+        await asyncio.sleep(0)
+        pipeline._tasks = [task]
+        stopping = asyncio.create_task(pipeline.stop())
+        await asyncio.wait({stopping}, timeout=5)  # does not cancel it, unlike wait_for
+        stopped = stopping.done()
+        task.cancel()  # the test's own cleanup, should stop() not have ended it
+        await asyncio.wait({stopping}, timeout=1)
+        assert stopped
