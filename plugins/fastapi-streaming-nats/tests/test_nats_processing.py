@@ -62,7 +62,7 @@ class TestEmbeddedOnJetStream(ProcessingConformance):
         return f"PROCESSING_{tag}", f"processing_{tag}"
 
     @pytest_asyncio.fixture
-    async def broker_url(self, names: tuple[str, str]) -> AsyncIterator[str]:
+    async def broker_url(self, names: tuple[str, str]) -> AsyncIterator[str]:  # type: ignore[override]
         stream, prefix = names
         yield f"{NATS_URL}?stream={stream}&prefix={prefix}&max_age=600"
         await delete_jetstream(stream, [f"{stream}_LEASES", f"{stream}_CHECKPOINTS"])
@@ -76,7 +76,7 @@ class TestEmbeddedOnCoreNATS(ProcessingConformance):
     }
 
     @pytest_asyncio.fixture
-    async def broker_url(self) -> AsyncIterator[str]:
+    async def broker_url(self) -> AsyncIterator[str]:  # type: ignore[override]
         prefix = f"processing_{uuid.uuid4().hex[:12]}"
         yield f"{NATS_URL}?prefix={prefix}"
         await delete_jetstream(None, [f"{prefix}_LEASES"])
@@ -253,7 +253,7 @@ async def test_the_feed_replays_the_sources_after_the_checkpoint_in_stream_order
         assert found == [("in.a", "in.a"), ("in.b", "in.b")]
         await feed.commit(None, [])
         await publish("in.d")
-        await batches.aclose()
+        await batches.aclose()  # type: ignore[attr-defined]
         await feed.close()
         checkpoint = await feed.load()  # a new owner: reads on after the checkpoint
         batches = feed.batches()
