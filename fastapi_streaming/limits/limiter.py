@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage import RedisStorage, Storage
 from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter, RateLimiter
 from starlette.requests import HTTPConnection
 
@@ -32,6 +32,7 @@ from ..security.principal import Principal
 from ..topics import Mode, Topic
 from .answers import QuotaExceeded, Refusal, seconds_until
 from .batch import PublishCharges, hit_quotas, pipelined_counters
+from .memory import LocalStorage
 from .plans import Plan, PlanChooser, choose_plan
 from .timeouts import CLIENT_OPTIONS, bounded
 
@@ -104,7 +105,7 @@ class Meter:
 
 def open_storage(url: str, namespace: str) -> Storage:
     if url.startswith("memory://"):
-        return MemoryStorage()
+        return LocalStorage()
     if url.startswith(("redis://", "rediss://", "async+redis://", "async+rediss://")):
         if not url.startswith("async+"):
             url = "async+" + url

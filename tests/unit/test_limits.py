@@ -7,7 +7,8 @@ import uuid
 from typing import Any
 
 import pytest
-from limits.aio.strategies import FixedWindowRateLimiter
+from limits import parse
+from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 from redis.asyncio.client import Pipeline as RedisPipeline
 from redis.asyncio.client import Redis
 from starlette.requests import HTTPConnection
@@ -15,6 +16,7 @@ from starlette.requests import HTTPConnection
 from fastapi_streaming import StreamingAPI, StreamingRouter
 from fastapi_streaming.limits import Limiter, Limits, Plan, PlanByClaim, QuotaExceeded, Refusal
 from fastapi_streaming.limits.batch import pipelined_counters
+from fastapi_streaming.limits.memory import LocalStorage
 from fastapi_streaming.security import Principal
 from fastapi_streaming.security.access import Access, fill_scope, required_scopes
 from fastapi_streaming.topics import Mode
@@ -412,6 +414,64 @@ async def test_counters_that_never_answer_let_publishes_through_after_the_timeou
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_charges_in_memory_never_hand_the_event_loop_on() -> None:
+    """Publishes pipelined on a few connections must stay in step to reach the broker in one
+    batch: a charge that waits a turn of the loop (a lock held while a thread sweeps the
+    window) puts them out of step. Between charges the loop turns once; nothing more."""
+    plan = Plan(name="mem", quota="100000/day", publish_rate="100000/minute")
+    limiter = Limiter(Limits(plan=plan))
+    await limiter.start(lambda address: None)
+    streaming = StreamingAPI()
+
+    @streaming.publish("/in")
+    async def take(event: dict[str, Any]) -> dict[str, Any]:
+        return event
+
+    topic = streaming.topics.get("/in")
+    assert topic is not None
+    turns = 0
+    running = True
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while running:
+            turns += 1
+            await asyncio.sleep(0)
+
+    ticker = asyncio.create_task(count_turns())
+    try:
+        meter = await limiter.meter(connection(), principal("pat"), topic, Mode.PUBLISH)
+        assert meter is not None
+        await asyncio.sleep(0)
+        before = turns
+        for _ in range(50):
+            await limiter.charge(meter, 1, publish=True)
+            await asyncio.sleep(0)
+        assert turns - before <= 51
+        assert limiter.counted["mem"] == 50
+    finally:
+        running = False
+        await ticker
+        await limiter.stop()
+
+
+def test_memory_counters_hold_a_rate_and_forget_expired_windows() -> None:
+    async def scenario() -> None:
+        storage = LocalStorage()
+        rate = parse("3/second")
+        limiter = MovingWindowRateLimiter(storage)
+        assert [await limiter.hit(rate, "pat") for _ in range(4)] == [True, True, True, False]
+        quota = parse("2/second")
+        fixed = FixedWindowRateLimiter(storage)
+        assert [await fixed.hit(quota, "pat") for _ in range(3)] == [True, True, False]
+        await asyncio.sleep(1.1)  # both windows pass; the next call sweeps them
+        assert await fixed.hit(quota, "pat")
+        assert await limiter.hit(rate, "pat")
+        assert len(storage.events) == 1 and len(storage.storage) == 1
+
+    asyncio.run(scenario())
 
 
 @pytest.mark.redis
