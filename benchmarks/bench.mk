@@ -32,9 +32,11 @@ bench: bench-venv
 bench-medium: bench-venv
 	$(BENCH_PYTHON) -m benchmarks --medium --budget 900
 
-## What plans and metrics cost the fan-out: managed against unmanaged (about 6 minutes)
+## What plans and metrics cost the fan-out: managed against unmanaged (about 6 minutes), and
+## the event-loop turns a publish takes with and without a plan (seconds)
 bench-cost: bench-venv
 	$(BENCH_PYTHON) -m benchmarks --cost --budget 600
+	$(BENCH_PYTHON) -m benchmarks.publish_turns
 
 ## Run the one-minute subset (CI checks that it runs, not how fast)
 bench-quick: bench-venv

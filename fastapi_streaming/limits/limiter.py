@@ -21,9 +21,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage import RedisStorage, Storage
 from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter, RateLimiter
 from starlette.requests import HTTPConnection
 
@@ -31,7 +32,9 @@ from ..security.principal import Principal
 from ..topics import Mode, Topic
 from .answers import QuotaExceeded, Refusal, seconds_until
 from .batch import PublishCharges, hit_quotas, pipelined_counters
+from .memory import LocalStorage
 from .plans import Plan, PlanChooser, choose_plan
+from .timeouts import CLIENT_OPTIONS, bounded
 
 logger = logging.getLogger("fastapi_streaming.limits")
 
@@ -88,6 +91,13 @@ class Meter:
         amount and window (on Redis a moving window and a fixed one cannot share a key)."""
         return (*self.ids, "publish_rate")
 
+    @cached_property
+    def quota_key(self) -> str:
+        """The quota's counter, as the ``limits`` library names it: made once per meter, not
+        at every flush (a connection keeps its meter)."""
+        assert self.plan.quota_item is not None
+        return self.plan.quota_item.key_for(*self.ids)
+
     @property
     def connections_key(self) -> str:
         return f"{self.namespace}/connections/{self.plan.name}/{self.key}"
@@ -95,11 +105,12 @@ class Meter:
 
 def open_storage(url: str, namespace: str) -> Storage:
     if url.startswith("memory://"):
-        return MemoryStorage()
+        return LocalStorage()
     if url.startswith(("redis://", "rediss://", "async+redis://", "async+rediss://")):
         if not url.startswith("async+"):
             url = "async+" + url
-        return RedisStorage(url, implementation="redispy", key_prefix=namespace)
+        options: dict[str, Any] = dict(CLIENT_OPTIONS)  # a URL's own options still win
+        return RedisStorage(url, implementation="redispy", key_prefix=namespace, **options)
     raise ValueError(
         f"Unknown limits storage {url!r}: use 'memory://' (one process) or 'redis://host:port/db'."
     )
@@ -231,7 +242,7 @@ class Limiter:
         self.storage  # noqa: B018 - opened on first use
         assert self._quota is not None
         try:
-            stats = await self._quota.get_window_stats(item, *meter.ids)
+            stats = await bounded(self._quota.get_window_stats(item, *meter.ids))
         except Exception:
             logger.warning("Limits storage unreachable; %s not counted", meter, exc_info=True)
             return events
@@ -264,7 +275,7 @@ class Limiter:
         ids: tuple[str, ...] | None = None,
     ) -> bool:
         try:
-            return await limiter.hit(item, *(ids or meter.ids), cost=cost)
+            return await bounded(limiter.hit(item, *(ids or meter.ids), cost=cost))
         except Exception:
             # Counters that cannot be reached do not take the API down with them.
             logger.warning("Limits storage unreachable; %s not counted", meter, exc_info=True)
@@ -289,7 +300,7 @@ class Limiter:
             assert item is not None and limiter is not None
             try:
                 ids = meter.ids if limit == "quota" else meter.rate_ids
-                stats = await limiter.get_window_stats(item, *ids)
+                stats = await bounded(limiter.get_window_stats(item, *ids))
                 # Rounded up, but never past the window (Redis TTLs are whole seconds).
                 retry_after = min(seconds_until(stats.reset_time, now), item.get_expiry())
             except Exception:
@@ -330,7 +341,7 @@ class Limiter:
         async def one_by_one(meter: Meter, item: Any, events: int) -> bool:
             return await self._hit(quota, item, meter, events)
 
-        return await hit_quotas(self.storage, charges, lambda meter: meter.ids, one_by_one)
+        return await hit_quotas(self.storage, charges, lambda meter: meter.quota_key, one_by_one)
 
     # -- connections --------------------------------------------------------------------------
 
@@ -352,7 +363,7 @@ class Limiter:
             return
         key = meter.connections_key
         try:
-            held = await self.storage.incr(key, CONNECTIONS_EXPIRY, 1)
+            held = await bounded(self.storage.incr(key, CONNECTIONS_EXPIRY, 1))
         except Exception:
             logger.warning("Limits storage unreachable; connection not counted", exc_info=True)
             raise _NotCounted() from None
@@ -362,7 +373,7 @@ class Limiter:
 
     async def _free_slot(self, meter: Meter) -> None:
         with contextlib.suppress(Exception):
-            await self.storage.incr(meter.connections_key, CONNECTIONS_EXPIRY, -1)
+            await bounded(self.storage.incr(meter.connections_key, CONNECTIONS_EXPIRY, -1))
 
 
 class _NotCounted(Exception):

@@ -7,13 +7,16 @@ import uuid
 from typing import Any
 
 import pytest
-from limits.aio.strategies import FixedWindowRateLimiter
+from limits import parse
+from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 from redis.asyncio.client import Pipeline as RedisPipeline
+from redis.asyncio.client import Redis
 from starlette.requests import HTTPConnection
 
 from fastapi_streaming import StreamingAPI, StreamingRouter
 from fastapi_streaming.limits import Limiter, Limits, Plan, PlanByClaim, QuotaExceeded, Refusal
 from fastapi_streaming.limits.batch import pipelined_counters
+from fastapi_streaming.limits.memory import LocalStorage
 from fastapi_streaming.security import Principal
 from fastapi_streaming.security.access import Access, fill_scope, required_scopes
 from fastapi_streaming.topics import Mode
@@ -312,12 +315,17 @@ async def test_publishes_of_the_same_moment_are_charged_in_one_round_trip(
     topic = streaming.topics.get("/in")
     assert topic is not None
     storage: Any = limiter.storage
-    executed: list[int] = []
-    execute = RedisPipeline.execute
+    pipelines: list[int] = []
+    commands: list[tuple[str, int]] = []
+    execute, execute_command = RedisPipeline.execute, Redis.execute_command
 
     async def counted_execute(self: RedisPipeline, raise_on_error: bool = True) -> Any:
-        executed.append(len(self.command_stack))
+        pipelines.append(len(self.command_stack))
         return await execute(self, raise_on_error)
+
+    async def counted_command(self: Redis, *args: Any, **options: Any) -> Any:
+        commands.append((str(args[0]).upper(), int(args[2]) if len(args) > 2 else 0))
+        return await execute_command(self, *args, **options)
 
     try:
         meters = [
@@ -325,13 +333,145 @@ async def test_publishes_of_the_same_moment_are_charged_in_one_round_trip(
             for name in ("a", "b", "c", "d")
         ]
         monkeypatch.setattr(RedisPipeline, "execute", counted_execute)
+        monkeypatch.setattr(Redis, "execute_command", counted_command)
         await asyncio.gather(*(limiter.charge(m, 1, publish=True) for m in meters if m))
-        assert executed == [8]  # four publishes, a rate and a quota each, in one round trip
+        # Four publishes, a rate and a quota counter each, in one script call: one command
+        # (each command is turns of the event loop the publishes wait), no pipeline.
+        assert commands == [("EVALSHA", 8)] and pipelines == []
         assert limiter.counted["burst"] == 4
     finally:
         monkeypatch.undo()
         await limiter.stop()
         await storage.bridge.get_connection().aclose()
+
+
+@pytest.mark.redis
+async def test_publishes_of_one_batch_over_the_rate_are_refused_and_cost_no_quota() -> None:
+    """One script call answers each publish of the batch in turn: the rate lets the first two
+    through, refuses the third, and only the two are charged to the quota."""
+    plan = Plan(name="batch", quota="10/minute", publish_rate="2/minute")
+    namespace = f"batch-{uuid.uuid4().hex[:10]}"
+    limiter = Limiter(Limits(plan=plan, storage="redis://127.0.0.1:6379/0", namespace=namespace))
+    await limiter.start(lambda address: None)
+    streaming = StreamingAPI()
+
+    @streaming.publish("/in")
+    async def take(event: dict[str, Any]) -> dict[str, Any]:
+        return event
+
+    topic = streaming.topics.get("/in")
+    assert topic is not None
+    storage: Any = limiter.storage
+    try:
+        meter = await limiter.meter(connection(), principal("pat"), topic, Mode.PUBLISH)
+        assert meter is not None
+        outcomes = await asyncio.gather(
+            *(limiter.charge(meter, 1, publish=True) for _ in range(3)), return_exceptions=True
+        )
+        assert outcomes[:2] == [None, None]
+        assert isinstance(outcomes[2], QuotaExceeded)
+        assert outcomes[2].refusal.limit == "publish_rate"
+        assert plan.quota_item is not None
+        stats = await FixedWindowRateLimiter(storage).get_window_stats(plan.quota_item, *meter.ids)
+        assert stats.remaining == 8
+        assert limiter.counted["batch"] == 2
+    finally:
+        await limiter.stop()
+        await storage.bridge.get_connection().aclose()
+
+
+async def test_counters_that_never_answer_let_publishes_through_after_the_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The limiter's Redis client has no socket timeout of its own (it would cost every
+    command two turns of the event loop): the limiter bounds its calls itself."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # reads nothing, answers nothing
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    monkeypatch.setattr("fastapi_streaming.limits.timeouts.STORAGE_TIMEOUT", 0.3)
+    plan = Plan(name="mute", quota="10/minute", publish_rate="5/minute")
+    limiter = Limiter(Limits(plan=plan, storage=f"redis://127.0.0.1:{port}/0"))
+    streaming = StreamingAPI()
+
+    @streaming.publish("/in")
+    async def take(event: dict[str, Any]) -> dict[str, Any]:
+        return event
+
+    topic = streaming.topics.get("/in")
+    assert topic is not None
+    try:
+        meter = await limiter.meter(connection(), principal("pat"), topic, Mode.PUBLISH)
+        assert meter is not None
+        # Let through (uncounted) once the bound passes, instead of waiting for ever.
+        await asyncio.wait_for(limiter.charge(meter, 1, publish=True), 3)
+        await asyncio.wait_for(limiter.charge(meter, 1), 3)
+    finally:
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_charges_in_memory_never_hand_the_event_loop_on() -> None:
+    """Publishes pipelined on a few connections must stay in step to reach the broker in one
+    batch: a charge that waits a turn of the loop (a lock held while a thread sweeps the
+    window) puts them out of step. Between charges the loop turns once; nothing more."""
+    plan = Plan(name="mem", quota="100000/day", publish_rate="100000/minute")
+    limiter = Limiter(Limits(plan=plan))
+    await limiter.start(lambda address: None)
+    streaming = StreamingAPI()
+
+    @streaming.publish("/in")
+    async def take(event: dict[str, Any]) -> dict[str, Any]:
+        return event
+
+    topic = streaming.topics.get("/in")
+    assert topic is not None
+    turns = 0
+    running = True
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while running:
+            turns += 1
+            await asyncio.sleep(0)
+
+    ticker = asyncio.create_task(count_turns())
+    try:
+        meter = await limiter.meter(connection(), principal("pat"), topic, Mode.PUBLISH)
+        assert meter is not None
+        await asyncio.sleep(0)
+        before = turns
+        for _ in range(50):
+            await limiter.charge(meter, 1, publish=True)
+            await asyncio.sleep(0)
+        assert turns - before <= 51
+        assert limiter.counted["mem"] == 50
+    finally:
+        running = False
+        await ticker
+        await limiter.stop()
+
+
+def test_memory_counters_hold_a_rate_and_forget_expired_windows() -> None:
+    async def scenario() -> None:
+        storage = LocalStorage()
+        rate = parse("3/second")
+        limiter = MovingWindowRateLimiter(storage)
+        assert [await limiter.hit(rate, "pat") for _ in range(4)] == [True, True, True, False]
+        quota = parse("2/second")
+        fixed = FixedWindowRateLimiter(storage)
+        assert [await fixed.hit(quota, "pat") for _ in range(3)] == [True, True, False]
+        await asyncio.sleep(1.1)  # both windows pass; the next call sweeps them
+        assert await fixed.hit(quota, "pat")
+        assert await limiter.hit(rate, "pat")
+        assert len(storage.events) == 1 and len(storage.storage) == 1
+
+    asyncio.run(scenario())
 
 
 @pytest.mark.redis
