@@ -4,33 +4,24 @@ compute a derived topic; SIGKILL it mid-window, and another takes over from the 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import signal
 import time
-from typing import Any
 
 import pytest
 
-from tests.support.clients import SSEClient, post, sse_stream
+from tests.support.clients import sse_stream
+from tests.support.processing import (
+    clicks,
+    counts,
+    counts_with_ids,
+    two_clicks,
+    wait_for_window,
+    watched_servers,
+)
 from tests.support.server import ServerProcess
 from tests.support.tansu import TansuProcess
 
 pytestmark = pytest.mark.kafka
-
-ADDRESS = "/streams/sse/clicks/home/per-second"
-
-
-async def clicks(server: ServerProcess, *times: float) -> None:
-    for ts in times:
-        answer = await post(
-            server.url, "/streams/publish/clicks/home", json={"user": "u", "ts": ts}
-        )
-        assert answer.status_code == 202
-
-
-def counts(client: SSEClient) -> list[tuple[str, dict[str, Any]]]:
-    return [(event.id, json.loads(event.data)) for event in client.events if event.data]
 
 
 async def test_on_kafka_the_owner_killed_mid_window_loses_nothing(
@@ -40,49 +31,32 @@ async def test_on_kafka_the_owner_killed_mid_window_loses_nothing(
     was published twice around the takeover, both have the same id."""
     env = {"BROKER_URL": tansu_broker.url, "CHANNEL_PREFIX": channel_prefix}
     base = float(int(time.time()) - 1000)
-    with (
-        ServerProcess("tests.apps.processing_app:app", env=env) as a,
-        ServerProcess("tests.apps.processing_app:app", env=env) as b,
-        ServerProcess("tests.apps.processing_app:app", env=env) as c,
-    ):
-        servers = [a, b, c]
-        async with contextlib.AsyncExitStack() as stack:
-            clients = [
-                await stack.enter_async_context(sse_stream(server.url, ADDRESS))
-                for server in servers
-            ]
-            seconds = 0
+    async with watched_servers(env) as watched:
+        seconds = 0
 
-            async def first_window() -> None:
-                # The owner starts in the background once the group has formed: click second
-                # after second until one is counted (the next second's click closes it).
-                nonlocal seconds
-                while not counts(clients[2]):
-                    await clicks(b, base + seconds + 0.1, base + seconds + 0.2)
-                    seconds += 1
-                    await asyncio.sleep(1.0)
+        async def first_window() -> None:
+            # The owner starts in the background once the group has formed: click second
+            # after second until one is counted (the next second's click closes it).
+            nonlocal seconds
+            while not counts(watched.clients[2]):
+                await two_clicks(watched.servers[1], base + seconds)
+                seconds += 1
+                await asyncio.sleep(1.0)
 
-            await asyncio.wait_for(first_window(), 90)
-            (_, first), *_ = counts(clients[2])
-            (owner,) = [server for server in servers if server.pid == first["by"]]
-            survivors = [server for server in servers if server is not owner]
-            watcher = clients[servers.index(survivors[0])]
+        await asyncio.wait_for(first_window(), 90)
+        first, *_ = counts(watched.clients[2])
+        owner, survivors, watcher = watched.split(first["by"])
 
-            # The next window: two clicks before the kill, two after.
-            window = base + seconds
-            await clicks(survivors[0], window + 0.1, window + 0.2)
-            await asyncio.sleep(2.0)  # read and checkpointed by the owner
-            owner.stop(signal.SIGKILL)
-            await clicks(survivors[0], window + 0.5, window + 0.6)
-            await clicks(survivors[1], window + 1.1)  # closes it
-
-            async def counted() -> None:
-                while not any(d["start"] == window for _, d in counts(watcher)):  # noqa: ASYNC110
-                    await asyncio.sleep(0.1)
-
-            await asyncio.wait_for(counted(), 60)  # the group notices the death in ~6 s
-            await asyncio.sleep(2.0)  # time for a duplicate, if one were published
-            results = counts(watcher)
+        # The next window: two clicks before the kill, two after.
+        window = base + seconds
+        await two_clicks(survivors[0], window)
+        await asyncio.sleep(2.0)  # read and checkpointed by the owner
+        owner.stop(signal.SIGKILL)
+        await clicks(survivors[0], window + 0.5, window + 0.6)
+        await clicks(survivors[1], window + 1.1)  # closes it
+        await wait_for_window(watcher, window, 60, poll=0.1)  # the group notices the death in ~6 s
+        await asyncio.sleep(2.0)  # time for a duplicate, if one were published
+        results = counts_with_ids(watcher)
     third = [(event_id, d) for event_id, d in results if d["start"] == window]
     assert {d["count"] for _, d in third} == {4}  # every click, none twice
     assert len({event_id for event_id, _ in third}) == 1  # a repeat has the same id
@@ -146,20 +120,16 @@ async def test_on_kafka_three_processes_share_key_partitions_and_one_is_killed(
                     await window(second)
                 await window(3, range(1))
 
-                async def settled() -> None:
-                    while not any(d["start"] == base for _, d in counts(live)):  # noqa: ASYNC110
-                        await asyncio.sleep(0.1)
-
-                await asyncio.wait_for(settled(), 60)
+                await wait_for_window(live, base, 60, poll=0.1)
                 await asyncio.sleep(2.0)  # read and checkpointed
-                before_kill = {d["by"] for _, d in counts(live)}
+                before_kill = {d["by"] for d in counts(live)}
                 c.stop(signal.SIGKILL)
                 await window(3, range(1, 3))
                 for second in range(4, WINDOWS + LATENESS + 1):
                     await window(second)
 
                 def windows() -> set[tuple[str, float]]:
-                    return {(d["page"], d["start"]) for _, d in counts(live)}
+                    return {(d["page"], d["start"]) for d in counts(live)}
 
                 async def all_counted() -> None:
                     while len(windows()) < PAGES * WINDOWS:  # noqa: ASYNC110
@@ -167,7 +137,7 @@ async def test_on_kafka_three_processes_share_key_partitions_and_one_is_killed(
 
                 await asyncio.wait_for(all_counted(), 90)
                 await asyncio.sleep(2.0)
-                seen = counts(live)
+                seen = counts_with_ids(live)
     finally:
         await producer.stop()
     by_window: dict[tuple[str, float], set[tuple[str, int]]] = {}
