@@ -44,6 +44,8 @@ logger = logging.getLogger("fastapi_streaming.processing")
 CHECKPOINTS = "fastapi-streaming.checkpoints"
 #: Milliseconds one fetch waits while the sources are quiet.
 FETCH_MS = 500
+#: ... and while records wait to go out in order (:mod:`.kafka_order`).
+HOLD_FETCH_MS = 50
 #: Milliseconds without a heartbeat before the group gives a dead owner's partitions away.
 SESSION_TIMEOUT_MS = 6_000
 
@@ -127,7 +129,8 @@ class KafkaFeed(ConsumerRebalanceListener):  # type: ignore[misc]
             return end
 
         while True:
-            fetched = await consumer.getmany(timeout_ms=FETCH_MS, max_records=BATCH)
+            wait = HOLD_FETCH_MS if self._order.holding else FETCH_MS
+            fetched = await consumer.getmany(timeout_ms=wait, max_records=BATCH)
             if self._assignments != self._loaded_at:
                 raise Reassigned("the group moved partitions: back to the checkpoint")
             self._order.add(records_of(fetched))

@@ -8,9 +8,13 @@ because the next fetch may bring older records of partitions this one did not re
 
 :class:`ArrivalOrder` keeps what was fetched per partition and releases records in timestamp
 order up to a cutoff: the last timestamp fetched from any partition that the broker holds more
-of (its next records are at least as new). It is the Kafka twin of the Redis Streams feed's
-merge by entry id (``stream_feed.in_arrival_order``). A partition that stays behind does not
-hold the others back for longer than ``hold_s``.
+of (its next records are at least as new), and never later than ``grace_s`` ago. That second
+bound is for the partitions that looked caught up at their last fetch: a record stamped by its
+producer (Kafka's CreateTime) reaches the broker, and the next fetch, a little after its
+timestamp, and may still be on its way. Redis needs neither bound of time: it stamps entries
+itself as it appends them, so a later entry never has an older id. This is the Kafka twin of
+the Redis Streams feed's merge by entry id (``stream_feed.in_arrival_order``). A partition
+that stays behind does not hold the others back for longer than ``hold_s``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from typing import Any, NamedTuple
 
 #: Seconds records may wait for a partition that lags behind before they go out anyway.
 HOLD_S = 2.0
+#: Seconds after its timestamp a record goes out at the earliest: what a record may take from
+#: its producer to a fetch of this process (the producer's linger, the request, the fetch).
+GRACE_S = 0.5
 
 
 class Record(NamedTuple):
@@ -35,9 +42,17 @@ class Record(NamedTuple):
 class ArrivalOrder:
     """Buffers fetched records per partition; :meth:`release` gives those safe to process."""
 
-    def __init__(self, hold_s: float = HOLD_S, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        hold_s: float = HOLD_S,
+        grace_s: float = GRACE_S,
+        clock: Callable[[], float] = time.monotonic,
+        wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
         self.hold_s = hold_s
+        self.grace_ms = int(grace_s * 1000)
         self.clock = clock
+        self.wall_ms = wall_ms
         self._buffers: dict[tuple[str, int], deque[Record]] = {}
         #: The last timestamp fetched from each partition.
         self._last: dict[tuple[str, int], int] = {}
@@ -75,13 +90,14 @@ class ArrivalOrder:
         if cutoff is not None and self._held_since is not None:
             if now - self._held_since >= self.hold_s:
                 cutoff = None  # waited long enough for the laggards
+        recent = self.wall_ms() - self.grace_ms
+        cutoff = recent if cutoff is None else min(cutoff, recent)
         out: list[Record] = []
         for buffer in self._buffers.values():
-            while buffer and (cutoff is None or buffer[0].timestamp <= cutoff):
+            while buffer and buffer[0].timestamp <= cutoff:
                 out.append(buffer.popleft())
-        held = any(self._buffers.values())
-        if not held:
-            self._held_since = None
+        if not any(buffer and buffer[0].timestamp <= recent for buffer in self._buffers.values()):
+            self._held_since = None  # nothing waits for a laggard
         elif out or self._held_since is None:
             self._held_since = now
         out.sort(key=lambda r: (r.timestamp, r.topic, r.partition, r.offset))
@@ -89,6 +105,11 @@ class ArrivalOrder:
 
     def __len__(self) -> int:
         return sum(len(buffer) for buffer in self._buffers.values())
+
+    @property
+    def holding(self) -> bool:
+        """Whether records wait (the feed then looks again soon, not after a long poll)."""
+        return any(self._buffers.values())
 
 
 def records_of(fetched: dict[Any, list[Any]]) -> list[Record]:
