@@ -114,7 +114,14 @@ class RedisStreams:
         except Exception:
             return False
         held = sorted((c["pending"] for c in consumers), reverse=True)
-        return sum(held) == PARTITIONS and held[0] <= share
+        if sum(held) != PARTITIONS or held[0] > share:
+            return False
+        # and each partition has its first checkpoint, whose start skips what came before
+        checkpoints = [
+            f"fastapi-streaming:checkpoint:{derived}#partition-{n}-of-{PARTITIONS}"
+            for n in range(PARTITIONS)
+        ]
+        return int(await self.redis.exists(*checkpoints)) == PARTITIONS
 
     async def close(self, prefix: str) -> None:
         for pattern in (f"{prefix}*", f"fastapi-streaming:*{prefix}*"):
@@ -283,10 +290,11 @@ class Deployment:
         return await self.broker.results(self.derived)
 
     async def warm_up(self, second: float) -> int:
-        """A click per page in ``second`` and the next, until the first second is counted:
-        every partition has then found its pages and reads on from there. Returns the number
-        of results so far (those of ``second``)."""
+        """A click per page in ``second`` and, once every partition found the pages' streams
+        (Redis Streams: they come into being with these clicks), in the next, until the first
+        second is counted. Returns the number of results so far (those of ``second``)."""
         await self.broker.write([click(self.prefix, page, second + 0.5) for page in range(KEYS)])
+        await asyncio.sleep(3.0)
         await self.broker.write([click(self.prefix, page, second + 1.5) for page in range(KEYS)])
 
         async def counted() -> bool:
