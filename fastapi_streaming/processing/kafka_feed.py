@@ -36,6 +36,7 @@ from aiokafka.errors import CommitFailedError, IllegalGenerationError
 from aiokafka.structs import OffsetAndMetadata
 
 from .kafka_assignor import Assignment, one_owner
+from .kafka_order import ArrivalOrder, records_of
 from .stream_feed import BATCH, Checkpoint
 
 logger = logging.getLogger("fastapi_streaming.processing")
@@ -43,6 +44,8 @@ logger = logging.getLogger("fastapi_streaming.processing")
 CHECKPOINTS = "fastapi-streaming.checkpoints"
 #: Milliseconds one fetch waits while the sources are quiet.
 FETCH_MS = 500
+#: ... and while records wait to go out in order (:mod:`.kafka_order`).
+HOLD_FETCH_MS = 50
 #: Milliseconds without a heartbeat before the group gives a dead owner's partitions away.
 SESSION_TIMEOUT_MS = 6_000
 
@@ -75,6 +78,7 @@ class KafkaFeed(ConsumerRebalanceListener):  # type: ignore[misc]
         self._assignments = 0  # how many assignments the group has made here
         self._loaded_at = -1  # ... when the checkpoint was last loaded
         self._topics: set[str] = set()
+        self._order = ArrivalOrder()
 
     # -- the group's calls -------------------------------------------------------------------
 
@@ -107,23 +111,30 @@ class KafkaFeed(ConsumerRebalanceListener):  # type: ignore[misc]
             for tp in unknown:
                 hit = found.get(tp)
                 starts[tp] = ends[tp] if hit is None else hit.offset
+        sought: dict[tuple[str, int], int] = {}
         for tp in assigned:
             known = self.checkpoint.positions.get(_position_key(tp))
-            consumer.seek(tp, int(known) if known is not None else starts[tp])
+            sought[(tp.topic, tp.partition)] = int(known) if known is not None else starts[tp]
+            consumer.seek(tp, sought[(tp.topic, tp.partition)])
+        self._order.reset(sought)
         return self.checkpoint
 
     async def batches(self) -> AsyncIterator[tuple[list[tuple[str, str]], dict[str, str]]]:
-        """Batches of (topic, message) after the checkpoint's positions, in timestamp order."""
+        """Batches of (topic, message) after the checkpoint's positions, in timestamp order
+        across all the partitions (:class:`~.kafka_order.ArrivalOrder`)."""
         consumer = await self._started()
+
+        def highwater(key: tuple[str, int]) -> int | None:
+            end: int | None = consumer.highwater(TopicPartition(*key))
+            return end
+
         while True:
-            fetched = await consumer.getmany(timeout_ms=FETCH_MS, max_records=BATCH)
+            wait = HOLD_FETCH_MS if self._order.holding else FETCH_MS
+            fetched = await consumer.getmany(timeout_ms=wait, max_records=BATCH)
             if self._assignments != self._loaded_at:
                 raise Reassigned("the group moved partitions: back to the checkpoint")
-            records = sorted(
-                (record.timestamp, tp.topic, tp.partition, record.offset, record.value)
-                for tp, batch in fetched.items()
-                for record in batch
-            )
+            self._order.add(records_of(fetched))
+            records = self._order.release(highwater)
             if not records:
                 continue
             positions: dict[str, str] = {}
