@@ -66,7 +66,8 @@ async def test_on_kafka_the_owner_killed_mid_window_loses_nothing(
 PAGES = 60
 PARTITIONS = 3
 WINDOWS = 6
-LATENESS = 2  # records stamped before the broker stored them may reach a fetch late (docs/processing.md)
+#: Records stamped before the broker stored them may reach a fetch late (docs/processing.md).
+LATENESS = 2
 
 
 def clicks_in(page: int, second: int) -> int:
