@@ -1,8 +1,8 @@
 """The hub's HTTP requests to callbacks: checked, pinned, bounded in time, never redirected.
 
 Content distribution goes through :mod:`.pool` (keep-alive connections per checked origin,
-HTTP/1.1 through h11): thousands of deliveries a second to few hosts. Verification and denial
-requests, one per subscription request, go through httpx.
+HTTP/1.1 of its own, :mod:`.http1`): thousands of deliveries a second to few hosts.
+Verification and denial requests, one per subscription request, go through httpx.
 
 Redirects are not followed (WebSub counts a 3xx as a failure, and following one would skip the
 address check). Proxy variables of the environment are ignored: a callback is called directly,
@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 import anyio
 import httpx
 
+from .http1 import request_head
 from .pool import Origin, OriginPool, send
 from .settings import WebSubSettings
 from .ssrf import CallbackGuard
@@ -110,8 +111,8 @@ class Outbound:
     async def post(self, callback: str, body: bytes, headers: list[tuple[bytes, bytes]]) -> Answer:
         """POST a content distribution request; the answer's body is ignored, as WebSub says.
 
-        Through the keep-alive pool of the callback's checked address (:mod:`.pool`), h11
-        underneath; raises :class:`.ssrf.CallbackRefused`, ``TimeoutError`` or ``OSError``.
+        Through the keep-alive pool of the callback's checked address (:mod:`.pool`); raises
+        :class:`.ssrf.CallbackRefused`, ``TimeoutError`` or ``OSError``.
         """
         settings = self.settings
         loop = asyncio.get_running_loop()
@@ -125,19 +126,21 @@ class Outbound:
         if pool is None:
             tls = self.tls if target.scheme == "https" else None
             pool = self.pools[origin] = OriginPool(origin, settings.connections_per_host, tls)
-        request_headers = [
-            (b"host", target.host_header),
-            (b"user-agent", self._user_agent),
-            (b"content-length", b"%d" % len(body)),
-            *headers,
-        ]
+        head = request_head(
+            b"POST",
+            target.target,
+            [
+                (b"host", target.host_header),
+                (b"user-agent", self._user_agent),
+                (b"content-length", b"%d" % len(body)),
+                *headers,
+            ],
+        )
         status = await send(
             pool,
             deadline=now + settings.delivery_timeout,
             keepalive=settings.keepalive_seconds,
-            method=b"POST",
-            target=target.target,
-            headers=request_headers,
+            head=head,
             body=body,
         )
         return Answer(status)
