@@ -66,7 +66,7 @@ class DeliveryLedger:
     tables: Tables
 
     @functools.cached_property
-    def _claiming(self) -> _ClaimStatements:
+    def _statements(self) -> _ClaimStatements:
         return _claim_statements(self.tables)
 
     async def claim(
@@ -78,7 +78,7 @@ class DeliveryLedger:
         if limit <= 0:
             return []
         settings = self.settings
-        statements = self._claiming
+        statements = self._statements
         now = time.time()
         per = per_subscriber or settings.per_subscriber_concurrency
         token = str(uuid.uuid4())
@@ -179,12 +179,12 @@ class DeliveryLedger:
         async with self.engine.begin() as conn:
             if done:
                 result = await conn.execute(
-                    update(deliveries)
-                    .where(
-                        deliveries.c.id.in_([item.id for item in done]),
-                        deliveries.c.claim.in_({item.claim for item in done}),
-                    )
-                    .values(status=DONE, claim=None, finished_at=now, last_error=None)
+                    self._statements.done,
+                    {
+                        "ids": [item.id for item in done],
+                        "claims": list({item.claim for item in done}),
+                        "now": now,
+                    },
                 )
                 marked = int(result.rowcount)
             mine = (deliveries.c.id == bindparam("row_id")) & (
@@ -286,12 +286,15 @@ def _one_or_many(rows: list[dict[str, Any]]) -> dict[str, Any] | list[dict[str, 
 
 @dataclass(frozen=True)
 class _ClaimStatements:
-    """A claim's statements, built once per ledger: building and keying SQLAlchemy statements
-    anew for every claim cost more CPU than running them. Values are bound parameters."""
+    """The statements of claims and of successes, built once per ledger: building and keying
+    SQLAlchemy statements anew for every batch cost more CPU than running them. Values are
+    bound parameters."""
 
     picked: Select[Any]
     locked: Select[Any]
     mark: Update
+    #: Delivered ones marked done, where they still carry one of the given claims.
+    done: Update
     details: Select[Any]
     bodies: Select[Any]
 
@@ -300,6 +303,7 @@ def _claim_statements(tables: Tables) -> _ClaimStatements:
     deliveries, subs, events = tables.deliveries, tables.subscriptions, tables.events
     now: BindParameter[float] = bindparam("now")
     ids: BindParameter[list[int]] = bindparam("ids", expanding=True)
+    claims: BindParameter[list[str]] = bindparam("claims", expanding=True)
     due = deliveries.alias("due")
     live = select(subs.c.id).where(subs.c.expires_at > now, subs.c.paused_at.is_(None))
     candidates = (
@@ -343,6 +347,11 @@ def _claim_statements(tables: Tables) -> _ClaimStatements:
             next_attempt_at=bindparam("until"),
         )
     )
+    done = (
+        update(deliveries)
+        .where(deliveries.c.id.in_(ids), deliveries.c.claim.in_(claims))
+        .values(status=DONE, claim=None, finished_at=bindparam("now"), last_error=None)
+    )
     details = (
         select(
             deliveries.c.id,
@@ -364,4 +373,4 @@ def _claim_statements(tables: Tables) -> _ClaimStatements:
     bodies = select(
         events.c.id, events.c.topic, events.c.event_id, events.c.body, events.c.content_type
     ).where(events.c.id.in_(ids))
-    return _ClaimStatements(picked, locked, mark, details, bodies)
+    return _ClaimStatements(picked, locked, mark, done, details, bodies)
