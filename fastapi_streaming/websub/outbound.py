@@ -24,7 +24,7 @@ import httpx
 from .http1 import request_head
 from .pool import Origin, OriginPool, send
 from .settings import WebSubSettings
-from .ssrf import CallbackGuard
+from .ssrf import CallbackGuard, IPAddress
 
 #: At most this much of a verification answer is read: a challenge is short.
 CHALLENGE_READ_LIMIT = 4096
@@ -56,13 +56,16 @@ class CallbackTarget:
     target: bytes
     #: The ``Host`` header: the callback's host (and port when not the scheme's default).
     host_header: bytes
+    #: (scheme, host, port): with the checked address, which pool a delivery goes through.
+    key: tuple[str, str, int]
 
 
 @functools.lru_cache(maxsize=16384)
 def split_callback(callback: str) -> CallbackTarget:
     url = httpx.URL(callback)
     port = url.port or (443 if url.scheme == "https" else 80)
-    return CallbackTarget(url, url.scheme, url.host, port, url.raw_path, url.netloc)
+    key = (url.scheme, url.host, port)
+    return CallbackTarget(url, url.scheme, url.host, port, url.raw_path, url.netloc, key)
 
 
 class Outbound:
@@ -82,7 +85,9 @@ class Outbound:
         )
         #: Deliveries' keep-alive connections, one pool per checked origin.
         self.tls = tls_context(settings)
-        self.pools: dict[Origin, OriginPool] = {}
+        #: Keyed by the callback's (scheme, host, port) and its checked address, which is what
+        #: makes an :class:`.pool.Origin`, without building one per delivery.
+        self.pools: dict[tuple[tuple[str, str, int], IPAddress], OriginPool] = {}
         self._next_prune = 0.0
         self._user_agent = settings.user_agent.encode("ascii")
 
@@ -121,11 +126,12 @@ class Outbound:
         now = loop.time()
         if now >= self._next_prune:
             self._prune(now)
-        origin = Origin(target.scheme, str(address), target.port, target.host)
-        pool = self.pools.get(origin)
+        pool = self.pools.get((target.key, address))
         if pool is None:
+            origin = Origin(target.scheme, str(address), target.port, target.host)
             tls = self.tls if target.scheme == "https" else None
-            pool = self.pools[origin] = OriginPool(origin, settings.connections_per_host, tls)
+            pool = OriginPool(origin, settings.connections_per_host, tls)
+            self.pools[target.key, address] = pool
         head = request_head(
             b"POST",
             target.target,
