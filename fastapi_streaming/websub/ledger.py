@@ -14,13 +14,14 @@ Several worker processes share one database:
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import BindParameter, Integer, Select, Update, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .settings import WebSubSettings
@@ -64,6 +65,10 @@ class DeliveryLedger:
     engine: AsyncEngine
     tables: Tables
 
+    @functools.cached_property
+    def _statements(self) -> _ClaimStatements:
+        return _claim_statements(self.tables)
+
     async def claim(
         self, limit: int, busy: Mapping[int, int], per_subscriber: int | None = None
     ) -> list[Claimed]:
@@ -73,71 +78,28 @@ class DeliveryLedger:
         if limit <= 0:
             return []
         settings = self.settings
-        deliveries, subs, events = (
-            self.tables.deliveries,
-            self.tables.subscriptions,
-            self.tables.events,
-        )
+        statements = self._statements
         now = time.time()
-        due = deliveries.alias("due")
-        live = select(subs.c.id).where(subs.c.expires_at > now, subs.c.paused_at.is_(None))
-        candidates = (
-            select(due.c.id, due.c.subscription_id, due.c.next_attempt_at)
-            .where(
-                due.c.status == PENDING,
-                due.c.next_attempt_at <= now,
-                due.c.subscription_id.in_(live),
-            )
-            .order_by(due.c.next_attempt_at, due.c.id)
-            .limit(limit * 8)
-            .subquery("candidates")
-        )
-        rank = func.row_number().over(
-            partition_by=candidates.c.subscription_id,
-            order_by=(candidates.c.next_attempt_at, candidates.c.id),
-        )
-        ranked = select(
-            candidates.c.id,
-            candidates.c.subscription_id,
-            candidates.c.next_attempt_at,
-            rank.label("position"),
-        ).subquery("ranked")
         per = per_subscriber or settings.per_subscriber_concurrency
-        # The busy ones are subtracted here, not in SQL (a statement that changes with them
-        # would be compiled anew on every claim). Each busy delivery rules out at most one
-        # row, so this many rows hold ``limit`` eligible ones whenever there are that many.
-        picked = (
-            select(ranked.c.id, ranked.c.subscription_id, ranked.c.position)
-            .where(ranked.c.position <= per)
-            .order_by(ranked.c.next_attempt_at, ranked.c.id)
-            .limit(limit + sum(busy.values()))
-        )
         token = str(uuid.uuid4())
-        details = (
-            select(
-                deliveries.c.id,
-                deliveries.c.attempts,
-                deliveries.c.subscription_id,
-                deliveries.c.event_pk,
-                subs.c.callback,
-                subs.c.secret,
-                subs.c.hub_url,
-                subs.c.self_url,
-                subs.c.quota_plan,
-                subs.c.quota_key,
-                subs.c.quota,
-            )
-            .join(subs, subs.c.id == deliveries.c.subscription_id)
-            .order_by(deliveries.c.id)
-        )
         async with self.engine.begin() as conn:
             # Three short statements rather than one nested one: each is a walk of an index
             # whatever the planner knows about the tables (nested ``IN (SELECT ...)`` made
             # PostgreSQL scan every delivery row twice per claim).
+            # The busy ones are subtracted here, not in SQL (a statement that changes with them
+            # would be compiled anew on every claim). Each busy delivery rules out at most one
+            # row, so this many rows hold ``limit`` eligible ones whenever there are that many.
+            picked = await conn.execute(
+                statements.picked,
+                {
+                    "now": now,
+                    "candidates": limit * 8,
+                    "per": per,
+                    "picked": limit + sum(busy.values()),
+                },
+            )
             candidates_ids = [
-                row.id
-                for row in await conn.execute(picked)
-                if row.position <= per - busy.get(row.subscription_id, 0)
+                row.id for row in picked if row.position <= per - busy.get(row.subscription_id, 0)
             ][:limit]
             if not candidates_ids:
                 return []
@@ -146,41 +108,23 @@ class DeliveryLedger:
                 # Lock by primary key alone (any other condition let PostgreSQL's planner walk
                 # the pending rows instead) and skip rows another worker is claiming now; a row
                 # another worker claimed since is read as it is now, so check it is still due.
-                locked = (
-                    select(deliveries.c.id, deliveries.c.status, deliveries.c.next_attempt_at)
-                    .where(deliveries.c.id.in_(candidates_ids))
-                    .with_for_update(skip_locked=True)
-                )
                 ids = [
                     row.id
-                    for row in await conn.execute(locked)
+                    for row in await conn.execute(statements.locked, {"ids": candidates_ids})
                     if row.status == PENDING and row.next_attempt_at <= now
                 ]
                 if not ids:
                     return []
             await conn.execute(
-                update(deliveries)
-                .where(deliveries.c.id.in_(ids))
-                .values(
-                    claim=token,
-                    attempts=deliveries.c.attempts + 1,
-                    next_attempt_at=now + settings.claim_seconds,
-                )
+                statements.mark,
+                {"ids": ids, "token": token, "until": now + settings.claim_seconds},
             )
-            rows = (await conn.execute(details.where(deliveries.c.id.in_(ids)))).all()
+            rows = (await conn.execute(statements.details, {"ids": ids})).all()
             # Each event once, however many of its deliveries were claimed.
             event_pks = sorted({row.event_pk for row in rows})
             bodies = {
                 row.id: (row.topic, row.event_id, bytes(row.body), row.content_type)
-                for row in await conn.execute(
-                    select(
-                        events.c.id,
-                        events.c.topic,
-                        events.c.event_id,
-                        events.c.body,
-                        events.c.content_type,
-                    ).where(events.c.id.in_(event_pks))
-                )
+                for row in await conn.execute(statements.bodies, {"ids": event_pks})
             }
         claimed = []
         for row in rows:
@@ -235,12 +179,12 @@ class DeliveryLedger:
         async with self.engine.begin() as conn:
             if done:
                 result = await conn.execute(
-                    update(deliveries)
-                    .where(
-                        deliveries.c.id.in_([item.id for item in done]),
-                        deliveries.c.claim.in_({item.claim for item in done}),
-                    )
-                    .values(status=DONE, claim=None, finished_at=now, last_error=None)
+                    self._statements.done,
+                    {
+                        "ids": [item.id for item in done],
+                        "claims": list({item.claim for item in done}),
+                        "now": now,
+                    },
                 )
                 marked = int(result.rowcount)
             mine = (deliveries.c.id == bindparam("row_id")) & (
@@ -338,3 +282,95 @@ class DeliveryLedger:
 def _one_or_many(rows: list[dict[str, Any]]) -> dict[str, Any] | list[dict[str, Any]]:
     """One row's parameters alone, so the driver reports its row count (executemany may not)."""
     return rows[0] if len(rows) == 1 else rows
+
+
+@dataclass(frozen=True)
+class _ClaimStatements:
+    """The statements of claims and of successes, built once per ledger: building and keying
+    SQLAlchemy statements anew for every batch cost more CPU than running them. Values are
+    bound parameters."""
+
+    picked: Select[Any]
+    locked: Select[Any]
+    mark: Update
+    #: Delivered ones marked done, where they still carry one of the given claims.
+    done: Update
+    details: Select[Any]
+    bodies: Select[Any]
+
+
+def _claim_statements(tables: Tables) -> _ClaimStatements:
+    deliveries, subs, events = tables.deliveries, tables.subscriptions, tables.events
+    now: BindParameter[float] = bindparam("now")
+    ids: BindParameter[list[int]] = bindparam("ids", expanding=True)
+    claims: BindParameter[list[str]] = bindparam("claims", expanding=True)
+    due = deliveries.alias("due")
+    live = select(subs.c.id).where(subs.c.expires_at > now, subs.c.paused_at.is_(None))
+    candidates = (
+        select(due.c.id, due.c.subscription_id, due.c.next_attempt_at)
+        .where(
+            due.c.status == PENDING,
+            due.c.next_attempt_at <= now,
+            due.c.subscription_id.in_(live),
+        )
+        .order_by(due.c.next_attempt_at, due.c.id)
+        .limit(bindparam("candidates", type_=Integer))
+        .subquery("candidates")
+    )
+    rank = func.row_number().over(
+        partition_by=candidates.c.subscription_id,
+        order_by=(candidates.c.next_attempt_at, candidates.c.id),
+    )
+    ranked = select(
+        candidates.c.id,
+        candidates.c.subscription_id,
+        candidates.c.next_attempt_at,
+        rank.label("position"),
+    ).subquery("ranked")
+    picked = (
+        select(ranked.c.id, ranked.c.subscription_id, ranked.c.position)
+        .where(ranked.c.position <= bindparam("per", type_=Integer))
+        .order_by(ranked.c.next_attempt_at, ranked.c.id)
+        .limit(bindparam("picked", type_=Integer))
+    )
+    locked = (
+        select(deliveries.c.id, deliveries.c.status, deliveries.c.next_attempt_at)
+        .where(deliveries.c.id.in_(ids))
+        .with_for_update(skip_locked=True)
+    )
+    mark = (
+        update(deliveries)
+        .where(deliveries.c.id.in_(ids))
+        .values(
+            claim=bindparam("token"),
+            attempts=deliveries.c.attempts + 1,
+            next_attempt_at=bindparam("until"),
+        )
+    )
+    done = (
+        update(deliveries)
+        .where(deliveries.c.id.in_(ids), deliveries.c.claim.in_(claims))
+        .values(status=DONE, claim=None, finished_at=bindparam("now"), last_error=None)
+    )
+    details = (
+        select(
+            deliveries.c.id,
+            deliveries.c.attempts,
+            deliveries.c.subscription_id,
+            deliveries.c.event_pk,
+            subs.c.callback,
+            subs.c.secret,
+            subs.c.hub_url,
+            subs.c.self_url,
+            subs.c.quota_plan,
+            subs.c.quota_key,
+            subs.c.quota,
+        )
+        .join(subs, subs.c.id == deliveries.c.subscription_id)
+        .where(deliveries.c.id.in_(ids))
+        .order_by(deliveries.c.id)
+    )
+    bodies = select(
+        events.c.id, events.c.topic, events.c.event_id, events.c.body, events.c.content_type
+    ).where(events.c.id.in_(ids))
+    return _ClaimStatements(picked, locked, mark, done, details, bodies)

@@ -1,8 +1,8 @@
 """The hub's HTTP requests to callbacks: checked, pinned, bounded in time, never redirected.
 
 Content distribution goes through :mod:`.pool` (keep-alive connections per checked origin,
-HTTP/1.1 through h11): thousands of deliveries a second to few hosts. Verification and denial
-requests, one per subscription request, go through httpx.
+HTTP/1.1 of its own, :mod:`.http1`): thousands of deliveries a second to few hosts.
+Verification and denial requests, one per subscription request, go through httpx.
 
 Redirects are not followed (WebSub counts a 3xx as a failure, and following one would skip the
 address check). Proxy variables of the environment are ignored: a callback is called directly,
@@ -21,9 +21,10 @@ from urllib.parse import urlencode
 import anyio
 import httpx
 
+from .http1 import request_head
 from .pool import Origin, OriginPool, send
 from .settings import WebSubSettings
-from .ssrf import CallbackGuard
+from .ssrf import CallbackGuard, IPAddress
 
 #: At most this much of a verification answer is read: a challenge is short.
 CHALLENGE_READ_LIMIT = 4096
@@ -55,13 +56,16 @@ class CallbackTarget:
     target: bytes
     #: The ``Host`` header: the callback's host (and port when not the scheme's default).
     host_header: bytes
+    #: (scheme, host, port): with the checked address, which pool a delivery goes through.
+    key: tuple[str, str, int]
 
 
 @functools.lru_cache(maxsize=16384)
 def split_callback(callback: str) -> CallbackTarget:
     url = httpx.URL(callback)
     port = url.port or (443 if url.scheme == "https" else 80)
-    return CallbackTarget(url, url.scheme, url.host, port, url.raw_path, url.netloc)
+    key = (url.scheme, url.host, port)
+    return CallbackTarget(url, url.scheme, url.host, port, url.raw_path, url.netloc, key)
 
 
 class Outbound:
@@ -81,7 +85,9 @@ class Outbound:
         )
         #: Deliveries' keep-alive connections, one pool per checked origin.
         self.tls = tls_context(settings)
-        self.pools: dict[Origin, OriginPool] = {}
+        #: Keyed by the callback's (scheme, host, port) and its checked address, which is what
+        #: makes an :class:`.pool.Origin`, without building one per delivery.
+        self.pools: dict[tuple[tuple[str, str, int], IPAddress], OriginPool] = {}
         self._next_prune = 0.0
         self._user_agent = settings.user_agent.encode("ascii")
 
@@ -110,8 +116,8 @@ class Outbound:
     async def post(self, callback: str, body: bytes, headers: list[tuple[bytes, bytes]]) -> Answer:
         """POST a content distribution request; the answer's body is ignored, as WebSub says.
 
-        Through the keep-alive pool of the callback's checked address (:mod:`.pool`), h11
-        underneath; raises :class:`.ssrf.CallbackRefused`, ``TimeoutError`` or ``OSError``.
+        Through the keep-alive pool of the callback's checked address (:mod:`.pool`); raises
+        :class:`.ssrf.CallbackRefused`, ``TimeoutError`` or ``OSError``.
         """
         settings = self.settings
         loop = asyncio.get_running_loop()
@@ -120,24 +126,27 @@ class Outbound:
         now = loop.time()
         if now >= self._next_prune:
             self._prune(now)
-        origin = Origin(target.scheme, str(address), target.port, target.host)
-        pool = self.pools.get(origin)
+        pool = self.pools.get((target.key, address))
         if pool is None:
+            origin = Origin(target.scheme, str(address), target.port, target.host)
             tls = self.tls if target.scheme == "https" else None
-            pool = self.pools[origin] = OriginPool(origin, settings.connections_per_host, tls)
-        request_headers = [
-            (b"host", target.host_header),
-            (b"user-agent", self._user_agent),
-            (b"content-length", b"%d" % len(body)),
-            *headers,
-        ]
+            pool = OriginPool(origin, settings.connections_per_host, tls)
+            self.pools[target.key, address] = pool
+        head = request_head(
+            b"POST",
+            target.target,
+            [
+                (b"host", target.host_header),
+                (b"user-agent", self._user_agent),
+                (b"content-length", b"%d" % len(body)),
+                *headers,
+            ],
+        )
         status = await send(
             pool,
             deadline=now + settings.delivery_timeout,
             keepalive=settings.keepalive_seconds,
-            method=b"POST",
-            target=target.target,
-            headers=request_headers,
+            head=head,
             body=body,
         )
         return Answer(status)

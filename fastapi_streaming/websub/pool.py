@@ -159,12 +159,11 @@ async def send(
     *,
     deadline: float,
     keepalive: float,
-    method: bytes,
-    target: bytes,
-    headers: list[tuple[bytes, bytes]],
+    head: bytes,
     body: bytes,
 ) -> int:
-    """One request through ``pool``, whole within ``deadline``; the answer's status.
+    """One request (``head`` from :func:`.http1.request_head`, then ``body``) through ``pool``,
+    whole within ``deadline``; the answer's status.
 
     A reused connection that ends before any answer byte gets the request again, on the next
     connection (stale idle ones are discarded on the way, so a fresh one comes at the latest
@@ -177,7 +176,7 @@ async def send(
             deadline, connection.abort, TimeoutError("no answer before the deadline")
         )
         try:
-            status = await connection.request(method, target, headers, body)
+            status = await connection.request(head, body)
         except ConnectionDropped as exc:
             pool.give_back(connection, reusable=False)
             if exc.reused and not exc.answered and loop.time() < deadline:
