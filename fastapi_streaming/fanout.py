@@ -141,6 +141,12 @@ class TopicStream:
         inbound = self._inbound
         while True:
             await self._arrived.wait()
+            # One more turn of the event loop before handing events out: what the broker's
+            # next read (or the next publishes) brings meanwhile reaches each client in the
+            # same write. On a loop busy writing to every client, a turn lasts milliseconds and
+            # this halves the writes per event (pub/sub brokers deliver a few events per
+            # turn, every turn); on an idle loop it costs microseconds.
+            await asyncio.sleep(0)
             self._arrived.clear()
             while inbound:
                 message = inbound.popleft()

@@ -88,3 +88,35 @@ async def test_a_burst_on_kafka_reaches_every_client_in_few_batches(
     taken = await batches_of_a_burst(tansu_broker.url)
 
     assert all(sum(sizes) == BURST and len(sizes) <= 3 for sizes in taken), taken
+
+
+async def test_events_of_consecutive_turns_reach_a_client_in_one_write() -> None:
+    """A pub/sub broker hands over a few events per turn of the event loop, every turn: the
+    fan-out waits one turn after the first, so those of the next turn join the same batch."""
+    streaming = StreamingAPI(title="turns", version="1", broker="memory://")
+
+    @streaming.subscribe("/turns/{room}")
+    async def relay(event: dict[str, Any], room: str) -> dict[str, Any]:
+        return event
+
+    address = f"/turns/{uuid.uuid4().hex}"
+    async with streaming.running() as runtime:
+        queue = ClientQueue(1000)
+        await runtime.subscribe(queue, address)
+        sizes: list[int] = []
+        writer = asyncio.create_task(consume(queue, sizes, 2))  # as a transport's writer does
+        await asyncio.sleep(0)
+        await runtime.emit(address, {"n": 0})
+        await asyncio.sleep(0)  # the next turn: the fan-out has woken for the first event
+        await runtime.emit(address, {"n": 1})
+        await asyncio.wait_for(writer, 10)
+        assert sizes == [2]
+
+
+async def consume(queue: ClientQueue, sizes: list[int], events: int) -> None:
+    while sum(sizes) < events:
+        if not queue.ready:
+            await queue.waiter()
+        batch = queue.take()
+        if batch:
+            sizes.append(len(batch))
