@@ -23,15 +23,20 @@ import psutil  # type: ignore[import-untyped]
 
 ROOT = Path(__file__).resolve().parents[1]
 
+#: What every server gets, however it is started (``fastapi-streaming run`` takes these, and
+#: picks uvloop, httptools and websockets itself when they are installed, as here).
+RUN_OPTIONS = [
+    "--no-access-log",
+    "--log-level", "warning",
+    "--backlog", "8192",
+    "--timeout-graceful-shutdown", "1",
+]  # fmt: skip
 #: The same uvicorn settings for every server: what a production deployment would pick.
 UVICORN_OPTIONS = [
     "--loop", "uvloop",
     "--http", "httptools",
     "--ws", "auto",  # websockets-sansio, what users get by default
-    "--no-access-log",
-    "--log-level", "warning",
-    "--backlog", "8192",
-    "--timeout-graceful-shutdown", "1",
+    *RUN_OPTIONS,
 ]  # fmt: skip
 
 
@@ -94,12 +99,6 @@ class CPUClock:
         """CPU seconds per wall-clock second: 1.0 is one core fully busy."""
         wall = time.monotonic() - self.started_at
         return self.seconds() / wall if wall > 0 else 0.0
-
-
-#: ``fastapi-streaming run`` takes uvicorn's options but picks loop, HTTP and WebSocket
-#: implementations itself (uvloop, httptools and websockets when installed, as here).
-RUN_OPTIONS = [option for option in UVICORN_OPTIONS if option not in ("--loop", "uvloop", "--http",
-    "httptools", "--ws", "auto")]  # fmt: skip
 
 
 class ServerProcess:

@@ -209,25 +209,14 @@ class Kafka:
         """Every partition's group has an owner that wrote its first checkpoint (tansu does
         not describe groups to aiokafka: its answer does not decode), and every process had
         a few seconds to join the groups."""
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-
-        from fastapi_streaming.processing.kafka_feed import CHECKPOINTS
+        from fastapi_streaming.processing.kafka_feed import checkpoint_records
 
         names = {f"{derived}#partition-{n}-of-{PARTITIONS}".encode() for n in range(PARTITIONS)}
-        reader = AIOKafkaConsumer(bootstrap_servers=self.address, enable_auto_commit=False)
-        await reader.start()
         try:
-            partition = TopicPartition(CHECKPOINTS, 0)
-            reader.assign([partition])
-            end = (await reader.end_offsets([partition]))[partition]
-            await reader.seek_to_beginning(partition)
-            while await reader.position(partition) < end:
-                fetched = await reader.getmany(partition, timeout_ms=1000)
-                names -= {record.key for record in fetched.get(partition, ())}
+            async for key, _ in checkpoint_records(self.address):
+                names.discard(key)
         except Exception:
             return False
-        finally:
-            await reader.stop()
         if names:
             return False
         await asyncio.sleep(2.0 * processes)  # the last process's groups settle

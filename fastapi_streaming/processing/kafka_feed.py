@@ -223,28 +223,35 @@ class KafkaFeed(ConsumerRebalanceListener):  # type: ignore[misc]
         self._topics.add(topic)
 
     async def _read_checkpoint(self) -> bytes | None:
-        reader = AIOKafkaConsumer(bootstrap_servers=self.servers, enable_auto_commit=False)
-        await reader.start()
-        try:
-            partition = TopicPartition(CHECKPOINTS, 0)
-            reader.assign([partition])
-            end = (await reader.end_offsets([partition]))[partition]
-            await reader.seek_to_beginning(partition)
-            latest = None
-            while await reader.position(partition) < end:
-                fetched = await reader.getmany(partition, timeout_ms=1000)
-                for record in fetched.get(partition, ()):
-                    if record.key == self.name.encode():
-                        latest = record.value
-            return latest
-        finally:
-            await reader.stop()
+        latest = None
+        async for key, value in checkpoint_records(self.servers):
+            if key == self.name.encode():
+                latest = value
+        return latest
 
     async def _write_checkpoint(self) -> None:
         producer = self._connected(self._producer)
         await producer.send_and_wait(
             CHECKPOINTS, pickle.dumps(self.checkpoint), key=self.name.encode()
         )
+
+
+async def checkpoint_records(servers: str) -> AsyncIterator[tuple[bytes, bytes]]:
+    """Every (derived topic, checkpoint) of the checkpoint topic, oldest first, up to its end
+    when the read began: a derived topic's last one is its checkpoint."""
+    reader = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
+    await reader.start()
+    try:
+        partition = TopicPartition(CHECKPOINTS, 0)
+        reader.assign([partition])
+        end = (await reader.end_offsets([partition]))[partition]
+        await reader.seek_to_beginning(partition)
+        while await reader.position(partition) < end:
+            fetched = await reader.getmany(partition, timeout_ms=1000)
+            for record in fetched.get(partition, ()):
+                yield record.key, record.value
+    finally:
+        await reader.stop()
 
 
 def _position_key(tp: TopicPartition) -> str:
