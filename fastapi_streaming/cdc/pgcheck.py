@@ -128,14 +128,16 @@ def ensure_publication(cursor: Any, info: TableInfo, publication: str, *, create
                 f"{_quote(publication)} FOR TABLE {qualified}; or leave publication= out and "
                 "one is created."
             )
-        from psycopg2.errors import DuplicateObject
+        from psycopg2.errors import DuplicateObject, UniqueViolation
 
         try:
             cursor.execute(f"CREATE PUBLICATION {_quote(publication)} FOR TABLE {qualified}")
             logger.info("Created the publication %s for %s", publication, qualified)
             return
-        except DuplicateObject:
-            pass  # another worker created it a moment ago
+        except (DuplicateObject, UniqueViolation):
+            # Another worker created it between our look and our create: PostgreSQL says
+            # DuplicateObject once that one has committed, UniqueViolation while both race.
+            pass
     cursor.execute(
         "SELECT 1 FROM pg_publication_tables WHERE pubname = %s AND schemaname = %s "
         "AND tablename = %s",

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
+import psycopg2
 import pytest
 
 from fastapi_streaming import StreamingAPI
 from fastapi_streaming.cdc import CaptureConfigurationError, PostgresChanges
+from fastapi_streaming.cdc.pgcheck import ensure_publication, reflect
 from tests.support.cdc import DSN, capture_table, execute
 from tests.support.private_postgres import PrivatePostgres
 
@@ -102,3 +106,38 @@ async def test_an_address_parameter_outside_the_key_needs_the_full_old_row(
         await start(PostgresChanges(DSN, table=f"public.{plain_table}"), "/tables/t/{note}")
     with pytest.raises(CaptureConfigurationError, match="not columns"):
         await start(PostgresChanges(DSN, table=f"public.{plain_table}"), "/tables/t/{nope}")
+
+
+class _RacingCursor:
+    """A real cursor. Just before it creates the publication, another session creates the
+    same one in a transaction that commits a moment later, as a second worker starting at
+    the same time does: both looked, neither found it, both create it."""
+
+    def __init__(self, cursor: Any, rival: Any) -> None:
+        self.cursor = cursor
+        self.rival = rival
+
+    def execute(self, sql: str, params: Any = None) -> None:
+        if sql.startswith("CREATE PUBLICATION"):
+            self.rival.cursor().execute(sql)
+            threading.Timer(0.3, self.rival.commit).start()
+        self.cursor.execute(sql, params)
+
+    def fetchone(self) -> Any:
+        return self.cursor.fetchone()
+
+
+def test_a_publication_another_worker_creates_at_the_same_time_is_used(plain_table: str) -> None:
+    """The second CREATE waits on the first one's transaction, then fails on the unique index
+    (not with "already exists"): that must read as "it exists", not fail the startup."""
+    mine, rival = psycopg2.connect(DSN), psycopg2.connect(DSN)
+    try:
+        mine.autocommit = True
+        cursor = mine.cursor()
+        info, _ = reflect(cursor, f"public.{plain_table}")
+        publication = f"fastapi_streaming_public_{plain_table}"
+        ensure_publication(_RacingCursor(cursor, rival), info, publication, create=True)
+        assert execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,))
+    finally:
+        mine.close()
+        rival.close()
