@@ -141,12 +141,14 @@ async def test_on_redis_streams_lost_connections_resume_from_the_checkpoint() ->
     from redis import asyncio as aioredis
 
     from fastapi_streaming.errors import Unavailable
+    from tests.support.hangs import tasks_dumped_after
     from tests.support.redis_control import private_redis
 
     with private_redis("redis-stream") as control:
         streaming = clicks_api("", "only")
         streaming.broker_url = control.url
-        async with streaming.running() as runtime:
+        # It hung once in CI (the test timed out, the loop idle): if again, say where.
+        async with tasks_dumped_after(90), streaming.running() as runtime:
             assert streaming.processing is not None
             (pipeline,) = streaming.processing.pipelines.values()
 
