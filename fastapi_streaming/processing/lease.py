@@ -99,8 +99,9 @@ class RedisLease:
         taken = await self._client.set(self.key, self.token, nx=True, px=self.ttl_ms)
         if taken:
             return True
-        holder = await self._client.get(self.key)
-        return holder is not None and _text(holder) == self.token
+        # Ours already (a renewal whose reply was lost counted as a failure): extend it, or
+        # it would run out a moment after we were told we hold it.
+        return await self.renew()
 
     async def renew(self) -> bool:
         renewed = await self._client.eval(_RENEW, 1, self.key, self.token, self.ttl_ms)
@@ -115,10 +116,6 @@ class RedisLease:
     def fence(self) -> tuple[str, str, str, str]:
         """What a checkpoint commit checks: that this key still holds this process's token."""
         return self.key, self.token, "", ""
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 REDIS_SCHEMES = ("redis", "rediss", "redis-stream", "rediss-stream")

@@ -70,6 +70,22 @@ async def test_a_lease_that_is_not_renewed_expires_and_is_taken_over() -> None:
         await second.close()
 
 
+async def test_taking_a_lease_already_held_extends_it() -> None:
+    """A holder whose renewal failed (its reply lost with the connection) takes the lease
+    again: told it holds it, it must hold it for a full lease, not for what was left."""
+    name = f"test-{uuid.uuid4().hex}"
+    lease = RedisLease(REDIS_URL, name, 1000)
+    try:
+        assert await lease.acquire()
+        await asyncio.sleep(0.7)
+        assert await lease.acquire()  # still ours
+        await asyncio.sleep(0.5)  # past the first term, within the second
+        assert await lease.renew()
+    finally:
+        await lease.release()
+        await lease.close()
+
+
 async def test_two_processes_compute_a_derived_topic_once_and_hand_it_over(
     channel_prefix: str,
 ) -> None:
