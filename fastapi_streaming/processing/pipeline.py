@@ -32,6 +32,7 @@ from .engines import key_names, source_topic
 from .ids import mapped_event_id, window_event_id
 from .partitions import partition_of
 from .sources import ChannelReader, channel_pattern
+from .stopping import cancel_until_done
 from .stream_feed import Feed, LostLease
 from .timing import BadTime, RateLimitedLog, event_time
 
@@ -43,8 +44,6 @@ INBOX_SIZE = 100_000
 TICK = 0.1
 #: Seconds before a pipeline reading Redis Streams tries again after Redis failed.
 FEED_RETRY = 1.0
-#: Seconds a stopping pipeline waits for a cancelled task before cancelling it again.
-STOP_RETRY = 0.5
 
 
 @dataclass
@@ -140,14 +139,8 @@ class Pipeline:
             for source, deliver in zip(self.sources, self._delivers, strict=True):
                 with contextlib.suppress(Exception):
                     await backend.unsubscribe_pattern(channel_pattern(source), deliver)
+        await cancel_until_done(self._tasks)
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            # Cancelled again until it ends: a broker client may swallow a cancellation (nats-py
-            # does while it flushes), and the task would compute on after its lease is gone.
-            while not task.done():
-                await asyncio.wait({task}, timeout=STOP_RETRY)
-                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []

@@ -39,6 +39,7 @@ from .partitions import PartitionClaim, PartitionGroup
 from .pipeline import Pipeline
 from .scaleout import PartitionedOwner
 from .sources import channel_pattern
+from .stopping import cancel_until_done
 from .stream_feed import Feed, StreamDirectory, StreamFeed
 
 logger = logging.getLogger("fastapi_streaming.processing")
@@ -221,8 +222,7 @@ class Processing:
         self._stopping = True
         for owner in self.partition_owners.values():
             owner.stopping = True
-        for task in self._tasks:
-            task.cancel()
+        await cancel_until_done(self._tasks)
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
