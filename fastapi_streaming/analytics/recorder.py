@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from ..stopping import cancel_until_done
 from .records import DELIVERED, OTHER, PUBLISHED, THROTTLED, Key, UsageRecord, to_records
 from .stores import MemoryUsageStore, UsageStore, open_store, storage_for_broker
 
@@ -110,7 +111,7 @@ class UsageRecorder:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
+            await cancel_until_done([self._task])
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None

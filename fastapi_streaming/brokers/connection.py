@@ -24,6 +24,7 @@ from broadcaster import BroadcastBackend
 from broadcaster import Event as BrokerMessage
 
 from ..redact import redact_url, scrub, secrets_in
+from ..stopping import cancel_until_done
 from .extensions import ContinuingBackend, DirectDelivery, PingableBackend, PushDelivery
 
 logger = logging.getLogger("fastapi_streaming.broker")
@@ -91,7 +92,7 @@ class BrokerConnection:
     async def disconnect(self) -> None:
         self.connected = False
         if self._task is not None:
-            self._task.cancel()
+            await cancel_until_done([self._task])
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None

@@ -37,6 +37,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import MessageSizeTooLargeError
 from broadcaster import BroadcastBackend
 
+from ..stopping import cancel_until_done
 from .hookspecs import BrokerMessage
 
 logger = logging.getLogger("fastapi_streaming.broker.kafka")
@@ -123,8 +124,7 @@ class KafkaBackend(BroadcastBackend):
         ]
 
     async def disconnect(self) -> None:
-        for task in self._tasks:
-            task.cancel()
+        await cancel_until_done(self._tasks)
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task

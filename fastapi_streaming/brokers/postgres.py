@@ -33,6 +33,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 from broadcaster import BroadcastBackend
 
+from ..stopping import cancel_until_done
 from .hookspecs import BrokerMessage
 
 logger = logging.getLogger("fastapi_streaming.broker.postgres")
@@ -111,7 +112,7 @@ class PostgresBackend(BroadcastBackend):
     async def disconnect(self) -> None:
         self._closing = True
         if self._maintenance is not None:
-            self._maintenance.cancel()
+            await cancel_until_done([self._maintenance])
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance
             self._maintenance = None

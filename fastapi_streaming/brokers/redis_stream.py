@@ -53,6 +53,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 
+from ..stopping import cancel_until_done
 from . import stream_epochs
 from .hookspecs import BrokerMessage
 from .redis_direct import DirectConnection
@@ -146,7 +147,7 @@ class RedisStreamBackend(BroadcastBackend):
     async def disconnect(self) -> None:
         await self._publisher.close()
         if self._task is not None:
-            self._task.cancel()
+            await cancel_until_done([self._task])
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None

@@ -26,6 +26,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from ..dependencies import HandlerPlan, call_handler
 from ..events import Event
+from ..stopping import cancel_until_done
 from ..topics import Topic
 from .change import change_event_id, iso_time
 from .errors import CaptureConfigurationError, LeaseLost
@@ -166,7 +167,7 @@ class TableCapture:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
+            await cancel_until_done([self._task])
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None

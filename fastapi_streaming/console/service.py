@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..events import EncodedEvent, Event
 from ..queues import ClientQueue
+from ..stopping import cancel_until_done
 from ..topics import OverflowPolicy
 from .disconnect import Disconnector
 from .guard import AdminGuard
@@ -68,7 +69,7 @@ class Console:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
+            await cancel_until_done([self._task])
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None

@@ -29,6 +29,7 @@ from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimite
 from starlette.requests import HTTPConnection
 
 from ..security.principal import Principal
+from ..stopping import cancel_until_done
 from ..topics import Mode, Topic
 from .answers import QuotaExceeded, Refusal, seconds_until
 from .batch import PublishCharges, hit_quotas, pipelined_counters
@@ -157,7 +158,7 @@ class Limiter:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
+            await cancel_until_done([self._task])
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None

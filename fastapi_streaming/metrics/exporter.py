@@ -31,6 +31,7 @@ from prometheus_client import (
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..stopping import cancel_until_done
 from .broker import BrokerLagMetrics
 from .websub import WebSubMetrics
 
@@ -256,7 +257,7 @@ class MetricsExporter:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
+            await cancel_until_done([self._task])
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None

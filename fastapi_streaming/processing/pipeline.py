@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from ..brokers.extensions import PatternSubscription
 from ..events import Event, UndecodableMessage, decode_message, utc_now
 from ..runtime import StreamingRuntime
+from ..stopping import cancel_until_done
 from ..topics import Topic, TopicRegistry
 from .declaration import Derivation, Window
 from .engine import Key, Result, WindowEngine
@@ -32,7 +33,6 @@ from .engines import key_names, source_topic
 from .ids import mapped_event_id, window_event_id
 from .partitions import partition_of
 from .sources import ChannelReader, channel_pattern
-from .stopping import cancel_until_done
 from .stream_feed import Feed, LostLease
 from .timing import BadTime, RateLimitedLog, event_time
 

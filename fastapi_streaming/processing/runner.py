@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 from ..brokers.extensions import PatternSubscription
 from ..runtime import StreamingRuntime
+from ..stopping import cancel_until_done
 from ..topics import TopicRegistry
 from .hosting import BuiltinHost, host_for, stream_maxlen
 from .lease import DEFAULT_TTL_MS, Lease, redis_url
@@ -39,7 +40,6 @@ from .partitions import PartitionClaim, PartitionGroup
 from .pipeline import Pipeline
 from .scaleout import PartitionedOwner
 from .sources import channel_pattern
-from .stopping import cancel_until_done
 from .stream_feed import Feed, StreamDirectory, StreamFeed
 
 logger = logging.getLogger("fastapi_streaming.processing")

@@ -24,6 +24,7 @@ from starlette.requests import Request
 from ..errors import Forbidden, PayloadTooLarge, StreamingError
 from ..security.access import Access
 from ..security.principal import Principal
+from ..stopping import cancel_until_done
 from ..topics import Mode
 from ..transports.http import read_body
 from .delivery import DeliveryWorker
@@ -127,8 +128,7 @@ class WebSubHub:
         running, self._running = self._running, None
         if running is None:
             return
-        for task in (*running.tasks, *self._verifying):
-            task.cancel()
+        await cancel_until_done([*running.tasks, *self._verifying])
         await asyncio.gather(*running.tasks, *self._verifying, return_exceptions=True)
         with contextlib.suppress(Exception):
             await running.intake.close()

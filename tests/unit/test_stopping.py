@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi_streaming.processing.stopping import cancel_until_done
+from fastapi_streaming.stopping import cancel_until_done
 
 
 async def test_a_task_that_swallows_a_cancellation_is_cancelled_again_until_it_ends() -> None:
