@@ -245,7 +245,11 @@ class DeliveryWorker:
             done, self._succeeded = self._succeeded, []
             failed, self._failed = self._failed, []
             if done and self.delivered_by is not None:
-                self.delivered_by.update([(c.principal, c.plan, c.topic) for c in done])
+                # A subscription made before principals were recorded may still know its
+                # subscriber by the quota it is charged to.
+                self.delivered_by.update(
+                    [(c.principal or c.quota_key, c.plan or c.quota_plan, c.topic) for c in done]
+                )
             try:
                 await self.repo.record_outcomes(done, failed)
             except Exception:

@@ -165,7 +165,7 @@ class WebSubHub:
     def take_delivered(self) -> Counter[tuple[str, str, str]]:
         """The deliveries this process made since the last call, by (principal, plan, address
         template): what a subscriber's connections would be counted. Subscriptions made before
-        principals were recorded with them count as ``(server)``."""
+        principals were recorded with them, and charged to no quota, count as ``(server)``."""
         counted = self._delivered_by
         taken: Counter[tuple[str, str, str]] = Counter()
         if not counted:

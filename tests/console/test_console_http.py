@@ -266,8 +266,9 @@ async def test_websub_deliveries_count_under_the_subscriber(server: ServerProces
         # Deliveries are counted as their outcomes are recorded, a batch at a time.
         usage = await eventually(
             lambda: _usage(http, by="principal,plan,topic"),
-            lambda u: sum(t["delivered"] for t in u["totals"] if t["principal"] == "wanda")
-            >= events,
+            lambda u: (
+                sum(t["delivered"] for t in u["totals"] if t["principal"] == "wanda") >= events
+            ),
             what="wanda's deliveries",
         )
         records = (await _usage(http, principal="wanda"))["records"]
