@@ -100,7 +100,10 @@ async def run_parts(
     if metrics is not None:
         metrics.start()
     if recorder is not None:
-        recorder.start(runtime, limiter)
+        # What the hub delivers counts to each subscription's principal, as connections do.
+        if websub is not None:
+            websub.track_usage()
+        recorder.start(runtime, limiter, [websub.take_delivered] if websub is not None else [])
     try:
         if websub is not None:
             await websub.start(runtime)

@@ -3,9 +3,11 @@
 Nothing is counted per event here. The engine keeps what analytics needs as it goes: the
 fan-out knows how many events each owned subscription was handed (one subtraction per
 subscription, read at a flush), the runtime counts publishes by principal, the limiter counts
-refusals by principal. Every ``flush_interval`` seconds the recorder takes those counts and
-adds them to the current bucket of the store in one call (one Redis pipeline). A worker's
-last interval of counts shows up at its next flush; a query flushes this worker first.
+refusals by principal, and the WebSub hub counts each batch of successful deliveries by its
+subscriptions' principals (a ``deliveries`` source). Every ``flush_interval`` seconds the
+recorder takes those counts and adds them to the current bucket of the store in one call (one
+Redis pipeline). A worker's last interval of counts shows up at its next flush; a query
+flushes this worker first.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -29,6 +31,10 @@ if TYPE_CHECKING:
     from ..runtime import StreamingRuntime
 
 logger = logging.getLogger("fastapi_streaming.analytics")
+
+#: What a source of deliveries made outside the fan-out (the WebSub hub) hands over at each
+#: flush: the events delivered since the last call, by (principal, plan, address template).
+DeliveriesSource = Callable[[], Mapping[tuple[str, str, str], int]]
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,7 @@ class UsageRecorder:
         self._store: UsageStore | None = None
         self._runtime: StreamingRuntime | None = None
         self._limiter: Limiter | None = None
+        self._deliveries: Sequence[DeliveriesSource] = ()
         self._principals: dict[int, set[str]] = {}
         #: Counts taken but not stored yet (the storage was unreachable): kept for the next try.
         self._unsaved: dict[int, Counter[Key]] = {}
@@ -101,9 +108,16 @@ class UsageRecorder:
 
     # -- running ------------------------------------------------------------------------------
 
-    def start(self, runtime: StreamingRuntime, limiter: Limiter | None) -> None:
+    def start(
+        self,
+        runtime: StreamingRuntime,
+        limiter: Limiter | None,
+        deliveries: Sequence[DeliveriesSource] = (),
+    ) -> None:
+        """Count from ``runtime``, ``limiter`` and ``deliveries`` (what the WebSub hub
+        delivered) until :meth:`stop`."""
         self.store  # noqa: B018 - fail at startup on a bad storage URL, not on first use
-        self._runtime, self._limiter = runtime, limiter
+        self._runtime, self._limiter, self._deliveries = runtime, limiter, tuple(deliveries)
         runtime.fanout.usage.tracking = True
         if limiter is not None:
             limiter.track_principals = True
@@ -118,6 +132,7 @@ class UsageRecorder:
         with contextlib.suppress(Exception):
             await self.flush()
         self._runtime = self._limiter = None
+        self._deliveries = ()
         if self._store is not None and not isinstance(self._store, MemoryUsageStore):
             store, self._store = self._store, None
             await store.close()
@@ -160,6 +175,10 @@ class UsageRecorder:
             published, runtime.published_by = runtime.published_by, Counter()
             for (principal, plan, topic), n in published.items():
                 counts[(self._principal(bucket, principal), plan, topic, PUBLISHED)] += n
+        for source in self._deliveries:
+            for (principal, plan, topic), n in source().items():
+                if n:
+                    counts[(self._principal(bucket, principal), plan, topic, DELIVERED)] += n
         if limiter is not None:
             throttled, limiter.throttled_by = limiter.throttled_by, Counter()
             for (principal, plan, _limit), n in throttled.items():

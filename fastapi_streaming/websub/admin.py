@@ -39,6 +39,8 @@ class SubscriptionState:
     failed: int
     #: The error of the delivery that failed last, if any is still waiting or given up.
     last_error: str | None
+    #: Whom its deliveries count to (None: made before principals were recorded).
+    principal: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +54,7 @@ class SubscriptionState:
             "retrying": self.retrying,
             "failed": self.failed,
             "last_error": self.last_error,
+            "principal": self.principal,
         }
 
 
@@ -110,6 +113,7 @@ class HubAdmin:
                 retrying=int(row["r"] or 0),
                 failed=int(row["f"] or 0),
                 last_error=errors.get(int(row["id"])),
+                principal=row["principal"],
             )
             for row in rows
         ]

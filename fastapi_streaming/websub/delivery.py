@@ -79,6 +79,7 @@ class DeliveryWorker:
         repo: Repository,
         outbound: Outbound,
         admit: Callable[[Sequence[Claimed]], Awaitable[dict[int, str]]] | None = None,
+        delivered_by: Counter[tuple[str | None, str | None, str]] | None = None,
     ) -> None:
         self.settings = settings
         self.repo = repo
@@ -86,6 +87,9 @@ class DeliveryWorker:
         #: Given claimed deliveries, the ids of those over their subscriber's quota, each with
         #: the reason; those are not attempted.
         self.admit = admit
+        #: Where successful deliveries are counted by (principal, plan, topic address), a
+        #: batch of outcomes at a time, when usage analytics want them.
+        self.delivered_by = delivered_by
         #: Claimed, unfinished deliveries per subscription (in flight or waiting for a slot).
         self.busy: Counter[int] = Counter()
         self._slots: dict[int, Slots] = {}
@@ -240,6 +244,12 @@ class DeliveryWorker:
             self._to_record.clear()
             done, self._succeeded = self._succeeded, []
             failed, self._failed = self._failed, []
+            if done and self.delivered_by is not None:
+                # A subscription made before principals were recorded may still know its
+                # subscriber by the quota it is charged to.
+                self.delivered_by.update(
+                    [(c.principal or c.quota_key, c.plan or c.quota_plan, c.topic) for c in done]
+                )
             try:
                 await self.repo.record_outcomes(done, failed)
             except Exception:

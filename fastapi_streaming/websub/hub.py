@@ -14,6 +14,7 @@ import contextlib
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ from urllib.parse import quote
 from starlette.requests import Request
 
 from ..errors import Forbidden, PayloadTooLarge, StreamingError
+from ..owners import NO_PLAN, SERVER, default_owner_key
 from ..security.access import Access
 from ..security.principal import Principal
 from ..stopping import cancel_until_done
@@ -55,6 +57,18 @@ class Urls:
     topic: str
 
 
+@dataclass(frozen=True)
+class Subscriber:
+    """Who asked for a subscription: whom usage analytics count its deliveries to, under
+    which plan, and the plan quota (name, counter key, amount) they are charged to, if any."""
+
+    principal: str | None = None
+    plan: str | None = None
+    quota_plan: str | None = None
+    quota_key: str | None = None
+    quota: str | None = None
+
+
 @dataclass
 class _Running:
     repo: Repository
@@ -79,6 +93,9 @@ class WebSubHub:
         self._running: _Running | None = None
         self._verifying: set[asyncio.Task[None]] = set()
         self._verify_slots: asyncio.Semaphore | None = None
+        #: Deliveries that succeeded in this process, by (principal, plan, topic address),
+        #: while usage analytics take them (:meth:`track_usage`); None: not counted.
+        self._delivered_by: Counter[tuple[str | None, str | None, str]] | None = None
 
     @property
     def path(self) -> str:
@@ -105,7 +122,9 @@ class WebSubHub:
         try:
             if settings.create_schema:
                 await repo.create_schema()
-            worker = DeliveryWorker(settings, repo, outbound, admit=self._admit)
+            worker = DeliveryWorker(
+                settings, repo, outbound, admit=self._admit, delivered_by=self._delivered_by
+            )
             intake = EventIntake(settings, runtime, repo, worker.wake)
             # Join before serving requests, so no event of a subscribed topic passes unseen.
             await intake.sync()
@@ -134,6 +153,33 @@ class WebSubHub:
             await running.intake.close()
         await running.outbound.aclose()
         await running.repo.close()
+
+    # -- usage -------------------------------------------------------------------------------
+
+    def track_usage(self) -> None:
+        """Count successful deliveries for usage analytics, which take them with
+        :meth:`take_delivered` (call before :meth:`start`)."""
+        if self._delivered_by is None:
+            self._delivered_by = Counter()
+
+    def take_delivered(self) -> Counter[tuple[str, str, str]]:
+        """The deliveries this process made since the last call, by (principal, plan, address
+        template): what a subscriber's connections would be counted. Subscriptions made before
+        principals were recorded with them, and charged to no quota, count as ``(server)``."""
+        counted = self._delivered_by
+        taken: Counter[tuple[str, str, str]] = Counter()
+        if not counted:
+            return taken
+        pending = counted.copy()
+        counted.clear()
+        templates: dict[str, str] = {}
+        for (principal, plan, address), n in pending.items():
+            template = templates.get(address)
+            if template is None:
+                found = self.streaming.topics.resolve(address)
+                template = templates[address] = found[0].address if found else address
+            taken[(principal or SERVER, plan or NO_PLAN, template)] += n
+        return taken
 
     @staticmethod
     async def _every(seconds: float, job: Callable[[], Awaitable[None]]) -> None:
@@ -190,10 +236,10 @@ class WebSubHub:
             raise HubError(400, str(exc)) from None
         running = self.running
         # Authorization first: a client without credentials makes the hub look up nothing.
-        denial, valid_for, quota = None, None, {}
+        denial, valid_for, subscriber = None, None, Subscriber()
         if intent.mode == "subscribe":
             denial, valid_for, granted = await self._authorize(request, intent)
-            quota = await self._quota_of(request, intent, granted)
+            subscriber = await self._subscriber_of(request, intent, granted)
         try:
             await self.guard.resolve(callback_url)
         except CallbackRefused as exc:
@@ -209,7 +255,7 @@ class WebSubHub:
             await self._check_quotas(intent, callback_url.host)
         urls = self.urls(request, intent.address)
         lease = self.grant_lease(intent.requested_lease, valid_for)
-        self._spawn(self._verify(intent, callback_url.host, urls, lease, quota))
+        self._spawn(self._verify(intent, callback_url.host, urls, lease, subscriber))
         return intent
 
     async def _authorize(
@@ -238,20 +284,24 @@ class WebSubHub:
         ]
         return None, min(lifetimes, default=None), granted
 
-    async def _quota_of(
+    async def _subscriber_of(
         self, request: Request, intent: Intent, granted: list[object]
-    ) -> dict[str, str]:
-        """The subscriber's plan quota, recorded with the subscription so that every worker
-        counts its deliveries against it (``quota_plan``, ``quota_key``, ``quota``)."""
+    ) -> Subscriber:
+        """Who subscribes, recorded with the subscription so that every worker counts its
+        deliveries to them: the principal and plan usage analytics count under (as they would
+        a connection of theirs), and the plan quota the deliveries are charged to."""
+        principal = next((item for item in granted if isinstance(item, Principal)), None)
         limits = self.streaming.limits
         if limits is None:
-            return {}
+            subject = principal.subject if principal is not None else None
+            return Subscriber(default_owner_key(subject, request), NO_PLAN)
         topic = self.streaming.runtime.resolve(intent.address, Mode.SUBSCRIBE)[0]
-        principal = next((item for item in granted if isinstance(item, Principal)), None)
         meter = await limits.meter(request, principal, topic, Mode.SUBSCRIBE)
-        if meter is None or meter.plan.quota is None:
-            return {}
-        return {"quota_plan": meter.plan.name, "quota_key": meter.key, "quota": meter.plan.quota}
+        if meter is None:
+            return Subscriber(limits.settings.key(principal, request), NO_PLAN)
+        if meter.plan.quota is None:
+            return Subscriber(meter.key, meter.plan.name)
+        return Subscriber(meter.key, meter.plan.name, meter.plan.name, meter.key, meter.plan.quota)
 
     async def _admit(self, claimed: Sequence[Claimed]) -> dict[int, str]:
         """The claimed deliveries over their subscriber's quota, with the reason; one check
@@ -316,7 +366,7 @@ class WebSubHub:
         task.add_done_callback(self._verifying.discard)
 
     async def _verify(
-        self, intent: Intent, host: str, urls: Urls, lease: int, quota: dict[str, str]
+        self, intent: Intent, host: str, urls: Urls, lease: int, subscriber: Subscriber
     ) -> None:
         """Verify intent; apply the request only if the subscriber confirms (WebSub 5.1)."""
         running = self.running
@@ -352,9 +402,11 @@ class WebSubHub:
                     secret=intent.secret,
                     lease_seconds=lease,
                     verified_at=started,
-                    quota_plan=quota.get("quota_plan"),
-                    quota_key=quota.get("quota_key"),
-                    quota=quota.get("quota"),
+                    quota_plan=subscriber.quota_plan,
+                    quota_key=subscriber.quota_key,
+                    quota=subscriber.quota,
+                    principal=subscriber.principal,
+                    plan=subscriber.plan,
                 )
             )
         except Exception:

@@ -47,6 +47,10 @@ class Claimed:
     quota_plan: str | None = None
     quota_key: str | None = None
     quota: str | None = None
+    #: Whom usage analytics count the delivery to, and under which plan (None: a subscription
+    #: made before they were recorded).
+    principal: str | None = None
+    plan: str | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,8 @@ class DeliveryLedger:
                     quota_plan=row.quota_plan,
                     quota_key=row.quota_key,
                     quota=row.quota,
+                    principal=row.principal,
+                    plan=row.plan,
                 )
             )
         return claimed
@@ -365,6 +371,8 @@ def _claim_statements(tables: Tables) -> _ClaimStatements:
             subs.c.quota_plan,
             subs.c.quota_key,
             subs.c.quota,
+            subs.c.principal,
+            subs.c.plan,
         )
         .join(subs, subs.c.id == deliveries.c.subscription_id)
         .where(deliveries.c.id.in_(ids))

@@ -60,6 +60,9 @@ class NewSubscription:
     quota_plan: str | None = None
     quota_key: str | None = None
     quota: str | None = None
+    #: Whom usage analytics count its deliveries to, and under which plan.
+    principal: str | None = None
+    plan: str | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,8 @@ class Repository(DeliveryLedger):
             "quota_plan": new.quota_plan,
             "quota_key": new.quota_key,
             "quota": new.quota,
+            "principal": new.principal,
+            "plan": new.plan,
         }
         statement = self._insert(table).values(**values)
         changed = {k: v for k, v in values.items() if k not in ("topic", "callback", "created_at")}

@@ -46,6 +46,10 @@ def quota_columns() -> list[Column[Any]]:
         # Set while an administrator has paused the subscription: nothing is delivered, events
         # keep being recorded for it and go out, oldest first, once it resumes.
         Column("paused_at", Float),
+        # Whom usage analytics count its deliveries to, and under which plan (as a connection
+        # of the subscriber would be counted); empty on subscriptions made before they were.
+        Column("principal", String(255)),
+        Column("plan", String(64)),
     ]
 
 

@@ -235,6 +235,54 @@ async def test_pausing_resuming_and_deleting_a_websub_subscription(server: Serve
     assert [json.loads(r.body) for r in subscriber.deliveries("/hook")] == [{"n": 1}, {"n": 2}]
 
 
+async def test_websub_deliveries_count_under_the_subscriber(server: ServerProcess) -> None:
+    events = 5
+    async with (
+        Subscriber() as subscriber,
+        httpx.AsyncClient(base_url=server.url, timeout=10) as http,
+    ):
+        callback = subscriber.url("/wanda")
+        answer = await http.post(
+            "/streams/websub/hub",
+            data={
+                "hub.mode": "subscribe",
+                "hub.topic": f"{server.url}/streams/websub/rooms/8",
+                "hub.callback": callback,
+            },
+            headers=bearer("wanda", plan="pro"),
+        )
+        assert answer.status_code == 202, answer.text
+        await eventually(
+            lambda: snapshot(server.url),
+            lambda b: len(b["websub"]["subscriptions"]) == 1,
+            what="the verified subscription",
+        )
+        for n in range(events):
+            sent = await http.post(
+                "/streams/publish/rooms/8", json={"n": n}, headers=bearer("alice")
+            )
+            assert sent.status_code == 202
+        await subscriber.wait_until(lambda: len(subscriber.deliveries("/wanda")) == events)
+        # Deliveries are counted as their outcomes are recorded, a batch at a time.
+        usage = await eventually(
+            lambda: _usage(http, by="principal,plan,topic"),
+            lambda u: (
+                sum(t["delivered"] for t in u["totals"] if t["principal"] == "wanda") >= events
+            ),
+            what="wanda's deliveries",
+        )
+        records = (await _usage(http, principal="wanda"))["records"]
+        board = await snapshot(server.url)
+    totals = {(t["principal"], t["plan"], t["topic"]): t for t in usage["totals"]}
+    assert totals[("wanda", "pro", "/rooms/{room}")]["delivered"] == events
+    assert not any(t["delivered"] for t in usage["totals"] if t["principal"] == "(server)")
+    assert {r["topic"] for r in records} == {"/rooms/{room}"}
+    consumers = {c["principal"]: c for c in board["top_consumers"]}
+    assert consumers["wanda"]["delivered"] == events
+    assert consumers["wanda"]["connections"] == 0  # a WebSub subscriber holds no connection
+    assert board["websub"]["subscriptions"][0]["principal"] == "wanda"
+
+
 async def test_the_admin_event_stream_sends_snapshots(server: ServerProcess) -> None:
     async with sse_stream(
         server.url, "/streams/admin/events", access_token=token("operator", "streams:admin")

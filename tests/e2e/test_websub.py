@@ -16,8 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
-from fastapi_streaming import StreamingAPI
+from fastapi_streaming import StreamingAPI, summarize
 from fastapi_streaming.websub import WebSubSettings
 from tests.apps.websub_app import make_app
 from tests.support.websub import Subscriber, publish, running_app, subscribe
@@ -128,6 +129,38 @@ async def test_subscription_is_verified_then_receives_signed_events(
     link = delivery.headers["link"]
     assert f'<{hub.base}/streams/websub/hub>; rel="hub"' in link
     assert f'<{hub.topic_url("/notes/a")}>; rel="self"' in link
+
+
+async def test_deliveries_count_under_the_subscriber_or_as_server_when_made_before(
+    hub: Hub, subscriber: Subscriber
+) -> None:
+    # No plans, no token: the subscriber is its address, as an anonymous connection would be.
+    mine = await active_subscription(hub, subscriber, "/mine")
+    older = await active_subscription(hub, subscriber, "/older")
+    assert hub.streaming.websub is not None
+    repo = hub.streaming.websub.repo
+    subs = repo.tables.subscriptions
+    async with repo.engine.begin() as conn:  # as a subscription from before principals were kept
+        await conn.execute(
+            update(subs).where(subs.c.callback == older).values(principal=None, plan=None)
+        )
+    for n in range(3):
+        await hub.publish("/notes/a", {"text": "hi", "seq": n})
+    await subscriber.wait_until(lambda: len(subscriber.deliveries()) == 6, what="6 deliveries")
+    deadline = time.monotonic() + 10
+    while True:  # outcomes are counted as they are recorded, a batch at a time
+        totals = {
+            (t.group["principal"], t.group["plan"], t.group["topic"]): t.delivered
+            for t in summarize(await hub.streaming.usage(), ("principal", "plan", "topic"))
+        }
+        if sum(totals.values()) >= 6 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    assert (await hub.active("/notes/a", mine) or {})["principal"] == "address:127.0.0.1"
+    assert totals == {
+        ("address:127.0.0.1", "none", "/notes/{room}"): 3,
+        ("(server)", "none", "/notes/{room}"): 3,
+    }
 
 
 async def test_callback_query_is_kept_on_verification_and_delivery(

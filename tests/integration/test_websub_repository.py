@@ -184,3 +184,41 @@ async def test_cleanup_removes_expired_subscriptions_with_their_deliveries(
     assert await repo.subscription("/t", "http://brief/") is None
     assert await repo.subscription("/t", "http://long/") is not None
     assert sum((await repo.delivery_counts()).values()) == 3
+
+
+async def test_tables_of_an_older_release_gain_the_newer_columns_at_startup(
+    workers: list[Repository],
+) -> None:
+    old = workers[0]
+    await add_subscription(old, "http://old/")
+    table = old.tables.subscriptions.name
+    async with old.engine.begin() as conn:  # the subscriptions table as an older release made it
+        for column in ("paused_at", "principal", "plan"):
+            await conn.exec_driver_sql(f'ALTER TABLE "{table}" DROP COLUMN "{column}"')
+    upgraded = Repository(old.settings)
+    try:
+        await upgraded.create_schema()
+        await upgraded.record(events(1))
+        [before] = await upgraded.claim(10, {})
+        # Renewed by its subscriber, it records whom its deliveries count to.
+        await upgraded.save_subscription(
+            NewSubscription(
+                topic="/t",
+                callback="http://old/",
+                callback_host="127.0.0.1",
+                topic_url="/t",
+                self_url="http://hub/streams/websub/t",
+                hub_url="http://hub/streams/websub/hub",
+                secret=None,
+                lease_seconds=600,
+                verified_at=time.time(),
+                principal="wanda",
+                plan="pro",
+            )
+        )
+        await upgraded.record([IncomingEvent("/t", "later", b"{}")])
+        [after] = await upgraded.claim(10, {})
+    finally:
+        await upgraded.close()
+    assert (before.principal, before.plan) == (None, None)
+    assert (after.event_id, after.principal, after.plan) == ("later", "wanda", "pro")

@@ -86,7 +86,8 @@
         ? button("resume", () => act("POST", base + "/resume", "resume " + s.id))
         : button("pause", () => act("POST", base + "/pause", "pause " + s.id));
       return row(String(s.id),
-        cell(s.id), cell(s.topic), cell(s.callback), cell(s.state, "state-" + s.state),
+        cell(s.id), cell(s.topic), cell(s.callback), cell(s.principal || "(server)"),
+        cell(s.state, "state-" + s.state),
         cell(when(s.last_delivery)), cell(s.queued, "num"), cell(s.retrying, "num"),
         cell(s.failed, "num"), toggle,
         button("delete", () => act("DELETE", base, "delete " + s.id), "danger"));
