@@ -49,6 +49,8 @@ FRACTION = 50
 LEAD = 0.5
 #: Rate entries are stamped this fraction of the rate's window ahead, and spent until then.
 HOLD = 0.1
+#: Seconds without reservations after one found its counter full (at most the rate's hold).
+RETRY = 1.0
 #: Seconds a budget may go unused before its quota units are given back and it is forgotten.
 IDLE = 10.0
 
@@ -169,6 +171,8 @@ class Budget:
     refilling: bool = False
     spent: int = 0
     asked_at: float = field(default_factory=time.monotonic)
+    #: No reservation before this moment (monotonic): the last one found a counter full.
+    resume_at: float = 0.0
     used_at: float = field(default_factory=time.monotonic)
 
     def resize(self, now: float) -> None:
@@ -231,7 +235,8 @@ class Budgets:
             rate_held, quota_held = rate_held - 1, quota_held - cost
         else:
             budget.spent += 1
-        if not budget.refilling and 2 * min(rate_held, quota_held) < budget.block:
+        low = 2 * min(rate_held, quota_held) < budget.block
+        if low and not budget.refilling and budget.used_at >= budget.resume_at:
             budget.refilling = True
             task = asyncio.create_task(self._refill(budget), name="fastapi-streaming budget")
             self._tasks.add(task)
@@ -259,6 +264,10 @@ class Budgets:
             if int(units) > 0 and int(ttl) > 0:
                 budget.quota_units.add(int(units), now + int(ttl) / 1000)
                 budget.window_end = float(ends)
+            if (want_rate and not int(entries)) or (want_quota and not int(units)):
+                # A full counter: publishes are charged exactly (and refused) for a while,
+                # instead of each also asking for a block that cannot be had.
+                budget.resume_at = time.monotonic() + min(RETRY, budget.hold)
         except Exception:
             # Publishes go on being charged one by one (and let through if Redis is down).
             logger.warning("Limits storage unreachable; no budget reserved", exc_info=True)
@@ -288,7 +297,11 @@ class Budgets:
             logger.warning("Limits storage unreachable; %d reserved units kept", units)
 
     async def stop(self) -> None:
-        for task in tuple(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Give back every unit held. Reservations under way are awaited, not cancelled: one
+        cancelled after Redis ran it would keep its units out of the quota."""
+        await self.settled()
         await self.sweep(idle=0)
+
+    async def settled(self) -> None:
+        """Wait for the reservations under way to be answered (or to fail)."""
+        await asyncio.gather(*self._tasks, return_exceptions=True)
