@@ -148,8 +148,10 @@ class Units:
 
     def add(self, count: int, until: float) -> None:
         if count > 0:
-            # Blocks are spent oldest first; a later one never ends sooner (same window or
-            # a later stamp), so the order is also the order of their ends.
+            # Blocks are spent oldest first and dropped once the oldest's end passes. Rate
+            # blocks end in the order they were reserved; quota blocks of one window end at
+            # estimates that are each no later than the window's true end, so while the
+            # oldest's has not passed, none of them has truly ended.
             self.blocks.append([float(count), until])
 
 
