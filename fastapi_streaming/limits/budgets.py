@@ -54,53 +54,63 @@ RETRY = 1.0
 #: Seconds a budget may go unused before its quota units are given back and it is forgotten.
 IDLE = 10.0
 
-#: Reserve up to ``ARGV[4]`` entries of a moving window (``KEYS[1]``: limit ``ARGV[2]``,
-#: window ``ARGV[3]`` seconds, stamped ``ARGV[5]`` seconds after ``ARGV[1]``, the time) and up
-#: to ``ARGV[8]`` units of a fixed window (``KEYS[2]``: limit ``ARGV[6]``, window ``ARGV[7]``).
-#: Returns the entries granted, the units granted, the quota window's milliseconds to live and
-#: its end (Redis's clock, milliseconds), and the entries' stamp.
+#: For each budget ``i`` (the budgets of one moment go together): reserve up to ``want`` entries
+#: of a moving window (``KEYS[2i-1]``), stamped ``hold`` seconds after ``ARGV[1]`` (the time),
+#: and up to ``qwant`` units of a fixed window (``KEYS[2i]``); ``ARGV`` holds each budget's
+#: rate limit, rate window, want, hold, quota limit, quota window and qwant in turn. Returns,
+#: for each, the entries granted, the units granted, the quota window's milliseconds to live
+#: and its end (Redis's clock, milliseconds).
 RESERVE = """
 local now = tonumber(ARGV[1])
-local limit, window = tonumber(ARGV[2]), tonumber(ARGV[3])
-local want, hold = tonumber(ARGV[4]), tonumber(ARGV[5])
-local rate = KEYS[1]
-local function fits(amount)
-    if amount == 0 then return true end
-    local entry = redis.call("lindex", rate, limit - amount)
-    return (not entry) or tonumber(entry) < now - window
-end
-local low, high = 0, math.min(want, limit)
-while low < high do
-    local mid = math.ceil((low + high) / 2)
-    if fits(mid) then low = mid else high = mid - 1 end
-end
-local stamp = now + hold
-local newest = tonumber(redis.call("lindex", rate, 0))
-if newest and newest > stamp then stamp = newest end
-if low > 0 then
-    local entries = {}
-    for i = 1, low do entries[i] = stamp end
-    for i = 1, low, 5000 do
-        redis.call("lpush", rate, unpack(entries, i, math.min(i + 4999, low)))
-    end
-    redis.call("ltrim", rate, 0, limit - 1)
-    redis.call("expire", rate, math.ceil(stamp - now + window))
-end
-local quota = KEYS[2]
-local qlimit, qwindow, qwant = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local current = tonumber(redis.call("get", quota) or "0")
-local granted = math.max(0, math.min(qwant, qlimit - current))
-if granted > 0 then
-    local total = redis.call("incrby", quota, granted)
-    if tonumber(total) == granted then
-        redis.call("expire", quota, qwindow)
-    end
-end
-local ttl = redis.call("pttl", quota)
 local clock = redis.call("time")
-local ends = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000) + ttl
-return {low, granted, ttl, ends, tostring(stamp)}
+local millis = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local answers = {}
+for i = 1, #KEYS / 2 do
+    local rate, quota = KEYS[2 * i - 1], KEYS[2 * i]
+    local at = 7 * i - 5
+    local limit, window = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
+    local want, hold = tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])
+    local function fits(amount)
+        if amount == 0 then return true end
+        local entry = redis.call("lindex", rate, limit - amount)
+        return (not entry) or tonumber(entry) < now - window
+    end
+    local low, high = 0, math.min(want, limit)
+    while low < high do
+        local mid = math.ceil((low + high) / 2)
+        if fits(mid) then low = mid else high = mid - 1 end
+    end
+    if low > 0 then
+        local stamp = now + hold
+        local newest = tonumber(redis.call("lindex", rate, 0))
+        if newest and newest > stamp then stamp = newest end
+        local entries = {}
+        for j = 1, low do entries[j] = stamp end
+        for j = 1, low, 5000 do
+            redis.call("lpush", rate, unpack(entries, j, math.min(j + 4999, low)))
+        end
+        redis.call("ltrim", rate, 0, limit - 1)
+        redis.call("expire", rate, math.ceil(stamp - now + window))
+    end
+    local qlimit, qwindow = tonumber(ARGV[at + 4]), tonumber(ARGV[at + 5])
+    local qwant = tonumber(ARGV[at + 6])
+    local current = tonumber(redis.call("get", quota) or "0")
+    local granted = math.max(0, math.min(qwant, qlimit - current))
+    if granted > 0 then
+        local total = redis.call("incrby", quota, granted)
+        if tonumber(total) == granted then
+            redis.call("expire", quota, qwindow)
+        end
+    end
+    local ttl = redis.call("pttl", quota)
+    answers[4 * i - 3], answers[4 * i - 2] = low, granted
+    answers[4 * i - 1], answers[4 * i] = ttl, millis + ttl
+end
+return answers
 """
+
+#: Budgets per reservation script call (Redis runs a script alone: keep each call short).
+CHUNK = 200
 
 #: Give ``ARGV[1]`` units back to the fixed window ``KEYS[1]`` if it is still the window that
 #: ends at ``ARGV[2]`` (Redis's clock, ms; within half the window ``ARGV[3]`` ms): a later
@@ -194,10 +204,11 @@ class Budgets:
         self.bridge = bridge
         self._budgets: dict[Any, Budget] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._waiting: list[Budget] = []
         client = bridge.get_connection()
         self._reserve = registered(client, RESERVE)
         self._give_back = registered(client, GIVE_BACK)
-        #: Reservations sent (each a round trip in the background), for tests and benchmarks.
+        #: Reservation script calls (each a round trip in the background), for tests.
         self.reservations = 0
 
     def budget(
@@ -240,41 +251,60 @@ class Budgets:
         low = 2 * min(rate_held, quota_held) < budget.block
         if low and not budget.refilling and budget.used_at >= budget.resume_at:
             budget.refilling = True
-            task = asyncio.create_task(self._refill(budget), name="fastapi-streaming budget")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._waiting.append(budget)
+            if len(self._waiting) == 1:
+                # Its first step comes after every callback already due: the budgets that
+                # run low in this turn are reserved in the same script call.
+                task = asyncio.create_task(self._reserve_all(), name="fastapi-streaming budgets")
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
         return enough
 
-    async def _refill(self, budget: Budget) -> None:
-        try:
+    async def _reserve_all(self) -> None:
+        batch, self._waiting = self._waiting, []
+        for start in range(0, len(batch), CHUNK):
+            await self._reserve_some(batch[start : start + CHUNK])
+
+    async def _reserve_some(self, batch: list[Budget]) -> None:
+        now = time.time()
+        keys: list[str] = []
+        args: list[float] = [now]
+        asked: list[tuple[Budget, int, int]] = []
+        for budget in batch:
             budget.resize(time.monotonic())
-            now = time.time()
             want_rate = max(0, budget.block - budget.rate_units.held(now))
             want_quota = max(0, budget.block - budget.quota_units.held(now))
             if not want_rate and not want_quota:
-                return
-            self.reservations += 1
+                budget.refilling = False
+                continue
             rate, quota = budget.rate, budget.quota
-            args = (now, rate.amount, rate.get_expiry(), want_rate, budget.hold)
-            args_quota = (quota.amount, quota.get_expiry(), want_quota)
-            keys = [budget.rate_key, budget.quota_key]
-            entries, units, ttl, ends, _ = await bounded(
-                self._reserve(keys=keys, args=args + args_quota)
-            )
-            # Both ends as seen from when the reservation was sent: never after Redis's.
-            budget.rate_units.add(int(entries), now + budget.hold)
-            if int(units) > 0 and int(ttl) > 0:
-                budget.quota_units.add(int(units), now + int(ttl) / 1000)
-                budget.window_end = float(ends)
-            if (want_rate and not int(entries)) or (want_quota and not int(units)):
-                # A full counter: publishes are charged exactly (and refused) for a while,
-                # instead of each also asking for a block that cannot be had.
-                budget.resume_at = time.monotonic() + min(RETRY, budget.hold)
+            keys += (budget.rate_key, budget.quota_key)
+            args += (rate.amount, rate.get_expiry(), want_rate, budget.hold)
+            args += (quota.amount, quota.get_expiry(), want_quota)
+            asked.append((budget, want_rate, want_quota))
+        if not asked:
+            return
+        self.reservations += 1
+        try:
+            answers = await bounded(self._reserve(keys=keys, args=args))
         except Exception:
             # Publishes go on being charged one by one (and let through if Redis is down).
             logger.warning("Limits storage unreachable; no budget reserved", exc_info=True)
-        finally:
+            answers = None
+        for index, (budget, want_rate, want_quota) in enumerate(asked):
             budget.refilling = False
+            if answers is None:
+                continue
+            entries, units, ttl, ends = (int(value) for value in answers[4 * index : 4 * index + 4])
+            # Both ends as seen from when the reservation was sent: never after Redis's.
+            budget.rate_units.add(entries, now + budget.hold)
+            if units > 0 and ttl > 0:
+                budget.quota_units.add(units, now + ttl / 1000)
+                budget.window_end = float(ends)
+            if (want_rate and not entries) or (want_quota and not units):
+                # A full counter: publishes are charged exactly (and refused) for a while,
+                # instead of each also asking for a block that cannot be had.
+                budget.resume_at = time.monotonic() + min(RETRY, budget.hold)
 
     async def sweep(self, *, idle: float = IDLE) -> None:
         """Give back the quota units of budgets unused for ``idle`` seconds, and forget them

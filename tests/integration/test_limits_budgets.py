@@ -141,6 +141,26 @@ async def test_a_publish_with_units_reserved_does_not_wait_for_redis(namespace: 
         await close(limiter)
 
 
+async def test_budgets_running_low_together_are_reserved_in_one_round_trip(
+    namespace: str,
+) -> None:
+    plan = Plan(name="crowd", quota="1000000/day", publish_rate="100000/minute")
+    limiter = worker(plan, namespace)
+    meters = [Meter(plan, name, namespace) for name in ("a", "b", "c", "d")]
+    try:
+        await asyncio.gather(*(limiter.charge(meter, 1, publish=True) for meter in meters))
+        budgets = limiter.budgets
+        assert budgets is not None
+        await budgets.settled()
+        assert budgets.reservations == 1  # four principals' blocks in one script call
+        for meter in meters:  # and each got its own
+            before = limiter.counted["crowd"]
+            assert limiter._spend_reserved(meter, 1)
+            assert limiter.counted["crowd"] == before + 1
+    finally:
+        await close(limiter)
+
+
 async def test_units_left_are_given_back_when_the_worker_stops(namespace: str) -> None:
     plan = Plan(name="kept", quota="1000/minute", publish_rate="100000/minute")
     limiter = worker(plan, namespace)
