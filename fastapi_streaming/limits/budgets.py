@@ -4,8 +4,9 @@ An HTTP/1.1 publisher waits for each 202 before it sends its next publish, and o
 busy writing to a thousand clients each turn of the event loop takes milliseconds: the turns
 a publish waits for its charge's round trip to Redis set the pace of every publisher. So each
 worker reserves a block of each principal's publish rate and quota ahead of need, spends it
-without waiting, and reserves the next block in the background when less than half is left;
-only a publish that finds its budget empty is charged as before (and waits).
+without waiting, and reserves the next block in the background when less than half is left
+(the budgets that run low in one turn together, in one script call); only a publish that
+finds its budget empty is charged as before (and waits).
 
 What a block may be, so that no principal is ever admitted beyond its plan:
 
