@@ -66,7 +66,7 @@ CHUNK = 500
 _scripts: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
-def _registered(client: Any, source: str) -> Any:
+def registered(client: Any, source: str) -> Any:
     """``source`` as a redis-py script of ``client`` (sent by its hash; loaded when missing)."""
     scripts = _scripts.setdefault(client, {})
     script = scripts.get(source)
@@ -79,7 +79,7 @@ async def incr_many(bridge: Any, charges: Sequence[tuple[str, int, int]]) -> lis
     """Add ``amount`` to each ``(key, expiry, amount)`` counter in one round trip; return each
     counter's new value (what ``Storage.incr`` returns one by one)."""
     client = bridge.get_connection()
-    script = _registered(client, INCR_EXPIRE_MANY)
+    script = registered(client, INCR_EXPIRE_MANY)
     pipe = client.pipeline(transaction=False)
     prefixed = bridge.prefixed_key
     for start in range(0, len(charges), CHUNK):
@@ -119,11 +119,12 @@ async def hit_quotas(
 #: the cost.
 PublishCharge = tuple[tuple[str, ...], tuple[str, ...], Any, Any, int]
 
-#: For each publish, the ``limits`` library's ``acquire_moving_window.lua`` (one entry) on its
-#: rate's counter and, only if the rate lets it through, ``incr_expire.lua`` on its quota's.
-#: ``KEYS`` holds each publish's rate counter and quota counter in turn; ``ARGV`` the time,
-#: then each publish's rate amount, rate expiry, quota expiry and cost. Returns, for each, the
-#: quota counter's new value, or -1 when the rate refused it (and its quota was not charged).
+#: For each publish, the ``limits`` library's ``acquire_moving_window.lua`` (one entry, stamped
+#: no older than the newest: see :mod:`.budgets`) on its rate's counter and, only if the rate
+#: lets it through, ``incr_expire.lua`` on its quota's. ``KEYS`` holds each publish's rate
+#: counter and quota counter in turn; ``ARGV`` the time, then each publish's rate amount, rate
+#: expiry, quota expiry and cost. Returns, for each, the quota counter's new value, or -1 when
+#: the rate refused it (and its quota was not charged).
 CHARGE_PUBLISHES = """
 local now = tonumber(ARGV[1])
 local answers = {}
@@ -136,9 +137,14 @@ for i = 1, #KEYS / 2 do
     if entry and tonumber(entry) >= now - expiry then
         answers[i] = -1
     else
-        redis.call("lpush", rate, now)
+        -- Never older than the newest entry (a budget's entries are stamped ahead), so the
+        -- list stays ordered as the check above reads it.
+        local stamp = now
+        local newest = tonumber(redis.call("lindex", rate, 0))
+        if newest and newest > stamp then stamp = newest end
+        redis.call("lpush", rate, stamp)
         redis.call("ltrim", rate, 0, limit - 1)
-        redis.call("expire", rate, expiry)
+        redis.call("expire", rate, math.ceil(stamp - now + expiry))
         local cost = tonumber(ARGV[at + 3])
         local total = redis.call("incrby", quota, cost)
         if tonumber(total) == cost then
@@ -172,7 +178,7 @@ class PublishCharges:
         self.bridge = bridge
         self._waiting: list[tuple[PublishCharge, asyncio.Future[tuple[bool, bool]]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        self._script = _registered(bridge.get_connection(), CHARGE_PUBLISHES)
+        self._script = registered(bridge.get_connection(), CHARGE_PUBLISHES)
 
     async def charge(
         self,

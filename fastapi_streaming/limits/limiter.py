@@ -4,12 +4,14 @@ The ``limits`` library keeps the counters: a fixed window for quotas (one counte
 principal and window, so a batch of events is one ``INCRBY``) and a moving window for publish
 rates (exact for the small counts a rate has). See docs/decisions.md for the measurements.
 
-Publishes, requests and control messages are charged as they come: a publish is already a
-broker round trip, one more to the counters is in proportion. Delivered events are never
-charged one by one: the fan-out counts the events of each topic stream anyway, and every
-``flush_interval`` seconds the limiter charges each principal the events its connections were
-sent since the last flush, in one call per principal. A principal can therefore overshoot its
-quota by what its connections receive in one interval; then its streams end.
+Publishes, requests and control messages are charged as they come. On Redis, a publish under
+a plan with a publish rate and a quota of a hundred or more spends units its worker reserved
+ahead (:mod:`.budgets`) and does not wait for Redis; other charges wait for their round trip.
+Delivered events are never charged one by one: the fan-out counts the events of each topic
+stream anyway, and every ``flush_interval`` seconds the limiter charges each principal the
+events its connections were sent since the last flush, in one call per principal. A principal
+can therefore overshoot its quota by what its connections receive in one interval; then its
+streams end.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from ..stopping import cancel_until_done
 from ..topics import Mode, Topic
 from .answers import QuotaExceeded, Refusal, seconds_until
 from .batch import PublishCharges, hit_quotas, pipelined_counters
+from .budgets import Budgets
 from .memory import LocalStorage
 from .plans import Plan, PlanChooser, choose_plan
 from .timeouts import CLIENT_OPTIONS, bounded
@@ -65,6 +68,9 @@ class Limits:
             or the client's address for anonymous clients.
         flush_interval: seconds between charges of delivered events (see the module doc).
         namespace: prefixes every counter, so several APIs can share one Redis.
+        reserve: on Redis, let each worker reserve blocks of publish rates and quotas ahead
+            of need (see the plans guide for the tolerance); False charges every publish
+            exactly, each waiting for its round trip.
     """
 
     plan: Plan | PlanChooser | None = None
@@ -72,6 +78,7 @@ class Limits:
     key: Callable[[Principal | None, HTTPConnection], str] = default_key
     flush_interval: float = 1.0
     namespace: str = "fastapi-streaming"
+    reserve: bool = True
 
 
 @dataclass(frozen=True)
@@ -140,6 +147,8 @@ class Limiter:
         self._rate: RateLimiter | None = None
         #: Publishes' rate and quota charges, pipelined (False: the storage cannot).
         self._publish_charges: PublishCharges | bool | None = None
+        #: Units reserved ahead for publishes (None: charged exactly).
+        self.budgets: Budgets | None = None
 
     @property
     def storage(self) -> Storage:
@@ -164,12 +173,16 @@ class Limiter:
             self._task = None
         with contextlib.suppress(Exception):
             await self.flush()
+        if self.budgets is not None:
+            await self.budgets.stop()
 
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.settings.flush_interval)
             try:
                 await self.flush()
+                if self.budgets is not None:
+                    await self.budgets.sweep()
             except Exception:
                 logger.exception("Could not charge delivered events to their plans")
 
@@ -202,7 +215,11 @@ class Limiter:
             if self._publish_charges is None:
                 bridge = pipelined_counters(self.storage)
                 self._publish_charges = PublishCharges(bridge) if bridge is not None else False
+                if bridge is not None and self.settings.reserve:
+                    self.budgets = Budgets(bridge)
             if isinstance(self._publish_charges, PublishCharges):
+                if self._spend_reserved(meter, cost):
+                    return
                 # Both in one round trip, with the other publishes of the moment.
                 await self._charge_publish(self._publish_charges, meter, cost)
                 return
@@ -213,6 +230,18 @@ class Limiter:
             self.counted[plan.name] += cost
             if not await self._hit(self._quota, plan.quota_item, meter, cost):
                 raise QuotaExceeded(await self.refuse(meter, "quota"))
+
+    def _spend_reserved(self, meter: Meter, cost: int) -> bool:
+        """Charge a publish from units this worker reserved ahead, if it holds enough (a
+        reservation starts when it holds little); False: charge it exactly."""
+        budgets = self.budgets
+        if budgets is None:
+            return False
+        budget = budgets.budget(meter, meter.rate_ids, meter.ids)
+        if budget is None or not budgets.spend(budget, cost):
+            return False
+        self.counted[meter.plan.name] += cost
+        return True
 
     async def _charge_publish(self, charges: PublishCharges, meter: Meter, cost: int) -> None:
         plan = meter.plan
