@@ -29,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, help="seconds of publishing per run")
     parser.add_argument("--reps", type=int, help="repetitions (default: the mode's)")
     parser.add_argument(
+        "--publishers",
+        type=int,
+        help="connections the publisher pipelines its events over (default 4)",
+    )
+    parser.add_argument(
         "--scenario", action="append", help="run only scenarios whose name contains this"
     )
     parser.add_argument("--results", type=Path, default=RESULTS, help="where to write results")
@@ -47,7 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     only = set(args.only.split(",")) if args.only else None
     print(f"Running the {chosen.name} benchmarks ({chosen.repetitions} repetition(s))", flush=True)
     results = run_mode(
-        chosen, only=only, budget=args.budget, duration=args.duration, profile=args.profile
+        chosen,
+        only=only,
+        budget=args.budget,
+        duration=args.duration,
+        publishers=args.publishers,
+        profile=args.profile,
     )
     text = markdown(results)
     args.results.mkdir(parents=True, exist_ok=True)

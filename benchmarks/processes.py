@@ -244,11 +244,12 @@ class ClientProcess(LineProcess):
 
 
 def run_publisher(
-    *, port: int, path: str, rate: float, duration: float
+    *, port: int, path: str, rate: float, duration: float, connections: int = 4
 ) -> tuple[dict[str, Any], float]:
     """Run ``benchmarks.publisher`` to the end; its report and its CPU seconds per second."""
     command = [sys.executable, "-m", "benchmarks.publisher", "--port", str(port)]
     command += ["--path", path, "--rate", str(rate), "--duration", str(duration)]
+    command += ["--connections", str(connections)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)

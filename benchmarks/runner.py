@@ -204,7 +204,11 @@ def _stream_run(
         broker_clock = CPUClock([broker]) if broker is not None else None
         sampler = record(server.pid, profile, scenario.duration) if profile else None
         published, publisher_cpu = run_publisher(
-            port=server.port, path=publish_path, rate=scenario.rate, duration=scenario.duration
+            port=server.port,
+            path=publish_path,
+            rate=scenario.rate,
+            duration=scenario.duration,
+            connections=scenario.publishers,
         )
         drain(clients, primed["open"] * published["sent"])
         server_cpu, server_share = server_clock.seconds(), server_clock.share()

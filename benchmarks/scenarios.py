@@ -230,9 +230,18 @@ class Scenario:
     connections: int
     rate: float = 0.0
     duration: float = 0.0
+    #: Keep-alive connections the publisher pipelines its POSTs over. uvicorn answers one
+    #: connection's requests one at a time, so on a broker that acknowledges over the network
+    #: each connection gets about one event into every turn of the fan-out: at saturation the
+    #: events a client's write carries, and so the CPU per delivered event, follow this count.
+    publishers: int = 4
 
     @property
     def name(self) -> str:
+        return self._base_name + (f", {self.publishers} publishers" if self.publishers != 4 else "")
+
+    @property
+    def _base_name(self) -> str:
         if self.kind == "idle":
             return f"idle {self.transport.upper()} x {self.connections:,}"
         if self.kind == "scaleout":

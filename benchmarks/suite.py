@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -104,6 +105,7 @@ def run_mode(
     only: set[str] | None = None,
     budget: float = 1200.0,
     duration: float | None = None,
+    publishers: int | None = None,
     profile: Path | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -127,10 +129,7 @@ def run_mode(
                     continue
                 results["runs"].append(measure_websub(scenario, kind, log))
             continue
-        if duration is not None and scenario.kind in ("stream", "cost"):
-            scenario = Scenario(
-                scenario.kind, scenario.transport, scenario.connections, scenario.rate, duration
-            )
+        scenario = overridden(scenario, duration=duration, publishers=publishers)
         chosen = [
             v
             for v in variants(scenario.transport)
@@ -162,6 +161,18 @@ def run_mode(
     results["environment"]["load_after"] = _load()
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     return results
+
+
+def overridden(
+    scenario: Scenario, *, duration: float | None = None, publishers: int | None = None
+) -> Scenario:
+    """The scenario with the command line's publishing time and publisher connections, where
+    it publishes through the benchmark's publisher (idle and WebSub runs keep their own)."""
+    if duration is not None and scenario.kind in ("stream", "cost"):
+        scenario = replace(scenario, duration=duration)
+    if publishers is not None and scenario.kind in ("stream", "cost", "scaleout"):
+        scenario = replace(scenario, publishers=publishers)
+    return scenario
 
 
 def measure(
