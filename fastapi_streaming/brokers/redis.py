@@ -24,6 +24,7 @@ from broadcaster import BroadcastBackend
 from redis import asyncio as aioredis
 from redis.asyncio.client import PubSub
 
+from ..stopping import cancel_until_done
 from .hookspecs import BrokerMessage
 from .redis_direct import DirectConnection
 
@@ -70,7 +71,7 @@ class RedisBackend(BroadcastBackend):
     async def disconnect(self) -> None:
         await self._publisher.close()
         if self._listener is not None:
-            self._listener.cancel()
+            await cancel_until_done([self._listener])
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
             self._listener = None
