@@ -10,30 +10,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from limits.aio.strategies import FixedWindowRateLimiter
-from redis.asyncio import Redis
 
 from fastapi_streaming.limits import Limiter, Limits, Plan, QuotaExceeded
 from fastapi_streaming.limits.limiter import Meter
+from tests.support.turns import counting_turns
 
 pytestmark = pytest.mark.redis
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-@pytest.fixture
-async def namespace() -> AsyncIterator[str]:
-    name = f"test-budgets-{uuid.uuid4().hex[:8]}"
-    yield name
-    redis = Redis.from_url(REDIS_URL)
-    async for key in redis.scan_iter(match=f"*{name}*"):
-        await redis.delete(key)
-    await redis.aclose()
 
 
 def worker(plan: Plan, namespace: str, storage: str = REDIS_URL) -> Limiter:
@@ -108,36 +96,25 @@ async def test_a_publish_with_units_reserved_does_not_wait_for_redis(namespace: 
     plan = Plan(name="busy", quota="1000000/day", publish_rate="100000/minute")
     limiter = worker(plan, namespace)
     meter = Meter(plan, "ann", namespace)
-    turns = 0
-    running = True
-
-    async def count_turns() -> None:
-        nonlocal turns
-        while running:
-            turns += 1
-            await asyncio.sleep(0)
-
-    ticker = asyncio.create_task(count_turns())
     try:
-        await limiter.charge(meter, 1, publish=True)  # nothing reserved yet: charged exactly
-        budgets = limiter.budgets
-        assert budgets is not None
-        await budgets.settled()  # the first reservation lands
-        assert budgets.reservations == 1
-        at_once = 0
-        for _ in range(300):
-            before = turns
-            await limiter.charge(meter, 1, publish=True)
-            at_once += turns == before  # the loop never turned: no round trip waited for
-            await asyncio.sleep(0)  # one turn: a reservation's answer may land meanwhile
+        async with counting_turns() as loop:
+            await limiter.charge(meter, 1, publish=True)  # nothing reserved yet: exact charge
+            budgets = limiter.budgets
+            assert budgets is not None
+            await budgets.settled()  # the first reservation lands
+            assert budgets.reservations == 1
+            at_once = 0
+            for _ in range(300):
+                before = loop.turns
+                await limiter.charge(meter, 1, publish=True)
+                at_once += loop.turns == before  # the loop never turned: no round trip
+                await asyncio.sleep(0)  # one turn: a reservation's answer may land meanwhile
         # All but the few publishes that found the budget empty while the block was growing
         # went without a round trip, and the reservations were few.
         assert at_once >= 280
         assert budgets.reservations <= 20
         assert limiter.counted["busy"] == 301
     finally:
-        running = False
-        await ticker
         await close(limiter)
 
 

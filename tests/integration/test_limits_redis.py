@@ -9,9 +9,6 @@ test's own.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-
 import pytest
 from limits.aio.storage import RedisStorage
 from redis.asyncio import Redis
@@ -22,16 +19,6 @@ from fastapi_streaming.limits.limiter import Meter
 pytestmark = pytest.mark.redis
 
 REDIS_URL = "redis://127.0.0.1:6379"
-
-
-@pytest.fixture
-async def namespace() -> AsyncIterator[str]:
-    name = f"test-limits-{uuid.uuid4().hex[:8]}"
-    yield name
-    redis = Redis.from_url(REDIS_URL)
-    async for key in redis.scan_iter(match=f"*{name}*"):
-        await redis.delete(key)
-    await redis.aclose()
 
 
 async def test_retry_after_never_exceeds_the_window_of_a_quota_counted_in_redis(

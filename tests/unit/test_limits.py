@@ -20,6 +20,7 @@ from fastapi_streaming.limits.memory import LocalStorage
 from fastapi_streaming.security import Principal
 from fastapi_streaming.security.access import Access, fill_scope, required_scopes
 from fastapi_streaming.topics import Mode
+from tests.support.turns import counting_turns
 
 
 def connection(host: str = "10.0.0.1") -> HTTPConnection:
@@ -434,29 +435,18 @@ async def test_charges_in_memory_never_hand_the_event_loop_on() -> None:
 
     topic = streaming.topics.get("/in")
     assert topic is not None
-    turns = 0
-    running = True
-
-    async def count_turns() -> None:
-        nonlocal turns
-        while running:
-            turns += 1
-            await asyncio.sleep(0)
-
-    ticker = asyncio.create_task(count_turns())
     try:
-        meter = await limiter.meter(connection(), principal("pat"), topic, Mode.PUBLISH)
-        assert meter is not None
-        await asyncio.sleep(0)
-        before = turns
-        for _ in range(50):
-            await limiter.charge(meter, 1, publish=True)
+        async with counting_turns() as loop:
+            meter = await limiter.meter(connection(), principal("pat"), topic, Mode.PUBLISH)
+            assert meter is not None
             await asyncio.sleep(0)
-        assert turns - before <= 51
+            before = loop.turns
+            for _ in range(50):
+                await limiter.charge(meter, 1, publish=True)
+                await asyncio.sleep(0)
+            assert loop.turns - before <= 51
         assert limiter.counted["mem"] == 50
     finally:
-        running = False
-        await ticker
         await limiter.stop()
 
 
