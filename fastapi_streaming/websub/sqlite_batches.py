@@ -38,10 +38,11 @@ _PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA busy
 
 
 def database_file(url: URL) -> str | None:
-    """The file of a SQLite URL, or None for an in-memory database (only the engine's own
-    connection sees that one)."""
+    """The file of a SQLite URL that names a plain file; None for an in-memory database (only
+    the engine's own connection sees that one) or a URL with options (``file:`` URIs and the
+    like), which keep the engine's path."""
     name = url.database
-    if not name or name == ":memory:" or "mode=memory" in name:
+    if not name or name == ":memory:" or name.startswith("file:") or url.query:
         return None
     return name
 
@@ -107,10 +108,13 @@ class SqliteBatches:
         connection.execute("BEGIN IMMEDIATE")
         try:
             result = work(connection)
+            connection.execute("COMMIT")
         except BaseException:
-            connection.execute("ROLLBACK")
+            # A failed statement or commit must not leave the connection inside a transaction
+            # (every later BEGIN would fail); SQLite may already have rolled back by itself.
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
             raise
-        connection.execute("COMMIT")
         return result
 
     def _claim(
