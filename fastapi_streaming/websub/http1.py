@@ -58,15 +58,25 @@ class InvalidAnswer(ConnectionError):
 def request_head(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
     """A request's line and headers, as sent; raises :class:`InvalidAnswer` for a name, value or
     target that would not be one (a CR or LF in a value could smuggle a header in)."""
+    return request_line(method, target) + header_lines(headers) + b"\r\n"
+
+
+def request_line(method: bytes, target: bytes) -> bytes:
+    """A request's first line, CRLF included; checked as :func:`request_head` checks it."""
     if _TARGET.fullmatch(target) is None or _TOKEN.fullmatch(method) is None:
         raise InvalidAnswer(f"cannot send this request: bad request line {target!r}")
-    lines = [method + b" " + target + b" HTTP/1.1"]
+    return method + b" " + target + b" HTTP/1.1\r\n"
+
+
+def header_lines(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """Header lines as sent, each ending in CRLF; checked as :func:`request_head` checks them.
+    A head is :func:`request_line`, then header lines, then an empty line (CRLF)."""
+    lines = []
     for name, value in headers:
         if _TOKEN.fullmatch(name) is None or _FIELD_VALUE.fullmatch(value) is None:
             raise InvalidAnswer(f"cannot send this request: bad header {name!r}")
-        lines.append(name + b": " + value)
-    lines.append(b"\r\n")
-    return b"\r\n".join(lines)
+        lines.append(name + b": " + value + b"\r\n")
+    return b"".join(lines)
 
 
 class AnswerReader:

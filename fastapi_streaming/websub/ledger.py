@@ -15,9 +15,10 @@ Several worker processes share one database:
 from __future__ import annotations
 
 import functools
+import json
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from sqlalchemy import BindParameter, Integer, Select, Update, bindparam, func, 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .settings import WebSubSettings
+from .sqlite_batches import SqliteBatches, database_file
 from .tables import DONE, FAILED, PENDING, Tables
 
 
@@ -73,6 +75,23 @@ class DeliveryLedger:
     def _statements(self) -> _ClaimStatements:
         return _claim_statements(self.tables)
 
+    @functools.cached_property
+    def _sqlite_batches(self) -> SqliteBatches | None:
+        """On a SQLite file, claims and outcomes run each in one hop to a thread of their own
+        (:mod:`.sqlite_batches`); None elsewhere."""
+        if self.engine.dialect.name != "sqlite":
+            return None
+        path = database_file(self.engine.url)
+        if path is None:
+            return None
+        return SqliteBatches(path, self.tables, self._statements.picked)
+
+    async def close_ledger(self) -> None:
+        """Close what claims and outcomes opened besides the engine."""
+        batches = self.__dict__.pop("_sqlite_batches", None)
+        if batches is not None:
+            await batches.close()
+
     async def claim(
         self, limit: int, busy: Mapping[int, int], per_subscriber: int | None = None
     ) -> list[Claimed]:
@@ -86,6 +105,22 @@ class DeliveryLedger:
         now = time.time()
         per = per_subscriber or settings.per_subscriber_concurrency
         token = str(uuid.uuid4())
+        picked_params = {
+            "now": now,
+            "candidates": limit * 8,
+            "per": per,
+            "picked": limit + sum(busy.values()),
+        }
+
+        def pick(picked: Iterable[Any]) -> list[int]:
+            """The ids of the picked rows still eligible once the ``busy`` ones count."""
+            return [row[0] for row in picked if row[2] <= per - busy.get(row[1], 0)][:limit]
+
+        batches = self._sqlite_batches
+        if batches is not None:
+            mark = {"token": token, "until": now + settings.claim_seconds}
+            rows, bodies = await batches.claim(pick, picked_params, mark)
+            return [_claimed(token, row, bodies[row[3]]) for row in rows]
         async with self.engine.begin() as conn:
             # Three short statements rather than one nested one: each is a walk of an index
             # whatever the planner knows about the tables (nested ``IN (SELECT ...)`` made
@@ -93,18 +128,7 @@ class DeliveryLedger:
             # The busy ones are subtracted here, not in SQL (a statement that changes with them
             # would be compiled anew on every claim). Each busy delivery rules out at most one
             # row, so this many rows hold ``limit`` eligible ones whenever there are that many.
-            picked = await conn.execute(
-                statements.picked,
-                {
-                    "now": now,
-                    "candidates": limit * 8,
-                    "per": per,
-                    "picked": limit + sum(busy.values()),
-                },
-            )
-            candidates_ids = [
-                row.id for row in picked if row.position <= per - busy.get(row.subscription_id, 0)
-            ][:limit]
+            candidates_ids = pick(await conn.execute(statements.picked, picked_params))
             if not candidates_ids:
                 return []
             ids = candidates_ids
@@ -123,38 +147,14 @@ class DeliveryLedger:
                 statements.mark,
                 {"ids": ids, "token": token, "until": now + settings.claim_seconds},
             )
-            rows = (await conn.execute(statements.details, {"ids": ids})).all()
+            details = (await conn.execute(statements.details, {"ids": ids})).all()
             # Each event once, however many of its deliveries were claimed.
-            event_pks = sorted({row.event_pk for row in rows})
+            event_pks = sorted({row.event_pk for row in details})
             bodies = {
-                row.id: (row.topic, row.event_id, bytes(row.body), row.content_type)
+                row[0]: tuple(row)
                 for row in await conn.execute(statements.bodies, {"ids": event_pks})
             }
-        claimed = []
-        for row in rows:
-            topic, event_id, body, content_type = bodies[row.event_pk]
-            claimed.append(
-                Claimed(
-                    id=row.id,
-                    claim=token,
-                    attempts=row.attempts,
-                    subscription_id=row.subscription_id,
-                    callback=row.callback,
-                    secret=row.secret,
-                    hub_url=row.hub_url,
-                    self_url=row.self_url,
-                    topic=topic,
-                    event_id=event_id,
-                    body=body,
-                    content_type=content_type,
-                    quota_plan=row.quota_plan,
-                    quota_key=row.quota_key,
-                    quota=row.quota,
-                    principal=row.principal,
-                    plan=row.plan,
-                )
-            )
-        return claimed
+        return [_claimed(token, row, bodies[row.event_pk]) for row in details]
 
     async def succeeded(self, claimed: Claimed) -> bool:
         """Mark a delivery done; False if this worker's claim had already run out."""
@@ -174,7 +174,6 @@ class DeliveryLedger:
         worker since is marked done too: it was delivered either way). Returns how many of
         each were still ours.
         """
-        deliveries = self.tables.deliveries
         settings = self.settings
         now = time.time()
         marked = rescheduled = 0
@@ -182,61 +181,47 @@ class DeliveryLedger:
         give_ups = [item for item in failed if item.claimed.attempts >= settings.max_attempts]
         if not done and not failed:
             return 0, 0
+        done_params = None
+        if done:
+            done_params = {
+                "ids": [item.id for item in done],
+                "claims": list({item.claim for item in done}),
+                "now": now,
+            }
+        retry_rows = [
+            {
+                "row_id": item.claimed.id,
+                "token": item.claimed.claim,
+                "retry_at": now + settings.backoff(item.claimed.attempts, item.fraction),
+                "error": item.error[:1000],
+            }
+            for item in retries
+        ]
+        give_up_rows = [
+            {
+                "row_id": item.claimed.id,
+                "token": item.claimed.claim,
+                "error": item.error[:1000],
+                "now": now,
+            }
+            for item in give_ups
+        ]
+        batches = self._sqlite_batches
+        if batches is not None:
+            if done_params is not None:
+                done_params["ids"] = json.dumps(done_params["ids"])
+                done_params["claims"] = json.dumps(done_params["claims"])
+            return await batches.record(done_params, retry_rows, give_up_rows)
+        statements = self._statements
         async with self.engine.begin() as conn:
-            if done:
-                result = await conn.execute(
-                    self._statements.done,
-                    {
-                        "ids": [item.id for item in done],
-                        "claims": list({item.claim for item in done}),
-                        "now": now,
-                    },
-                )
+            if done_params is not None:
+                result = await conn.execute(statements.done, done_params)
                 marked = int(result.rowcount)
-            mine = (deliveries.c.id == bindparam("row_id")) & (
-                deliveries.c.claim == bindparam("token")
-            )
-            if retries:
-                result = await conn.execute(
-                    update(deliveries)
-                    .where(mine)
-                    .values(
-                        claim=None,
-                        next_attempt_at=bindparam("retry_at"),
-                        last_error=bindparam("error"),
-                    ),
-                    _one_or_many(
-                        [
-                            {
-                                "row_id": item.claimed.id,
-                                "token": item.claimed.claim,
-                                "retry_at": now
-                                + settings.backoff(item.claimed.attempts, item.fraction),
-                                "error": item.error[:1000],
-                            }
-                            for item in retries
-                        ]
-                    ),
-                )
+            if retry_rows:
+                result = await conn.execute(statements.retry, _one_or_many(retry_rows))
                 rescheduled += max(0, int(result.rowcount))
-            if give_ups:
-                result = await conn.execute(
-                    update(deliveries)
-                    .where(mine)
-                    .values(
-                        status=FAILED, claim=None, finished_at=now, last_error=bindparam("error")
-                    ),
-                    _one_or_many(
-                        [
-                            {
-                                "row_id": item.claimed.id,
-                                "token": item.claimed.claim,
-                                "error": item.error[:1000],
-                            }
-                            for item in give_ups
-                        ]
-                    ),
-                )
+            if give_up_rows:
+                result = await conn.execute(statements.give_up, _one_or_many(give_up_rows))
                 rescheduled += max(0, int(result.rowcount))
         return marked, rescheduled
 
@@ -301,6 +286,9 @@ class _ClaimStatements:
     mark: Update
     #: Delivered ones marked done, where they still carry one of the given claims.
     done: Update
+    #: A failed one scheduled again, or given up, where it still carries its claim.
+    retry: Update
+    give_up: Update
     details: Select[Any]
     bodies: Select[Any]
 
@@ -381,4 +369,41 @@ def _claim_statements(tables: Tables) -> _ClaimStatements:
     bodies = select(
         events.c.id, events.c.topic, events.c.event_id, events.c.body, events.c.content_type
     ).where(events.c.id.in_(ids))
-    return _ClaimStatements(picked, locked, mark, done, details, bodies)
+    mine = (deliveries.c.id == bindparam("row_id")) & (deliveries.c.claim == bindparam("token"))
+    retry = (
+        update(deliveries)
+        .where(mine)
+        .values(claim=None, next_attempt_at=bindparam("retry_at"), last_error=bindparam("error"))
+    )
+    give_up = (
+        update(deliveries)
+        .where(mine)
+        .values(
+            status=FAILED, claim=None, finished_at=bindparam("now"), last_error=bindparam("error")
+        )
+    )
+    return _ClaimStatements(picked, locked, mark, done, retry, give_up, details, bodies)
+
+
+def _claimed(token: str, row: Sequence[Any], body: Sequence[Any]) -> Claimed:
+    """A claimed delivery from its row of the claim's details and its event's row."""
+    _, topic, event_id, content, content_type = body
+    return Claimed(
+        id=row[0],
+        claim=token,
+        attempts=row[1],
+        subscription_id=row[2],
+        callback=row[4],
+        secret=row[5],
+        hub_url=row[6],
+        self_url=row[7],
+        topic=topic,
+        event_id=event_id,
+        body=bytes(content),
+        content_type=content_type,
+        quota_plan=row[8],
+        quota_key=row[9],
+        quota=row[10],
+        principal=row[11],
+        plan=row[12],
+    )

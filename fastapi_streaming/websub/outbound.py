@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 import anyio
 import httpx
 
-from .http1 import request_head
+from .http1 import header_lines, request_line
 from .pool import Origin, OriginPool, send
 from .settings import WebSubSettings
 from .ssrf import CallbackGuard, IPAddress
@@ -66,6 +66,15 @@ def split_callback(callback: str) -> CallbackTarget:
     port = url.port or (443 if url.scheme == "https" else 80)
     key = (url.scheme, url.host, port)
     return CallbackTarget(url, url.scheme, url.host, port, url.raw_path, url.netloc, key)
+
+
+@functools.lru_cache(maxsize=16384)
+def _request_start(target: bytes, host: bytes, user_agent: bytes) -> bytes:
+    """A delivery's request line and its headers before ``Content-Length``, built and checked
+    once per callback rather than per delivery."""
+    return request_line(b"POST", target) + header_lines(
+        [(b"host", host), (b"user-agent", user_agent)]
+    )
 
 
 class Outbound:
@@ -113,11 +122,13 @@ class Outbound:
                 await response.aclose()
         return Answer(response.status_code, body)
 
-    async def post(self, callback: str, body: bytes, headers: list[tuple[bytes, bytes]]) -> Answer:
+    async def post(self, callback: str, body: bytes, fields: bytes) -> Answer:
         """POST a content distribution request; the answer's body is ignored, as WebSub says.
 
-        Through the keep-alive pool of the callback's checked address (:mod:`.pool`); raises
-        :class:`.ssrf.CallbackRefused`, ``TimeoutError`` or ``OSError``.
+        ``fields``: the header lines after ``Content-Length``, as :func:`.http1.header_lines`
+        makes them (checked there). Through the keep-alive pool of the callback's checked
+        address (:mod:`.pool`); raises :class:`.ssrf.CallbackRefused`, ``TimeoutError`` or
+        ``OSError``.
         """
         settings = self.settings
         loop = asyncio.get_running_loop()
@@ -132,15 +143,10 @@ class Outbound:
             tls = self.tls if target.scheme == "https" else None
             pool = OriginPool(origin, settings.connections_per_host, tls)
             self.pools[target.key, address] = pool
-        head = request_head(
-            b"POST",
-            target.target,
-            [
-                (b"host", target.host_header),
-                (b"user-agent", self._user_agent),
-                (b"content-length", b"%d" % len(body)),
-                *headers,
-            ],
+        head = b"%scontent-length: %d\r\n%s\r\n" % (
+            _request_start(target.target, target.host_header, self._user_agent),
+            len(body),
+            fields,
         )
         status = await send(
             pool,

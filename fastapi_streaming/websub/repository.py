@@ -127,7 +127,10 @@ class Repository(DeliveryLedger):
             await conn.run_sync(self.tables.metadata.drop_all)
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        try:
+            await self.close_ledger()
+        finally:
+            await self.engine.dispose()
 
     # -- subscriptions -----------------------------------------------------------------------
 
