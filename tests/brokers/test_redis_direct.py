@@ -126,9 +126,12 @@ async def test_a_killed_connection_fails_the_waiting_callers_and_is_reported() -
 
 
 async def test_a_stuck_redis_fails_the_connection_after_the_timeout() -> None:
-    direct = DirectConnection(URL, losses := Losses(), timeout=0.5)
+    # A Redis of its own: the shared one must not stall other tests' clients while paused.
+    redis = RedisProcess().start()
+    url = f"redis://127.0.0.1:{redis.port}"
+    direct = DirectConnection(url, losses := Losses(), timeout=0.5)
     await direct.connect()
-    admin = Redis.from_url(URL)
+    admin = Redis.from_url(url)
     try:
         assert await direct.execute("PING") == b"PONG"
         await admin.execute_command("CLIENT", "PAUSE", 3_000, "ALL")
@@ -141,6 +144,7 @@ async def test_a_stuck_redis_fails_the_connection_after_the_timeout() -> None:
         await admin.execute_command("CLIENT", "UNPAUSE")
         await admin.aclose()
         await direct.close()
+        redis.stop()
 
 
 async def test_a_command_costs_a_few_turns_of_a_busy_event_loop() -> None:
