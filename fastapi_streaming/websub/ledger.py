@@ -22,11 +22,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BindParameter, Integer, Select, Update, bindparam, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .settings import WebSubSettings
 from .sqlite_batches import SqliteBatches, database_file
+from .statements import ClaimStatements, claim_statements
 from .tables import DONE, FAILED, PENDING, Tables
 
 
@@ -72,8 +73,8 @@ class DeliveryLedger:
     tables: Tables
 
     @functools.cached_property
-    def _statements(self) -> _ClaimStatements:
-        return _claim_statements(self.tables)
+    def _statements(self) -> ClaimStatements:
+        return claim_statements(self.tables)
 
     @functools.cached_property
     def _sqlite_batches(self) -> SqliteBatches | None:
@@ -84,7 +85,7 @@ class DeliveryLedger:
         path = database_file(self.engine.url)
         if path is None:
             return None
-        return SqliteBatches(path, self.tables, self._statements.picked)
+        return SqliteBatches(path, self.tables)
 
     async def close_ledger(self) -> None:
         """Close what claims and outcomes opened besides the engine."""
@@ -273,116 +274,6 @@ class DeliveryLedger:
 def _one_or_many(rows: list[dict[str, Any]]) -> dict[str, Any] | list[dict[str, Any]]:
     """One row's parameters alone, so the driver reports its row count (executemany may not)."""
     return rows[0] if len(rows) == 1 else rows
-
-
-@dataclass(frozen=True)
-class _ClaimStatements:
-    """The statements of claims and of successes, built once per ledger: building and keying
-    SQLAlchemy statements anew for every batch cost more CPU than running them. Values are
-    bound parameters."""
-
-    picked: Select[Any]
-    locked: Select[Any]
-    mark: Update
-    #: Delivered ones marked done, where they still carry one of the given claims.
-    done: Update
-    #: A failed one scheduled again, or given up, where it still carries its claim.
-    retry: Update
-    give_up: Update
-    details: Select[Any]
-    bodies: Select[Any]
-
-
-def _claim_statements(tables: Tables) -> _ClaimStatements:
-    deliveries, subs, events = tables.deliveries, tables.subscriptions, tables.events
-    now: BindParameter[float] = bindparam("now")
-    ids: BindParameter[list[int]] = bindparam("ids", expanding=True)
-    claims: BindParameter[list[str]] = bindparam("claims", expanding=True)
-    due = deliveries.alias("due")
-    live = select(subs.c.id).where(subs.c.expires_at > now, subs.c.paused_at.is_(None))
-    candidates = (
-        select(due.c.id, due.c.subscription_id, due.c.next_attempt_at)
-        .where(
-            due.c.status == PENDING,
-            due.c.next_attempt_at <= now,
-            due.c.subscription_id.in_(live),
-        )
-        .order_by(due.c.next_attempt_at, due.c.id)
-        .limit(bindparam("candidates", type_=Integer))
-        .subquery("candidates")
-    )
-    rank = func.row_number().over(
-        partition_by=candidates.c.subscription_id,
-        order_by=(candidates.c.next_attempt_at, candidates.c.id),
-    )
-    ranked = select(
-        candidates.c.id,
-        candidates.c.subscription_id,
-        candidates.c.next_attempt_at,
-        rank.label("position"),
-    ).subquery("ranked")
-    picked = (
-        select(ranked.c.id, ranked.c.subscription_id, ranked.c.position)
-        .where(ranked.c.position <= bindparam("per", type_=Integer))
-        .order_by(ranked.c.next_attempt_at, ranked.c.id)
-        .limit(bindparam("picked", type_=Integer))
-    )
-    locked = (
-        select(deliveries.c.id, deliveries.c.status, deliveries.c.next_attempt_at)
-        .where(deliveries.c.id.in_(ids))
-        .with_for_update(skip_locked=True)
-    )
-    mark = (
-        update(deliveries)
-        .where(deliveries.c.id.in_(ids))
-        .values(
-            claim=bindparam("token"),
-            attempts=deliveries.c.attempts + 1,
-            next_attempt_at=bindparam("until"),
-        )
-    )
-    done = (
-        update(deliveries)
-        .where(deliveries.c.id.in_(ids), deliveries.c.claim.in_(claims))
-        .values(status=DONE, claim=None, finished_at=bindparam("now"), last_error=None)
-    )
-    details = (
-        select(
-            deliveries.c.id,
-            deliveries.c.attempts,
-            deliveries.c.subscription_id,
-            deliveries.c.event_pk,
-            subs.c.callback,
-            subs.c.secret,
-            subs.c.hub_url,
-            subs.c.self_url,
-            subs.c.quota_plan,
-            subs.c.quota_key,
-            subs.c.quota,
-            subs.c.principal,
-            subs.c.plan,
-        )
-        .join(subs, subs.c.id == deliveries.c.subscription_id)
-        .where(deliveries.c.id.in_(ids))
-        .order_by(deliveries.c.id)
-    )
-    bodies = select(
-        events.c.id, events.c.topic, events.c.event_id, events.c.body, events.c.content_type
-    ).where(events.c.id.in_(ids))
-    mine = (deliveries.c.id == bindparam("row_id")) & (deliveries.c.claim == bindparam("token"))
-    retry = (
-        update(deliveries)
-        .where(mine)
-        .values(claim=None, next_attempt_at=bindparam("retry_at"), last_error=bindparam("error"))
-    )
-    give_up = (
-        update(deliveries)
-        .where(mine)
-        .values(
-            status=FAILED, claim=None, finished_at=bindparam("now"), last_error=bindparam("error")
-        )
-    )
-    return _ClaimStatements(picked, locked, mark, done, retry, give_up, details, bodies)
 
 
 def _claimed(token: str, row: Sequence[Any], body: Sequence[Any]) -> Claimed:

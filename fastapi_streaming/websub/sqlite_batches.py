@@ -22,11 +22,12 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import ClauseElement, Select, Update, bindparam, column, func, select, update
+from sqlalchemy import ClauseElement, ColumnElement, bindparam, column, func, select
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import URL
 
-from .tables import DONE, FAILED, Tables
+from .statements import claim_statements
+from .tables import Tables
 
 T = TypeVar("T")
 
@@ -50,9 +51,9 @@ def database_file(url: URL) -> str | None:
 class SqliteBatches:
     """Runs claims and outcome batches on one thread with one connection to ``path``."""
 
-    def __init__(self, path: str, tables: Tables, picked: Select[Any]) -> None:
+    def __init__(self, path: str, tables: Tables) -> None:
         self.path = path
-        self._sql = _Statements(tables, picked)
+        self._sql = _Statements(tables)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="websub-sqlite")
         self._connection: sqlite3.Connection | None = None
 
@@ -165,84 +166,24 @@ class SqliteBatches:
 
 
 class _Statements:
-    """The ledger's statements as SQLite text with named parameters, compiled once; a list of
-    ids is one JSON array parameter (``IN (SELECT value FROM json_each(:ids))``), so the text
-    does not change with the list's length."""
+    """The ledger's statements (:func:`.statements.claim_statements`) as SQLite text with
+    named parameters, compiled once; a list of ids or claims is one JSON array parameter
+    (``IN (SELECT value FROM json_each(:ids))``), so the text does not change with its length."""
 
-    def __init__(self, tables: Tables, picked: Select[Any]) -> None:
-        deliveries, subs, events = tables.deliveries, tables.subscriptions, tables.events
-        ids = (
-            select(column("value")).select_from(func.json_each(bindparam("ids"))).scalar_subquery()
-        )
-        claims = (
-            select(column("value"))
-            .select_from(func.json_each(bindparam("claims")))
-            .scalar_subquery()
-        )
-        #: The ledger's own pick of due rows, as on every database.
-        self.picked = _compile(picked)
-        self.mark = _compile(
-            update(deliveries)
-            .where(deliveries.c.id.in_(ids))
-            .values(
-                claim=bindparam("token"),
-                attempts=deliveries.c.attempts + 1,
-                next_attempt_at=bindparam("until"),
-            )
-        )
-        self.details = _compile(
-            select(
-                deliveries.c.id,
-                deliveries.c.attempts,
-                deliveries.c.subscription_id,
-                deliveries.c.event_pk,
-                subs.c.callback,
-                subs.c.secret,
-                subs.c.hub_url,
-                subs.c.self_url,
-                subs.c.quota_plan,
-                subs.c.quota_key,
-                subs.c.quota,
-                subs.c.principal,
-                subs.c.plan,
-            )
-            .join(subs, subs.c.id == deliveries.c.subscription_id)
-            .where(deliveries.c.id.in_(ids))
-            .order_by(deliveries.c.id)
-        )
-        self.bodies = _compile(
-            select(
-                events.c.id,
-                events.c.topic,
-                events.c.event_id,
-                events.c.body,
-                events.c.content_type,
-            ).where(events.c.id.in_(ids))
-        )
-        self.done = _compile(
-            update(deliveries)
-            .where(deliveries.c.id.in_(ids), deliveries.c.claim.in_(claims))
-            .values(status=DONE, claim=None, finished_at=bindparam("now"), last_error=None)
-        )
-        mine = (deliveries.c.id == bindparam("row_id")) & (deliveries.c.claim == bindparam("token"))
-        retry: Update = (
-            update(deliveries)
-            .where(mine)
-            .values(
-                claim=None, next_attempt_at=bindparam("retry_at"), last_error=bindparam("error")
-            )
-        )
-        self.retry = _compile(retry)
-        self.give_up = _compile(
-            update(deliveries)
-            .where(mine)
-            .values(
-                status=FAILED,
-                claim=None,
-                finished_at=bindparam("now"),
-                last_error=bindparam("error"),
-            )
-        )
+    def __init__(self, tables: Tables) -> None:
+        built = claim_statements(tables, ids=_json_list("ids"), claims=_json_list("claims"))
+        self.picked = _compile(built.picked)
+        self.mark = _compile(built.mark)
+        self.details = _compile(built.details)
+        self.bodies = _compile(built.bodies)
+        self.done = _compile(built.done)
+        self.retry = _compile(built.retry)
+        self.give_up = _compile(built.give_up)
+
+
+def _json_list(name: str) -> ColumnElement[Any]:
+    """The values of the JSON array parameter ``name``, for ``IN``."""
+    return select(column("value")).select_from(func.json_each(bindparam(name))).scalar_subquery()
 
 
 class _Sql(NamedTuple):
