@@ -19,7 +19,7 @@ from fastapi_streaming.limits.batch import pipelined_counters
 from fastapi_streaming.limits.memory import LocalStorage
 from fastapi_streaming.security import Principal
 from fastapi_streaming.security.access import Access, fill_scope, required_scopes
-from fastapi_streaming.topics import Mode
+from fastapi_streaming.topics import Mode, Topic
 from tests.support.turns import counting_turns
 
 
@@ -29,6 +29,19 @@ def connection(host: str = "10.0.0.1") -> HTTPConnection:
 
 def principal(subject: str = "ann", **claims: Any) -> Principal:
     return Principal(subject=subject, claims=claims)
+
+
+def publish_topic() -> Topic:
+    """A topic ``/in`` that clients publish to, declared on an API of its own."""
+    streaming = StreamingAPI()
+
+    @streaming.publish("/in")
+    async def take(event: dict[str, Any]) -> dict[str, Any]:
+        return event
+
+    topic = streaming.topics.get("/in")
+    assert topic is not None
+    return topic
 
 
 def test_a_plan_checks_its_limits_when_declared() -> None:
@@ -164,13 +177,7 @@ async def test_delivered_events_are_charged_in_batches() -> None:
 async def test_anonymous_clients_are_counted_by_address() -> None:
     limiter = Limiter(Limits(plan=Plan(name="anon", publish_rate="1/minute")))
     await limiter.start(lambda address: None)
-    streaming = StreamingAPI()
-
-    @streaming.publish("/in")
-    async def into(event: dict[str, Any]) -> None: ...
-
-    topic = streaming.topics.get("/in")
-    assert topic is not None
+    topic = publish_topic()
     try:
         first = await limiter.meter(connection("10.0.0.1"), None, topic, Mode.PUBLISH)
         second = await limiter.meter(connection("10.0.0.2"), None, topic, Mode.PUBLISH)
@@ -257,14 +264,7 @@ async def test_a_publish_asks_rate_and_quota_in_one_round_trip_and_a_refusal_cos
     plan = Plan(name="pub", quota="10/minute", publish_rate="2/minute")
     limiter = Limiter(Limits(plan=plan, storage="redis://127.0.0.1:6379/0", namespace=namespace))
     await limiter.start(lambda address: None)
-    streaming = StreamingAPI()
-
-    @streaming.publish("/in")
-    async def take(event: dict[str, Any]) -> dict[str, Any]:
-        return event
-
-    topic = streaming.topics.get("/in")
-    assert topic is not None
+    topic = publish_topic()
     storage: Any = limiter.storage
     one_by_one: list[str] = []
     incr, acquire = storage.incr, storage.acquire_entry
@@ -310,14 +310,7 @@ async def test_publishes_of_the_same_moment_are_charged_in_one_round_trip(
     )
     limiter = Limiter(settings)
     await limiter.start(lambda address: None)
-    streaming = StreamingAPI()
-
-    @streaming.publish("/in")
-    async def take(event: dict[str, Any]) -> dict[str, Any]:
-        return event
-
-    topic = streaming.topics.get("/in")
-    assert topic is not None
+    topic = publish_topic()
     storage: Any = limiter.storage
     pipelines: list[int] = []
     commands: list[tuple[str, int]] = []
@@ -357,14 +350,7 @@ async def test_publishes_of_one_batch_over_the_rate_are_refused_and_cost_no_quot
     namespace = f"batch-{uuid.uuid4().hex[:10]}"
     limiter = Limiter(Limits(plan=plan, storage="redis://127.0.0.1:6379/0", namespace=namespace))
     await limiter.start(lambda address: None)
-    streaming = StreamingAPI()
-
-    @streaming.publish("/in")
-    async def take(event: dict[str, Any]) -> dict[str, Any]:
-        return event
-
-    topic = streaming.topics.get("/in")
-    assert topic is not None
+    topic = publish_topic()
     storage: Any = limiter.storage
     try:
         meter = await limiter.meter(connection(), principal("pat"), topic, Mode.PUBLISH)
@@ -399,14 +385,7 @@ async def test_counters_that_never_answer_let_publishes_through_after_the_timeou
     monkeypatch.setattr("fastapi_streaming.limits.timeouts.STORAGE_TIMEOUT", 0.3)
     plan = Plan(name="mute", quota="10/minute", publish_rate="5/minute")
     limiter = Limiter(Limits(plan=plan, storage=f"redis://127.0.0.1:{port}/0"))
-    streaming = StreamingAPI()
-
-    @streaming.publish("/in")
-    async def take(event: dict[str, Any]) -> dict[str, Any]:
-        return event
-
-    topic = streaming.topics.get("/in")
-    assert topic is not None
+    topic = publish_topic()
     try:
         meter = await limiter.meter(connection(), principal("pat"), topic, Mode.PUBLISH)
         assert meter is not None
@@ -427,14 +406,7 @@ async def test_charges_in_memory_never_hand_the_event_loop_on() -> None:
     plan = Plan(name="mem", quota="100000/day", publish_rate="100000/minute")
     limiter = Limiter(Limits(plan=plan))
     await limiter.start(lambda address: None)
-    streaming = StreamingAPI()
-
-    @streaming.publish("/in")
-    async def take(event: dict[str, Any]) -> dict[str, Any]:
-        return event
-
-    topic = streaming.topics.get("/in")
-    assert topic is not None
+    topic = publish_topic()
     try:
         async with counting_turns() as loop:
             meter = await limiter.meter(connection(), principal("pat"), topic, Mode.PUBLISH)
@@ -476,14 +448,7 @@ async def test_a_rate_and_a_quota_of_the_same_window_both_hold_on_redis() -> Non
     )
     limiter = Limiter(settings)
     await limiter.start(lambda address: None)
-    streaming = StreamingAPI()
-
-    @streaming.publish("/in")
-    async def take(event: dict[str, Any]) -> dict[str, Any]:
-        return event
-
-    topic = streaming.topics.get("/in")
-    assert topic is not None
+    topic = publish_topic()
     storage: Any = limiter.storage
     try:
         meter = await limiter.meter(connection(), principal("sam"), topic, Mode.PUBLISH)
