@@ -3,16 +3,13 @@ bucket; SIGKILL it mid-window, and another replays the stream from the checkpoin
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import signal
-import time
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.support.processing import counts, two_clicks, wait_for_window, watched_servers
+from tests.support.processing import owner_killed_mid_window
 
 nats = pytest.importorskip("nats")
 pytest.importorskip("fastapi_streaming_nats")
@@ -44,27 +41,9 @@ async def test_on_jetstream_the_owner_killed_mid_window_loses_nothing(
     """The window's result counts every click, those the dead owner had read and checkpointed
     included, and is emitted once: the new owner restores the state and reads on after it."""
     env = {"BROKER_URL": jetstream_url, "CHANNEL_PREFIX": channel_prefix}
-    base = float(int(time.time()) - 1000)
-    async with watched_servers(env) as watched:
-        a, b, _ = watched.servers
-        await two_clicks(a, base)
-        await two_clicks(b, base + 1)  # closes the first second: it names the owner
-        await watched.clients[2].wait_for(1)
-        (first,) = counts(watched.clients[2])
-        assert first["count"] == 2
-        owner, survivors, watcher = watched.split(first["by"])
-
-        # The second window [base + 1, base + 2) holds two clicks; two more come after
-        # the kill. Give the owner time to read (and checkpoint) the first two.
-        await asyncio.sleep(1.0)
-        owner.stop(signal.SIGKILL)
-        await two_clicks(survivors[0], base + 1.5)
-        await two_clicks(survivors[1], base + 2)  # the next second, which closes it
-        await wait_for_window(watcher, base + 1, 20)  # lease of 3 s, tried every second
-        await asyncio.sleep(1.0)  # time for a duplicate, if there were one
-        results = counts(watcher)
+    results, owner_pid, window = await owner_killed_mid_window(env)
     starts = [d["start"] for d in results]
     assert len(starts) == len(set(starts))  # no window emitted twice (nor replayed from scratch)
-    second = [d for d in results if d["start"] == base + 1]
-    assert second == [{"page": "home", "start": base + 1, "count": 4, "by": second[0]["by"]}]
-    assert second[0]["by"] != owner.pid  # computed by the new owner, from the checkpoint
+    second = [d for d in results if d["start"] == window]
+    assert second == [{"page": "home", "start": window, "count": 4, "by": second[0]["by"]}]
+    assert second[0]["by"] != owner_pid  # computed by the new owner, from the checkpoint

@@ -10,7 +10,13 @@ import time
 import pytest
 
 from tests.conftest import REDIS_URL
-from tests.support.processing import counts, two_clicks, wait_for_window, watched_servers
+from tests.support.processing import (
+    counts,
+    owner_killed_mid_window,
+    two_clicks,
+    wait_for_window,
+    watched_servers,
+)
 
 pytestmark = pytest.mark.redis
 
@@ -64,28 +70,10 @@ async def test_on_redis_streams_the_owner_killed_mid_window_loses_nothing(
         "BROKER_URL": REDIS_URL.replace("redis://", "redis-stream://"),
         "CHANNEL_PREFIX": channel_prefix,
     }
-    base = float(int(time.time()) - 1000)
-    async with watched_servers(env) as watched:
-        a, b, _ = watched.servers
-        await two_clicks(a, base)
-        await two_clicks(b, base + 1)  # closes the first second: it names the owner
-        await watched.clients[2].wait_for(1)
-        (first,) = counts(watched.clients[2])
-        assert first["count"] == 2
-        owner, survivors, watcher = watched.split(first["by"])
-
-        # The second window [base + 1, base + 2) holds two clicks; one more comes after
-        # the kill. Give the owner time to read (and commit) the first two.
-        await asyncio.sleep(1.0)
-        owner.stop(signal.SIGKILL)
-        await two_clicks(survivors[0], base + 1.5)  # two more in the same window
-        await two_clicks(survivors[1], base + 2)  # and the next second, which closes it
-        await wait_for_window(watcher, base + 1, 20)  # lease of 3 s, tried every second
-        await asyncio.sleep(1.0)  # time for a duplicate, if there were one
-        results = counts(watcher)
+    results, owner_pid, window = await owner_killed_mid_window(env)
     starts = [c["start"] for c in results]
     assert len(starts) == len(set(starts))  # no window emitted twice
-    second = [c for c in results if c["start"] == base + 1]
+    second = [c for c in results if c["start"] == window]
     assert len(second) == 1
     assert second[0]["count"] == 4  # and correct: two before the kill, two after
-    assert second[0]["by"] != owner.pid
+    assert second[0]["by"] != owner_pid

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -84,3 +86,30 @@ async def wait_for_window(
             await asyncio.sleep(poll)
 
     await asyncio.wait_for(arrived(), timeout)
+
+
+async def owner_killed_mid_window(
+    env: Mapping[str, str],
+) -> tuple[list[dict[str, Any]], int, float]:
+    """Three servers of the processing app on ``env``'s broker: two clicks close the first
+    second (its result names the owner), two more fall into the second window, the owner is
+    SIGKILLed a second later, then two more clicks in that window and two in the next, which
+    close it. Returns every result a watching client got, the killed owner's PID, and the start
+    of the window the kill fell in."""
+    base = float(int(time.time()) - 1000)
+    async with watched_servers(env) as watched:
+        a, b, _ = watched.servers
+        await two_clicks(a, base)
+        await two_clicks(b, base + 1)  # closes the first second: it names the owner
+        await watched.clients[2].wait_for(1)
+        (first,) = counts(watched.clients[2])
+        assert first["count"] == 2
+        owner, survivors, watcher = watched.split(first["by"])
+        # Give the owner time to read (and checkpoint) the second window's first two clicks.
+        await asyncio.sleep(1.0)
+        owner.stop(signal.SIGKILL)
+        await two_clicks(survivors[0], base + 1.5)  # two more in the same window
+        await two_clicks(survivors[1], base + 2)  # and the next second, which closes it
+        await wait_for_window(watcher, base + 1, 20)  # lease of 3 s, tried every second
+        await asyncio.sleep(1.0)  # time for a duplicate, if there were one
+        return counts(watcher), owner.pid, base + 1
