@@ -242,13 +242,11 @@ class Budgets:
         rate_held, quota_held = budget.rate_units.held(now), budget.quota_units.held(now)
         budget.used_at = time.monotonic()
         enough = rate_held >= 1 and quota_held >= cost
+        budget.spent += 1  # publishing seen, whether paid from here or charged exactly
         if enough:
             budget.rate_units.take(1)
             budget.quota_units.take(cost)
-            budget.spent += 1
             rate_held, quota_held = rate_held - 1, quota_held - cost
-        else:
-            budget.spent += 1
         low = 2 * min(rate_held, quota_held) < budget.block
         if low and not budget.refilling and budget.used_at >= budget.resume_at:
             budget.refilling = True
