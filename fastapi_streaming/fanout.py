@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from broadcaster import Event as BrokerMessage
@@ -47,6 +47,9 @@ INBOUND_LIMIT = 10_000
 
 #: What a client is told after a broker outage its backend could not bridge.
 OUTAGE_DETAIL = "the connection to the broker was lost; events published meanwhile may be missing"
+
+#: How many more turns the fan-out waits for while every turn brings more events.
+LINGER_TURNS = 4
 
 #: In a burst, the fan-out hands the event loop to the transports' writers this often.
 YIELD_EVERY = 64
@@ -81,6 +84,7 @@ class TopicStream:
         replay: ReplayBuffers,
         template: str | None = None,
         tracing: Tracing | None = None,
+        publishing: Mapping[str, int] | None = None,
     ) -> None:
         self.address = address
         #: The address template (``/rooms/{room}``): what metrics label the stream with.
@@ -110,6 +114,8 @@ class TopicStream:
         self.last_fanned_out = 0.0
         #: Makes a span per event when traces are on.
         self.tracing = tracing
+        #: This process's publishes on their way to the broker, by channel.
+        self.publishing: Mapping[str, int] = publishing if publishing is not None else {}
 
     def receive(self, message: BrokerMessage) -> None:
         """Broker listener callback: queue the message for this stream's worker."""
@@ -141,12 +147,24 @@ class TopicStream:
         inbound = self._inbound
         while True:
             await self._arrived.wait()
+            arrived = len(inbound)
             # One more turn of the event loop before handing events out: what the broker's
             # next read (or the next publishes) brings meanwhile reaches each client in the
             # same write. On a loop busy writing to every client, a turn lasts milliseconds and
             # this halves the writes per event (pub/sub brokers deliver a few events per
             # turn, every turn); on an idle loop it costs microseconds.
             await asyncio.sleep(0)
+            # While more keeps coming (every turn brought some, or this process's own
+            # publishes to the channel are on their way back from the broker), wait a few more
+            # turns: the clients then get them in one write each. Isolated events, and a
+            # loop with nothing else to do, wait for nothing more.
+            waited = 0
+            while waited < LINGER_TURNS and (
+                len(inbound) > arrived or self.channel in self.publishing
+            ):
+                arrived = len(inbound)
+                waited += 1
+                await asyncio.sleep(0)
             self._arrived.clear()
             while inbound:
                 message = inbound.popleft()
@@ -263,7 +281,14 @@ class Fanout:
         stream = self.streams.get(address)
         if stream is None:
             stream = TopicStream(
-                address, channel, prepare, policy, self.replay, template, self.tracing
+                address,
+                channel,
+                prepare,
+                policy,
+                self.replay,
+                template,
+                self.tracing,
+                publishing=self.broker.publishing,
             )
             self.streams[address] = stream
             stream.clients.add(receiver)

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -57,6 +58,9 @@ class BrokerConnection:
         self.url_for_display = redact_url(url)
         self._secrets = secrets_in(url)
         self._listeners: dict[str, set[Listener]] = {}
+        #: Publishes of this process on their way to the broker, by channel: their events
+        #: come back to this process's subscribers within a round trip.
+        self.publishing: Counter[str] = Counter()
         self._subscribed: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
         self._task: asyncio.Task[None] | None = None
@@ -138,12 +142,17 @@ class BrokerConnection:
             raise BrokerUnavailable(
                 f"the broker at {self.url_for_display} is unreachable; reconnecting"
             )
+        self.publishing[channel] += 1
         try:
             await self.backend.publish(channel, message)
         except Exception as exc:
             raise BrokerUnavailable(
                 f"the broker at {self.url_for_display} refused the event: {self._describe(exc)}"
             ) from None
+        finally:
+            self.publishing[channel] -= 1
+            if not self.publishing[channel]:
+                del self.publishing[channel]
 
     async def subscribe(self, channel: str, listener: Listener) -> None:
         """Add a listener; the first one for a channel subscribes on the broker."""

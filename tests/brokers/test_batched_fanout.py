@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from fastapi_streaming import StreamingAPI
-from fastapi_streaming.fanout import ClientQueue
+from fastapi_streaming.fanout import LINGER_TURNS, ClientQueue
 from tests.support.tansu import TansuProcess
+from tests.support.turns import counting_turns
 
 #: Fewer than the fan-out hands the loop to the writers after, so one batch is possible.
 BURST = 40
@@ -120,3 +121,103 @@ async def consume(queue: ClientQueue, sizes: list[int], events: int) -> None:
         batch = queue.take()
         if batch:
             sizes.append(len(batch))
+
+
+def relaying_api(broker_url: str = "memory://") -> tuple[StreamingAPI, str]:
+    """An API relaying ``/linger/{room}``, and an address of it of its own."""
+    streaming = StreamingAPI(title="linger", version="1", broker=broker_url)
+
+    @streaming.subscribe("/linger/{room}")
+    async def relay(event: dict[str, Any], room: str) -> dict[str, Any]:
+        return event
+
+    return streaming, f"/linger/{uuid.uuid4().hex}"
+
+
+async def test_events_of_several_consecutive_turns_reach_a_client_in_one_write() -> None:
+    """Publishers answered one by one on a busy loop bring an event every turn or so: while
+    each turn brings more, the fan-out waits a few turns more, and the client gets them in one
+    write."""
+    streaming, address = relaying_api()
+    async with streaming.running() as runtime:
+        queue = ClientQueue(1000)
+        await runtime.subscribe(queue, address)
+        sizes: list[int] = []
+        writer = asyncio.create_task(consume(queue, sizes, 4))
+        await asyncio.sleep(0)
+        for n in range(4):
+            await runtime.emit(address, {"n": n})
+            await asyncio.sleep(0)
+        await asyncio.wait_for(writer, 10)
+        assert sizes == [4]
+
+
+async def test_a_steady_stream_still_goes_out_every_few_turns() -> None:
+    """The wait is bounded: an event on every turn does not hold the clients back for ever."""
+    streaming, address = relaying_api()
+    async with streaming.running() as runtime:
+        queue = ClientQueue(1000)
+        await runtime.subscribe(queue, address)
+        sizes: list[int] = []
+        writer = asyncio.create_task(consume(queue, sizes, 40))
+        await asyncio.sleep(0)
+        for n in range(40):
+            await runtime.emit(address, {"n": n})
+            await asyncio.sleep(0)
+        await asyncio.wait_for(writer, 10)
+        assert len(sizes) >= 40 // (LINGER_TURNS + 2)
+        assert max(sizes) <= LINGER_TURNS + 2
+
+
+async def test_an_event_of_its_own_waits_for_a_publish_still_on_its_way() -> None:
+    """On a networked broker this process's publishes come back through its subscription a
+    round trip later: while one to the channel is on its way, the fan-out gathers (at most a
+    few turns), so the event it brings joins the same write."""
+    streaming, address = relaying_api()
+    async with streaming.running() as runtime:
+        queue = ClientQueue(1000)
+        await runtime.subscribe(queue, address)
+        channel = runtime.fanout.streams[address].channel
+        sizes: list[int] = []
+        writer = asyncio.create_task(consume(queue, sizes, 2))
+        await asyncio.sleep(0)
+        runtime.broker.publishing[channel] += 1  # as BrokerConnection.publish does meanwhile
+        await runtime.emit(address, {"n": 0})
+        for _ in range(3):  # a quiet turn, then two more: a round trip on a busy loop
+            await asyncio.sleep(0)
+        runtime.broker.publishing[channel] -= 1
+        await runtime.emit(address, {"n": 1})
+        await asyncio.wait_for(writer, 10)
+        assert sizes == [2]
+
+
+async def test_an_isolated_event_waits_one_turn_only() -> None:
+    """Nothing coming after it, nothing of this process on its way: the event is handed out
+    after the fan-out's one turn, so an idle server adds no latency. Four turns in all: the
+    fan-out wakes, waits its turn, hands the event over, and the client's writer wakes."""
+    streaming, address = relaying_api()
+    async with streaming.running() as runtime:
+        queue = ClientQueue(1000)
+        await runtime.subscribe(queue, address)
+        async with counting_turns() as counter:
+            await asyncio.sleep(0)
+            start = counter.turns
+            await runtime.emit(address, {"n": 0})
+            await asyncio.wait_for(queue.waiter(), 5)
+            assert counter.turns - start <= 4
+
+
+@pytest.mark.redis
+async def test_publishes_on_their_way_to_the_broker_are_counted_per_channel() -> None:
+    streaming, address = relaying_api("redis://127.0.0.1:6379")
+    async with streaming.running() as runtime:
+        await runtime.subscribe(ClientQueue(1000), address)
+        channel = runtime.fanout.streams[address].channel
+        publish = asyncio.create_task(runtime.emit(address, {"n": 0}))
+        for _ in range(100):  # the publish task starts, and reaches the broker connection
+            if channel in runtime.broker.publishing:
+                break
+            await asyncio.sleep(0)
+        assert runtime.broker.publishing[channel] == 1
+        await publish
+        assert channel not in runtime.broker.publishing
