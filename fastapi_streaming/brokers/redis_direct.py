@@ -8,11 +8,13 @@ a publisher that waits for its acknowledgement before it sends the next (every H
 uvicorn answers a connection's requests one at a time) was held to a few dozen events per
 second, each of which then reached every client in a write of its own.
 
-Here the commands of one turn are written together at the next, and the protocol hands each
-reply to its caller as soon as the socket delivers it (Redis answers in the order the commands
-went out): about three turns per command. Writing the commands of a turn together matters as
-much: Redis then runs them in one pass and sends what they publish to every subscriber in one
-write, so a burst reaches the clients in one batch instead of in pieces.
+Here a command is written to the socket at once, and the protocol hands each reply to its
+caller as soon as the socket delivers it (Redis answers in the order the commands went out):
+about two turns per command on a busy loop. Commands used to wait for the next turn so that
+those of one turn went out in one write; that cost every publish a turn, and an HTTP publisher
+waits for its acknowledgement before it sends the next, so fewer events reached the fan-out per
+turn and each client got them in more, smaller writes. What Redis sends back in the meantime is
+still read in one go (:mod:`.redis`), and the fan-out gathers what arrives over a few turns.
 
 The replies are parsed here (RESP2: the five types), and the connection is opened here from
 the URL redis-py would take (host and port or a UNIX socket, user name and password, database,
@@ -40,7 +42,7 @@ Reply = bytes | int | list[Any] | ResponseError | None
 class DirectConnection:
     """One Redis connection for commands whose callers wait for nothing but their own reply.
 
-    Commands go out in the order ``execute`` was called, those of one turn in one write.
+    Commands go out in the order ``execute`` was called, each as soon as it is called.
     ``lost`` is called once with the error when the connection fails; every command waiting
     then and every one sent afterwards raises :class:`ConnectionError` until ``connect`` is
     called again (the backend reconnects as a whole). A reply that takes longer than
@@ -123,7 +125,6 @@ class _RespProtocol(asyncio.Protocol):
         self.on_lost: Callable[[BaseException], None] = _ignore
         self._transport: asyncio.Transport | None = None
         self._error: BaseException | None = None
-        self._outbox: list[bytes] = []
         self._buffer = bytearray()
         #: The callers waiting for a reply, in the order their commands went out, with when.
         self._waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
@@ -136,16 +137,10 @@ class _RespProtocol(asyncio.Protocol):
         if self._error is not None:
             future.set_exception(ConnectionError(f"lost the Redis connection: {self._error!r}"))
             return future
-        if not self._outbox:
-            self._loop.call_soon(self._flush)
-        self._outbox.append(_pack(args))
+        if self._transport is not None:
+            self._transport.write(_pack(args))
         self._waiting.append((future, self._loop.time()))
         return future
-
-    def _flush(self) -> None:
-        commands, self._outbox = self._outbox, []
-        if self._transport is not None and self._error is None:
-            self._transport.write(b"".join(commands))
 
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer

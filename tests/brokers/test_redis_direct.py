@@ -149,9 +149,9 @@ async def test_a_stuck_redis_fails_the_connection_after_the_timeout() -> None:
 
 async def test_a_command_costs_a_few_turns_of_a_busy_event_loop() -> None:
     """With every turn of the loop taking 2 ms (a loop busy writing to a thousand clients),
-    a reply is back within a few turns (the write, the read, the caller: three on uvloop,
-    five on asyncio's own loop, where the reply often misses the first poll); a redis-py
-    pipeline took nine."""
+    a reply is back within three turns: the command is written at once, the reply read at the
+    next poll, and the caller resumes. Four when commands waited a turn to go out together;
+    a redis-py pipeline took nine."""
     direct = DirectConnection(URL, Losses())
     await direct.connect()
     turns = 0
@@ -170,7 +170,7 @@ async def test_a_command_costs_a_few_turns_of_a_busy_event_loop() -> None:
         started = turns
         for _ in range(20):
             await direct.execute("PUBLISH", f"direct-{uuid.uuid4().hex}", "x")
-        assert (turns - started) / 20 <= 6
+        assert (turns - started) / 20 <= 3.5
     finally:
         busy = False
         await direct.close()
