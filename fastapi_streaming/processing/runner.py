@@ -77,8 +77,8 @@ class Processing:
             raise RuntimeError(
                 f"Derived topics ({', '.join(self.pipelines)}) read every channel of their "
                 f"sources, and the broker {runtime.broker.url_for_display} cannot subscribe to "
-                "channel patterns yet: use memory://, redis://, redis-stream://, kafka:// or "
-                "nats://."
+                "channel patterns yet: use memory://, redis://, redis-stream://, kafka://, "
+                "nats:// or amqp://."
             )
         partitioned = [
             address

@@ -5,13 +5,20 @@ consumes from one exclusive, auto-delete queue of its own, bound once per subscr
 the broker routes each message to each process once, however many channels match. The
 connection is aio-pika's robust one, which reconnects and restores the queue, its bindings and
 the consumer.
+
+Derived topics run here too: a pattern subscription (``clicks.*``) is one more binding of the
+same queue (``clicks.#``), and the owner of each derived topic is the process holding an
+exclusive queue of its own (:mod:`.lease`). RabbitMQ keeps no history for this, so a new owner
+starts from what is published after it took over.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import logging
 import uuid
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -25,7 +32,10 @@ from aio_pika.abc import (
 )
 from broadcaster import BroadcastBackend
 from fastapi_streaming.brokers.hookspecs import BrokerMessage
+from fastapi_streaming.processing.lease import Lease
+from fastapi_streaming.processing.stream_feed import Feed
 
+from fastapi_streaming_amqp.lease import ExclusiveQueueLease, lease_queue_name
 from fastapi_streaming_amqp.options import AMQPOptions
 
 logger = logging.getLogger("fastapi_streaming.amqp")
@@ -46,6 +56,9 @@ class AMQPBackend(BroadcastBackend):
         self._queue: AbstractQueue | None = None
         self._exchange_for_bindings: AbstractExchange | None = None
         self._bound: set[str] = set()
+        #: Glob pattern -> who gets its messages (derived topics' owners); kept across
+        #: reconnections, and bound again by ``connect``.
+        self._patterns: dict[str, list[Callable[[BrokerMessage], None]]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
 
@@ -71,6 +84,8 @@ class AMQPBackend(BroadcastBackend):
                 f"fastapi_streaming.{uuid.uuid4().hex}", exclusive=True, auto_delete=True
             )
             await self._queue.consume(self._deliver, no_ack=True)
+            for pattern in self._patterns:
+                await self._queue.bind(self._exchange_for_bindings, binding_key(pattern))
         except BaseException:
             await connection.close()
             raise
@@ -100,6 +115,43 @@ class AMQPBackend(BroadcastBackend):
             self._bound.discard(key)  # messages still in flight are dropped
             queue, exchange = self._consuming()
             await queue.unbind(exchange, routing_key=key)
+
+    async def subscribe_pattern(
+        self, pattern: str, deliver: Callable[[BrokerMessage], None]
+    ) -> None:
+        """Deliver every message whose channel matches the glob ``pattern`` to ``deliver``,
+        through a binding that matches at least those channels."""
+        listeners = self._patterns.setdefault(pattern, [])
+        listeners.append(deliver)
+        if len(listeners) == 1 and self._queue is not None:
+            queue, exchange = self._consuming()
+            await queue.bind(exchange, routing_key=binding_key(pattern))
+
+    async def unsubscribe_pattern(
+        self, pattern: str, deliver: Callable[[BrokerMessage], None]
+    ) -> None:
+        listeners = self._patterns.get(pattern, [])
+        if deliver in listeners:
+            listeners.remove(deliver)
+        if listeners or self._patterns.pop(pattern, None) is None:
+            return
+        key = binding_key(pattern)
+        if self._queue is not None and key not in self._bound:
+            if not any(binding_key(other) == key for other in self._patterns):
+                queue, exchange = self._consuming()
+                await queue.unbind(exchange, routing_key=key)
+
+    def derived_topic_lease(self, name: str, ttl_ms: int) -> Lease:
+        """An exclusive queue named after the derived topic and this API's exchange."""
+        queue = lease_queue_name(self.options.exchange, name)
+        return ExclusiveQueueLease(self.options.connection_url, queue, name, ttl_ms)
+
+    def derived_topic_feed(
+        self, lease: Lease, patterns: Sequence[str], accepts: Callable[[str], bool]
+    ) -> Feed | None:
+        """None: RabbitMQ keeps no history here, so the owner reads live through
+        :meth:`subscribe_pattern`, and a new owner misses what the old one had counted."""
+        return None
 
     async def publish(self, channel: str, message: Any) -> None:
         if not isinstance(message, str):
@@ -134,7 +186,29 @@ class AMQPBackend(BroadcastBackend):
             return BrokerMessage(channel=key, message=text)
 
     async def _deliver(self, message: AbstractIncomingMessage) -> None:
+        if self._patterns and message.routing_key is not None:
+            self._deliver_to_patterns(message.routing_key, message.body)
         self._inbox.put_nowait(message)
+
+    def _deliver_to_patterns(self, channel: str, body: bytes) -> None:
+        listeners = [
+            deliver
+            for pattern, delivers in self._patterns.items()
+            if fnmatch.fnmatchcase(channel, pattern)
+            for deliver in delivers
+        ]
+        if not listeners:
+            return
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            logger.warning("Skipped a message on %r that is not UTF-8 text", channel)
+            return
+        for deliver in listeners:
+            try:
+                deliver(BrokerMessage(channel=channel, message=text))
+            except Exception:
+                logger.exception("A pattern listener failed on channel %r", channel)
 
     async def _declare_exchange(self, channel: AbstractChannel) -> AbstractExchange:
         return await channel.declare_exchange(
@@ -151,3 +225,14 @@ class AMQPBackend(BroadcastBackend):
         if lock is None:
             lock = self._locks[key] = asyncio.Lock()
         return lock
+
+
+def binding_key(pattern: str) -> str:
+    """The AMQP binding key that matches at least the channels of the glob ``pattern``.
+
+    In a binding key ``*`` stands for exactly one dot-separated word and ``#`` for any number
+    of them, while a glob's ``*`` crosses dots; so a word with any wildcard becomes ``#``.
+    The binding may bring more than the glob takes: those messages are dropped here.
+    """
+    words = ["#" if any(c in word for c in "*?[") else word for word in pattern.split(".")]
+    return ".".join(words)
