@@ -78,7 +78,7 @@ class Processing:
                 f"Derived topics ({', '.join(self.pipelines)}) read every channel of their "
                 f"sources, and the broker {runtime.broker.url_for_display} cannot subscribe to "
                 "channel patterns yet: use memory://, redis://, redis-stream://, kafka://, "
-                "nats:// or amqp://."
+                "nats://, amqp:// or mqtt://."
             )
         partitioned = [
             address

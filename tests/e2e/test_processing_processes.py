@@ -1,5 +1,5 @@
-"""Three server processes on Redis (and on RabbitMQ, through the AMQP plugin) compute a derived
-topic once, and hand it over when the owner is killed."""
+"""Three server processes on Redis (and on RabbitMQ and Mosquitto, through the AMQP and MQTT
+plugins) compute a derived topic once, and hand it over when the owner is killed."""
 
 from __future__ import annotations
 
@@ -25,12 +25,17 @@ pytestmark = pytest.mark.redis
 RABBITMQ = "amqp://guest:guest@127.0.0.1:5672/"
 
 
-@pytest.fixture(params=["redis", "amqp"])
+@pytest.fixture(params=["redis", "amqp", "mqtt"])
 async def live_broker_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    """A broker that keeps no history for the owner: Redis pub/sub, or RabbitMQ (an exchange of
-    this test's own, deleted after), where the lease is an exclusive queue."""
+    """A broker that keeps no history for the owner: Redis pub/sub, RabbitMQ (an exchange of
+    this test's own, deleted after), where the lease is an exclusive queue, or Mosquitto (a
+    topic prefix of this test's own), where the candidates elect the owner."""
     if request.param == "redis":
         yield REDIS_URL
+        return
+    if request.param == "mqtt":
+        pytest.importorskip("fastapi_streaming_mqtt")
+        yield f"mqtt://127.0.0.1:1883/e2e_{uuid.uuid4().hex[:12]}"
         return
     aio_pika = pytest.importorskip("aio_pika")
     pytest.importorskip("fastapi_streaming_amqp")

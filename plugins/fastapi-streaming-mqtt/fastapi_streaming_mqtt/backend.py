@@ -3,21 +3,31 @@
 One client per process subscribes once per channel; every message the broker sends comes out of
 ``next_published()`` once. Messages are published with the URL's QoS (1 by default: the broker
 acknowledged it before ``publish()`` returns) and not retained unless ``?retain=true``.
+
+Derived topics run here too: a pattern subscription (``clicks.*``) is one more subscription of
+the same client (``clicks/#``), and each derived topic's owner is elected among the processes
+through announcements on the broker (:mod:`.lease`). The broker keeps no history for it, so a
+new owner starts from what is published after it took over.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 import logging
 import ssl
 import uuid
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiomqtt
 from broadcaster import BroadcastBackend
 from fastapi_streaming.brokers.hookspecs import BrokerMessage
+from fastapi_streaming.processing.lease import Lease
+from fastapi_streaming.processing.stream_feed import Feed
 
+from fastapi_streaming_mqtt.lease import CandidateLease
 from fastapi_streaming_mqtt.options import MQTTOptions
 
 logger = logging.getLogger("fastapi_streaming.mqtt")
@@ -34,6 +44,9 @@ class MQTTBackend(BroadcastBackend):
         self._channels: dict[str, str] = {}
         #: topics the broker has acknowledged a subscription to.
         self._subscribed: set[str] = set()
+        #: Glob pattern -> who gets its messages (derived topics' owners); kept across
+        #: reconnections, and subscribed again by ``connect``.
+        self._patterns: dict[str, list[Callable[[BrokerMessage], None]]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def connect(self) -> None:
@@ -52,6 +65,8 @@ class MQTTBackend(BroadcastBackend):
         stack = contextlib.AsyncExitStack()
         await stack.enter_async_context(client)
         self._client, self._exit_stack = client, stack
+        for pattern in self._patterns:
+            await client.subscribe(self.topic_filter(pattern), qos=self.options.qos)
 
     async def disconnect(self) -> None:
         stack, self._exit_stack, self._client = self._exit_stack, None, None
@@ -87,6 +102,55 @@ class MQTTBackend(BroadcastBackend):
             self._channels.pop(topic, None)  # messages still in flight are dropped
             await self._connected().unsubscribe(topic)
 
+    def topic_filter(self, pattern: str) -> str:
+        """The MQTT filter that matches at least the channels of the glob ``pattern``: its
+        levels up to the first with a wildcard, then ``#`` (a glob's ``*`` crosses dots, which
+        are levels here, and ``#`` must come last)."""
+        levels: list[str] = []
+        for word in pattern.split("."):
+            if any(c in word for c in "*?["):
+                levels.append("#")
+                break
+            levels.append(word)
+        return self.options.prefix + "/".join(levels)
+
+    async def subscribe_pattern(
+        self, pattern: str, deliver: Callable[[BrokerMessage], None]
+    ) -> None:
+        """Deliver every message whose channel matches the glob ``pattern`` to ``deliver``.
+
+        The filter shares the client with plain subscriptions; a message both match comes
+        once (MQTT requires at least that, and Mosquitto sends no more), and goes both to the
+        pattern's listeners and to ``next_published``."""
+        listeners = self._patterns.setdefault(pattern, [])
+        listeners.append(deliver)
+        if len(listeners) == 1 and self._client is not None:
+            await self._client.subscribe(self.topic_filter(pattern), qos=self.options.qos)
+
+    async def unsubscribe_pattern(
+        self, pattern: str, deliver: Callable[[BrokerMessage], None]
+    ) -> None:
+        listeners = self._patterns.get(pattern, [])
+        if deliver in listeners:
+            listeners.remove(deliver)
+        if listeners or self._patterns.pop(pattern, None) is None:
+            return
+        topic_filter = self.topic_filter(pattern)
+        others = {self.topic_filter(other) for other in self._patterns}
+        if self._client is not None and topic_filter not in self._subscribed | others:
+            await self._client.unsubscribe(topic_filter)
+
+    def derived_topic_lease(self, name: str, ttl_ms: int) -> Lease:
+        """An election among the processes' candidates for ``name`` (see :mod:`.lease`)."""
+        return CandidateLease(self.options, name, ttl_ms)
+
+    def derived_topic_feed(
+        self, lease: Lease, patterns: Sequence[str], accepts: Callable[[str], bool]
+    ) -> Feed | None:
+        """None: the broker keeps no history here, so the owner reads live through
+        :meth:`subscribe_pattern`, and a new owner misses what the old one had counted."""
+        return None
+
     async def publish(self, channel: str, message: Any) -> None:
         if not isinstance(message, str):
             raise TypeError(f"messages are str, not {type(message).__name__}")
@@ -106,6 +170,8 @@ class MQTTBackend(BroadcastBackend):
         while True:
             message = await anext(client.messages)
             topic = message.topic.value
+            if self._patterns:
+                self._deliver_to_patterns(topic, message.payload)
             channel = self._channels.get(topic)
             if channel is None:
                 continue  # left the channel while this message was on its way
@@ -123,6 +189,30 @@ class MQTTBackend(BroadcastBackend):
             else:
                 text = "" if payload is None else str(payload)
             return BrokerMessage(channel=channel, message=text)
+
+    def _deliver_to_patterns(self, topic: str, payload: object) -> None:
+        prefix = self.options.prefix
+        if not topic.startswith(prefix):
+            return
+        channel = topic[len(prefix) :].replace("/", ".")
+        listeners = [
+            deliver
+            for pattern, delivers in self._patterns.items()
+            if fnmatch.fnmatchcase(channel, pattern)
+            for deliver in delivers
+        ]
+        if not listeners or not isinstance(payload, (bytes, bytearray)):
+            return
+        try:
+            text = bytes(payload).decode("utf-8")
+        except UnicodeDecodeError:
+            logger.warning("Skipped a message on MQTT topic %r that is not UTF-8 text", topic)
+            return
+        for deliver in listeners:
+            try:
+                deliver(BrokerMessage(channel=channel, message=text))
+            except Exception:
+                logger.exception("A pattern listener failed on channel %r", channel)
 
     def _connected(self) -> aiomqtt.Client:
         if self._client is None:
