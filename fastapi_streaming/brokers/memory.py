@@ -9,12 +9,13 @@ queues it for :meth:`next_published` otherwise, so it still fulfils the plain ba
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 from collections.abc import Callable
 from typing import Any
 
 from broadcaster import BroadcastBackend
 from broadcaster import Event as BrokerMessage
+
+from .patterns import PatternListeners
 
 
 class MemoryBackend(BroadcastBackend):
@@ -25,7 +26,7 @@ class MemoryBackend(BroadcastBackend):
         #: every message of a subscribed channel, synchronously, instead of queueing it.
         self.deliver: Callable[[BrokerMessage], None] | None = None
         #: Pattern subscriptions (derived topics reading every channel of a source topic).
-        self._patterns: dict[str, list[Callable[[BrokerMessage], None]]] = {}
+        self._patterns = PatternListeners()
 
     async def connect(self) -> None:
         pass
@@ -42,22 +43,16 @@ class MemoryBackend(BroadcastBackend):
     async def subscribe_pattern(
         self, pattern: str, deliver: Callable[[BrokerMessage], None]
     ) -> None:
-        self._patterns.setdefault(pattern, []).append(deliver)
+        self._patterns.add(pattern, deliver)
 
     async def unsubscribe_pattern(
         self, pattern: str, deliver: Callable[[BrokerMessage], None]
     ) -> None:
-        listeners = self._patterns.get(pattern, [])
-        if deliver in listeners:
-            listeners.remove(deliver)
-        if not listeners:
-            self._patterns.pop(pattern, None)
+        self._patterns.remove(pattern, deliver)
 
     async def publish(self, channel: str, message: Any) -> None:
-        for pattern, listeners in tuple(self._patterns.items()):
-            if fnmatch.fnmatchcase(channel, pattern):
-                for deliver in tuple(listeners):
-                    deliver(BrokerMessage(channel=channel, message=message))
+        for deliver in self._patterns.matching(channel):
+            deliver(BrokerMessage(channel=channel, message=message))
         if channel not in self._subscribed:
             return
         event = BrokerMessage(channel=channel, message=message)

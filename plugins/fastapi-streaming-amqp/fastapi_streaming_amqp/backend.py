@@ -15,7 +15,6 @@ starts from what is published after it took over.
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -32,6 +31,7 @@ from aio_pika.abc import (
 )
 from broadcaster import BroadcastBackend
 from fastapi_streaming.brokers.hookspecs import BrokerMessage
+from fastapi_streaming.brokers.patterns import PatternListeners
 from fastapi_streaming.processing.lease import Lease
 from fastapi_streaming.processing.stream_feed import Feed
 
@@ -58,7 +58,7 @@ class AMQPBackend(BroadcastBackend):
         self._bound: set[str] = set()
         #: Glob pattern -> who gets its messages (derived topics' owners); kept across
         #: reconnections, and bound again by ``connect``.
-        self._patterns: dict[str, list[Callable[[BrokerMessage], None]]] = {}
+        self._patterns = PatternListeners()
         self._locks: dict[str, asyncio.Lock] = {}
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
 
@@ -121,19 +121,14 @@ class AMQPBackend(BroadcastBackend):
     ) -> None:
         """Deliver every message whose channel matches the glob ``pattern`` to ``deliver``,
         through a binding that matches at least those channels."""
-        listeners = self._patterns.setdefault(pattern, [])
-        listeners.append(deliver)
-        if len(listeners) == 1 and self._queue is not None:
+        if self._patterns.add(pattern, deliver) and self._queue is not None:
             queue, exchange = self._consuming()
             await queue.bind(exchange, routing_key=binding_key(pattern))
 
     async def unsubscribe_pattern(
         self, pattern: str, deliver: Callable[[BrokerMessage], None]
     ) -> None:
-        listeners = self._patterns.get(pattern, [])
-        if deliver in listeners:
-            listeners.remove(deliver)
-        if listeners or self._patterns.pop(pattern, None) is None:
+        if not self._patterns.remove(pattern, deliver):
             return
         key = binding_key(pattern)
         if self._queue is not None and key not in self._bound:
@@ -191,24 +186,14 @@ class AMQPBackend(BroadcastBackend):
         self._inbox.put_nowait(message)
 
     def _deliver_to_patterns(self, channel: str, body: bytes) -> None:
-        listeners = [
-            deliver
-            for pattern, delivers in self._patterns.items()
-            if fnmatch.fnmatchcase(channel, pattern)
-            for deliver in delivers
-        ]
-        if not listeners:
-            return
+        if not self._patterns.matching(channel):
+            return  # brought by a binding broader than its pattern
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
             logger.warning("Skipped a message on %r that is not UTF-8 text", channel)
             return
-        for deliver in listeners:
-            try:
-                deliver(BrokerMessage(channel=channel, message=text))
-            except Exception:
-                logger.exception("A pattern listener failed on channel %r", channel)
+        self._patterns.deliver(channel, text)
 
     async def _declare_exchange(self, channel: AbstractChannel) -> AbstractExchange:
         return await channel.declare_exchange(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fnmatch
 import logging
 import ssl
 import uuid
@@ -24,6 +23,7 @@ from typing import Any
 import aiomqtt
 from broadcaster import BroadcastBackend
 from fastapi_streaming.brokers.hookspecs import BrokerMessage
+from fastapi_streaming.brokers.patterns import PatternListeners
 from fastapi_streaming.processing.lease import Lease
 from fastapi_streaming.processing.stream_feed import Feed
 
@@ -46,7 +46,7 @@ class MQTTBackend(BroadcastBackend):
         self._subscribed: set[str] = set()
         #: Glob pattern -> who gets its messages (derived topics' owners); kept across
         #: reconnections, and subscribed again by ``connect``.
-        self._patterns: dict[str, list[Callable[[BrokerMessage], None]]] = {}
+        self._patterns = PatternListeners()
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def connect(self) -> None:
@@ -122,18 +122,13 @@ class MQTTBackend(BroadcastBackend):
         The filter shares the client with plain subscriptions; a message both match comes
         once (MQTT requires at least that, and Mosquitto sends no more), and goes both to the
         pattern's listeners and to ``next_published``."""
-        listeners = self._patterns.setdefault(pattern, [])
-        listeners.append(deliver)
-        if len(listeners) == 1 and self._client is not None:
+        if self._patterns.add(pattern, deliver) and self._client is not None:
             await self._client.subscribe(self.topic_filter(pattern), qos=self.options.qos)
 
     async def unsubscribe_pattern(
         self, pattern: str, deliver: Callable[[BrokerMessage], None]
     ) -> None:
-        listeners = self._patterns.get(pattern, [])
-        if deliver in listeners:
-            listeners.remove(deliver)
-        if listeners or self._patterns.pop(pattern, None) is None:
+        if not self._patterns.remove(pattern, deliver):
             return
         topic_filter = self.topic_filter(pattern)
         others = {self.topic_filter(other) for other in self._patterns}
@@ -192,27 +187,17 @@ class MQTTBackend(BroadcastBackend):
 
     def _deliver_to_patterns(self, topic: str, payload: object) -> None:
         prefix = self.options.prefix
-        if not topic.startswith(prefix):
+        if not topic.startswith(prefix) or not isinstance(payload, (bytes, bytearray)):
             return
         channel = topic[len(prefix) :].replace("/", ".")
-        listeners = [
-            deliver
-            for pattern, delivers in self._patterns.items()
-            if fnmatch.fnmatchcase(channel, pattern)
-            for deliver in delivers
-        ]
-        if not listeners or not isinstance(payload, (bytes, bytearray)):
-            return
+        if not self._patterns.matching(channel):
+            return  # brought by a filter broader than its pattern
         try:
             text = bytes(payload).decode("utf-8")
         except UnicodeDecodeError:
             logger.warning("Skipped a message on MQTT topic %r that is not UTF-8 text", topic)
             return
-        for deliver in listeners:
-            try:
-                deliver(BrokerMessage(channel=channel, message=text))
-            except Exception:
-                logger.exception("A pattern listener failed on channel %r", channel)
+        self._patterns.deliver(channel, text)
 
     def _connected(self) -> aiomqtt.Client:
         if self._client is None:
