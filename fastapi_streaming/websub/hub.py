@@ -390,25 +390,25 @@ class WebSubHub:
             if intent.mode == "unsubscribe":
                 await running.repo.remove_subscription(intent.address, intent.callback)
                 return
-            await running.intake.join(intent.address)
-            await running.repo.save_subscription(
-                NewSubscription(
-                    topic=intent.address,
-                    callback=intent.callback,
-                    callback_host=host,
-                    topic_url=intent.topic_url,
-                    self_url=urls.topic,
-                    hub_url=urls.hub,
-                    secret=intent.secret,
-                    lease_seconds=lease,
-                    verified_at=started,
-                    quota_plan=subscriber.quota_plan,
-                    quota_key=subscriber.quota_key,
-                    quota=subscriber.quota,
-                    principal=subscriber.principal,
-                    plan=subscriber.plan,
+            async with running.intake.activating(intent.address):
+                await running.repo.save_subscription(
+                    NewSubscription(
+                        topic=intent.address,
+                        callback=intent.callback,
+                        callback_host=host,
+                        topic_url=intent.topic_url,
+                        self_url=urls.topic,
+                        hub_url=urls.hub,
+                        secret=intent.secret,
+                        lease_seconds=lease,
+                        verified_at=started,
+                        quota_plan=subscriber.quota_plan,
+                        quota_key=subscriber.quota_key,
+                        quota=subscriber.quota,
+                        principal=subscriber.principal,
+                        plan=subscriber.plan,
+                    )
                 )
-            )
         except Exception:
             logger.exception("WebSub verification of %s failed", intent.callback)
 

@@ -15,9 +15,11 @@ the others.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
 
 from ..events import EncodedEvent
 from ..fanout import ClientQueue
@@ -56,9 +58,11 @@ class EventIntake:
         self.on_recorded = on_recorded
         self.queue = IntakeQueue(settings.queue_size, "websub")
         self.joined: set[str] = set()
-        #: When each address was joined, so a sync that read the database before a join (and so
-        #: does not see the subscription being activated) does not leave it again.
+        #: When each address was last joined or activated, so a sync that read the database
+        #: before a subscription's save (and so does not see it) does not leave it again.
         self._joined_at: dict[str, float] = {}
+        #: Addresses with a subscription being activated right now (joined, not saved yet).
+        self._activating: Counter[str] = Counter()
         self.recorded = 0
         self._reported_drops = 0
         self._lock = asyncio.Lock()
@@ -75,6 +79,21 @@ class EventIntake:
                 self.joined.add(address)
             self._joined_at[address] = time.monotonic()
 
+    @contextlib.asynccontextmanager
+    async def activating(self, address: str) -> AsyncIterator[None]:
+        """Join ``address`` for a subscription being activated, and keep it joined while the
+        subscription is saved: a sync that reads the database before the save sees no
+        subscription there, and must not leave the topic under it."""
+        self._activating[address] += 1
+        try:
+            await self.join(address)
+            yield
+        finally:
+            self._activating[address] -= 1
+            if not self._activating[address]:
+                del self._activating[address]
+            self._joined_at[address] = time.monotonic()
+
     async def sync(self) -> None:
         """Join topics that gained subscriptions (in any process), leave those that lost all."""
         started = time.monotonic()
@@ -86,8 +105,8 @@ class EventIntake:
                 logger.warning("Cannot deliver WebSub events of %s: %s", address, exc)
         async with self._lock:
             for address in sorted(self.joined - wanted):
-                if self._joined_at.get(address, 0.0) >= started:
-                    continue  # joined for a subscription that is being activated right now
+                if address in self._activating or self._joined_at.get(address, 0.0) >= started:
+                    continue  # a subscription is being activated, or was after the read
                 self.joined.discard(address)
                 self._joined_at.pop(address, None)
                 await self.runtime.unsubscribe(self.queue, address)

@@ -616,6 +616,38 @@ async def test_a_sync_that_read_the_database_before_an_activation_keeps_the_topi
     assert "/notes/race" in intake.joined
 
 
+async def test_a_sync_while_a_subscription_is_being_saved_keeps_the_topic(hub: Hub) -> None:
+    """The topic is joined before the subscription is saved: a sync that starts after the join
+    and reads the database before the save (which it then does not see) must not leave the
+    topic, whether it ends before the save or after it. Leaving it lost the events published
+    right after the subscription became active, until the next sync joined the topic again."""
+    assert hub.streaming.websub is not None
+    intake = hub.streaming.websub.running.intake
+    repo = intake.repo
+    async with intake.activating("/notes/saving"):
+        await intake.sync()  # read and done while the subscription is not saved
+        assert "/notes/saving" in intake.joined
+    read_done, may_continue = asyncio.Event(), asyncio.Event()
+    real_live_topics = repo.live_topics
+
+    async def slow_live_topics() -> set[str]:
+        found = await real_live_topics()
+        read_done.set()
+        await may_continue.wait()
+        return found
+
+    repo.live_topics = slow_live_topics  # type: ignore[method-assign]
+    try:
+        async with intake.activating("/notes/saved"):
+            sync = asyncio.create_task(intake.sync())
+            await read_done.wait()  # the read, before the save
+        may_continue.set()  # the activation is over when the sync goes on
+        await sync
+    finally:
+        repo.live_topics = real_live_topics  # type: ignore[method-assign]
+    assert "/notes/saved" in intake.joined
+
+
 async def test_once_closed_for_shutdown_the_intake_joins_no_topic_again(
     hub: Hub, subscriber: Subscriber
 ) -> None:
