@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from fastapi_streaming import StreamingAPI
+from fastapi_streaming import StreamingAPI, fanout
 from fastapi_streaming.fanout import LINGER_TURNS, ClientQueue
 from tests.support.tansu import TansuProcess
 from tests.support.turns import counting_turns
@@ -171,8 +171,8 @@ async def test_a_steady_stream_still_goes_out_every_few_turns() -> None:
 
 async def test_an_event_of_its_own_waits_for_a_publish_still_on_its_way() -> None:
     """On a networked broker this process's publishes come back through its subscription a
-    round trip later: while one to the channel is on its way, the fan-out gathers (at most a
-    few turns), so the event it brings joins the same write."""
+    round trip later: while one to the channel is on its way, the fan-out gathers, so the
+    event it brings joins the same write."""
     streaming, address = relaying_api()
     async with streaming.running() as runtime:
         queue = ClientQueue(1000)
@@ -189,6 +189,52 @@ async def test_an_event_of_its_own_waits_for_a_publish_still_on_its_way() -> Non
         await runtime.emit(address, {"n": 1})
         await asyncio.wait_for(writer, 10)
         assert sizes == [2]
+
+
+async def test_a_publish_on_its_way_is_waited_for_longer_than_the_turns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a busy loop a round trip to the broker outlasts the turns the fan-out counts: it
+    waits for its own publish by time, so the event still joins the same write."""
+    monkeypatch.setattr(fanout, "OWN_PUBLISH_WAIT", 60.0)  # no machine is this slow
+    streaming, address = relaying_api()
+    async with streaming.running() as runtime:
+        queue = ClientQueue(1000)
+        await runtime.subscribe(queue, address)
+        channel = runtime.fanout.streams[address].channel
+        sizes: list[int] = []
+        writer = asyncio.create_task(consume(queue, sizes, 2))
+        await asyncio.sleep(0)
+        runtime.broker.publishing[channel] += 1
+        await runtime.emit(address, {"n": 0})
+        for _ in range(5 * LINGER_TURNS):
+            await asyncio.sleep(0)
+        assert sizes == []
+        runtime.broker.publishing[channel] -= 1
+        await runtime.emit(address, {"n": 1})
+        await asyncio.wait_for(writer, 10)
+        assert sizes == [2]
+
+
+async def test_a_publish_that_does_not_come_back_holds_events_only_briefly() -> None:
+    """A broker that never acknowledges must not hold the channel's events: after
+    ``OWN_PUBLISH_WAIT`` the fan-out hands them out anyway."""
+    streaming, address = relaying_api()
+    async with streaming.running() as runtime:
+        queue = ClientQueue(1000)
+        await runtime.subscribe(queue, address)
+        channel = runtime.fanout.streams[address].channel
+        sizes: list[int] = []
+        writer = asyncio.create_task(consume(queue, sizes, 1))
+        await asyncio.sleep(0)
+        runtime.broker.publishing[channel] += 1  # and never back
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await runtime.emit(address, {"n": 0})
+        await asyncio.wait_for(writer, 10)
+        assert sizes == [1]
+        assert loop.time() - started >= fanout.OWN_PUBLISH_WAIT
+        runtime.broker.publishing[channel] -= 1
 
 
 async def test_an_isolated_event_waits_one_turn_only() -> None:
