@@ -124,6 +124,9 @@ class StreamingRuntime:
         self.fanout.tracing = tracing
 
     async def start(self) -> None:
+        # anyio loads its event-loop backend on first use: 60 to 260 ms of imports that, inside
+        # the first publish or WebSocket, would stop the loop and every client's stream with it.
+        anyio.get_cancelled_exc_class()
         await self.broker.connect()
         self._heartbeats = asyncio.create_task(
             self.fanout.run_heartbeats(self.heartbeat), name="fastapi-streaming heartbeats"
