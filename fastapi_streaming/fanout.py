@@ -48,12 +48,12 @@ INBOUND_LIMIT = 10_000
 #: What a client is told after a broker outage its backend could not bridge.
 OUTAGE_DETAIL = "the connection to the broker was lost; events published meanwhile may be missing"
 
-#: How many more turns the fan-out waits for while every turn brings more events.
+#: While more events keep coming, the fan-out waits up to this many more turns, or up to
+#: ``LINGER_SECONDS``, whichever is longer, before handing out what it has.
 LINGER_TURNS = 4
-
-#: How long, at most, the fan-out waits for this process's own publishes to come back from the
-#: broker (a round trip to a healthy broker takes far less; a stuck one must not hold events).
-OWN_PUBLISH_WAIT = 0.01
+#: Far longer than a round trip to a healthy broker; short enough that a stuck publish, or a
+#: stream that never pauses, does not hold the clients' events back.
+LINGER_SECONDS = 0.01
 
 #: In a burst, the fan-out hands the event loop to the transports' writers this often.
 YIELD_EVERY = 64
@@ -192,20 +192,17 @@ class TopicStream:
     def _more_coming(self, arrived: int, waited: int, waiting: float) -> bool:
         """Whether to wait one more turn before handing out the events that arrived.
 
-        Every turn brought more: a stream is passing, wait up to ``LINGER_TURNS`` turns for
-        the rest of it. A publish of this process to the channel is on its way back from the
-        broker: it will come back within a round trip, so wait for it, up to ``LINGER_TURNS``
-        turns or ``OWN_PUBLISH_WAIT`` seconds, whichever is longer: on a busy loop the round
-        trip outlasts the turns, and HTTP publishers (answered once the broker acknowledged,
-        one request at a time) keep a publish on its way all along; counting turns alone
-        handed their events out in more, smaller writes to every client than ``memory://``,
-        whose publishes arrive in the turn they are made.
+        More is coming while every turn brings some (a stream is passing, from publishers of
+        this process or from the broker) or while a publish of this process to the channel is
+        on its way back from the broker (it will come within a round trip). Then the fan-out
+        waits up to ``LINGER_TURNS`` turns or ``LINGER_SECONDS``, whichever is longer: on a
+        busy loop a broker's round trip outlasts a few turns, and HTTP publishers (answered
+        once the broker acknowledged, one request at a time) keep events on their way all
+        along; counting turns alone handed them out in more, smaller writes to every client
+        than ``memory://``, whose publishes arrive in the turn they are made.
         """
-        if waited < LINGER_TURNS and len(self._inbound) > arrived:
-            return True
-        if self.channel in self.publishing:
-            return waited < LINGER_TURNS or waiting < OWN_PUBLISH_WAIT
-        return False
+        coming = len(self._inbound) > arrived or self.channel in self.publishing
+        return coming and (waited < LINGER_TURNS or waiting < LINGER_SECONDS)
 
     async def _traced(self, tracing: Tracing, message: BrokerMessage) -> None:
         """Prepare and fan out one event inside its delivery span: one span per event in this

@@ -152,21 +152,47 @@ async def test_events_of_several_consecutive_turns_reach_a_client_in_one_write()
         assert sizes == [4]
 
 
-async def test_a_steady_stream_still_goes_out_every_few_turns() -> None:
-    """The wait is bounded: an event on every turn does not hold the clients back for ever."""
+async def test_a_stream_on_every_turn_is_gathered_for_longer_than_the_turns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a busy loop a few turns are over before the broker's next read: while every turn
+    brings more, the fan-out waits by time as well, and the client gets it all in one write."""
+    monkeypatch.setattr(fanout, "LINGER_SECONDS", 60.0)  # no machine is this slow
     streaming, address = relaying_api()
     async with streaming.running() as runtime:
         queue = ClientQueue(1000)
         await runtime.subscribe(queue, address)
         sizes: list[int] = []
-        writer = asyncio.create_task(consume(queue, sizes, 40))
+        writer = asyncio.create_task(consume(queue, sizes, 5 * LINGER_TURNS))
         await asyncio.sleep(0)
-        for n in range(40):
+        for n in range(5 * LINGER_TURNS):
             await runtime.emit(address, {"n": n})
             await asyncio.sleep(0)
         await asyncio.wait_for(writer, 10)
-        assert len(sizes) >= 40 // (LINGER_TURNS + 2)
-        assert max(sizes) <= LINGER_TURNS + 2
+        assert sizes == [5 * LINGER_TURNS]
+
+
+async def test_a_stream_that_never_pauses_still_goes_out() -> None:
+    """The wait is bounded: an event on every turn does not hold the clients back for ever.
+    After ``LINGER_SECONDS`` (or a few turns, if turns are slower) the fan-out hands out what
+    it has, and goes on gathering."""
+    streaming, address = relaying_api()
+    async with streaming.running() as runtime:
+        queue = ClientQueue(100_000)
+        await runtime.subscribe(queue, address)
+        sizes: list[int] = []
+        loop = asyncio.get_running_loop()
+        stop_at = loop.time() + 10 * fanout.LINGER_SECONDS
+        emitted = 0
+        while loop.time() < stop_at:
+            await runtime.emit(address, {"n": emitted})
+            emitted += 1
+            await asyncio.sleep(0)
+            batch = queue.take()
+            if batch:
+                sizes.append(len(batch))
+        assert len(sizes) >= 2, "events that keep coming were held back until they stopped"
+        assert all(size < emitted for size in sizes)
 
 
 async def test_an_event_of_its_own_waits_for_a_publish_still_on_its_way() -> None:
@@ -196,7 +222,7 @@ async def test_a_publish_on_its_way_is_waited_for_longer_than_the_turns(
 ) -> None:
     """On a busy loop a round trip to the broker outlasts the turns the fan-out counts: it
     waits for its own publish by time, so the event still joins the same write."""
-    monkeypatch.setattr(fanout, "OWN_PUBLISH_WAIT", 60.0)  # no machine is this slow
+    monkeypatch.setattr(fanout, "LINGER_SECONDS", 60.0)  # no machine is this slow
     streaming, address = relaying_api()
     async with streaming.running() as runtime:
         queue = ClientQueue(1000)
@@ -218,7 +244,7 @@ async def test_a_publish_on_its_way_is_waited_for_longer_than_the_turns(
 
 async def test_a_publish_that_does_not_come_back_holds_events_only_briefly() -> None:
     """A broker that never acknowledges must not hold the channel's events: after
-    ``OWN_PUBLISH_WAIT`` the fan-out hands them out anyway."""
+    ``LINGER_SECONDS`` the fan-out hands them out anyway."""
     streaming, address = relaying_api()
     async with streaming.running() as runtime:
         queue = ClientQueue(1000)
@@ -233,7 +259,7 @@ async def test_a_publish_that_does_not_come_back_holds_events_only_briefly() -> 
         await runtime.emit(address, {"n": 0})
         await asyncio.wait_for(writer, 10)
         assert sizes == [1]
-        assert loop.time() - started >= fanout.OWN_PUBLISH_WAIT
+        assert loop.time() - started >= fanout.LINGER_SECONDS
         runtime.broker.publishing[channel] -= 1
 
 
