@@ -12,7 +12,9 @@ reaches, so it refuses nothing and only its counting costs.
 
 from __future__ import annotations
 
+import gc
 import os
+import time
 from typing import Any
 
 from fastapi import FastAPI
@@ -21,6 +23,27 @@ from starlette.requests import HTTPConnection
 from fastapi_streaming import StreamingAPI
 
 MANAGED = os.environ.get("BENCH_MANAGED") == "1"
+
+
+def log_full_collections(path: str) -> None:
+    started = 0.0
+
+    def timed(phase: str, info: dict[str, int]) -> None:
+        nonlocal started
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            started = time.perf_counter()
+            return
+        took = (time.perf_counter() - started) * 1000
+        with open(path, "a") as log:
+            log.write(f"{time.time():.3f} {took:.1f} {os.getpid()}\n")
+
+    gc.callbacks.append(timed)
+
+
+if os.environ.get("BENCH_GC_LOG"):
+    log_full_collections(os.environ["BENCH_GC_LOG"])
 
 
 def managed_options() -> dict[str, Any]:
