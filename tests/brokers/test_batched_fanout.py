@@ -8,13 +8,17 @@ wake-up and a write of its own, and the server's CPU per delivered event grows w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from fastapi_streaming import StreamingAPI, fanout
 from fastapi_streaming.fanout import LINGER_TURNS, ClientQueue
+from fastapi_streaming.runtime import StreamingRuntime
 from tests.support.tansu import TansuProcess
 from tests.support.turns import counting_turns
 
@@ -134,22 +138,50 @@ def relaying_api(broker_url: str = "memory://") -> tuple[StreamingAPI, str]:
     return streaming, f"/linger/{uuid.uuid4().hex}"
 
 
-async def test_events_of_several_consecutive_turns_reach_a_client_in_one_write() -> None:
-    """Publishers answered one by one on a busy loop bring an event every turn or so: while
-    each turn brings more, the fan-out waits a few turns more, and the client gets them in one
-    write."""
+@dataclass
+class OneClient:
+    """A running API relaying ``address`` to one client, whose writer (``writer``) takes the
+    batches as a transport's does and records their sizes (``sizes``)."""
+
+    runtime: StreamingRuntime
+    address: str
+    channel: str
+    sizes: list[int]
+    writer: asyncio.Task[None]
+
+    async def emit(self, n: int) -> None:
+        await self.runtime.emit(self.address, {"n": n})
+
+    def own_publish(self, change: int) -> None:
+        """A publish of this process to the channel leaves (1) or comes back (-1), as
+        ``BrokerConnection.publish`` counts it around the broker's call."""
+        self.runtime.broker.publishing[self.channel] += change
+
+
+@contextlib.asynccontextmanager
+async def one_client(events: int) -> AsyncIterator[OneClient]:
+    """``memory://`` relaying a fresh address to one client that stops after ``events``."""
     streaming, address = relaying_api()
     async with streaming.running() as runtime:
         queue = ClientQueue(1000)
         await runtime.subscribe(queue, address)
         sizes: list[int] = []
-        writer = asyncio.create_task(consume(queue, sizes, 4))
+        writer = asyncio.create_task(consume(queue, sizes, events))
         await asyncio.sleep(0)
+        channel = runtime.fanout.streams[address].channel
+        yield OneClient(runtime, address, channel, sizes, writer)
+
+
+async def test_events_of_several_consecutive_turns_reach_a_client_in_one_write() -> None:
+    """Publishers answered one by one on a busy loop bring an event every turn or so: while
+    each turn brings more, the fan-out waits a few turns more, and the client gets them in one
+    write."""
+    async with one_client(4) as client:
         for n in range(4):
-            await runtime.emit(address, {"n": n})
+            await client.emit(n)
             await asyncio.sleep(0)
-        await asyncio.wait_for(writer, 10)
-        assert sizes == [4]
+        await asyncio.wait_for(client.writer, 10)
+        assert client.sizes == [4]
 
 
 async def test_a_stream_on_every_turn_is_gathered_for_longer_than_the_turns(
@@ -158,18 +190,12 @@ async def test_a_stream_on_every_turn_is_gathered_for_longer_than_the_turns(
     """On a busy loop a few turns are over before the broker's next read: while every turn
     brings more, the fan-out waits by time as well, and the client gets it all in one write."""
     monkeypatch.setattr(fanout, "LINGER_SECONDS", 60.0)  # no machine is this slow
-    streaming, address = relaying_api()
-    async with streaming.running() as runtime:
-        queue = ClientQueue(1000)
-        await runtime.subscribe(queue, address)
-        sizes: list[int] = []
-        writer = asyncio.create_task(consume(queue, sizes, 5 * LINGER_TURNS))
-        await asyncio.sleep(0)
+    async with one_client(5 * LINGER_TURNS) as client:
         for n in range(5 * LINGER_TURNS):
-            await runtime.emit(address, {"n": n})
+            await client.emit(n)
             await asyncio.sleep(0)
-        await asyncio.wait_for(writer, 10)
-        assert sizes == [5 * LINGER_TURNS]
+        await asyncio.wait_for(client.writer, 10)
+        assert client.sizes == [5 * LINGER_TURNS]
 
 
 async def test_a_stream_that_never_pauses_still_goes_out() -> None:
@@ -199,22 +225,15 @@ async def test_an_event_of_its_own_waits_for_a_publish_still_on_its_way() -> Non
     """On a networked broker this process's publishes come back through its subscription a
     round trip later: while one to the channel is on its way, the fan-out gathers, so the
     event it brings joins the same write."""
-    streaming, address = relaying_api()
-    async with streaming.running() as runtime:
-        queue = ClientQueue(1000)
-        await runtime.subscribe(queue, address)
-        channel = runtime.fanout.streams[address].channel
-        sizes: list[int] = []
-        writer = asyncio.create_task(consume(queue, sizes, 2))
-        await asyncio.sleep(0)
-        runtime.broker.publishing[channel] += 1  # as BrokerConnection.publish does meanwhile
-        await runtime.emit(address, {"n": 0})
+    async with one_client(2) as client:
+        client.own_publish(+1)
+        await client.emit(0)
         for _ in range(3):  # a quiet turn, then two more: a round trip on a busy loop
             await asyncio.sleep(0)
-        runtime.broker.publishing[channel] -= 1
-        await runtime.emit(address, {"n": 1})
-        await asyncio.wait_for(writer, 10)
-        assert sizes == [2]
+        client.own_publish(-1)
+        await client.emit(1)
+        await asyncio.wait_for(client.writer, 10)
+        assert client.sizes == [2]
 
 
 async def test_a_publish_on_its_way_is_waited_for_longer_than_the_turns(
@@ -223,44 +242,30 @@ async def test_a_publish_on_its_way_is_waited_for_longer_than_the_turns(
     """On a busy loop a round trip to the broker outlasts the turns the fan-out counts: it
     waits for its own publish by time, so the event still joins the same write."""
     monkeypatch.setattr(fanout, "LINGER_SECONDS", 60.0)  # no machine is this slow
-    streaming, address = relaying_api()
-    async with streaming.running() as runtime:
-        queue = ClientQueue(1000)
-        await runtime.subscribe(queue, address)
-        channel = runtime.fanout.streams[address].channel
-        sizes: list[int] = []
-        writer = asyncio.create_task(consume(queue, sizes, 2))
-        await asyncio.sleep(0)
-        runtime.broker.publishing[channel] += 1
-        await runtime.emit(address, {"n": 0})
+    async with one_client(2) as client:
+        client.own_publish(+1)
+        await client.emit(0)
         for _ in range(5 * LINGER_TURNS):
             await asyncio.sleep(0)
-        assert sizes == []
-        runtime.broker.publishing[channel] -= 1
-        await runtime.emit(address, {"n": 1})
-        await asyncio.wait_for(writer, 10)
-        assert sizes == [2]
+        assert client.sizes == []
+        client.own_publish(-1)
+        await client.emit(1)
+        await asyncio.wait_for(client.writer, 10)
+        assert client.sizes == [2]
 
 
 async def test_a_publish_that_does_not_come_back_holds_events_only_briefly() -> None:
     """A broker that never acknowledges must not hold the channel's events: after
     ``LINGER_SECONDS`` the fan-out hands them out anyway."""
-    streaming, address = relaying_api()
-    async with streaming.running() as runtime:
-        queue = ClientQueue(1000)
-        await runtime.subscribe(queue, address)
-        channel = runtime.fanout.streams[address].channel
-        sizes: list[int] = []
-        writer = asyncio.create_task(consume(queue, sizes, 1))
-        await asyncio.sleep(0)
-        runtime.broker.publishing[channel] += 1  # and never back
+    async with one_client(1) as client:
+        client.own_publish(+1)  # and never back
         loop = asyncio.get_running_loop()
         started = loop.time()
-        await runtime.emit(address, {"n": 0})
-        await asyncio.wait_for(writer, 10)
-        assert sizes == [1]
+        await client.emit(0)
+        await asyncio.wait_for(client.writer, 10)
+        assert client.sizes == [1]
         assert loop.time() - started >= fanout.LINGER_SECONDS
-        runtime.broker.publishing[channel] -= 1
+        client.own_publish(-1)
 
 
 async def test_an_isolated_event_waits_one_turn_only() -> None:
