@@ -55,7 +55,8 @@ LINGER_TURNS = 4
 #: stream that never pauses, does not hold the clients' events back.
 LINGER_SECONDS = 0.01
 
-#: In a burst, the fan-out hands the event loop to the transports' writers this often.
+#: In a burst, the fan-out hands events out and the event loop to the transports' writers
+#: this often (in events).
 YIELD_EVERY = 64
 
 
@@ -65,6 +66,10 @@ class Receiver(Protocol):
     transport: str
 
     def put(self, item: EncodedEvent, policy: OverflowPolicy) -> None: ...
+
+    def put_many(self, items: list[EncodedEvent], policy: OverflowPolicy) -> None:
+        """``put`` each of ``items`` in order (the caller keeps the list: copy, don't hold)."""
+        ...
 
     def signal(self, notice: Reply) -> None: ...
 
@@ -168,26 +173,46 @@ class TopicStream:
                 waited += 1
                 await asyncio.sleep(0)
             self._arrived.clear()
-            while inbound:
-                message = inbound.popleft()
-                if message is None:
-                    self._announce_gap()
-                    continue
-                try:
-                    if self.tracing is None:
-                        encoded = await self.prepare(message)
-                        if encoded is None:
-                            continue
-                        self._fan_out(encoded)
-                    else:
-                        await self._traced(self.tracing, message)
-                except Exception:
-                    self.skipped += 1
-                    logger.exception("Could not deliver an event of %s", self.address)
-                    continue
-                if self.events % YIELD_EVERY == 0:
-                    # In a burst, let the clients' writers drain their queues before going on.
-                    await asyncio.sleep(0)
+            await self._deliver_inbound(loop)
+
+    async def _deliver_inbound(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Prepare what arrived, and hand it to the clients a batch at a time.
+
+        Each client gets a batch in one call: with a thousand clients, a call per client and
+        per event made handing a burst out take longer than writing it to them. A batch goes
+        out once ``YIELD_EVERY`` events are prepared, or once preparing has taken
+        ``LINGER_SECONDS`` (a subscribe handler that waits, or runs in a thread), and then the
+        clients' writers get the event loop before the fan-out goes on.
+        """
+        inbound = self._inbound
+        batch: list[EncodedEvent] = []
+        prepared, since = 0, loop.time()
+        while inbound:
+            message = inbound.popleft()
+            if message is None:
+                self._hand_out(batch)  # the events from before the outage come first
+                batch = []
+                self._announce_gap()
+                continue
+            try:
+                if self.tracing is None:
+                    encoded = await self.prepare(message)
+                    if encoded is not None:
+                        batch.append(encoded)
+                else:
+                    await self._traced(self.tracing, message)
+            except Exception:
+                self.skipped += 1
+                logger.exception("Could not deliver an event of %s", self.address)
+                continue
+            prepared += 1
+            if prepared >= YIELD_EVERY or loop.time() - since >= LINGER_SECONDS:
+                self._hand_out(batch)
+                batch = []
+                # In a burst, let the clients' writers drain their queues before going on.
+                await asyncio.sleep(0)
+                prepared, since = 0, loop.time()
+        self._hand_out(batch)
 
     def _more_coming(self, arrived: int, waited: int, waiting: float) -> bool:
         """Whether to wait one more turn before handing out the events that arrived.
@@ -212,21 +237,31 @@ class TopicStream:
         ) as span:
             encoded = await self.prepare(message)
             if encoded is not None:
-                tracing.fanned_out(span, encoded.event.id, self._fan_out(encoded))
+                tracing.fanned_out(span, encoded.event.id, self._hand_out([encoded]))
 
-    def _fan_out(self, encoded: EncodedEvent) -> int:
-        """Hand one prepared event to every client's queue; return how many there were."""
-        self.events += 1
-        event = encoded.event
-        self.last_event_id = event.id
-        self.last_event_time = event.time
+    def _hand_out(self, batch: list[EncodedEvent]) -> int:
+        """Hand prepared events, in order, to every client's queue, in one call per client;
+        return how many clients there were."""
+        if not batch:
+            return 0
+        for encoded in batch:
+            self._replay.record(encoded)
+        last = batch[-1].event
+        self.events += len(batch)
+        self.last_event_id = last.id
+        self.last_event_time = last.time
         self.last_fanned_out = time.time()
-        self._replay.record(encoded)
         clients = tuple(self.clients)
-        self.sent += len(clients)
-        self.sent_bytes += len(encoded.data_json) * len(clients)
-        for client in clients:
-            client.put(encoded, self.policy)
+        self.sent += len(clients) * len(batch)
+        self.sent_bytes += sum(len(encoded.data_json) for encoded in batch) * len(clients)
+        policy = self.policy
+        if len(batch) == 1:
+            encoded = batch[0]
+            for client in clients:
+                client.put(encoded, policy)
+        else:
+            for client in clients:
+                client.put_many(batch, policy)
         return len(clients)
 
     def _announce_gap(self) -> None:

@@ -173,6 +173,25 @@ class ClientQueue:
         self.items.append(item)
         self._wake()
 
+    def put_many(self, items: list[EncodedEvent], policy: OverflowPolicy) -> None:
+        """:meth:`put` each of ``items``, in order, with one wake-up.
+
+        The fan-out hands every client the events that arrived together in one call; when
+        they all fit and none needs a look of its own (conflation, a resume's repeats), they
+        are added at once.
+        """
+        if (
+            self.closed is None
+            and self._repeats is None
+            and policy is not OverflowPolicy.LATEST
+            and len(self.items) + len(items) <= self.maxsize
+        ):
+            self.items.extend(items)
+            self._wake()
+            return
+        for item in items:
+            self.put(item, policy)
+
     def _put_latest(self, item: EncodedEvent) -> None:
         """Conflation: at most one event per topic waits, the newest, in the first one's place."""
         latest = self._latest

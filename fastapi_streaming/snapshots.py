@@ -111,6 +111,10 @@ class SnapshotGate:
                 )
             )
 
+    def put_many(self, items: list[EncodedEvent], policy: OverflowPolicy) -> None:
+        for item in items:
+            self.put(item, policy)
+
     def signal(self, notice: Reply) -> None:
         if self.waiting is None:
             self.queue.signal(notice)

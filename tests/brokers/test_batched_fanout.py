@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,8 +18,10 @@ from typing import Any
 import pytest
 
 from fastapi_streaming import StreamingAPI, fanout
+from fastapi_streaming.events import EncodedEvent
 from fastapi_streaming.fanout import LINGER_TURNS, ClientQueue
 from fastapi_streaming.runtime import StreamingRuntime
+from fastapi_streaming.topics import OverflowPolicy
 from tests.support.tansu import TansuProcess
 from tests.support.turns import counting_turns
 
@@ -298,3 +301,69 @@ async def test_publishes_on_their_way_to_the_broker_are_counted_per_channel() ->
         assert runtime.broker.publishing[channel] == 1
         await publish
         assert channel not in runtime.broker.publishing
+
+
+class CountingQueue(ClientQueue):
+    """A client queue that counts how the fan-out hands it events: a call per event, or a
+    call per batch."""
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__(maxsize)
+        self.calls: list[int] = []
+
+    def put(self, item: EncodedEvent, policy: OverflowPolicy) -> None:
+        self.calls.append(1)
+        super().put(item, policy)
+
+    def put_many(self, items: list[EncodedEvent], policy: OverflowPolicy) -> None:
+        self.calls.append(len(items))
+        super().put_many(items, policy)
+
+
+async def test_events_that_arrived_together_reach_each_client_in_one_call() -> None:
+    """With a thousand clients, a call per client and per event was most of the fan-out's
+    work: a burst is handed to each client in one call."""
+    streaming, address = relaying_api()
+    async with streaming.running() as runtime:
+        queues = [CountingQueue(1000) for _ in range(CLIENTS)]
+        for queue in queues:
+            await runtime.subscribe(queue, address)
+        await asyncio.gather(*(runtime.emit(address, {"n": n}) for n in range(BURST)))
+        for queue in queues:
+            while len(queue.items) < BURST:
+                await asyncio.wait_for(queue.wait(), 10)
+                await asyncio.sleep(0)
+
+        assert [queue.calls for queue in queues] == [[BURST]] * CLIENTS
+        assert [[e["n"] for e in decoded(queue)] for queue in queues] == [
+            list(range(BURST))
+        ] * CLIENTS
+        assert runtime.fanout.streams[address].sent == BURST * CLIENTS
+
+
+def decoded(queue: ClientQueue) -> list[Any]:
+    return [json.loads(item.data_json) for item in queue.take() if isinstance(item, EncodedEvent)]
+
+
+async def test_a_subscribe_handler_that_waits_does_not_hold_back_what_it_prepared() -> None:
+    """Events are handed out in batches, but a batch does not wait for a slow handler:
+    once preparing has taken ``LINGER_SECONDS``, what is ready goes to the clients."""
+    streaming = StreamingAPI(title="slow", version="1", broker="memory://")
+    queue = ClientQueue(1000)
+    pending_when_called: list[int] = []
+
+    @streaming.subscribe("/slow/{room}")
+    async def slow(event: dict[str, Any], room: str) -> dict[str, Any]:
+        pending_when_called.append(len(queue.items))
+        await asyncio.sleep(2 * fanout.LINGER_SECONDS)
+        return event
+
+    address = f"/slow/{uuid.uuid4().hex}"
+    async with streaming.running() as runtime:
+        await runtime.subscribe(queue, address)
+        await asyncio.gather(*(runtime.emit(address, {"n": n}) for n in range(4)))
+        while len(queue.items) < 4:
+            await asyncio.wait_for(queue.wait(), 10)
+            await asyncio.sleep(0)
+
+        assert pending_when_called == [0, 1, 2, 3]

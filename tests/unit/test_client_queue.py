@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -149,3 +150,50 @@ def test_skipping_live_copies_of_one_topic_leaves_the_others_alone() -> None:
     queue.put(event("/a", 2), OverflowPolicy.DISCONNECT)
     taken = [(i.topic, i.event.id) for i in queue.take() if isinstance(i, EncodedEvent)]
     assert taken == [("/a", "1"), ("/b", "1"), ("/a", "2")]
+
+
+def state(queue: ClientQueue) -> tuple[object, ...]:
+    closed = queue.closed.code if queue.closed is not None else None
+    return (seqs(queue.take()), queue.dropped, closed)
+
+
+def resumed(maxsize: int) -> ClientQueue:
+    """A queue that resumed ``/a`` with events 2 and 3 covered (the live stream may repeat
+    them), with events 0 and 1 pending."""
+    queue = ClientQueue(maxsize)
+    queue.put(event("/a", 0), OverflowPolicy.DISCONNECT)
+    queue.put(event("/a", 1), OverflowPolicy.DISCONNECT)
+    queue.replay([], topic="/a", covered=frozenset({"2", "3"}))
+    return queue
+
+
+@pytest.mark.parametrize("policy", list(OverflowPolicy))
+@pytest.mark.parametrize(("maxsize", "count"), [(100, 5), (4, 10), (6, 6), (1, 3)])
+@pytest.mark.parametrize("make", [ClientQueue, resumed], ids=["fresh", "resumed"])
+def test_put_many_is_one_put_per_event_whatever_the_bound_and_the_policy(
+    policy: OverflowPolicy, maxsize: int, count: int, make: Callable[[int], ClientQueue]
+) -> None:
+    events = [event("/a" if seq % 3 else "/b", seq) for seq in range(2, 2 + count)]
+    one_by_one, together = make(maxsize), make(maxsize)
+    for item in events:
+        one_by_one.put(item, policy)
+    together.put_many(events, policy)
+
+    assert state(together) == state(one_by_one)
+
+
+async def test_put_many_wakes_the_consumer_once_and_keeps_its_own_copy() -> None:
+    queue = ClientQueue(100)
+    waiter = queue.waiter()
+    events = [event("/a", seq) for seq in range(3)]
+    queue.put_many(events, OverflowPolicy.DISCONNECT)
+    events.clear()  # the fan-out reuses nothing, but a caller's list is the caller's
+    assert waiter.done()
+    assert seqs(queue.take()) == [0, 1, 2]
+
+
+def test_put_many_on_a_closed_queue_adds_nothing() -> None:
+    queue = ClientQueue(100)
+    queue.close(CloseReason(SLOW_CLIENT, "gone"))
+    queue.put_many([event("/a", 0), event("/a", 1)], OverflowPolicy.DROP_OLDEST)
+    assert queue.take() == []
