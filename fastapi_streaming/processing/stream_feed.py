@@ -39,6 +39,8 @@ BATCH = 500
 BLOCK_MS = 500
 #: Seconds between looks for new source streams.
 DISCOVER_EVERY = 1.0
+#: The largest sequence number of a stream entry id (``<ms>-<sequence>``, 64 bits each).
+MAX_SEQUENCE = 2**64 - 1
 #: Approximate length the derived streams are trimmed to, unless the broker URL's ``maxlen``
 #: says otherwise (as the backend does; 0 never trims).
 MAXLEN = 10_000
@@ -197,7 +199,7 @@ class StreamFeed:
 
     async def _discover(self) -> None:
         positions = self.checkpoint.positions
-        start = f"{self.checkpoint.origin_ms}-0"
+        start = just_before(self.checkpoint.origin_ms)
         for pattern in self.patterns:
             if self.directory is not None:
                 found = await self.directory.streams(pattern)
@@ -209,6 +211,16 @@ class StreamFeed:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def just_before(ms: int) -> str:
+    """The position from which ``XREAD`` returns the entries of millisecond ``ms`` on.
+
+    ``XREAD`` returns what comes after a position: from ``{ms}-0`` it would skip the entry a
+    publish made in the very millisecond the first owner started, the first entry of that
+    millisecond.
+    """
+    return f"{ms - 1}-{MAX_SEQUENCE}" if ms > 0 else "0-0"
 
 
 def in_arrival_order(
