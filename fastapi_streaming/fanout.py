@@ -108,6 +108,9 @@ class TopicStream:
         self._inbound: deque[BrokerMessage | None] = deque(maxlen=INBOUND_LIMIT)
         self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        #: Prepared events not yet handed out, and the timer that hands them out at the latest.
+        self._pending: list[EncodedEvent] = []
+        self._pending_deadline: asyncio.TimerHandle | None = None
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.events = 0
         #: Events handed to clients' queues: ``events`` times the clients there were.
@@ -151,6 +154,9 @@ class TopicStream:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._pending_deadline is not None:
+            self._pending_deadline.cancel()
+            self._pending_deadline = None
 
     async def _run(self) -> None:
         inbound = self._inbound
@@ -180,25 +186,23 @@ class TopicStream:
 
         Each client gets a batch in one call: with a thousand clients, a call per client and
         per event made handing a burst out take longer than writing it to them. A batch goes
-        out once ``YIELD_EVERY`` events are prepared, or once preparing has taken
-        ``LINGER_SECONDS`` (a subscribe handler that waits, or runs in a thread), and then the
-        clients' writers get the event loop before the fan-out goes on.
+        out once ``YIELD_EVERY`` events are prepared, and at the latest ``LINGER_SECONDS``
+        after its first event was (see :meth:`_hold`); then the clients' writers get the
+        event loop before the fan-out goes on.
         """
         inbound = self._inbound
-        batch: list[EncodedEvent] = []
         prepared, since = 0, loop.time()
         while inbound:
             message = inbound.popleft()
             if message is None:
-                self._hand_out(batch)  # the events from before the outage come first
-                batch = []
+                self._hand_out_pending()  # the events from before the outage come first
                 self._announce_gap()
                 continue
             try:
                 if self.tracing is None:
                     encoded = await self.prepare(message)
                     if encoded is not None:
-                        batch.append(encoded)
+                        self._hold(encoded, loop)
                 else:
                     await self._traced(self.tracing, message)
             except Exception:
@@ -207,12 +211,34 @@ class TopicStream:
                 continue
             prepared += 1
             if prepared >= YIELD_EVERY or loop.time() - since >= LINGER_SECONDS:
-                self._hand_out(batch)
-                batch = []
+                self._hand_out_pending()
                 # In a burst, let the clients' writers drain their queues before going on.
                 await asyncio.sleep(0)
                 prepared, since = 0, loop.time()
-        self._hand_out(batch)
+        self._hand_out_pending()
+
+    def _hold(self, encoded: EncodedEvent, loop: asyncio.AbstractEventLoop) -> None:
+        """Keep a prepared event for the next batch.
+
+        The first event of a batch starts a timer: if the subscribe handler then waits for a
+        while on one event (a lookup, a thread), what was prepared before it goes out when the
+        timer fires instead of waiting for it.
+        """
+        self._pending.append(encoded)
+        if self._pending_deadline is None:
+            self._pending_deadline = loop.call_later(LINGER_SECONDS, self._hand_out_pending)
+
+    def _hand_out_pending(self) -> None:
+        """Hand out the events kept by :meth:`_hold`, if any."""
+        if self._pending_deadline is not None:
+            self._pending_deadline.cancel()
+            self._pending_deadline = None
+        batch, self._pending = self._pending, []
+        try:
+            self._hand_out(batch)
+        except Exception:
+            self.skipped += len(batch)
+            logger.exception("Could not deliver events of %s", self.address)
 
     def _more_coming(self, arrived: int, waited: int, waiting: float) -> bool:
         """Whether to wait one more turn before handing out the events that arrived.

@@ -367,3 +367,37 @@ async def test_a_subscribe_handler_that_waits_does_not_hold_back_what_it_prepare
             await asyncio.sleep(0)
 
         assert pending_when_called == [0, 1, 2, 3]
+
+
+async def test_one_slow_call_of_a_subscribe_handler_does_not_hold_back_the_events_before_it() -> (
+    None
+):
+    """The events prepared before a handler call that waits long go out at the latest
+    ``LINGER_SECONDS`` after the first of them, not once that call returns."""
+    streaming = StreamingAPI(title="slow once", version="1", broker="memory://")
+    slow = asyncio.Event()
+
+    @streaming.subscribe("/slow-once/{room}")
+    async def lookup(event: dict[str, Any], room: str) -> dict[str, Any]:
+        if event["n"] == 3:
+            await slow.wait()  # a lookup that takes as long as the test wants
+        return event
+
+    address = f"/slow-once/{uuid.uuid4().hex}"
+    async with streaming.running() as runtime:
+        queue = ClientQueue(1000)
+        await runtime.subscribe(queue, address)
+        await asyncio.gather(*(runtime.emit(address, {"n": n}) for n in range(5)))
+
+        async def three_arrived() -> None:
+            while len(queue.items) < 3:
+                await queue.wait()
+                await asyncio.sleep(0)
+
+        await asyncio.wait_for(three_arrived(), 50 * fanout.LINGER_SECONDS)
+        assert [json.loads(item.data_json)["n"] for item in queue.items] == [0, 1, 2]
+        slow.set()
+        while len(queue.items) < 5:
+            await asyncio.wait_for(queue.wait(), 10)
+            await asyncio.sleep(0)
+        assert [e["n"] for e in decoded(queue)] == [0, 1, 2, 3, 4]
