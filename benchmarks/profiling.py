@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 #: py-spy's collapsed frames look like ``function (path/to/file.py:123)``.
@@ -31,7 +32,8 @@ def record(pid: int, output: Path, duration: float) -> subprocess.Popen[bytes] |
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def _frame(text: str) -> str:
+def frame_name(text: str) -> str:
+    """A collapsed frame as ``path:function``, the path cut to where it names a package."""
     match = FRAME.match(text.strip())
     if match is None:
         return text.strip()
@@ -44,16 +46,19 @@ def _frame(text: str) -> str:
     return f"{path}:{match['func']}"
 
 
+def stacks(text: str) -> Iterator[tuple[list[str], int]]:
+    """Each stack of a collapsed-stack file (``frame;frame;... count``), outermost frame first."""
+    for line in text.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if stack and count_text.isdigit():
+            yield [frame_name(f) for f in stack.split(";")], int(count_text)
+
+
 def summarise(path: Path, top: int = 15, ours: str = "fastapi_streaming/") -> str:
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
     samples = 0
-    for line in path.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
-        frames = [_frame(f) for f in stack.split(";")]
+    for frames, count in stacks(path.read_text()):
         samples += count
         own[frames[-1]] += count
         for frame in set(frames):
