@@ -80,7 +80,8 @@ class RedisBackend(BroadcastBackend):
         self._confirmations.clear()
         if self._pubsub is not None:
             with contextlib.suppress(Exception):
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+                # redis-py annotates PubSub.aclose from 8.2 on; before, it is untyped.
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
             self._pubsub = None
         if self._client is not None:
             with contextlib.suppress(Exception):
